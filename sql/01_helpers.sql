@@ -1,0 +1,243 @@
+-- Private helpers (underscore-prefixed): not granted to the app role.
+
+-- The clock every time-dependent verb uses; tests pin it with p_now.
+create function waitroom._now(p_now timestamptz) returns timestamptz
+language sql stable parallel safe
+as $$ select coalesce(p_now, now()) $$;
+comment on function waitroom._now(timestamptz) is 'p_now when given, else the transaction time: the injectable clock.';
+
+-- Tokens are compared by hash only.
+create function waitroom._hash(p_token text) returns bytea
+language sql immutable strict parallel safe
+as $$ select sha256(convert_to(p_token, 'UTF8')) $$;
+comment on function waitroom._hash(text) is 'sha256 of a bearer token, the only form in which tokens are stored.';
+
+-- Time-ordered ids keep the primary key's inserts on its rightmost pages
+-- (uuidv7, PostgreSQL 18+); older servers get random ones.
+do $$
+begin
+  if exists (select from pg_proc where proname = 'uuidv7' and pronamespace = 'pg_catalog'::regnamespace) then
+    create function waitroom._new_id() returns uuid language sql volatile as 'select uuidv7()';
+  else
+    create function waitroom._new_id() returns uuid language sql volatile as 'select gen_random_uuid()';
+  end if;
+end
+$$;
+comment on function waitroom._new_id() is 'A new ticket id: uuidv7 where the server has it, else a random uuid.';
+
+-- 244 random bits from the server's strong RNG, url-safe, no extension needed.
+create function waitroom._new_token() returns text
+language sql volatile parallel safe
+as $$
+  select translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()), 'base64'), '+/=', '-_')
+$$;
+comment on function waitroom._new_token() is 'A fresh bearer token (base64url, 244 random bits).';
+
+-- One place that raises the errors the HTTP layer maps to status codes.
+create function waitroom._fail(p_code text, p_message text) returns void
+language plpgsql
+as $$
+begin
+  raise exception using errcode = p_code, message = p_message;
+end
+$$;
+comment on function waitroom._fail(text, text) is
+  'Raise a waitroom error: WR400 invalid argument, WR404 unknown room, WR409 room exists, WR503 room closed.';
+
+create function waitroom._room(p_room text) returns waitroom.rooms
+language plpgsql stable
+as $$
+declare
+  r waitroom.rooms;
+begin
+  select * into r from waitroom.rooms where id = p_room;
+  if not found then
+    perform waitroom._fail('WR404', format('room %L does not exist', p_room));
+  end if;
+  return r;
+end
+$$;
+comment on function waitroom._room(text) is 'The room row, or error WR404.';
+
+-- Serialises admissions and configuration changes of one room (not of others).
+create function waitroom._lock_room(p_room text) returns void
+language sql
+as $$ select pg_advisory_xact_lock(2001, hashtext(p_room)) $$;
+comment on function waitroom._lock_room(text) is
+  'Transaction-level advisory lock (2001, hashtext(room)) taken by admit and configure_room.';
+
+create function waitroom._event(p_room text, p_ticket uuid, p_type text, p_data jsonb, p_at timestamptz)
+returns void
+language sql
+as $$
+  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+  values (p_room, p_ticket, p_type, coalesce(p_data, '{}'), p_at)
+$$;
+comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger.';
+
+-- Shard chosen by backend so concurrent writers rarely share a row.
+create function waitroom._dequeue(p_room text, p_count bigint) returns void
+language sql
+as $$
+  update waitroom.queue_tally
+     set dequeued = dequeued + p_count
+   where room_id = p_room and shard = pg_backend_pid() % 16
+$$;
+comment on function waitroom._dequeue(text, bigint) is
+  'Record that p_count queue numbers of the room no longer stand for queued tickets.';
+
+create function waitroom._depth(p_room text) returns bigint
+language sql stable
+as $$
+  select coalesce(pg_sequence_last_value(r.queue_seq), 0)
+       - (select coalesce(sum(q.dequeued), 0) from waitroom.queue_tally q where q.room_id = r.id)
+    from waitroom.rooms r
+   where r.id = p_room
+$$;
+comment on function waitroom._depth(text) is 'Number of queued tickets in the room, in O(1): numbers drawn minus numbers dequeued.';
+
+-- The status a ticket has at p_now, whether or not sweep has recorded it yet:
+-- horizons decide, so answers never depend on when maintenance last ran.
+create function waitroom._effective_status(t waitroom.tickets, r waitroom.rooms, p_now timestamptz)
+returns text
+language sql stable
+as $$
+  select case
+    when t.status = 'queued' and t.last_seen_at + make_interval(secs => r.idle_seconds) <= p_now then 'expired'
+    when t.status = 'admitted' and t.claim_deadline <= p_now then 'expired'
+    when t.status in ('active', 'draining') and t.expires_at + make_interval(secs => r.grace_seconds) <= p_now then 'ended'
+    when t.status = 'active' and t.expires_at <= p_now then 'draining'
+    else t.status
+  end
+$$;
+comment on function waitroom._effective_status(waitroom.tickets, waitroom.rooms, timestamptz) is
+  'Ticket status at p_now, counting horizons that sweep has not recorded yet.';
+
+-- The answer to "may this token proceed?", shared by check and the other gates.
+create function waitroom._verdict(t waitroom.tickets, r waitroom.rooms, p_token_hash bytea, p_now timestamptz)
+returns waitroom.verdict
+language plpgsql stable
+as $$
+declare
+  v_status text;
+begin
+  if t.id is null or p_token_hash is null then
+    return row(false, 'unknown', null, null)::waitroom.verdict;
+  end if;
+  if t.token_hash <> p_token_hash then
+    if p_token_hash = any (t.superseded_token_hashes) then
+      return row(false, 'superseded', null, null)::waitroom.verdict;
+    end if;
+    return row(false, 'unknown', null, null)::waitroom.verdict;
+  end if;
+  v_status := waitroom._effective_status(t, r, p_now);
+  return case v_status
+    when 'active'   then row(true,  'ok',          v_status, t.expires_at)
+    when 'admitted' then row(false, 'not_claimed', v_status, t.claim_deadline)
+    when 'draining' then row(false, 'draining',    v_status, t.expires_at)
+    else                 row(false, v_status,      v_status, null)
+  end::waitroom.verdict;
+end
+$$;
+comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, timestamptz) is
+  'Verdict for a ticket and presented token hash: wrong tokens learn nothing beyond "unknown".';
+
+-- State transitions driven by time, for one room or all; each kind bounded
+-- by p_limit, rows picked with SKIP LOCKED so concurrent callers share work.
+create function waitroom._expire(p_room text, p_limit integer, p_now timestamptz)
+returns table (offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint)
+language plpgsql
+as $$
+declare
+  v_room record;
+begin
+  -- Offers nobody claimed in time: the seat goes back to the pool.
+  with lapsed as (
+    select t.id
+      from waitroom.rooms r
+      join waitroom.tickets t on t.room_id = r.id
+     where (p_room is null or r.id = p_room)
+       and t.status = 'admitted' and t.claim_deadline <= p_now
+     limit p_limit
+       for update of t skip locked
+  ), done as (
+    update waitroom.tickets t
+       set status = 'expired', ended_at = p_now, end_reason = 'claim_timeout'
+      from lapsed where t.id = lapsed.id
+    returning t.id, t.room_id
+  )
+  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+  select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done;
+  get diagnostics offers_expired = row_count;
+
+  -- Queued tickets nobody has heard from for idle_seconds.
+  idle_expired := 0;
+  for v_room in
+    with idle as (
+      select t.id
+        from waitroom.rooms r
+        join waitroom.tickets t on t.room_id = r.id
+       where (p_room is null or r.id = p_room)
+         and t.status = 'queued'
+         and t.last_seen_at <= p_now - make_interval(secs => r.idle_seconds)
+       limit p_limit
+         for update of t skip locked
+    ), done as (
+      update waitroom.tickets t
+         set status = 'expired', ended_at = p_now, end_reason = 'idle'
+        from idle where t.id = idle.id
+      returning t.id, t.room_id
+    ), logged as (
+      insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+      select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
+    )
+    select room_id, count(*) as n from done group by room_id
+  loop
+    perform waitroom._dequeue(v_room.room_id, v_room.n);
+    idle_expired := idle_expired + v_room.n;
+  end loop;
+
+  -- Sessions past expiry + grace end (straight from active when sweep lagged).
+  with over as (
+    select t.id
+      from waitroom.rooms r
+      join waitroom.tickets t on t.room_id = r.id
+     where (p_room is null or r.id = p_room)
+       and t.status in ('active', 'draining')
+       and t.expires_at <= p_now - make_interval(secs => r.grace_seconds)
+     limit p_limit
+       for update of t skip locked
+  ), done as (
+    update waitroom.tickets t
+       set status = 'ended', ended_at = p_now, end_reason = 'session_over'
+      from over where t.id = over.id
+    returning t.id, t.room_id
+  )
+  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+  select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done;
+  get diagnostics sessions_ended = row_count;
+
+  -- Sessions past expiry start draining.
+  with due as (
+    select t.id
+      from waitroom.rooms r
+      join waitroom.tickets t on t.room_id = r.id
+     where (p_room is null or r.id = p_room)
+       and t.status = 'active' and t.expires_at <= p_now
+     limit p_limit
+       for update of t skip locked
+  ), done as (
+    update waitroom.tickets t
+       set status = 'draining'
+      from due where t.id = due.id
+    returning t.id, t.room_id, t.expires_at
+  )
+  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+  select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done;
+  get diagnostics sessions_drained = row_count;
+
+  return next;
+end
+$$;
+comment on function waitroom._expire(text, integer, timestamptz) is
+  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit.';

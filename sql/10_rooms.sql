@@ -1,0 +1,151 @@
+-- Rooms: create, configure, delete.
+
+-- Settings are the rooms columns an operator may change.
+create function waitroom._room_settings() returns text[]
+language sql stable
+as $$
+  select array_agg(attname::text order by attnum)
+    from pg_attribute
+   where attrelid = 'waitroom.rooms'::regclass and attnum > 0 and not attisdropped
+     and attname not in ('id', 'queue_seq', 'created_at', 'updated_at')
+$$;
+comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
+
+-- Merge settings into a room row; unknown keys and bad types are WR400.
+create function waitroom._apply_settings(r waitroom.rooms, p_settings jsonb) returns waitroom.rooms
+language plpgsql stable
+as $$
+declare
+  v_unknown text;
+begin
+  if p_settings is null or jsonb_typeof(p_settings) <> 'object' then
+    perform waitroom._fail('WR400', 'settings must be a JSON object');
+  end if;
+  select string_agg(format('%I', k), ', ') into v_unknown
+    from jsonb_object_keys(p_settings) k
+   where k <> all (waitroom._room_settings());
+  if v_unknown is not null then
+    perform waitroom._fail('WR400', format('unknown setting %s (known: %s)',
+      v_unknown, array_to_string(waitroom._room_settings(), ', ')));
+  end if;
+  begin
+    return jsonb_populate_record(r, p_settings);
+  exception when data_exception then
+    perform waitroom._fail('WR400', format('invalid settings: %s', sqlerrm));
+  end;
+end
+$$;
+comment on function waitroom._apply_settings(waitroom.rooms, jsonb) is 'Room row with p_settings applied; WR400 on unknown keys or values of the wrong type.';
+
+-- Write a room row back; constraint violations become WR400 naming the rule.
+create function waitroom._save_room(r waitroom.rooms) returns void
+language plpgsql
+as $$
+begin
+  update waitroom.rooms
+     set (capacity, admit_per_minute, session_seconds, grace_seconds, claim_seconds, idle_seconds,
+          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, updated_at)
+       = (r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds, r.idle_seconds,
+          r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds, r.updated_at)
+   where id = r.id;
+exception
+  when check_violation then
+    perform waitroom._fail('WR400', format('invalid settings for room %L: %s', r.id, sqlerrm));
+  when not_null_violation then
+    perform waitroom._fail('WR400', format('invalid settings for room %L: %s', r.id, sqlerrm));
+end
+$$;
+comment on function waitroom._save_room(waitroom.rooms) is 'Update the room row from a record; WR400 when a constraint rejects it.';
+
+create function waitroom.create_room(
+  p_room     text,
+  p_capacity integer,
+  p_settings jsonb default '{}',
+  p_now      timestamptz default null
+) returns waitroom.rooms
+language plpgsql
+as $$
+declare
+  v_now timestamptz := waitroom._now(p_now);
+  v_seq text;
+  r waitroom.rooms;
+begin
+  if p_capacity is null then
+    perform waitroom._fail('WR400', 'capacity is required');
+  end if;
+  if p_room is null or p_room !~ '^[a-z0-9][a-z0-9_-]{0,47}$' then
+    perform waitroom._fail('WR400', 'room id must be 1 to 48 characters of a-z, 0-9, _ and -, starting with a letter or digit');
+  end if;
+  v_seq := format('waitroom.%I', 'queue_' || p_room);
+  begin
+    execute format('create sequence %s', v_seq);
+  exception when duplicate_table then
+    perform waitroom._fail('WR409', format('room %L already exists', p_room));
+  end;
+  begin
+    insert into waitroom.rooms (id, capacity, queue_seq, created_at, updated_at)
+    values (p_room, p_capacity, v_seq::regclass, v_now, v_now)
+    returning * into r;
+  exception
+    when check_violation or not_null_violation then
+      perform waitroom._fail('WR400', format('invalid room: %s', sqlerrm));
+  end;
+  r := waitroom._apply_settings(r, p_settings);
+  perform waitroom._save_room(r);
+  insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
+  perform waitroom._event(p_room, null, 'room_created',
+    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at', v_now);
+  return r;
+end
+$$;
+comment on function waitroom.create_room(text, integer, jsonb, timestamptz) is
+  'Create a room: id is a slug (a-z, 0-9, _ and -), capacity the maximum occupied seats, p_settings any other room columns. WR409 if it exists, WR400 if invalid.';
+
+create function waitroom.configure_room(
+  p_room     text,
+  p_settings jsonb,
+  p_now      timestamptz default null
+) returns waitroom.rooms
+language plpgsql
+as $$
+declare
+  v_now timestamptz := waitroom._now(p_now);
+  v_old waitroom.rooms;
+  r waitroom.rooms;
+  v_changes jsonb;
+begin
+  perform waitroom._lock_room(p_room);
+  v_old := waitroom._room(p_room);
+  r := waitroom._apply_settings(v_old, p_settings);
+  select coalesce(jsonb_object_agg(n.key, n.value), '{}') into v_changes
+    from jsonb_each(to_jsonb(r)) n
+   where n.value is distinct from to_jsonb(v_old) -> n.key;
+  if v_changes <> '{}' then
+    r.updated_at := v_now;
+    perform waitroom._save_room(r);
+    perform waitroom._event(p_room, null, 'room_configured', v_changes, v_now);
+  end if;
+  return r;
+end
+$$;
+comment on function waitroom.configure_room(text, jsonb, timestamptz) is
+  'Change room settings (any subset, e.g. {"capacity": 50, "mode": "paused"}); serialised with admissions, effective at once. A lower capacity evicts nobody: admission waits until occupancy falls below it.';
+
+create function waitroom.delete_room(p_room text, p_now timestamptz default null) returns waitroom.rooms
+language plpgsql
+as $$
+declare
+  r waitroom.rooms;
+begin
+  perform waitroom._lock_room(p_room);
+  r := waitroom._room(p_room);
+  delete from waitroom.tickets where room_id = p_room;
+  delete from waitroom.queue_tally where room_id = p_room;
+  delete from waitroom.rooms where id = p_room;
+  execute format('drop sequence %s', r.queue_seq);
+  perform waitroom._event(p_room, null, 'room_deleted', '{}', waitroom._now(p_now));
+  return r;
+end
+$$;
+comment on function waitroom.delete_room(text, timestamptz) is
+  'Delete a room and all its tickets; the ledger keeps its events until retention. WR404 if unknown.';

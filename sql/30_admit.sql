@@ -1,0 +1,81 @@
+-- admit: offer free seats to the next tickets in line.
+
+create function waitroom.admit(
+  p_room text,
+  p_max  integer default null,
+  p_now  timestamptz default null
+) returns table (ticket_id uuid, holder text, priority integer, claim_deadline timestamptz)
+language plpgsql
+as $$
+#variable_conflict use_column
+declare
+  v_now      timestamptz := waitroom._now(p_now);
+  r          waitroom.rooms;
+  v_occupied bigint;
+  v_budget   bigint;
+  v_admitted bigint;
+begin
+  -- Each statement below must see every admission committed before the lock
+  -- was granted; only READ COMMITTED takes a fresh snapshot per statement.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform waitroom._fail('WR400', 'waitroom.admit must run at READ COMMITTED isolation');
+  end if;
+  if p_max is not null and p_max < 0 then
+    perform waitroom._fail('WR400', 'p_max must not be negative');
+  end if;
+  perform waitroom._lock_room(p_room);
+  r := waitroom._room(p_room);
+  if r.mode not in ('open', 'passthrough') or r.opens_at > v_now then
+    return;
+  end if;
+
+  -- Record lapsed offers and finished sessions first so their seats count as free.
+  perform waitroom._expire(p_room, 1000, v_now);
+
+  select (select count(*) from waitroom.tickets t where t.room_id = p_room and t.status = 'admitted')
+       + (select count(*) from waitroom.tickets t where t.room_id = p_room and t.status in ('active', 'draining'))
+    into v_occupied;
+  v_budget := least(r.capacity - v_occupied, coalesce(p_max, r.capacity));
+  if r.mode = 'open' and r.admit_per_minute is not null then
+    v_budget := least(v_budget, r.admit_per_minute - (
+      select count(*) from waitroom.events e
+       where e.room_id = p_room and e.type = 'admitted'
+         and e.created_at > v_now - interval '1 minute' and e.created_at <= v_now));
+  end if;
+  if v_budget <= 0 then
+    return;
+  end if;
+
+  return query
+  with picked as (
+    select t.id
+      from waitroom.tickets t
+     where t.room_id = p_room and t.status = 'queued'
+       and t.last_seen_at > v_now - make_interval(secs => r.idle_seconds)
+     order by t.priority desc, t.seq
+     limit v_budget
+       for update skip locked
+  ), done as (
+    update waitroom.tickets t
+       set status = 'admitted', admitted_at = v_now,
+           claim_deadline = v_now + make_interval(secs => r.claim_seconds)
+      from picked where t.id = picked.id
+    returning t.id, t.holder, t.priority, t.claim_deadline, t.queued_at
+  ), logged as (
+    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+    select p_room, d.id, 'admitted',
+           jsonb_build_object('claim_deadline', d.claim_deadline,
+                              'waited_ms', (extract(epoch from v_now - d.queued_at) * 1000)::bigint),
+           v_now
+      from done d
+  )
+  select d.id, d.holder, d.priority, d.claim_deadline from done d;
+
+  get diagnostics v_admitted = row_count;
+  if v_admitted > 0 then
+    perform waitroom._dequeue(p_room, v_admitted);
+  end if;
+end
+$$;
+comment on function waitroom.admit(text, integer, timestamptz) is
+  'Admit the next queued tickets (priority desc, then join order) into free seats, within admit_per_minute and p_max; one row per admitted ticket. Serialised per room by an advisory lock: occupied seats never exceed capacity. Admits nobody when the room is paused, closed or before opens_at.';

@@ -1,0 +1,128 @@
+-- The holder's verbs on an existing ticket: claim, heartbeat, leave, check.
+-- Expected outcomes (wrong token, lapsed offer, not admitted yet) are answers
+-- with a precise code, never exceptions, and change nothing.
+
+create function waitroom.claim(p_ticket uuid, p_token text, p_now timestamptz default null)
+returns waitroom.verdict
+language plpgsql
+as $$
+declare
+  v_now  timestamptz := waitroom._now(p_now);
+  v_hash bytea := waitroom._hash(p_token);
+  t waitroom.tickets;
+  r waitroom.rooms;
+  v waitroom.verdict;
+begin
+  -- The predicate is the lock: of any number of concurrent callers exactly
+  -- one sees status = 'admitted' and wins.
+  update waitroom.tickets tk
+     set status = 'active', claimed_at = v_now, last_seen_at = v_now,
+         expires_at = v_now + make_interval(secs => rm.session_seconds)
+    from waitroom.rooms rm
+   where tk.id = p_ticket and rm.id = tk.room_id
+     and tk.token_hash = v_hash and tk.status = 'admitted' and tk.claim_deadline > v_now
+  returning tk.* into t;
+  if found then
+    perform waitroom._event(t.room_id, t.id, 'active', jsonb_build_object('expires_at', t.expires_at), v_now);
+    return row(true, 'ok', 'active', t.expires_at)::waitroom.verdict;
+  end if;
+
+  select * into t from waitroom.tickets where id = p_ticket;
+  select * into r from waitroom.rooms where id = t.room_id;
+  v := waitroom._verdict(t, r, v_hash, v_now);
+  if v.code = 'ok' then
+    v := row(false, 'already_claimed', v.status, v.expires_at)::waitroom.verdict;
+  end if;
+  return v;
+end
+$$;
+comment on function waitroom.claim(uuid, text, timestamptz) is
+  'Turn an admission offer into an active seat for session_seconds. Exactly one concurrent caller wins; others get already_claimed. Codes: ok, unknown, superseded, queued, already_claimed, draining, ended, expired, left.';
+
+create function waitroom.heartbeat(p_ticket uuid, p_token text, p_now timestamptz default null)
+returns waitroom.verdict
+language plpgsql
+as $$
+declare
+  v_now  timestamptz := waitroom._now(p_now);
+  v_hash bytea := waitroom._hash(p_token);
+  t waitroom.tickets;
+  r waitroom.rooms;
+  v waitroom.verdict;
+begin
+  select * into t from waitroom.tickets where id = p_ticket;
+  select * into r from waitroom.rooms where id = t.room_id;
+  v := waitroom._verdict(t, r, v_hash, v_now);
+  if coalesce(v.status, '') not in ('queued', 'admitted', 'active') then
+    return v;
+  end if;
+  -- Re-check liveness in the UPDATE itself: a concurrent transition wins.
+  update waitroom.tickets tk
+     set last_seen_at = greatest(tk.last_seen_at, v_now),
+         expires_at = case
+           when tk.status = 'active' and r.renew_on_heartbeat
+             then greatest(tk.expires_at, v_now + make_interval(secs => r.session_seconds))
+           else tk.expires_at end
+   where tk.id = p_ticket and tk.token_hash = v_hash and tk.status = t.status
+     and waitroom._effective_status(tk, r, v_now) = tk.status
+  returning tk.* into t;
+  if not found then
+    select * into t from waitroom.tickets where id = p_ticket;
+    return waitroom._verdict(t, r, v_hash, v_now);
+  end if;
+  v := waitroom._verdict(t, r, v_hash, v_now);
+  return row(true, 'ok', v.status, v.expires_at)::waitroom.verdict;
+end
+$$;
+comment on function waitroom.heartbeat(uuid, text, timestamptz) is
+  'The holder is present: refreshes last_seen_at of a queued, admitted or active ticket and, where the room renews on heartbeat, extends an active seat to now + session_seconds. ok = recorded.';
+
+create function waitroom.leave(p_ticket uuid, p_token text, p_now timestamptz default null)
+returns waitroom.verdict
+language plpgsql
+as $$
+declare
+  v_now  timestamptz := waitroom._now(p_now);
+  v_hash bytea := waitroom._hash(p_token);
+  v_from text;
+  t waitroom.tickets;
+  r waitroom.rooms;
+begin
+  select * into r from waitroom.rooms where id = (select room_id from waitroom.tickets where id = p_ticket);
+  with live as (
+    select tk.id, tk.status
+      from waitroom.tickets tk
+     where tk.id = p_ticket and tk.token_hash = v_hash
+       and tk.status in ('queued', 'admitted', 'active', 'draining')
+       for update
+  )
+  update waitroom.tickets tk
+     set status = 'left', ended_at = v_now, end_reason = 'left'
+    from live
+   where tk.id = live.id and waitroom._effective_status(tk, r, v_now) = live.status
+  returning live.status into v_from;
+  if v_from is null then
+    select * into t from waitroom.tickets where id = p_ticket;
+    return waitroom._verdict(t, r, v_hash, v_now);
+  end if;
+  if v_from = 'queued' then
+    perform waitroom._dequeue(r.id, 1);
+  end if;
+  perform waitroom._event(r.id, p_ticket, 'left', jsonb_build_object('from', v_from), v_now);
+  return row(true, 'ok', 'left', null)::waitroom.verdict;
+end
+$$;
+comment on function waitroom.leave(uuid, text, timestamptz) is
+  'Give up a live ticket (queued, admitted, active or draining): its seat is free at once. ok = left now; a second call answers code left.';
+
+create function waitroom.check(p_ticket uuid, p_token text, p_now timestamptz default null)
+returns waitroom.verdict
+language sql stable
+as $$
+  select waitroom._verdict(t, r, waitroom._hash(p_token), waitroom._now(p_now))
+    from (select 1) one
+    left join waitroom.tickets t on t.id = p_ticket
+    left join waitroom.rooms r on r.id = t.room_id
+$$;
+comment on function waitroom.check(uuid, text, timestamptz) is
+  'The gate for the protected app: ok only for an active seat. Otherwise code names the reason: unknown (no such ticket or wrong token), superseded, queued, not_claimed, draining, ended, expired, left. Read-only.';

@@ -1,0 +1,48 @@
+-- sweep: maintenance driven by time; safe to run concurrently and repeatedly.
+
+create function waitroom.sweep(p_limit integer default 1000, p_now timestamptz default null)
+returns waitroom.sweep_result
+language plpgsql
+as $$
+declare
+  v_now timestamptz := waitroom._now(p_now);
+  -- Events of deleted rooms follow the default retention.
+  c_default_retention constant interval := interval '7 days';
+  v waitroom.sweep_result;
+begin
+  if p_limit is null or p_limit < 1 then
+    perform waitroom._fail('WR400', 'p_limit must be at least 1');
+  end if;
+  select * into v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended
+    from waitroom._expire(null, p_limit, v_now);
+
+  with old as (
+    select t.id
+      from waitroom.rooms r
+      join waitroom.tickets t on t.room_id = r.id
+     where t.status in ('ended', 'expired', 'left')
+       and t.ended_at < v_now - make_interval(secs => r.retention_seconds)
+     limit p_limit
+       for update of t skip locked
+  )
+  delete from waitroom.tickets t using old where t.id = old.id;
+  get diagnostics v.tickets_purged = row_count;
+
+  with old as (
+    select e.id
+      from waitroom.events e
+      left join waitroom.rooms r on r.id = e.room_id
+     where e.created_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
+       -- A constant bound (the shortest retention) lets the BRIN index skip recent blocks.
+       and e.created_at < v_now - least(c_default_retention,
+             (select make_interval(secs => min(retention_seconds)) from waitroom.rooms))
+     limit p_limit
+  )
+  delete from waitroom.events e using old where e.id = old.id;
+  get diagnostics v.events_purged = row_count;
+
+  return v;
+end
+$$;
+comment on function waitroom.sweep(integer, timestamptz) is
+  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, purge finished tickets and events past the room''s retention_seconds. Each kind at most p_limit rows; concurrent runs share the work.';

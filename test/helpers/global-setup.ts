@@ -1,0 +1,67 @@
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import type { TestProject } from "vitest/node";
+import { startEmbeddedPostgres } from "../../src/db/embedded.js";
+import { migrate } from "../../src/db/migrate.js";
+import { createLogger } from "../../src/log.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Superuser URL of the test server's maintenance database. */
+    serverUrl: string;
+    /** Migrated database that each test file clones. */
+    templateDatabase: string;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/*
+ * One PostgreSQL for the whole run: TEST_DATABASE_URL or DATABASE_URL when
+ * set (the role needs CREATEDB), else an embedded server in a temporary
+ * directory. A template database is migrated once; every test file clones it.
+ */
+export default async function setup(project: TestProject) {
+  const log = createLogger(process.env.LOG_LEVEL ?? "warn");
+  const externalUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+  const embedded = externalUrl
+    ? undefined
+    : await startEmbeddedPostgres({
+        dataDir: join(tmpdir(), `waitroom-test-${randomBytes(4).toString("hex")}`),
+        port: await freePort(),
+        durable: false,
+        maxConnections: 400,
+        log,
+      });
+  const serverUrl = externalUrl ?? (embedded?.url as string);
+  const templateDatabase = `waitroom_template_${process.pid}`;
+
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${templateDatabase}`);
+  await admin.query(`create database ${templateDatabase}`);
+  const templateUrl = new URL(serverUrl);
+  templateUrl.pathname = `/${templateDatabase}`;
+  await migrate(templateUrl.toString(), log);
+
+  project.provide("serverUrl", serverUrl);
+  project.provide("templateDatabase", templateDatabase);
+
+  return async () => {
+    await admin.query(`drop database if exists ${templateDatabase} with (force)`);
+    await admin.end();
+    await embedded?.stop();
+  };
+}
