@@ -132,11 +132,11 @@ begin
   end if;
   v_status := waitroom._effective_status(t, r, p_now);
   return case v_status
-    when 'active'   then row(true,  'ok',          v_status, t.expires_at)
-    when 'admitted' then row(false, 'not_claimed', v_status, t.claim_deadline)
-    when 'draining' then row(false, 'draining',    v_status, t.expires_at)
-    else                 row(false, v_status,      v_status, null)
-  end::waitroom.verdict;
+    when 'active'   then row(true,  'ok',          v_status, t.expires_at)::waitroom.verdict
+    when 'admitted' then row(false, 'not_claimed', v_status, t.claim_deadline)::waitroom.verdict
+    when 'draining' then row(false, 'draining',    v_status, t.expires_at)::waitroom.verdict
+    else                 row(false, v_status,      v_status, null)::waitroom.verdict
+  end;
 end
 $$;
 comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, timestamptz) is

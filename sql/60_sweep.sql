@@ -1,6 +1,10 @@
 -- sweep: maintenance driven by time; safe to run concurrently and repeatedly.
 
-create function waitroom.sweep(p_limit integer default 1000, p_now timestamptz default null)
+create function waitroom.sweep(
+  p_limit integer default 1000,
+  p_room  text default null,
+  p_now   timestamptz default null
+)
 returns waitroom.sweep_result
 language plpgsql
 as $$
@@ -14,13 +18,14 @@ begin
     perform waitroom._fail('WR400', 'p_limit must be at least 1');
   end if;
   select * into v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended
-    from waitroom._expire(null, p_limit, v_now);
+    from waitroom._expire(p_room, p_limit, v_now);
 
   with old as (
     select t.id
       from waitroom.rooms r
       join waitroom.tickets t on t.room_id = r.id
-     where t.status in ('ended', 'expired', 'left')
+     where (p_room is null or r.id = p_room)
+       and t.status in ('ended', 'expired', 'left')
        and t.ended_at < v_now - make_interval(secs => r.retention_seconds)
      limit p_limit
        for update of t skip locked
@@ -32,7 +37,8 @@ begin
     select e.id
       from waitroom.events e
       left join waitroom.rooms r on r.id = e.room_id
-     where e.created_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
+     where (p_room is null or e.room_id = p_room)
+       and e.created_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
        -- A constant bound (the shortest retention) lets the BRIN index skip recent blocks.
        and e.created_at < v_now - least(c_default_retention,
              (select make_interval(secs => min(retention_seconds)) from waitroom.rooms))
@@ -44,5 +50,5 @@ begin
   return v;
 end
 $$;
-comment on function waitroom.sweep(integer, timestamptz) is
-  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, purge finished tickets and events past the room''s retention_seconds. Each kind at most p_limit rows; concurrent runs share the work.';
+comment on function waitroom.sweep(integer, text, timestamptz) is
+  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows; concurrent runs share the work.';

@@ -1,0 +1,60 @@
+import { randomBytes } from "node:crypto";
+import type { Sql } from "../../src/db/client.js";
+
+/** A fixed clock origin: every time-dependent verb gets p_now = T0 + seconds. */
+const T0 = Date.parse("2030-01-01T00:00:00Z");
+export const at = (seconds: number): Date => new Date(T0 + seconds * 1000);
+
+export const uniqueRoomId = (prefix = "room"): string => `${prefix}-${randomBytes(4).toString("hex")}`;
+
+export type Joined = { ticket_id: string; token: string; status: string; position: number | null; depth: number };
+export type Verdict = { ok: boolean; code: string; status: string | null; expires_at: Date | null };
+
+export async function createRoom(sql: Sql, capacity: number, settings: Record<string, unknown> = {}): Promise<string> {
+  const id = uniqueRoomId();
+  await sql`select waitroom.create_room(${id}, ${capacity}, ${sql.json(settings as never)}, ${at(0)})`;
+  return id;
+}
+
+export async function join(
+  sql: Sql,
+  room: string,
+  options: { holder?: string; priority?: number; now?: Date } = {},
+): Promise<Joined> {
+  const [row] = await sql<Joined[]>`
+    select * from waitroom.join(${room}, ${options.holder ?? null}, ${options.priority ?? 0}, ${options.now ?? at(0)})`;
+  if (!row) throw new Error("join returned no row");
+  return row;
+}
+
+export async function admit(sql: Sql, room: string, now: Date, max: number | null = null): Promise<string[]> {
+  const rows = await sql<{ ticket_id: string }[]>`select ticket_id from waitroom.admit(${room}, ${max}, ${now})`;
+  return rows.map((row) => row.ticket_id);
+}
+
+type SeatVerb = "claim" | "heartbeat" | "leave" | "check";
+
+/** Call one of the verbs that answer with a verdict (ok, code, status, expires_at). */
+export async function verdict(
+  sql: Sql,
+  verb: SeatVerb,
+  ticket: Joined | { ticket_id: string; token: string },
+  now: Date,
+) {
+  const [row] = await sql<Verdict[]>`
+    select * from ${sql(`waitroom.${verb}`)}(${ticket.ticket_id}::uuid, ${ticket.token}, ${now})`;
+  if (!row) throw new Error(`${verb} returned no row`);
+  return row;
+}
+
+export async function ticketRow(sql: Sql, ticketId: string) {
+  const [row] = await sql`select * from waitroom.tickets where id = ${ticketId}`;
+  return row;
+}
+
+export async function eventTypes(sql: Sql, ticketId: string): Promise<string[]> {
+  const rows = await sql<
+    { type: string }[]
+  >`select type from waitroom.events where ticket_id = ${ticketId} order by id`;
+  return rows.map((row) => row.type);
+}
