@@ -58,3 +58,10 @@ export async function eventTypes(sql: Sql, ticketId: string): Promise<string[]> 
   >`select type from waitroom.events where ticket_id = ${ticketId} order by id`;
   return rows.map((row) => row.type);
 }
+
+/** The first row of a result, which the test expects to exist. */
+export function first<T>(rows: readonly T[]): T {
+  const row = rows[0];
+  if (row === undefined) throw new Error("expected at least one row");
+  return row;
+}

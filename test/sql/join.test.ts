@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
-import { admit, at, createRoom, eventTypes, join, ticketRow, verdict } from "../helpers/queue.js";
+import { admit, at, createRoom, eventTypes, first, join, ticketRow, verdict } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 
@@ -20,12 +20,14 @@ describe("join", () => {
     const room = await createRoom(db.sql, 1);
     const ticket = await join(db.sql, room);
     const row = await ticketRow(db.sql, ticket.ticket_id);
-    const [{ hash }] = await db.sql`select sha256(convert_to(${ticket.token}, 'UTF8')) as hash`;
+    const { hash } = first(await db.sql`select sha256(convert_to(${ticket.token}, 'UTF8')) as hash`);
     expect(row?.token_hash).toEqual(hash);
-    const [{ found }] = await db.sql`
+    const { found } = first(
+      await db.sql`
       select count(*)::int as found from waitroom.tickets t
        where position(convert_to(${ticket.token}, 'UTF8') in t.token_hash) > 0
-          or t.holder = ${ticket.token}`;
+          or t.holder = ${ticket.token}`,
+    );
     expect(found).toBe(0);
   });
 
@@ -80,7 +82,7 @@ describe("join", () => {
     expect(await join(db.sql, paused)).toMatchObject({ status: "queued" });
     const closed = await createRoom(db.sql, 1, { mode: "closed" });
     await expect(join(db.sql, closed)).rejects.toMatchObject({ code: "WR503" });
-    const [{ n }] = await db.sql`select count(*)::int as n from waitroom.tickets where room_id = ${closed}`;
+    const { n } = first(await db.sql`select count(*)::int as n from waitroom.tickets where room_id = ${closed}`);
     expect(n).toBe(0);
   });
 
@@ -102,9 +104,9 @@ describe("join", () => {
     async (_label, input: { room?: string; holder?: string; priority?: number }, code) => {
       const room = await createRoom(db.sql, 1);
       await expect(join(db.sql, input.room ?? room, input)).rejects.toMatchObject({ code });
-      const [{ n }] = await db.sql`select count(*)::int as n from waitroom.tickets where room_id = ${room}`;
+      const { n } = first(await db.sql`select count(*)::int as n from waitroom.tickets where room_id = ${room}`);
       expect(n).toBe(0);
-      const [{ depth }] = await db.sql`select waitroom._depth(${room}) as depth`;
+      const { depth } = first(await db.sql`select waitroom._depth(${room}) as depth`);
       expect(depth).toBe(0);
     },
   );

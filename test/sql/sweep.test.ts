@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createSql } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
+import { admit, at, createRoom, first, join, verdict } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 
@@ -116,14 +116,18 @@ describe("sweep", () => {
         clients.map((client) => client`select idle_expired from waitroom.sweep(100, ${room}, ${at(100)})`),
       );
       const total = results.reduce((sum, [row]) => sum + Number(row?.idle_expired), 0);
-      const [{ events }] = await db.sql`
-        select count(*)::int as events from waitroom.events where room_id = ${room} and type = 'expired'`;
-      const [{ expired }] = await db.sql`
-        select count(*)::int as expired from waitroom.tickets where room_id = ${room} and status = 'expired'`;
+      const { events } = first(
+        await db.sql`
+        select count(*)::int as events from waitroom.events where room_id = ${room} and type = 'expired'`,
+      );
+      const { expired } = first(
+        await db.sql`
+        select count(*)::int as expired from waitroom.tickets where room_id = ${room} and status = 'expired'`,
+      );
       expect(total).toBe(expired);
       expect(events).toBe(expired);
       expect(expired).toBeGreaterThan(0);
-      const [{ depth }] = await db.sql`select waitroom._depth(${room}) as depth`;
+      const { depth } = first(await db.sql`select waitroom._depth(${room}) as depth`);
       expect(depth).toBe(300 - expired);
     } finally {
       await Promise.all(clients.map((client) => client.end()));
