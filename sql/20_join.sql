@@ -16,6 +16,7 @@ declare
   v_mode     text;
   v_seq      regclass;
   v_instance integer;
+  v_lost     integer := 0;
 begin
   select r.mode, r.queue_seq into v_mode, v_seq from waitroom.rooms r where r.id = p_room;
   if not found then
@@ -60,10 +61,14 @@ begin
       perform waitroom._event(p_room, ticket_id, 'joined', jsonb_build_object('priority', p_priority), v_now);
       exit;
     end if;
-    -- A concurrent join of the same holder won: its ticket is ours to re-join.
-    -- The number we drew stands for no ticket.
-    perform waitroom._dequeue(p_room, 1);
+    -- A concurrent join of the same holder won: its ticket is ours to re-join,
+    -- and the number we drew stands for no ticket.
+    v_lost := v_lost + 1;
   end loop;
+  -- Tally after the ticket row, the order every verb locks in (no deadlock).
+  if v_lost > 0 then
+    perform waitroom._dequeue(p_room, v_lost);
+  end if;
 
   if v_mode = 'passthrough' and status = 'queued' then
     perform waitroom.admit(p_room, null, p_now);

@@ -9,7 +9,7 @@ language plpgsql
 as $$
 #variable_conflict use_column
 declare
-  v_now      timestamptz := waitroom._now(p_now);
+  v_now      timestamptz;
   r          waitroom.rooms;
   v_occupied bigint;
   v_budget   bigint;
@@ -24,6 +24,10 @@ begin
     perform waitroom._fail('WR400', 'p_max must not be negative');
   end if;
   perform waitroom._lock_room(p_room);
+  -- The clock is read after the lock, not at transaction start: admissions
+  -- committed by whoever held the lock before must fall inside the rate
+  -- window, and ours must be stamped later than theirs.
+  v_now := coalesce(p_now, clock_timestamp());
   r := waitroom._room(p_room);
   if r.mode not in ('open', 'passthrough') or r.opens_at > v_now then
     return;
