@@ -1,4 +1,6 @@
-import { serve } from "@hono/node-server";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createAdaptorServer } from "@hono/node-server";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
 import { createSql } from "./db/client.js";
 import { openDatabase } from "./db/database.js";
@@ -11,45 +13,102 @@ const usage = `usage: waitroom <command>
   start     start the database (embedded unless DATABASE_URL is set), migrate, serve HTTP
   migrate   apply migrations and sql/ to the database, then exit`;
 
-async function start(config: Config, log: Logger): Promise<void> {
-  const database = await openDatabase(config, log);
-  await migrate(database.url, log);
-  const sql = createSql(database.url);
-  const app = createApp({ sql });
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) =>
-    log.info({ port: info.port, host: config.host }, "waitroom listening"),
-  );
+type Context = {
+  config: Config;
+  log: Logger;
+  /** Aborted by the first SIGINT/SIGTERM. */
+  shutdown: AbortSignal;
+};
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "shutting down");
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await sql.end({ timeout: 5 });
-    await database.close();
-    log.info("stopped");
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void stop(signal));
+const aborted = (signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+
+/** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
+function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
 }
 
-async function migrateOnly(config: Config, log: Logger): Promise<void> {
-  const database = await openDatabase(config, log);
+/** Stop accepting, let requests in flight finish for up to drainMs, then cut what is left (streams). */
+function closeServer(server: Server, drainMs: number, log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const cut = setTimeout(() => {
+      log.warn({ drainMs }, "closing connections still open after the drain period");
+      server.closeAllConnections();
+    }, drainMs);
+    server.close(() => {
+      clearTimeout(cut);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Database, migrate, serve; resolves once stopped by `shutdown`, rejects if start-up or the database
+ * fails. Whatever was started is stopped in reverse order in every case, the embedded database last.
+ */
+async function start({ config, log, shutdown }: Context): Promise<void> {
+  const closers: Array<() => Promise<void>> = [];
+  let failure: unknown;
   try {
-    await migrate(database.url, log);
+    const database = await openDatabase(config, log, { signal: shutdown });
+    closers.push(() => database.close());
+    await migrate(database.url, log, { signal: shutdown });
+    shutdown.throwIfAborted();
+
+    const sql = createSql(database.url);
+    closers.push(() => sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) }));
+    const app = createApp({ sql });
+    const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
+    const address = await listen(server, config.port, config.host);
+    closers.push(() => closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log));
+    log.info({ port: address.port, host: config.host, pid: process.pid }, "waitroom listening");
+
+    const lost = await Promise.race([aborted(shutdown), database.lost]);
+    if (lost) throw lost;
+  } catch (error) {
+    // An error caused by the shutdown itself (a migrate cut short, say) is no failure.
+    if (!shutdown.aborted) failure = error;
+  }
+  for (const close of closers.reverse()) {
+    try {
+      await close();
+    } catch (error) {
+      log.error({ err: error }, "error while stopping");
+    }
+  }
+  if (failure) throw failure;
+  log.info("stopped");
+}
+
+async function migrateOnly({ config, log, shutdown }: Context): Promise<void> {
+  const database = await openDatabase(config, log, { signal: shutdown });
+  try {
+    await migrate(database.url, log, { signal: shutdown });
   } finally {
     await database.close();
   }
 }
 
-const commands: Record<string, (config: Config, log: Logger) => Promise<void>> = { start, migrate: migrateOnly };
+const commands: Record<string, (context: Context) => Promise<void>> = { start, migrate: migrateOnly };
 
-async function main(argv: string[]): Promise<void> {
-  const command = commands[argv[0] ?? ""];
+/** Runs one command; resolves with the process exit code. */
+async function main(argv: string[]): Promise<number> {
+  const name = argv[0] ?? "";
+  const command = commands[name];
   if (!command) {
     process.stderr.write(`${usage}\n`);
-    process.exitCode = 2;
-    return;
+    return 2;
   }
   let config: Config;
   try {
@@ -57,16 +116,37 @@ async function main(argv: string[]): Promise<void> {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
-    process.exitCode = 1;
-    return;
+    return 1;
   }
   const log = createLogger(config.logLevel);
+
+  // Installed before anything starts, and kept: a signal while the database starts must stop it too,
+  // and a repeated signal (tsx, npm and `timeout` all relay them) must not kill the process half-way.
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      log.info({ signal }, "already shutting down");
+      return;
+    }
+    log.info({ signal }, "shutting down");
+    controller.abort(new Error(`interrupted by ${signal}`));
+    setTimeout(() => {
+      log.error({ timeoutMs: config.shutdownTimeoutMs }, "shutdown did not finish in time; exiting anyway");
+      process.exit(1); // the embedded database's exit hook still asks it to stop
+    }, config.shutdownTimeoutMs);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
   try {
-    await command(config, log);
+    await command({ config, log, shutdown: controller.signal });
+    return 0;
   } catch (error) {
-    log.fatal({ err: error }, `${argv[0]} failed`);
-    process.exitCode = 1;
+    if (controller.signal.aborted) log.error(`${name} interrupted before it finished`);
+    else log.fatal({ err: error }, `${name} failed`);
+    return 1;
   }
 }
 
-await main(process.argv.slice(2));
+// Exit explicitly: a stray handle (a socket, a timer) must not keep a stopped service alive.
+process.exit(await main(process.argv.slice(2)));

@@ -1,6 +1,20 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import {
+  chmod,
+  chown,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { arch, platform, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -11,6 +25,13 @@ import type { Logger } from "../log.js";
  * package ships. We manage the process ourselves rather than through the
  * package's class: that class installs an exit hook which stops the server
  * on SIGTERM before the service has drained its streams.
+ *
+ * The server runs in its own process group, so a Ctrl-C in a terminal or a
+ * signal sent to the whole group (`timeout`, `npm`) reaches only this
+ * process, which then stops the server last, after draining. If this process
+ * exits without stop() (a crash, process.exit), an exit hook asks the server
+ * for a fast shutdown; if it is killed outright, the next start finds the
+ * orphan through postmaster.pid and stops it.
  */
 
 export type EmbeddedPostgresOptions = {
@@ -21,11 +42,17 @@ export type EmbeddedPostgresOptions = {
   durable: boolean;
   maxConnections?: number;
   log: Logger;
+  /** Aborting while starting stops whatever was started and rejects with the signal's reason. */
+  signal?: AbortSignal;
 };
 
 export type EmbeddedPostgres = {
   /** Superuser URL of the `postgres` database. */
   url: string;
+  /** Process id of the postmaster. */
+  pid: number;
+  /** Settles when the server has exited, whether stop() asked it to or not. */
+  exited: Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -77,24 +104,64 @@ async function readOrCreatePassword(dataDir: string): Promise<string> {
   }
 }
 
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+  return !isZombie(pid);
+}
+
+/** An exited process nobody has reaped yet (a container whose init does not reap) is not running. */
+function isZombie(pid: number): boolean {
+  try {
+    const status = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return status.slice(status.lastIndexOf(")") + 2).startsWith("Z");
   } catch {
     return false;
   }
 }
 
-/** A server left running by a process that was killed holds the data directory: stop it. */
+/** The command line of a process: /proc where there is one, else ps; undefined when neither can tell. */
+async function commandLine(pid: number): Promise<string | undefined> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").join(" ").trim();
+  } catch {}
+  try {
+    return (await run("ps", ["-o", "args=", "-p", String(pid)])).stdout.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A server left running by a process that was killed holds the data directory: stop it. A postmaster.pid
+ * whose process is gone, or is now some other program (pids are reused, in containers especially), is
+ * stale: remove it, or PostgreSQL would refuse to start.
+ */
 async function stopOrphan(pgData: string, log: Logger): Promise<void> {
+  const pidFile = join(pgData, "postmaster.pid");
   let pid: number;
   try {
-    pid = Number((await readFile(join(pgData, "postmaster.pid"), "utf8")).split("\n")[0]);
+    pid = Number((await readFile(pidFile, "utf8")).split("\n")[0]);
   } catch {
     return;
   }
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  const command = await commandLine(pid);
+  if (command !== undefined && !(await isServerOf(pid, command, pgData))) {
+    log.warn({ pid, command }, "removing a stale postmaster.pid: its process is not this database's server");
+    await rm(pidFile, { force: true });
+    return;
+  }
   log.warn({ pid }, "stopping an embedded PostgreSQL left running by an earlier process");
   process.kill(pid, "SIGINT");
   for (let waited = 0; isAlive(pid); waited += 100) {
@@ -103,9 +170,18 @@ async function stopOrphan(pgData: string, log: Logger): Promise<void> {
   }
 }
 
+/** Is this process the postmaster of pgData? A postmaster's working directory is its data directory. */
+async function isServerOf(pid: number, command: string, pgData: string): Promise<boolean> {
+  const real = await realpath(pgData).catch(() => pgData);
+  const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => undefined);
+  if (cwd !== undefined) return cwd === real;
+  return /postgres/.test(command) && (command.includes(pgData) || command.includes(real));
+}
+
 function runToCompletion(command: string, args: string[], owner: Owner | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...owner, env: { ...process.env, LC_ALL: "C" } });
+    // Own process group: a Ctrl-C meant for the service must not kill initdb half-way.
+    const child = spawn(command, args, { ...owner, detached: true, env: { ...process.env, LC_ALL: "C" } });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk));
@@ -116,15 +192,23 @@ function runToCompletion(command: string, args: string[], owner: Owner | undefin
   });
 }
 
+/**
+ * initdb into a scratch directory renamed into place when complete, so a process killed during initdb
+ * never leaves a half-made cluster that later starts would take for a real one.
+ */
 async function initialise(bin: Binaries, pgData: string, password: string, owner: Owner | undefined) {
-  const passwordFile = join(pgData, "..", "initdb-password");
+  const scratch = `${pgData}.init`;
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { mode: 0o700 });
+  if (owner) await chown(scratch, owner.uid, owner.gid);
+  const passwordFile = join(dirname(pgData), "initdb-password");
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   if (owner) await chown(passwordFile, owner.uid, owner.gid);
   try {
     await runToCompletion(
       bin.initdb,
       [
-        `--pgdata=${pgData}`,
+        `--pgdata=${scratch}`,
         "--username=postgres",
         `--pwfile=${passwordFile}`,
         "--auth=scram-sha-256",
@@ -136,6 +220,13 @@ async function initialise(bin: Binaries, pgData: string, password: string, owner
   } finally {
     await rm(passwordFile, { force: true });
   }
+  if (await exists(pgData)) {
+    if ((await readdir(pgData)).length > 0) {
+      throw new Error(`${pgData} is neither empty nor a PostgreSQL data directory (no PG_VERSION); move it away`);
+    }
+    await rmdir(pgData);
+  }
+  await rename(scratch, pgData);
 }
 
 function serve(bin: Binaries, pgData: string, options: EmbeddedPostgresOptions, owner: Owner | undefined) {
@@ -147,56 +238,88 @@ function serve(bin: Binaries, pgData: string, options: EmbeddedPostgresOptions, 
   };
   const args = ["-D", pgData, "-p", String(options.port)];
   for (const [name, value] of Object.entries(settings)) args.push("-c", `${name}=${value}`);
-  const child = spawn(bin.postgres, args, { ...owner, env: { ...process.env, LC_ALL: "C" } });
+  const child = spawn(bin.postgres, args, {
+    ...owner,
+    detached: true,
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, LC_ALL: "C" },
+  });
+  // Whatever ends this process without stop() asks the server for a fast shutdown on the way out.
+  const onExit = () => child.kill("SIGINT");
+  process.on("exit", onExit);
+  child.once("exit", () => process.off("exit", onExit));
+
+  const { signal } = options;
   return new Promise<ChildProcess>((resolve, reject) => {
+    let ready = false;
     const recent: string[] = [];
+    const onAbort = () => child.kill("SIGINT");
+    signal?.addEventListener("abort", onAbort, { once: true });
     child.stderr?.setEncoding("utf8").on("data", (text: string) => {
       for (const line of text.split("\n").filter(Boolean)) {
         options.log.debug({ postgres: line });
         recent.push(line);
         if (recent.length > 20) recent.shift();
-        if (line.includes("database system is ready to accept connections")) resolve(child);
+        if (!ready && line.includes("database system is ready to accept connections")) {
+          ready = true;
+          signal?.removeEventListener("abort", onAbort);
+          resolve(child);
+        }
       }
     });
     child.on("error", reject);
-    child.on("exit", (code, signal) =>
-      reject(new Error(`embedded PostgreSQL exited (${signal ?? code}) while starting:\n${recent.join("\n")}`)),
-    );
+    child.once("exit", (code, exitSignal) => {
+      signal?.removeEventListener("abort", onAbort);
+      if (ready) return;
+      reject(
+        signal?.aborted
+          ? signal.reason
+          : new Error(`embedded PostgreSQL exited (${exitSignal ?? code}) while starting:\n${recent.join("\n")}`),
+      );
+    });
+    if (signal?.aborted) onAbort();
   });
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const { dataDir, port, log } = options;
+  const { dataDir, port, log, signal } = options;
+  signal?.throwIfAborted();
   const bin = await binaries();
   const owner = await serverOwner();
   const pgData = join(dataDir, "pg");
   // Searchable by the server user, readable by nobody else (it holds the password file).
   await mkdir(dataDir, { recursive: true, mode: 0o711 });
-  await mkdir(pgData, { recursive: true, mode: 0o700 });
   if (owner) {
     await ensureTraversable(pgData, log);
     await ensureTraversable(bin.postgres, log);
-    await chown(pgData, owner.uid, owner.gid);
   }
   const password = await readOrCreatePassword(dataDir);
-  const initialised = await stat(join(pgData, "PG_VERSION")).then(
-    () => true,
-    () => false,
-  );
-  if (!initialised) {
+  if (!(await exists(join(pgData, "PG_VERSION")))) {
     log.info({ pgData }, "initialising embedded PostgreSQL");
     await initialise(bin, pgData, password, owner);
   }
+  signal?.throwIfAborted();
   await stopOrphan(pgData, log);
+  signal?.throwIfAborted();
   const child = await serve(bin, pgData, options, owner);
   log.info({ port, pgData }, "embedded PostgreSQL ready");
 
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return {
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
+  const server: EmbeddedPostgres = {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    pid: child.pid as number,
+    exited,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
       await exited;
     },
   };
+  if (signal?.aborted) {
+    await server.stop();
+    signal.throwIfAborted();
+  }
+  return server;
 }

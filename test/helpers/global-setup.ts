@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,10 +37,11 @@ function freePort(): Promise<number> {
 export default async function setup(project: TestProject) {
   const log = createLogger(process.env.LOG_LEVEL ?? "warn");
   const externalUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+  const dataDir = join(tmpdir(), `waitroom-test-${randomBytes(4).toString("hex")}`);
   const embedded = externalUrl
     ? undefined
     : await startEmbeddedPostgres({
-        dataDir: join(tmpdir(), `waitroom-test-${randomBytes(4).toString("hex")}`),
+        dataDir,
         port: await freePort(),
         durable: false,
         maxConnections: 400,
@@ -62,6 +64,9 @@ export default async function setup(project: TestProject) {
   return async () => {
     await admin.query(`drop database if exists ${templateDatabase} with (force)`);
     await admin.end();
-    await embedded?.stop();
+    if (embedded) {
+      await embedded.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   };
 }

@@ -1,0 +1,113 @@
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config/index.js";
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+/** The variable names the message complains about, one per line "  NAME: reason". */
+function namedIn(error: ConfigError): string[] {
+  return [...error.message.matchAll(/^ {2}([A-Z_]+): /gm)].map((match) => match[1] as string).sort();
+}
+
+describe("loadConfig", () => {
+  it("applies the defaults to an empty environment", () => {
+    expect(loadConfig({})).toEqual({
+      databaseUrl: undefined,
+      port: 8080,
+      host: "0.0.0.0",
+      dataDir: resolve(".data"),
+      embeddedPostgresPort: 54329,
+      shutdownTimeoutMs: 10_000,
+      logLevel: "info",
+    });
+  });
+
+  it("reads valid values", () => {
+    const config = loadConfig({
+      DATABASE_URL: "postgresql://app:secret@db.example:5433/rooms",
+      PORT: "9090",
+      HOST: "127.0.0.1",
+      WAITROOM_DATA_DIR: "/var/lib/waitroom",
+      WAITROOM_EMBEDDED_PG_PORT: "6543",
+      WAITROOM_SHUTDOWN_TIMEOUT_MS: "2500",
+      LOG_LEVEL: "debug",
+    });
+    expect(config).toEqual({
+      databaseUrl: "postgresql://app:secret@db.example:5433/rooms",
+      port: 9090,
+      host: "127.0.0.1",
+      dataDir: "/var/lib/waitroom",
+      embeddedPostgresPort: 6543,
+      shutdownTimeoutMs: 2500,
+      logLevel: "debug",
+    });
+    expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");
+  });
+
+  it("resolves a relative data directory to an absolute path", () => {
+    expect(loadConfig({ WAITROOM_DATA_DIR: "some/dir" }).dataDir).toBe(resolve("some/dir"));
+  });
+
+  it("accepts LOG_LEVEL in any case", () => {
+    expect(loadConfig({ LOG_LEVEL: "WARN" }).logLevel).toBe("warn");
+  });
+
+  it("treats empty strings as unset", () => {
+    expect(
+      loadConfig({
+        DATABASE_URL: "",
+        PORT: "",
+        HOST: "",
+        WAITROOM_DATA_DIR: "",
+        WAITROOM_EMBEDDED_PG_PORT: "",
+        WAITROOM_SHUTDOWN_TIMEOUT_MS: "",
+        LOG_LEVEL: "",
+      }),
+    ).toEqual(loadConfig({}));
+  });
+
+  it("ignores variables it does not know", () => {
+    expect(loadConfig({ PATH: "/usr/bin", HOME: "/root", SOMETHING_ELSE: "x" })).toEqual(loadConfig({}));
+  });
+
+  it("names every bad variable in one ConfigError", () => {
+    const error = configError({ PORT: "abc", DATABASE_URL: "mysql://u:hunter2@h/db", LOG_LEVEL: "loud" });
+    expect(error.name).toBe("ConfigError");
+    expect(namedIn(error)).toEqual(["DATABASE_URL", "LOG_LEVEL", "PORT"]);
+    expect(error.message).toMatch(/^invalid configuration:/);
+    expect(error.message).toMatch(/PORT: .*whole number.*"abc"/);
+    expect(error.message).toMatch(/DATABASE_URL: .*postgres:\/\//);
+    expect(error.message).toMatch(/LOG_LEVEL: .*info.*"loud"/);
+    // The URL may carry a password: it is never echoed.
+    expect(error.message).not.toContain("hunter2");
+  });
+
+  it.each([
+    ["PORT", "abc"],
+    ["PORT", "65536"],
+    ["PORT", "-1"],
+    ["PORT", "80.5"],
+    ["PORT", "1e3"],
+    ["PORT", "0x50"],
+    ["PORT", " "],
+    ["WAITROOM_EMBEDDED_PG_PORT", "99999"],
+    ["WAITROOM_SHUTDOWN_TIMEOUT_MS", "soon"],
+    ["WAITROOM_SHUTDOWN_TIMEOUT_MS", "10"],
+    ["DATABASE_URL", "mysql://localhost/db"],
+    ["DATABASE_URL", "http://localhost:5432/db"],
+    ["DATABASE_URL", "not a url"],
+    ["DATABASE_URL", "localhost:5432/db"],
+    ["LOG_LEVEL", "loud"],
+    ["LOG_LEVEL", "verbose"],
+  ])("rejects %s=%j, naming it", (name, value) => {
+    expect(namedIn(configError({ [name]: value }))).toEqual([name]);
+  });
+});

@@ -1,0 +1,426 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+
+/*
+ * The real `start` command, as an operator runs it: tsx src/main.ts start with
+ * no DATABASE_URL, so it boots the embedded PostgreSQL in a data directory,
+ * migrates and serves. Every process and directory made here is cleaned up in
+ * afterAll, whatever happened.
+ */
+
+const root = join(import.meta.dirname, "..");
+const tsx = join(root, "node_modules", ".bin", "tsx");
+
+type LogLine = { level: number; msg: string; [key: string]: unknown };
+
+type Running = {
+  child: ChildProcess;
+  lines: LogLine[];
+  stdout: string;
+  stderr: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+};
+
+const launched: Running[] = [];
+const dataDirs: string[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Under os.tmpdir() but not created: the app makes it, traversable by the postgres user. */
+function newDataDir(): string {
+  const dir = join(tmpdir(), `waitroom-start-${randomBytes(5).toString("hex")}`);
+  dataDirs.push(dir);
+  return dir;
+}
+
+/** The environment of an operator's shell, minus anything that would change what start does. */
+function baseEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of Object.keys(env)) {
+    if (/^(DATABASE_URL|TEST_DATABASE_URL|PORT|HOST|LOG_LEVEL|WAITROOM_.*)$/.test(name)) delete env[name];
+  }
+  return env;
+}
+
+function launch(env: Record<string, string>): Running {
+  // Own process group, so cleanup can reach tsx and the node process it runs.
+  const child = spawn(tsx, ["src/main.ts", "start"], {
+    cwd: root,
+    env: { ...baseEnv(), ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const running: Running = {
+    child,
+    lines: [],
+    stdout: "",
+    stderr: "",
+    exited: new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal }))),
+  };
+  let partial = "";
+  child.stdout?.setEncoding("utf8").on("data", (text: string) => {
+    running.stdout += text;
+    const lines = (partial + text).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      try {
+        running.lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line
+      }
+    }
+  });
+  child.stderr?.setEncoding("utf8").on("data", (text: string) => {
+    running.stderr += text;
+  });
+  launched.push(running);
+  return running;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await sleep(100);
+  }
+}
+
+async function httpStatus(url: string): Promise<number | undefined> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(2_000), headers: { connection: "close" } });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return undefined;
+  }
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    return Number(readFileSync(join(dataDir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+const messages = (running: Running) => running.lines.map((line) => line.msg);
+
+/** Starts and waits until /healthz and /readyz answer 200. */
+async function startServing(env: Record<string, string>, httpPort: number): Promise<Running> {
+  const running = launch(env);
+  let exited = false;
+  void running.exited.then(() => {
+    exited = true;
+  });
+  await waitUntil(
+    async () => {
+      if (exited) throw new Error(`start exited early:\n${running.stdout}\n${running.stderr}`);
+      return (await httpStatus(`http://127.0.0.1:${httpPort}/healthz`)) === 200;
+    },
+    60_000,
+    "/healthz answers 200",
+  );
+  expect(await httpStatus(`http://127.0.0.1:${httpPort}/readyz`)).toBe(200);
+  return running;
+}
+
+/** SIGTERM to tsx (which relays it), as a supervisor would; resolves with the exit and how long it took. */
+async function terminate(running: Running, signal: NodeJS.Signals = "SIGTERM") {
+  const started = Date.now();
+  running.child.kill(signal);
+  const timeout = sleep(20_000).then(() => "timeout" as const);
+  const exit = await Promise.race([running.exited, timeout]);
+  if (exit === "timeout") throw new Error(`start did not exit within 20 s of ${signal}:\n${running.stdout}`);
+  return { ...exit, ms: Date.now() - started };
+}
+
+async function withDatabase<T>(dataDir: string, pgPort: number, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const password = readFileSync(join(dataDir, "password"), "utf8").trim();
+  const client = new pg.Client({
+    connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${pgPort}/waitroom`,
+  });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The embedded server of dataDir is gone: port closed, no postmaster.pid, its process not running. */
+async function expectDatabaseStopped(dataDir: string, pgPort: number, pid: number | undefined) {
+  expect(await portOpen(pgPort)).toBe(false);
+  expect(existsSync(join(dataDir, "pg", "postmaster.pid"))).toBe(false);
+  if (pid !== undefined) expect(isAlive(pid)).toBe(false);
+}
+
+afterAll(async () => {
+  for (const running of launched) {
+    const pid = running.child.pid;
+    if (pid !== undefined && running.child.exitCode === null && running.child.signalCode === null) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {}
+    }
+  }
+  for (const dir of dataDirs) {
+    const pid = postmasterPid(dir);
+    if (pid !== undefined && isAlive(pid)) {
+      process.kill(pid, "SIGCONT");
+      process.kill(pid, "SIGINT");
+      await waitUntil(() => !isAlive(pid), 15_000, `postgres ${pid} stops`).catch(() => process.kill(pid, "SIGKILL"));
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+describe("start", { timeout: 90_000 }, () => {
+  const dataDir = newDataDir();
+  let httpPort: number;
+  let pgPort: number;
+  let env: Record<string, string>;
+
+  it("boots the embedded database in a new data directory, migrates and serves", async () => {
+    [httpPort, pgPort] = [await freePort(), await freePort()];
+    env = {
+      WAITROOM_DATA_DIR: dataDir,
+      PORT: String(httpPort),
+      HOST: "127.0.0.1",
+      WAITROOM_EMBEDDED_PG_PORT: String(pgPort),
+      LOG_LEVEL: "info",
+      WAITROOM_SHUTDOWN_TIMEOUT_MS: "4000",
+    };
+    expect(existsSync(dataDir)).toBe(false);
+    const first = await startServing(env, httpPort);
+    expect(messages(first)).toEqual(
+      expect.arrayContaining([
+        "initialising embedded PostgreSQL",
+        "embedded PostgreSQL ready",
+        "database migrated",
+        "waitroom listening",
+      ]),
+    );
+
+    await withDatabase(dataDir, pgPort, async (client) => {
+      const migrations = await client.query("select name from public.waitroom_migrations");
+      expect(migrations.rows).toEqual([{ name: "0001_schema" }]);
+      const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
+      expect(room.rows).toEqual([{ capacity: 3 }]);
+      const joined = await client.query("select status from waitroom.join('persisted', 'alice')");
+      expect(joined.rows).toEqual([{ status: "queued" }]);
+    });
+
+    // SIGTERM while a keep-alive connection idles and another has sent half a request.
+    const sockets: Socket[] = [];
+    try {
+      const idle = tcpConnect(httpPort, "127.0.0.1");
+      sockets.push(idle);
+      await new Promise<void>((resolve, reject) => {
+        idle.once("error", reject);
+        idle.write("GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: keep-alive\r\n\r\n");
+        idle.once("data", () => resolve());
+      });
+      const stalled = tcpConnect(httpPort, "127.0.0.1");
+      sockets.push(stalled);
+      stalled.on("error", () => {});
+      await new Promise<void>((resolve) => stalled.once("connect", () => resolve()));
+      stalled.write("GET /healthz HTTP/1.1\r\nHost: test\r\n");
+      await sleep(200);
+
+      const postgresPid = postmasterPid(dataDir);
+      expect(postgresPid).toBeGreaterThan(0);
+      const nodePid = first.lines.find((line) => line.msg === "waitroom listening")?.pid as number;
+      const exit = await terminate(first);
+
+      expect(exit).toMatchObject({ code: 0, signal: null });
+      expect(exit.ms).toBeLessThan(15_000);
+      const shutdown = messages(first).slice(messages(first).indexOf("shutting down"));
+      expect(shutdown[0]).toBe("shutting down");
+      expect(shutdown.at(-1)).toBe("stopped");
+      // The stalled connection was cut after the drain period (half of the 4 s budget), not waited for.
+      expect(shutdown).toContain("closing connections still open after the drain period");
+      expect(isAlive(nodePid)).toBe(false);
+      await expectDatabaseStopped(dataDir, pgPort, postgresPid);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  it("starts again on the same data directory: the data persists and migrate is a no-op", async () => {
+    const second = await startServing(env, httpPort);
+    expect(messages(second)).not.toContain("initialising embedded PostgreSQL");
+    expect(messages(second)).toContain("database already up to date");
+    const rooms = await withDatabase(dataDir, pgPort, (client) =>
+      client.query(
+        "select r.id, (select count(*)::int from waitroom.tickets t where t.room_id = r.id) as tickets from waitroom.rooms r",
+      ),
+    );
+    expect(rooms.rows).toEqual([{ id: "persisted", tickets: 1 }]);
+
+    // Killed outright: no chance to stop its database, which is left running.
+    const nodePid = second.lines.find((line) => line.msg === "waitroom listening")?.pid as number;
+    const orphan = postmasterPid(dataDir) as number;
+    expect(nodePid).toBeGreaterThan(0);
+    process.kill(nodePid, "SIGKILL");
+    const exit = await Promise.race([second.exited, sleep(10_000).then(() => "timeout")]);
+    expect(exit).toEqual({ code: 137, signal: null }); // tsx reports its child's death by SIGKILL
+    expect(isAlive(orphan)).toBe(true);
+    expect(await portOpen(pgPort)).toBe(true);
+    expect(await portOpen(httpPort)).toBe(false);
+  });
+
+  it("recovers after a kill: stops the orphaned database, starts, serves", async () => {
+    const orphan = postmasterPid(dataDir) as number;
+    const third = await startServing(env, httpPort);
+    expect(third.lines).toContainEqual(
+      expect.objectContaining({
+        msg: "stopping an embedded PostgreSQL left running by an earlier process",
+        pid: orphan,
+      }),
+    );
+    expect(isAlive(orphan)).toBe(false);
+    const postgresPid = postmasterPid(dataDir) as number;
+    expect(postgresPid).not.toBe(orphan);
+    const rooms = await withDatabase(dataDir, pgPort, (client) => client.query("select id from waitroom.rooms"));
+    expect(rooms.rows).toEqual([{ id: "persisted" }]);
+
+    const exit = await terminate(third, "SIGINT");
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(messages(third).at(-1)).toBe("stopped");
+    await expectDatabaseStopped(dataDir, pgPort, postgresPid);
+  });
+
+  it("exits non-zero and stops its database when the HTTP port is taken", async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(httpPort, "127.0.0.1", () => resolve()));
+    try {
+      const running = launch(env);
+      const exit = await Promise.race([running.exited, sleep(30_000).then(() => "timeout")]);
+      expect(exit).toEqual({ code: 1, signal: null });
+      const fatal = running.lines.find((line) => line.msg === "start failed");
+      expect(JSON.stringify(fatal)).toContain("EADDRINUSE");
+      await expectDatabaseStopped(dataDir, pgPort, undefined);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  it("bounds the shutdown: exits 1 once WAITROOM_SHUTDOWN_TIMEOUT_MS has passed, the database told to stop", async () => {
+    const running = await startServing({ ...env, WAITROOM_SHUTDOWN_TIMEOUT_MS: "1500" }, httpPort);
+    const postgresPid = postmasterPid(dataDir) as number;
+    // A database that does not answer its shutdown request (stopped, not killed: it keeps the request).
+    process.kill(postgresPid, "SIGSTOP");
+    try {
+      const exit = await terminate(running);
+      expect(exit).toMatchObject({ code: 1, signal: null });
+      expect(exit.ms).toBeGreaterThanOrEqual(1_400);
+      expect(exit.ms).toBeLessThan(10_000);
+      expect(messages(running)).toContain("shutdown did not finish in time; exiting anyway");
+      expect(messages(running)).not.toContain("stopped");
+    } finally {
+      process.kill(postgresPid, "SIGCONT");
+    }
+    // Resumed, it acts on the fast-shutdown request it was sent and goes away by itself.
+    await waitUntil(() => !isAlive(postgresPid), 15_000, "the embedded PostgreSQL stops");
+    await expectDatabaseStopped(dataDir, pgPort, postgresPid);
+  });
+
+  it("leaves alone a process that took over a stale postmaster.pid's pid", async () => {
+    const bystander = spawn("sleep", ["60"], { stdio: "ignore" });
+    try {
+      const pid = bystander.pid as number;
+      writeFileSync(join(dataDir, "pg", "postmaster.pid"), `${pid}\n${join(dataDir, "pg")}\n`);
+      const running = await startServing(env, httpPort);
+      expect(running.lines).toContainEqual(
+        expect.objectContaining({ msg: expect.stringContaining("removing a stale postmaster.pid"), pid }),
+      );
+      expect(isAlive(pid)).toBe(true);
+      const exit = await terminate(running);
+      expect(exit).toMatchObject({ code: 0, signal: null });
+    } finally {
+      bystander.kill("SIGKILL");
+    }
+  });
+});
+
+describe("a signal during start-up", { timeout: 90_000 }, () => {
+  const dataDir = newDataDir();
+
+  it.each([
+    ["while initdb runs", "initialising embedded PostgreSQL"],
+    ["once the database is up, before serving", "embedded PostgreSQL ready"],
+  ])("%s stops everything and exits 0", async (_when, trigger) => {
+    const [httpPort, pgPort] = [await freePort(), await freePort()];
+    const running = launch({
+      WAITROOM_DATA_DIR: dataDir,
+      PORT: String(httpPort),
+      HOST: "127.0.0.1",
+      WAITROOM_EMBEDDED_PG_PORT: String(pgPort),
+      LOG_LEVEL: "info",
+    });
+    await waitUntil(() => messages(running).includes(trigger), 60_000, `"${trigger}" is logged`);
+    const postgresPid = postmasterPid(dataDir);
+    const exit = await terminate(running);
+
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(messages(running)).not.toContain("waitroom listening");
+    expect(messages(running).at(-1)).toBe("stopped");
+    await expectDatabaseStopped(dataDir, pgPort, postgresPid);
+  });
+});
+
+describe("invalid configuration", () => {
+  it("makes start exit non-zero with a message naming the variable, starting nothing", async () => {
+    const dataDir = newDataDir();
+    const running = launch({ WAITROOM_DATA_DIR: dataDir, PORT: "abc", LOG_LEVEL: "info" });
+    const exit = await Promise.race([running.exited, sleep(30_000).then(() => "timeout")]);
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(running.stderr).toMatch(/invalid configuration/);
+    expect(running.stderr).toMatch(/PORT: .*"abc"/);
+    expect(running.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    expect(existsSync(dataDir)).toBe(false);
+  });
+});
