@@ -1,0 +1,27 @@
+/** Value at quantile q (0..1) of already sorted numbers, interpolating between neighbours. */
+export function quantileOfSorted(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) throw new Error("quantile of an empty list");
+  const position = (sorted.length - 1) * q;
+  const below = Math.floor(position);
+  const above = Math.ceil(position);
+  const low = sorted[below] as number;
+  const high = sorted[above] as number;
+  return low + (high - low) * (position - below);
+}
+
+export function quantile(values: readonly number[], q: number): number {
+  return quantileOfSorted(
+    [...values].sort((a, b) => a - b),
+    q,
+  );
+}
+
+/** Median rather than mean: one round hit by a noisy neighbour must not move the figure. */
+export function median(values: readonly number[]): number {
+  return quantile(values, 0.5);
+}
+
+export function range(values: readonly number[]): { min: number; max: number } {
+  if (values.length === 0) throw new Error("range of an empty list");
+  return { min: Math.min(...values), max: Math.max(...values) };
+}

@@ -1,0 +1,127 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { createLogger } from "../src/log.js";
+import { joinBenchmark } from "./join.js";
+import { renderBenchmarksFile, writeBenchmarksFile } from "./lib/benchmarks-file.js";
+import { describeMachine, loadAverageNow } from "./lib/machine.js";
+import { ensurePgbench } from "./lib/pgbench.js";
+import { startBenchServer } from "./lib/server.js";
+import type { BenchContext, Benchmark, Mode } from "./lib/types.js";
+
+/*
+ * npm run bench [-- --quick] [-- --write | --no-write]
+ *
+ * Runs every benchmark against one durable embedded PostgreSQL of its own,
+ * prints a table per benchmark on stdout (progress goes to stderr), ends with
+ * one JSON line of all figures, and rewrites BENCHMARKS.md: always in full
+ * mode, in quick mode only with --write.
+ */
+
+/** In order of BENCHMARKS.md; later benchmarks (HTTP join, admission tick, SSE fan-out) are added here. */
+const BENCHMARKS: readonly Benchmark[] = [joinBenchmark];
+
+/** Hard bounds on the whole run, setup and teardown included. */
+const DEADLINE_SECONDS: Record<Mode, number> = { full: 9 * 60, quick: 150 };
+
+const BENCHMARKS_FILE = fileURLToPath(new URL("../BENCHMARKS.md", import.meta.url));
+
+type Options = { mode: Mode; write: boolean };
+
+const USAGE = "usage: tsx bench/run.ts [--quick] [--write | --no-write]   (BENCH_QUICK=1 also selects quick mode)";
+
+function parseOptions(args: readonly string[], env: NodeJS.ProcessEnv): Options {
+  const known = new Set(["--quick", "--write", "--no-write"]);
+  const unknown = args.filter((arg) => !known.has(arg));
+  if (unknown.length > 0) throw new Error(`unknown argument ${unknown.join(" ")}\n${USAGE}`);
+  const quick = args.includes("--quick") || (env.BENCH_QUICK !== undefined && !["", "0"].includes(env.BENCH_QUICK));
+  const write = quick ? args.includes("--write") : !args.includes("--no-write");
+  return { mode: quick ? "quick" : "full", write };
+}
+
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function rejectWhenAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () => reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+    if (signal.aborted) fail();
+    else signal.addEventListener("abort", fail, { once: true });
+  });
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2), process.env);
+  const startedAt = new Date();
+  const loadAverageBefore = loadAverageNow();
+  const log = createLogger(process.env.LOG_LEVEL ?? "warn");
+
+  const interrupted = new AbortController();
+  for (const name of ["SIGINT", "SIGTERM"] as const) {
+    process.once(name, () => interrupted.abort(new Error(`interrupted by ${name}`)));
+  }
+  const deadline = DEADLINE_SECONDS[options.mode];
+  const signal = AbortSignal.any([interrupted.signal, AbortSignal.timeout(deadline * 1000)]);
+  // AbortSignal.timeout's reason is a bare DOMException: say which bound was hit.
+  const aborted = rejectWhenAborted(signal).catch((reason: unknown) => {
+    throw interrupted.signal.aborted ? reason : new Error(`benchmark run exceeded its ${deadline} s deadline`);
+  });
+
+  say(`waitroom benchmarks: ${options.mode} mode${options.write ? "" : " (BENCHMARKS.md left unchanged)"}`);
+  const pgbench = await Promise.race([ensurePgbench(say, signal), aborted]);
+  if (pgbench.installedNow) say(`installed ${pgbench.version} at ${pgbench.path}`);
+  const starting = startBenchServer(log, say);
+  const server = await Promise.race([starting, aborted]).catch(async (error: unknown) => {
+    // Given up on while starting: the server may still come up, and must not outlive us.
+    await Promise.race([starting.then((late) => late.stop()), delay(30_000)]).catch(() => {});
+    throw error;
+  });
+  try {
+    const suite = (async () => {
+      const machine = await describeMachine({
+        serverUrl: server.serverUrl,
+        dataDir: server.dataDir,
+        pgbench,
+        loadAverageBefore,
+      });
+      const context: BenchContext = { mode: options.mode, server, pgbench, signal, log, say };
+      const reports = [];
+      for (const benchmark of BENCHMARKS) {
+        say(`— ${benchmark.title}`);
+        reports.push({ benchmark, report: await benchmark.run(context) });
+      }
+      return { machine, reports };
+    })();
+    // The race settles on the deadline even when the suite is stuck; stopping the server below then unblocks it.
+    suite.catch(() => {});
+    const { machine, reports } = await Promise.race([suite, aborted]);
+
+    for (const { report } of reports) process.stdout.write(`\n${report.console}\n`);
+    if (options.write) {
+      const content = renderBenchmarksFile({
+        startedAt,
+        mode: options.mode,
+        durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
+        machine,
+        sections: reports.map(({ report }) => report.markdown),
+      });
+      await writeBenchmarksFile(BENCHMARKS_FILE, content);
+      say(`wrote ${BENCHMARKS_FILE}`);
+    }
+    // Last line of stdout: every figure, for scripts and tests.
+    const figures = Object.fromEntries(reports.map(({ benchmark, report }) => [benchmark.id, report.figures]));
+    process.stdout.write(
+      `\n${JSON.stringify({ waitroomBench: { mode: options.mode, machine, benchmarks: figures } })}\n`,
+    );
+  } finally {
+    await server.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    say(`benchmark failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);

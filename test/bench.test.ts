@@ -1,0 +1,58 @@
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import type { JoinFigures } from "../bench/join.js";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const benchmarksFile = fileURLToPath(new URL("../BENCHMARKS.md", import.meta.url));
+const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url));
+
+/** The quick run takes ~15 s alone; the margin is for a loaded CI machine running the other test files. */
+const RUN_TIMEOUT_MS = 100_000;
+
+type BenchOutput = { waitroomBench: { mode: string; benchmarks: { join: JoinFigures } } };
+type Finished = { code: number | null; stdout: string; stderr: string };
+
+function runQuickBench(): Promise<Finished> {
+  return new Promise((resolve, reject) => {
+    // BENCH_QUICK and LOG_LEVEL from the caller's shell must not change what is tested.
+    const { BENCH_QUICK: _quick, LOG_LEVEL: _level, ...env } = process.env;
+    const child = spawn(tsx, ["bench/run.ts", "--quick"], { cwd: root, env, timeout: RUN_TIMEOUT_MS });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function benchmarksFileContent(): Promise<string | undefined> {
+  return readFile(benchmarksFile, "utf8").catch(() => undefined);
+}
+
+describe("bench/run.ts --quick", () => {
+  it(
+    "completes, reports a positive tps for each workload and leaves BENCHMARKS.md alone",
+    async () => {
+      const before = await benchmarksFileContent();
+      const { code, stdout, stderr } = await runQuickBench();
+      expect(code, `exit code; stderr:\n${stderr}`).toBe(0);
+
+      const lastLine = stdout.trim().split("\n").at(-1) ?? "";
+      const output = JSON.parse(lastLine) as BenchOutput;
+      expect(output.waitroomBench.mode).toBe("quick");
+      const { workloads, ratios } = output.waitroomBench.benchmarks.join;
+      for (const workload of ["raw", "join", "add_job"] as const) {
+        expect(workloads[workload].medianTps, workload).toBeGreaterThan(0);
+        expect(workloads[workload].medianWalBytesPerTransaction, workload).toBeGreaterThan(0);
+      }
+      expect(ratios.joinToRaw).toBeGreaterThan(0);
+      expect(stdout).toContain("join/raw =");
+
+      expect(await benchmarksFileContent()).toBe(before);
+    },
+    RUN_TIMEOUT_MS + 20_000,
+  );
+});
