@@ -145,11 +145,14 @@ comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, t
 -- State transitions driven by time, for one room or all; each kind bounded
 -- by p_limit, rows picked with SKIP LOCKED so concurrent callers share work.
 create function waitroom._expire(p_room text, p_limit integer, p_now timestamptz)
-returns table (offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint)
+returns table (
+  offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint, freed_rooms text[]
+)
 language plpgsql
 as $$
 declare
   v_room record;
+  v_freed text[];
 begin
   -- Offers nobody claimed in time: the seat goes back to the pool.
   with lapsed as (
@@ -166,9 +169,12 @@ begin
       from lapsed where t.id = lapsed.id
     returning t.id, t.room_id
   )
-  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-  select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done;
-  get diagnostics offers_expired = row_count;
+  , logged as (
+    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+    select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
+    returning room_id
+  )
+  select count(*), array_agg(distinct room_id) into offers_expired, freed_rooms from logged;
 
   -- Queued tickets nobody has heard from for idle_seconds.
   idle_expired := 0;
@@ -213,9 +219,13 @@ begin
       from over where t.id = over.id
     returning t.id, t.room_id
   )
-  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-  select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done;
-  get diagnostics sessions_ended = row_count;
+  , logged as (
+    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+    select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
+    returning room_id
+  )
+  select count(*), array_agg(distinct room_id) into sessions_ended, v_freed from logged;
+  freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
 
   -- Sessions past expiry start draining.
   with due as (
@@ -240,4 +250,24 @@ begin
 end
 $$;
 comment on function waitroom._expire(text, integer, timestamptz) is
-  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit.';
+  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back.';
+
+-- Admission ticks are graphile-worker jobs, one chain per room: job_key
+-- admit:<room> collapses duplicates, queue_name keeps a room's ticks serial.
+create function waitroom._schedule_admit(p_room text, p_run_at timestamptz, p_job_key_mode text) returns void
+language sql
+as $$
+  select null from graphile_worker.add_job(
+    'admit', json_build_object('room', p_room),
+    queue_name => 'waitroom:' || p_room, run_at => p_run_at, max_attempts => 5,
+    job_key => 'admit:' || p_room, job_key_mode => p_job_key_mode)
+$$;
+comment on function waitroom._schedule_admit(text, timestamptz, text) is
+  'Schedule the room''s admission tick at p_run_at; p_job_key_mode replace (move it) or preserve_run_at (only if none is pending).';
+
+-- Whatever frees a seat calls this in its own transaction: the next person
+-- is admitted within milliseconds, not at the next tick.
+create function waitroom._wake(p_room text) returns void
+language sql
+as $$ select waitroom._schedule_admit(p_room, now(), 'replace') $$;
+comment on function waitroom._wake(text) is 'Run the room''s admission tick now (seats were freed or settings changed).';

@@ -95,6 +95,7 @@ begin
   insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
   perform waitroom._event(p_room, null, 'room_created',
     to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at', v_now);
+  perform waitroom._wake(p_room);
   return r;
 end
 $$;
@@ -124,6 +125,7 @@ begin
     r.updated_at := v_now;
     perform waitroom._save_room(r);
     perform waitroom._event(p_room, null, 'room_configured', v_changes, v_now);
+    perform waitroom._wake(p_room);
   end if;
   return r;
 end

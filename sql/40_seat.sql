@@ -107,6 +107,8 @@ begin
   end if;
   if v_from = 'queued' then
     perform waitroom._dequeue(r.id, 1);
+  else
+    perform waitroom._wake(r.id);
   end if;
   perform waitroom._event(r.id, p_ticket, 'left', jsonb_build_object('from', v_from), v_now);
   return row(true, 'ok', 'left', null)::waitroom.verdict;

@@ -13,12 +13,15 @@ declare
   -- Events of deleted rooms follow the default retention.
   c_default_retention constant interval := interval '7 days';
   v waitroom.sweep_result;
+  v_freed text[];
 begin
   if p_limit is null or p_limit < 1 then
     perform waitroom._fail('WR400', 'p_limit must be at least 1');
   end if;
-  select * into v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended
-    from waitroom._expire(p_room, p_limit, v_now);
+  select e.offers_expired, e.idle_expired, e.sessions_drained, e.sessions_ended, e.freed_rooms
+    into v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended, v_freed
+    from waitroom._expire(p_room, p_limit, v_now) e;
+  perform waitroom._wake(freed) from unnest(v_freed) freed;
 
   with old as (
     select t.id
@@ -51,4 +54,4 @@ begin
 end
 $$;
 comment on function waitroom.sweep(integer, text, timestamptz) is
-  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows; concurrent runs share the work.';
+  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows; concurrent runs share the work.';

@@ -7,10 +7,13 @@ import { openDatabase } from "./db/database.js";
 import { migrate } from "./db/migrate.js";
 import { createApp } from "./http/app.js";
 import { createLogger, type Logger } from "./log.js";
+import { startWorker } from "./worker/index.js";
 
 const usage = `usage: waitroom <command>
 
-  start     start the database (embedded unless DATABASE_URL is set), migrate, serve HTTP
+  start     start the database (embedded unless DATABASE_URL is set), migrate, run the
+            scheduler (unless WAITROOM_WORKER=false) and serve HTTP
+  worker    migrate, then run only the scheduler (admission ticks and sweeps)
   migrate   apply migrations and sql/ to the database, then exit`;
 
 type Context = {
@@ -54,10 +57,11 @@ function closeServer(server: Server, drainMs: number, log: Logger): Promise<void
 }
 
 /**
- * Database, migrate, serve; resolves once stopped by `shutdown`, rejects if start-up or the database
- * fails. Whatever was started is stopped in reverse order in every case, the embedded database last.
+ * Database, migrate, then the parts this command runs (scheduler, HTTP); resolves once stopped by
+ * `shutdown`, rejects if start-up or the database fails. Whatever was started is stopped in reverse
+ * order in every case: HTTP first, the embedded database last.
  */
-async function start({ config, log, shutdown }: Context): Promise<void> {
+async function serve({ config, log, shutdown }: Context, parts: { worker: boolean; http: boolean }): Promise<void> {
   const closers: Array<() => Promise<void>> = [];
   let failure: unknown;
   try {
@@ -66,13 +70,25 @@ async function start({ config, log, shutdown }: Context): Promise<void> {
     await migrate(database.url, log, { signal: shutdown });
     shutdown.throwIfAborted();
 
-    const sql = createSql(database.url);
-    closers.push(() => sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) }));
-    const app = createApp({ sql });
-    const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
-    const address = await listen(server, config.port, config.host);
-    closers.push(() => closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log));
-    log.info({ port: address.port, host: config.host, pid: process.pid }, "waitroom listening");
+    if (parts.worker) {
+      const runner = await startWorker({
+        databaseUrl: database.url,
+        log,
+        concurrency: config.workerConcurrency,
+        sweepIntervalMs: config.sweepIntervalMs,
+      });
+      closers.push(() => runner.stop());
+      log.info({ concurrency: config.workerConcurrency }, "scheduler running");
+    }
+    if (parts.http) {
+      const sql = createSql(database.url);
+      closers.push(() => sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) }));
+      const app = createApp({ sql });
+      const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
+      const address = await listen(server, config.port, config.host);
+      closers.push(() => closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log));
+      log.info({ port: address.port, host: config.host, pid: process.pid }, "waitroom listening");
+    }
 
     const lost = await Promise.race([aborted(shutdown), database.lost]);
     if (lost) throw lost;
@@ -100,7 +116,11 @@ async function migrateOnly({ config, log, shutdown }: Context): Promise<void> {
   }
 }
 
-const commands: Record<string, (context: Context) => Promise<void>> = { start, migrate: migrateOnly };
+const commands: Record<string, (context: Context) => Promise<void>> = {
+  start: (context) => serve(context, { worker: context.config.worker, http: true }),
+  worker: (context) => serve(context, { worker: true, http: false }),
+  migrate: migrateOnly,
+};
 
 /** Runs one command; resolves with the process exit code. */
 async function main(argv: string[]): Promise<number> {

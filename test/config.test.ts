@@ -26,6 +26,9 @@ describe("loadConfig", () => {
       dataDir: resolve(".data"),
       embeddedPostgresPort: 54329,
       shutdownTimeoutMs: 10_000,
+      worker: true,
+      workerConcurrency: 4,
+      sweepIntervalMs: 5_000,
       logLevel: "info",
     });
   });
@@ -38,6 +41,9 @@ describe("loadConfig", () => {
       WAITROOM_DATA_DIR: "/var/lib/waitroom",
       WAITROOM_EMBEDDED_PG_PORT: "6543",
       WAITROOM_SHUTDOWN_TIMEOUT_MS: "2500",
+      WAITROOM_WORKER: "false",
+      WAITROOM_WORKER_CONCURRENCY: "8",
+      WAITROOM_SWEEP_INTERVAL_MS: "1000",
       LOG_LEVEL: "debug",
     });
     expect(config).toEqual({
@@ -47,6 +53,9 @@ describe("loadConfig", () => {
       dataDir: "/var/lib/waitroom",
       embeddedPostgresPort: 6543,
       shutdownTimeoutMs: 2500,
+      worker: false,
+      workerConcurrency: 8,
+      sweepIntervalMs: 1000,
       logLevel: "debug",
     });
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");
@@ -100,6 +109,9 @@ describe("loadConfig", () => {
     ["PORT", " "],
     ["WAITROOM_EMBEDDED_PG_PORT", "99999"],
     ["WAITROOM_SHUTDOWN_TIMEOUT_MS", "soon"],
+    ["WAITROOM_WORKER", "yes"],
+    ["WAITROOM_WORKER_CONCURRENCY", "0"],
+    ["WAITROOM_SWEEP_INTERVAL_MS", "5s"],
     ["WAITROOM_SHUTDOWN_TIMEOUT_MS", "10"],
     ["DATABASE_URL", "mysql://localhost/db"],
     ["DATABASE_URL", "http://localhost:5432/db"],

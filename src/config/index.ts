@@ -33,6 +33,9 @@ const environmentSchema = z.object({
   WAITROOM_DATA_DIR: z.string().min(1).default(".data"),
   WAITROOM_EMBEDDED_PG_PORT: port.default(54329),
   WAITROOM_SHUTDOWN_TIMEOUT_MS: integer(100, 600_000).default(10_000),
+  WAITROOM_WORKER: z.enum(["true", "false"], { error: "must be true or false" }).default("true"),
+  WAITROOM_WORKER_CONCURRENCY: integer(1, 100).default(4),
+  WAITROOM_SWEEP_INTERVAL_MS: integer(100, 3_600_000).default(5_000),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -51,6 +54,11 @@ export type Config = {
   embeddedPostgresPort: number;
   /** SIGTERM/SIGINT: drain and stop within this, else exit anyway (code 1). */
   shutdownTimeoutMs: number;
+  /** Run the scheduler (graphile-worker) inside `start`; `worker` runs it alone. */
+  worker: boolean;
+  workerConcurrency: number;
+  /** How often waitroom.sweep runs (cron runs it every minute as a safety net too). */
+  sweepIntervalMs: number;
   logLevel: (typeof logLevels)[number];
 };
 
@@ -82,6 +90,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(e.WAITROOM_DATA_DIR),
     embeddedPostgresPort: e.WAITROOM_EMBEDDED_PG_PORT,
     shutdownTimeoutMs: e.WAITROOM_SHUTDOWN_TIMEOUT_MS,
+    worker: e.WAITROOM_WORKER === "true",
+    workerConcurrency: e.WAITROOM_WORKER_CONCURRENCY,
+    sweepIntervalMs: e.WAITROOM_SWEEP_INTERVAL_MS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runMigrations as installWorkerSchema } from "graphile-worker";
 import { runner } from "node-pg-migrate";
 import pg from "pg";
-import type { Logger } from "../log.js";
+import { type Logger, workerLogger } from "../log.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 export const migrationsDir = join(root, "migrations");
@@ -233,6 +234,8 @@ export async function migrate(databaseUrl: string, log: Logger, options: Migrate
       logger: { debug: () => {}, info: () => {}, warn: (m: string) => log.warn(m), error: (m: string) => log.error(m) },
     });
     const migrations = applied.map((m) => m.name);
+    // sql/ schedules admission ticks through graphile_worker.add_job.
+    await installWorkerSchema({ connectionString: databaseUrl, logger: workerLogger(log) });
     await client.query(createSqlStateTable);
     const { rows } = await client.query<{ checksum: string; fingerprint: string }>(
       `select checksum, fingerprint from ${SQL_STATE_TABLE}`,
