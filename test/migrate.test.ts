@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { withClient } from "../src/db/client.js";
 import { migrate, sqlDir } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 
@@ -20,21 +21,11 @@ const scratch: string[] = [];
 /** A new, empty database on the test server; dropped after the file. */
 async function emptyDatabase(): Promise<string> {
   const name = `waitroom_migrate_${randomBytes(5).toString("hex")}`;
-  await onServer((client) => client.query(`create database ${name}`));
+  await withClient(inject("serverUrl"), (client) => client.query(`create database ${name}`));
   created.push(name);
   const url = new URL(inject("serverUrl"));
   url.pathname = `/${name}`;
   return url.toString();
-}
-
-async function onServer<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: inject("serverUrl") });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 async function connect(url: string): Promise<pg.Client> {
@@ -88,7 +79,7 @@ async function catalogIdentity(client: pg.Client): Promise<string[]> {
 
 afterAll(async () => {
   await Promise.all(clients.map((client) => client.end().catch(() => {})));
-  await onServer(async (client) => {
+  await withClient(inject("serverUrl"), async (client) => {
     for (const name of created) await client.query(`drop database if exists ${name} with (force)`);
   });
   await Promise.all(scratch.map((dir) => rm(dir, { recursive: true, force: true })));

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
+import { freePort } from "../src/db/embedded.js";
 
 /*
  * The real `start` command, as an operator runs it: tsx src/main.ts start with
@@ -30,17 +31,6 @@ type Running = {
 
 const launched: Running[] = [];
 const dataDirs: string[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Under os.tmpdir() but not created: the app makes it, traversable by the postgres user. */
 function newDataDir(): string {

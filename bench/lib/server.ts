@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runMigrations as installGraphileWorker, Logger as WorkerLogger } from "graphile-worker";
 import pg from "pg";
-import { startEmbeddedPostgres } from "../../src/db/embedded.js";
+import { withClient } from "../../src/db/client.js";
+import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.js";
 import { migrate } from "../../src/db/migrate.js";
 import type { Logger } from "../../src/log.js";
 
@@ -24,27 +23,8 @@ export type BenchServer = {
 
 const SHUTDOWN_GRACE_MS = 30_000;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** A short-lived connection; statements are bounded so a stuck server cannot hang the run. */
-export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, statement_timeout: 120_000, connectionTimeoutMillis: 10_000 });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
+export { withClient };
 
 function databaseUrl(serverUrl: string, name: string): string {
   const url = new URL(serverUrl);
@@ -95,8 +75,7 @@ export async function startBenchServer(log: Logger, say: (line: string) => void)
       const unique = `${name}_${randomBytes(3).toString("hex")}`;
       await withClient(started.url, (client) => client.query(`create database ${pg.escapeIdentifier(unique)}`));
       const url = databaseUrl(started.url, unique);
-      await migrate(url, log);
-      await installGraphileWorker({ connectionString: url, logger: new WorkerLogger(() => () => {}) });
+      await migrate(url, log); // installs graphile-worker's schema too
       return url;
     },
     async stop() {

@@ -1,3 +1,4 @@
+import pg from "pg";
 import postgres from "postgres";
 
 export type Sql = postgres.Sql;
@@ -16,4 +17,15 @@ export function createSql(databaseUrl: string, options: { max?: number } = {}): 
       },
     },
   });
+}
+
+/** One short-lived `pg` connection for administrative statements (create a database, say). */
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
 }

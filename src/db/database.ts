@@ -1,6 +1,7 @@
 import pg from "pg";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
+import { withClient } from "./client.js";
 import { startEmbeddedPostgres } from "./embedded.js";
 
 export type Database = {
@@ -32,7 +33,10 @@ export async function openDatabase(
     signal,
   });
   try {
-    await createDatabaseIfMissing(server.url, EMBEDDED_DATABASE);
+    await withClient(server.url, async (client) => {
+      const { rowCount } = await client.query("select 1 from pg_database where datname = $1", [EMBEDDED_DATABASE]);
+      if (rowCount === 0) await client.query(`create database ${pg.escapeIdentifier(EMBEDDED_DATABASE)}`);
+    });
     signal?.throwIfAborted();
   } catch (error) {
     await server.stop();
@@ -55,15 +59,4 @@ export async function openDatabase(
       return server.stop();
     },
   };
-}
-
-async function createDatabaseIfMissing(serverUrl: string, name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    const { rowCount } = await client.query("select 1 from pg_database where datname = $1", [name]);
-    if (rowCount === 0) await client.query(`create database ${pg.escapeIdentifier(name)}`);
-  } finally {
-    await client.end();
-  }
 }

@@ -15,6 +15,7 @@ import {
   stat,
   writeFile,
 } from "node:fs/promises";
+import { createServer } from "node:net";
 import { arch, platform, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -322,4 +323,16 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     signal.throwIfAborted();
   }
   return server;
+}
+
+/** A TCP port free on the loopback interface right now, for a server this process is about to start. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
 }
