@@ -218,19 +218,20 @@ function verdictLine(figures: JoinFigures): string {
   return `join/raw = ${formatRatio(ratios.joinToRaw)} (target ≥ ${formatRatio(target.joinToRaw)}: ${target.met ? "met" : "NOT met"}), add_job/raw = ${formatRatio(ratios.addJobToRaw)}`;
 }
 
+/** The per-workload figures both reports show: tps, ratio, latencies, WAL, spread. */
+function figureCells(w: JoinFigures["workloads"][Workload]): string[] {
+  return [
+    formatCount(w.medianTps),
+    formatRatio(w.vsRaw.median),
+    formatMs(w.medianLatencyP50Ms),
+    formatMs(w.medianLatencyP95Ms),
+    formatBytes(w.medianWalBytesPerTransaction),
+    `${formatCount(w.tpsMin)}–${formatCount(w.tpsMax)}`,
+  ];
+}
+
 function consoleReport(figures: JoinFigures): string {
-  const rows = WORKLOADS.map((workload) => {
-    const w = figures.workloads[workload];
-    return [
-      workload,
-      formatCount(w.medianTps),
-      formatRatio(w.vsRaw.median),
-      formatMs(w.medianLatencyP50Ms),
-      formatMs(w.medianLatencyP95Ms),
-      formatBytes(w.medianWalBytesPerTransaction),
-      `${formatCount(w.tpsMin)}–${formatCount(w.tpsMax)}`,
-    ];
-  });
+  const rows = WORKLOADS.map((workload) => [workload, ...figureCells(figures.workloads[workload])]);
   return [
     `SQL join throughput — pgbench ${figures.clients} clients, ${figures.rounds} rounds × ${figures.secondsPerRun} s, interleaved (medians)`,
     textTable(["workload", "tps", "vs raw", "p50", "p95", "WAL/tx", "tps range"], rows),
@@ -302,16 +303,7 @@ async function markdownReport(figures: JoinFigures, mode: Mode): Promise<string>
     ["workload", "statement", "median tps", "vs raw", "p50 latency", "p95 latency", "WAL / tx", "tps min–max"],
     WORKLOADS.map((workload) => {
       const w = figures.workloads[workload];
-      return [
-        `**${workload}**`,
-        `\`${w.statement}\``,
-        formatCount(w.medianTps),
-        formatRatio(w.vsRaw.median),
-        formatMs(w.medianLatencyP50Ms),
-        formatMs(w.medianLatencyP95Ms),
-        formatBytes(w.medianWalBytesPerTransaction),
-        `${formatCount(w.tpsMin)}–${formatCount(w.tpsMax)}`,
-      ];
+      return [`**${workload}**`, `\`${w.statement}\``, ...figureCells(w)];
     }),
   );
   const perRound = markdownTable(
