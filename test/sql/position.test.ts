@@ -48,8 +48,7 @@ describe("position", () => {
 
   it("estimates the wait from recent admissions, and says nothing without any", async () => {
     const room = await createRoom(db.sql, 100, { idle_seconds: 3600 });
-    const tickets = [];
-    for (let i = 0; i < 4; i++) tickets.push(await join(db.sql, room));
+    for (let i = 0; i < 4; i++) await join(db.sql, room);
     const last = await join(db.sql, room);
     expect(await position(last.ticket_id, at(0))).toMatchObject({ eta_seconds: null });
     // Two admissions in the last five minutes: 2 per 300 s.
