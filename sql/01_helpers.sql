@@ -66,14 +66,16 @@ as $$ select pg_advisory_xact_lock(2001, hashtext(p_room)) $$;
 comment on function waitroom._lock_room(text) is
   'Transaction-level advisory lock (2001, hashtext(room)) taken by admit and configure_room.';
 
+-- Returns the row as JSON so a caller can publish it (see waitroom._publish).
 create function waitroom._event(p_room text, p_ticket uuid, p_type text, p_data jsonb, p_at timestamptz)
-returns void
+returns jsonb
 language sql
 as $$
-  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+  insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
   values (p_room, p_ticket, p_type, coalesce(p_data, '{}'), p_at)
+  returning to_jsonb(e)
 $$;
-comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger.';
+comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger; returns it as JSON.';
 
 -- Shard chosen by backend so concurrent writers rarely share a row.
 create function waitroom._dequeue(p_room text, p_count bigint) returns void
@@ -146,13 +148,17 @@ comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, t
 -- by p_limit, rows picked with SKIP LOCKED so concurrent callers share work.
 create function waitroom._expire(p_room text, p_limit integer, p_now timestamptz)
 returns table (
-  offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint, freed_rooms text[]
+  offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint, freed_rooms text[],
+  events jsonb
 )
 language plpgsql
 as $$
+#variable_conflict use_column
 declare
-  v_room record;
-  v_freed text[];
+  v_freed  text[];
+  v_rooms  text[];
+  v_counts bigint[];
+  v_events jsonb;
 begin
   -- Offers nobody claimed in time: the seat goes back to the pool.
   with lapsed as (
@@ -170,38 +176,42 @@ begin
     returning t.id, t.room_id
   )
   , logged as (
-    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning room_id
+    returning e.*
   )
-  select count(*), array_agg(distinct room_id) into offers_expired, freed_rooms from logged;
+  select count(*), array_agg(distinct l.room_id), coalesce(jsonb_agg(to_jsonb(l)), '[]')
+    into offers_expired, freed_rooms, events
+    from logged l;
 
   -- Queued tickets nobody has heard from for idle_seconds.
-  idle_expired := 0;
-  for v_room in
-    with idle as (
-      select t.id
-        from waitroom.rooms r
-        join waitroom.tickets t on t.room_id = r.id
-       where (p_room is null or r.id = p_room)
-         and t.status = 'queued'
-         and t.last_seen_at <= p_now - make_interval(secs => r.idle_seconds)
-       limit p_limit
-         for update of t skip locked
-    ), done as (
-      update waitroom.tickets t
-         set status = 'expired', ended_at = p_now, end_reason = 'idle'
-        from idle where t.id = idle.id
-      returning t.id, t.room_id
-    ), logged as (
-      insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-      select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
-    )
-    select room_id, count(*) as n from done group by room_id
-  loop
-    perform waitroom._dequeue(v_room.room_id, v_room.n);
-    idle_expired := idle_expired + v_room.n;
-  end loop;
+  with idle as (
+    select t.id
+      from waitroom.rooms r
+      join waitroom.tickets t on t.room_id = r.id
+     where (p_room is null or r.id = p_room)
+       and t.status = 'queued'
+       and t.last_seen_at <= p_now - make_interval(secs => r.idle_seconds)
+     limit p_limit
+       for update of t skip locked
+  ), done as (
+    update waitroom.tickets t
+       set status = 'expired', ended_at = p_now, end_reason = 'idle'
+      from idle where t.id = idle.id
+    returning t.id, t.room_id
+  ), logged as (
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
+    select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
+    returning e.*
+  )
+  select g.rooms, g.counts, l.events
+    into v_rooms, v_counts, v_events
+    from (select array_agg(room_id) as rooms, array_agg(n) as counts
+            from (select room_id, count(*) as n from done group by room_id) per_room) g,
+         (select coalesce(jsonb_agg(to_jsonb(l)), '[]') as events from logged l) l;
+  perform waitroom._dequeue(v_rooms[i], v_counts[i]) from generate_subscripts(v_rooms, 1) i;
+  idle_expired := coalesce((select sum(n) from unnest(v_counts) n), 0);
+  events := events || v_events;
 
   -- Sessions past expiry + grace end (straight from active when sweep lagged).
   with over as (
@@ -220,11 +230,14 @@ begin
     returning t.id, t.room_id
   )
   , logged as (
-    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
-    returning room_id
+    returning e.*
   )
-  select count(*), array_agg(distinct room_id) into sessions_ended, v_freed from logged;
+  select count(*), array_agg(distinct l.room_id), coalesce(jsonb_agg(to_jsonb(l)), '[]')
+    into sessions_ended, v_freed, v_events
+    from logged l;
+  events := events || v_events;
   freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
 
   -- Sessions past expiry start draining.
@@ -242,15 +255,19 @@ begin
       from due where t.id = due.id
     returning t.id, t.room_id, t.expires_at
   )
-  insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-  select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done;
-  get diagnostics sessions_drained = row_count;
+  , logged as (
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
+    select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done
+    returning e.*
+  )
+  select count(*), coalesce(jsonb_agg(to_jsonb(l)), '[]') into sessions_drained, v_events from logged l;
+  events := events || v_events;
 
   return next;
 end
 $$;
 comment on function waitroom._expire(text, integer, timestamptz) is
-  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back.';
+  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back, events the ledger rows written (for waitroom._publish).';
 
 -- Admission ticks are graphile-worker jobs, one chain per room: job_key
 -- admit:<room> collapses duplicates, queue_name keeps a room's ticks serial.

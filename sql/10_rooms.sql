@@ -124,7 +124,7 @@ begin
   if v_changes <> '{}' then
     r.updated_at := v_now;
     perform waitroom._save_room(r);
-    perform waitroom._event(p_room, null, 'room_configured', v_changes, v_now);
+    perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_configured', v_changes, v_now)));
     perform waitroom._wake(p_room);
   end if;
   return r;
@@ -145,7 +145,7 @@ begin
   delete from waitroom.queue_tally where room_id = p_room;
   delete from waitroom.rooms where id = p_room;
   execute format('drop sequence %s', r.queue_seq);
-  perform waitroom._event(p_room, null, 'room_deleted', '{}', waitroom._now(p_now));
+  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_deleted', '{}', waitroom._now(p_now))));
   return r;
 end
 $$;

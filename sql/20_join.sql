@@ -71,7 +71,7 @@ begin
   end if;
 
   if v_mode = 'passthrough' and status = 'queued' then
-    perform waitroom.admit(p_room, null, p_now);
+    perform waitroom._admit(p_room, null, p_now, ticket_id);
     select t.status into status from waitroom.tickets t where t.id = ticket_id;
   end if;
 

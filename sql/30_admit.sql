@@ -1,10 +1,10 @@
 -- admit: offer free seats to the next tickets in line.
 
-create function waitroom.admit(
-  p_room text,
-  p_max  integer default null,
-  p_now  timestamptz default null
-) returns table (ticket_id uuid, holder text, priority integer, claim_deadline timestamptz)
+-- The body of admit. Ledger rows about p_unannounced are not published: a
+-- passthrough join learns its own admission from join's answer, so joining
+-- alone sends no NOTIFY.
+create function waitroom._admit(p_room text, p_max integer, p_now timestamptz, p_unannounced uuid)
+returns table (ticket_id uuid, holder text, priority integer, claim_deadline timestamptz)
 language plpgsql
 as $$
 #variable_conflict use_column
@@ -13,7 +13,9 @@ declare
   r          waitroom.rooms;
   v_occupied bigint;
   v_budget   bigint;
-  v_admitted bigint;
+  v_admitted jsonb;
+  v_events   jsonb;
+  v_events_admitted jsonb;
 begin
   -- Each statement below must see every admission committed before the lock
   -- was granted; only READ COMMITTED takes a fresh snapshot per statement.
@@ -34,7 +36,7 @@ begin
   end if;
 
   -- Record lapsed offers and finished sessions first so their seats count as free.
-  perform waitroom._expire(p_room, 1000, v_now);
+  select e.events into v_events from waitroom._expire(p_room, 1000, v_now) e;
 
   select (select count(*) from waitroom.tickets t where t.room_id = p_room and t.status = 'admitted')
        + (select count(*) from waitroom.tickets t where t.room_id = p_room and t.status in ('active', 'draining'))
@@ -47,10 +49,10 @@ begin
          and e.created_at > v_now - interval '1 minute' and e.created_at <= v_now));
   end if;
   if v_budget <= 0 then
+    perform waitroom._publish(v_events);
     return;
   end if;
 
-  return query
   with picked as (
     select t.id
       from waitroom.tickets t
@@ -64,22 +66,42 @@ begin
        set status = 'admitted', admitted_at = v_now,
            claim_deadline = v_now + make_interval(secs => r.claim_seconds)
       from picked where t.id = picked.id
-    returning t.id, t.holder, t.priority, t.claim_deadline, t.queued_at
+    returning t.id, t.holder, t.priority, t.seq, t.claim_deadline, t.queued_at
   ), logged as (
-    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select p_room, d.id, 'admitted',
            jsonb_build_object('claim_deadline', d.claim_deadline,
                               'waited_ms', (extract(epoch from v_now - d.queued_at) * 1000)::bigint),
            v_now
       from done d
+    returning e.*
   )
-  select d.id, d.holder, d.priority, d.claim_deadline from done d;
+  select (select jsonb_agg(jsonb_build_object(
+                   'ticket_id', d.id, 'holder', d.holder, 'priority', d.priority, 'claim_deadline', d.claim_deadline)
+                 order by d.priority desc, d.seq)
+            from done d),
+         (select jsonb_agg(to_jsonb(l) order by l.id) from logged l)
+    into v_admitted, v_events_admitted;
 
-  get diagnostics v_admitted = row_count;
-  if v_admitted > 0 then
-    perform waitroom._dequeue(p_room, v_admitted);
+  if v_admitted is not null then
+    perform waitroom._dequeue(p_room, jsonb_array_length(v_admitted));
   end if;
+  perform waitroom._publish(coalesce(jsonb_agg(e), '[]'))
+     from jsonb_array_elements(v_events || coalesce(v_events_admitted, '[]')) e
+    where e ->> 'ticket_id' is distinct from p_unannounced::text;
+  return query
+  select a.* from jsonb_to_recordset(v_admitted) as a(ticket_id uuid, holder text, priority integer, claim_deadline timestamptz);
 end
 $$;
+comment on function waitroom._admit(text, integer, timestamptz, uuid) is
+  'waitroom.admit, publishing the ledger rows it wrote except those about p_unannounced.';
+
+create function waitroom.admit(
+  p_room text,
+  p_max  integer default null,
+  p_now  timestamptz default null
+) returns table (ticket_id uuid, holder text, priority integer, claim_deadline timestamptz)
+language sql
+as $$ select * from waitroom._admit(p_room, p_max, p_now, null) $$;
 comment on function waitroom.admit(text, integer, timestamptz) is
   'Admit the next queued tickets (priority desc, then join order) into free seats, within admit_per_minute and p_max; one row per admitted ticket. Serialised per room by an advisory lock: occupied seats never exceed capacity. Admits nobody when the room is paused, closed or before opens_at.';

@@ -23,7 +23,8 @@ begin
      and tk.token_hash = v_hash and tk.status = 'admitted' and tk.claim_deadline > v_now
   returning tk.* into t;
   if found then
-    perform waitroom._event(t.room_id, t.id, 'active', jsonb_build_object('expires_at', t.expires_at), v_now);
+    perform waitroom._publish(jsonb_build_array(
+      waitroom._event(t.room_id, t.id, 'active', jsonb_build_object('expires_at', t.expires_at), v_now)));
     return row(true, 'ok', 'active', t.expires_at)::waitroom.verdict;
   end if;
 
@@ -110,7 +111,8 @@ begin
   else
     perform waitroom._wake(r.id);
   end if;
-  perform waitroom._event(r.id, p_ticket, 'left', jsonb_build_object('from', v_from), v_now);
+  perform waitroom._publish(jsonb_build_array(
+    waitroom._event(r.id, p_ticket, 'left', jsonb_build_object('from', v_from), v_now)));
   return row(true, 'ok', 'left', null)::waitroom.verdict;
 end
 $$;
@@ -128,3 +130,35 @@ as $$
 $$;
 comment on function waitroom.check(uuid, text, timestamptz) is
   'The gate for the protected app: ok only for an active seat. Otherwise code names the reason: unknown (no such ticket or wrong token), superseded, queued, not_claimed, draining, ended, expired, left. Read-only.';
+
+-- Open event streams count as presence; a process reports all of its
+-- streams at once instead of one heartbeat each.
+create function waitroom.touch(p_tickets uuid[], p_now timestamptz default null)
+returns integer
+language plpgsql
+as $$
+declare
+  v_now   timestamptz := waitroom._now(p_now);
+  v_count integer;
+begin
+  -- Rows locked in id order: two processes touching overlapping sets cannot deadlock.
+  with live as (
+    select t.id
+      from waitroom.tickets t
+      join waitroom.rooms r on r.id = t.room_id
+     where t.id = any (p_tickets)
+       and t.status in ('queued', 'admitted', 'active')
+       and waitroom._effective_status(t, r, v_now) = t.status
+     order by t.id
+       for update of t
+  )
+  update waitroom.tickets t
+     set last_seen_at = greatest(t.last_seen_at, v_now)
+    from live
+   where t.id = live.id;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+comment on function waitroom.touch(uuid[], timestamptz) is
+  'Presence for many tickets at once (their holders'' event streams are open): refreshes last_seen_at of live queued, admitted and active tickets; never extends a seat. Returns how many were touched.';

@@ -1,11 +1,7 @@
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { createAdaptorServer } from "@hono/node-server";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
-import { createSql } from "./db/client.js";
 import { openDatabase } from "./db/database.js";
 import { migrate } from "./db/migrate.js";
-import { createApp } from "./http/app.js";
+import { startHttp } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
 import { startWorker } from "./worker/index.js";
 
@@ -28,33 +24,6 @@ const aborted = (signal: AbortSignal) =>
     if (signal.aborted) resolve();
     else signal.addEventListener("abort", () => resolve(), { once: true });
   });
-
-/** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
-function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    server.once("error", onError);
-    server.listen(port, host, () => {
-      server.off("error", onError);
-      resolve(server.address() as AddressInfo);
-    });
-  });
-}
-
-/** Stop accepting, let requests in flight finish for up to drainMs, then cut what is left (streams). */
-function closeServer(server: Server, drainMs: number, log: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    const cut = setTimeout(() => {
-      log.warn({ drainMs }, "closing connections still open after the drain period");
-      server.closeAllConnections();
-    }, drainMs);
-    server.close(() => {
-      clearTimeout(cut);
-      resolve();
-    });
-    server.closeIdleConnections();
-  });
-}
 
 /**
  * Database, migrate, then the parts this command runs (scheduler, HTTP); resolves once stopped by
@@ -81,13 +50,10 @@ async function serve({ config, log, shutdown }: Context, parts: { worker: boolea
       log.info({ concurrency: config.workerConcurrency }, "scheduler running");
     }
     if (parts.http) {
-      const sql = createSql(database.url);
-      closers.push(() => sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) }));
-      const app = createApp({ sql });
-      const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
-      const address = await listen(server, config.port, config.host);
-      closers.push(() => closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log));
-      log.info({ port: address.port, host: config.host, pid: process.pid }, "waitroom listening");
+      const http = await startHttp({ databaseUrl: database.url, config, log, processMetrics: true });
+      closers.push(() => http.close());
+      log.info({ url: http.url, pid: process.pid, admin: config.adminKey !== undefined }, "waitroom listening");
+      if (!config.adminKey) log.warn("the admin API is disabled: set WAITROOM_ADMIN_KEY to manage rooms over HTTP");
     }
 
     const lost = await Promise.race([aborted(shutdown), database.lost]);

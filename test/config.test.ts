@@ -29,6 +29,10 @@ describe("loadConfig", () => {
       worker: true,
       workerConcurrency: 4,
       sweepIntervalMs: 5_000,
+      adminKey: undefined,
+      serverKey: undefined,
+      bodyLimitBytes: 16_384,
+      stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144 },
       logLevel: "info",
     });
   });
@@ -44,6 +48,13 @@ describe("loadConfig", () => {
       WAITROOM_WORKER: "false",
       WAITROOM_WORKER_CONCURRENCY: "8",
       WAITROOM_SWEEP_INTERVAL_MS: "1000",
+      WAITROOM_ADMIN_KEY: "0123456789abcdef-admin",
+      WAITROOM_SERVER_KEY: "0123456789abcdef-server",
+      WAITROOM_BODY_LIMIT_BYTES: "4096",
+      WAITROOM_KEEPALIVE_MS: "5000",
+      WAITROOM_REFRESH_MS: "500",
+      WAITROOM_PRESENCE_MS: "3000",
+      WAITROOM_STREAM_BUFFER_BYTES: "65536",
       LOG_LEVEL: "debug",
     });
     expect(config).toEqual({
@@ -56,6 +67,10 @@ describe("loadConfig", () => {
       worker: false,
       workerConcurrency: 8,
       sweepIntervalMs: 1000,
+      adminKey: "0123456789abcdef-admin",
+      serverKey: "0123456789abcdef-server",
+      bodyLimitBytes: 4096,
+      stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536 },
       logLevel: "debug",
     });
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");
@@ -99,6 +114,14 @@ describe("loadConfig", () => {
     expect(error.message).not.toContain("hunter2");
   });
 
+  it("never echoes a bad admin or server key", () => {
+    const error = configError({ WAITROOM_ADMIN_KEY: "short-secret", WAITROOM_SERVER_KEY: "has whitespace in it" });
+    expect(namedIn(error)).toEqual(["WAITROOM_ADMIN_KEY", "WAITROOM_SERVER_KEY"]);
+    expect(error.message).toMatch(/WAITROOM_ADMIN_KEY: .*at least 16/);
+    expect(error.message).not.toContain("short-secret");
+    expect(error.message).not.toContain("has whitespace");
+  });
+
   it.each([
     ["PORT", "abc"],
     ["PORT", "65536"],
@@ -119,6 +142,9 @@ describe("loadConfig", () => {
     ["DATABASE_URL", "localhost:5432/db"],
     ["LOG_LEVEL", "loud"],
     ["LOG_LEVEL", "verbose"],
+    ["WAITROOM_BODY_LIMIT_BYTES", "100"],
+    ["WAITROOM_REFRESH_MS", "0"],
+    ["WAITROOM_STREAM_BUFFER_BYTES", "lots"],
   ])("rejects %s=%j, naming it", (name, value) => {
     expect(namedIn(configError({ [name]: value }))).toEqual([name]);
   });

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -8,6 +8,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/db/embedded.js";
+import { killLaunched, launch, messages, sleep, startServing, terminate, waitUntil } from "./helpers/app-process.js";
 
 /*
  * The real `start` command, as an operator runs it: tsx src/main.ts start with
@@ -16,20 +17,6 @@ import { freePort } from "../src/db/embedded.js";
  * afterAll, whatever happened.
  */
 
-const root = join(import.meta.dirname, "..");
-const tsx = join(root, "node_modules", ".bin", "tsx");
-
-type LogLine = { level: number; msg: string; [key: string]: unknown };
-
-type Running = {
-  child: ChildProcess;
-  lines: LogLine[];
-  stdout: string;
-  stderr: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-};
-
-const launched: Running[] = [];
 const dataDirs: string[] = [];
 
 /** Under os.tmpdir() but not created: the app makes it, traversable by the postgres user. */
@@ -37,70 +24,6 @@ function newDataDir(): string {
   const dir = join(tmpdir(), `waitroom-start-${randomBytes(5).toString("hex")}`);
   dataDirs.push(dir);
   return dir;
-}
-
-/** The environment of an operator's shell, minus anything that would change what start does. */
-function baseEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of Object.keys(env)) {
-    if (/^(DATABASE_URL|TEST_DATABASE_URL|PORT|HOST|LOG_LEVEL|WAITROOM_.*)$/.test(name)) delete env[name];
-  }
-  return env;
-}
-
-function launch(env: Record<string, string>): Running {
-  // Own process group, so cleanup can reach tsx and the node process it runs.
-  const child = spawn(tsx, ["src/main.ts", "start"], {
-    cwd: root,
-    env: { ...baseEnv(), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  const running: Running = {
-    child,
-    lines: [],
-    stdout: "",
-    stderr: "",
-    exited: new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal }))),
-  };
-  let partial = "";
-  child.stdout?.setEncoding("utf8").on("data", (text: string) => {
-    running.stdout += text;
-    const lines = (partial + text).split("\n");
-    partial = lines.pop() ?? "";
-    for (const line of lines) {
-      try {
-        running.lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  child.stderr?.setEncoding("utf8").on("data", (text: string) => {
-    running.stderr += text;
-  });
-  launched.push(running);
-  return running;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await sleep(100);
-  }
-}
-
-async function httpStatus(url: string): Promise<number | undefined> {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(2_000), headers: { connection: "close" } });
-    await response.arrayBuffer();
-    return response.status;
-  } catch {
-    return undefined;
-  }
 }
 
 function portOpen(port: number): Promise<boolean> {
@@ -136,37 +59,6 @@ function postmasterPid(dataDir: string): number | undefined {
   }
 }
 
-const messages = (running: Running) => running.lines.map((line) => line.msg);
-
-/** Starts and waits until /healthz and /readyz answer 200. */
-async function startServing(env: Record<string, string>, httpPort: number): Promise<Running> {
-  const running = launch(env);
-  let exited = false;
-  void running.exited.then(() => {
-    exited = true;
-  });
-  await waitUntil(
-    async () => {
-      if (exited) throw new Error(`start exited early:\n${running.stdout}\n${running.stderr}`);
-      return (await httpStatus(`http://127.0.0.1:${httpPort}/healthz`)) === 200;
-    },
-    60_000,
-    "/healthz answers 200",
-  );
-  expect(await httpStatus(`http://127.0.0.1:${httpPort}/readyz`)).toBe(200);
-  return running;
-}
-
-/** SIGTERM to tsx (which relays it), as a supervisor would; resolves with the exit and how long it took. */
-async function terminate(running: Running, signal: NodeJS.Signals = "SIGTERM") {
-  const started = Date.now();
-  running.child.kill(signal);
-  const timeout = sleep(20_000).then(() => "timeout" as const);
-  const exit = await Promise.race([running.exited, timeout]);
-  if (exit === "timeout") throw new Error(`start did not exit within 20 s of ${signal}:\n${running.stdout}`);
-  return { ...exit, ms: Date.now() - started };
-}
-
 async function withDatabase<T>(dataDir: string, pgPort: number, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const password = readFileSync(join(dataDir, "password"), "utf8").trim();
   const client = new pg.Client({
@@ -188,14 +80,7 @@ async function expectDatabaseStopped(dataDir: string, pgPort: number, pid: numbe
 }
 
 afterAll(async () => {
-  for (const running of launched) {
-    const pid = running.child.pid;
-    if (pid !== undefined && running.child.exitCode === null && running.child.signalCode === null) {
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {}
-    }
-  }
+  killLaunched();
   for (const dir of dataDirs) {
     const pid = postmasterPid(dir);
     if (pid !== undefined && isAlive(pid)) {
@@ -235,8 +120,8 @@ describe("start", { timeout: 90_000 }, () => {
     );
 
     await withDatabase(dataDir, pgPort, async (client) => {
-      const migrations = await client.query("select name from public.waitroom_migrations");
-      expect(migrations.rows).toEqual([{ name: "0001_schema" }]);
+      const migrations = await client.query("select name from public.waitroom_migrations order by id");
+      expect(migrations.rows).toEqual([{ name: "0001_schema" }, { name: "0002_signing_keys" }]);
       const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
       expect(room.rows).toEqual([{ capacity: 3 }]);
       const joined = await client.query("select status from waitroom.join('persisted', 'alice')");

@@ -25,6 +25,12 @@ function isPostgresUrl(value: string): boolean {
 // The message never echoes the value: a DATABASE_URL carries a password.
 const postgresUrl = z.string().refine(isPostgresUrl, "must be a postgres:// or postgresql:// URL");
 
+/** A shared secret sent as a bearer token: long enough not to be guessed, no whitespace to mangle. */
+const key = z
+  .string()
+  .regex(/^\S+$/, "must not contain whitespace")
+  .min(16, "must be at least 16 characters (try: openssl rand -hex 24)");
+
 /** Environment variables the service reads; unset values take these defaults. */
 const environmentSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
@@ -36,6 +42,13 @@ const environmentSchema = z.object({
   WAITROOM_WORKER: z.enum(["true", "false"], { error: "must be true or false" }).default("true"),
   WAITROOM_WORKER_CONCURRENCY: integer(1, 100).default(4),
   WAITROOM_SWEEP_INTERVAL_MS: integer(100, 3_600_000).default(5_000),
+  WAITROOM_ADMIN_KEY: key.optional(),
+  WAITROOM_SERVER_KEY: key.optional(),
+  WAITROOM_BODY_LIMIT_BYTES: integer(1024, 1_048_576).default(16_384),
+  WAITROOM_KEEPALIVE_MS: integer(1000, 120_000).default(15_000),
+  WAITROOM_REFRESH_MS: integer(200, 60_000).default(2_000),
+  WAITROOM_PRESENCE_MS: integer(1000, 600_000).default(10_000),
+  WAITROOM_STREAM_BUFFER_BYTES: integer(4096, 16_777_216).default(262_144),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -59,11 +72,30 @@ export type Config = {
   workerConcurrency: number;
   /** How often waitroom.sweep runs (cron runs it every minute as a safety net too). */
   sweepIntervalMs: number;
+  /** Bearer key of the admin endpoints; unset disables them. */
+  adminKey: string | undefined;
+  /** Bearer key of trusted callers, who may set holder and priority on join; unset: nobody may. */
+  serverKey: string | undefined;
+  /** Largest accepted request body. */
+  bodyLimitBytes: number;
+  stream: StreamSettings;
   logLevel: (typeof logLevels)[number];
 };
 
+/** How event streams behave. */
+export type StreamSettings = {
+  /** A comment line this often keeps proxies from closing idle streams. */
+  keepAliveMs: number;
+  /** Positions of a room's subscribers are re-read at least this often (depth grows without events). */
+  refreshMs: number;
+  /** Open streams are recorded as presence (last_seen_at) this often, in one statement per process. */
+  presenceMs: number;
+  /** A client this far behind is disconnected rather than buffered without bound. */
+  bufferBytes: number;
+};
+
 /** Variables whose value must never appear in a message or a log. */
-const secret: Record<string, true> = { DATABASE_URL: true };
+const secret: Record<string, true> = { DATABASE_URL: true, WAITROOM_ADMIN_KEY: true, WAITROOM_SERVER_KEY: true };
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -93,6 +125,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     worker: e.WAITROOM_WORKER === "true",
     workerConcurrency: e.WAITROOM_WORKER_CONCURRENCY,
     sweepIntervalMs: e.WAITROOM_SWEEP_INTERVAL_MS,
+    adminKey: e.WAITROOM_ADMIN_KEY,
+    serverKey: e.WAITROOM_SERVER_KEY,
+    bodyLimitBytes: e.WAITROOM_BODY_LIMIT_BYTES,
+    stream: {
+      keepAliveMs: e.WAITROOM_KEEPALIVE_MS,
+      refreshMs: e.WAITROOM_REFRESH_MS,
+      presenceMs: e.WAITROOM_PRESENCE_MS,
+      bufferBytes: e.WAITROOM_STREAM_BUFFER_BYTES,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

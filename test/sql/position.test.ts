@@ -61,3 +61,71 @@ describe("position", () => {
     expect(await position("00000000-0000-4000-8000-000000000000", at(0))).toBeUndefined();
   });
 });
+
+describe("positions", () => {
+  type Row = { ticket_id: string; status: string; position: number | null; approximate: boolean; instance: number };
+  const positions = (room: string, ids: string[], now: Date) =>
+    db.sql<Row[]>`select * from waitroom.positions(${room}, ${db.sql.array(ids)}::uuid[], ${now})`;
+
+  it("answers for many tickets at once, equal to waitroom.queue's numbering, across priority bands", async () => {
+    const room = await createRoom(db.sql, 1, { idle_seconds: 3600 });
+    const tickets = [];
+    for (let i = 0; i < 30; i++) {
+      tickets.push(await join(db.sql, room, i % 7 === 0 ? { holder: `vip-${i}`, priority: 3 } : {}));
+    }
+    await admit(db.sql, room, at(1));
+    const rows = await positions(
+      room,
+      tickets.map((t) => t.ticket_id),
+      at(2),
+    );
+    const queue = await db.sql<{ ticket_id: string; position: number }[]>`
+      select ticket_id, position from waitroom.queue where room_id = ${room}`;
+    const expected = new Map(queue.map((row) => [row.ticket_id, row.position]));
+    expect(rows).toHaveLength(30);
+    for (const row of rows) {
+      expect(row.position).toBe(row.status === "queued" ? expected.get(row.ticket_id) : null);
+      expect(row.approximate).toBe(false);
+    }
+    expect(rows.filter((row) => row.status === "admitted")).toHaveLength(1);
+  });
+
+  it("ignores tickets of other rooms and unknown ids, and reports the instance", async () => {
+    const room = await createRoom(db.sql, 0);
+    const other = await createRoom(db.sql, 0);
+    const mine = await join(db.sql, room, { holder: "ada" });
+    await join(db.sql, room, { holder: "ada" });
+    const theirs = await join(db.sql, other);
+    const rows = await positions(
+      room,
+      [mine.ticket_id, theirs.ticket_id, "00000000-0000-4000-8000-000000000000"],
+      at(1),
+    );
+    expect(rows).toEqual([expect.objectContaining({ ticket_id: mine.ticket_id, position: 1, instance: 2 })]);
+  });
+});
+
+describe("touch", () => {
+  it("records presence of live tickets only, never reviving an idle one or extending a seat", async () => {
+    const room = await createRoom(db.sql, 1, { idle_seconds: 30, session_seconds: 60 });
+    const seated = await join(db.sql, room, { now: at(0) });
+    await admit(db.sql, room, at(0));
+    await verdict(db.sql, "claim", seated, at(1));
+    const fresh = await join(db.sql, room, { now: at(10) });
+    const idle = await join(db.sql, room, { now: at(0) });
+    const gone = await join(db.sql, room, { now: at(0) });
+    await verdict(db.sql, "leave", gone, at(5));
+
+    const ids = [seated, fresh, idle, gone].map((t) => t.ticket_id);
+    const [row] = await db.sql<{ touched: number }[]>`
+      select waitroom.touch(${db.sql.array(ids)}::uuid[], ${at(35)}) as touched`;
+    expect(row?.touched).toBe(2);
+    const seen = await db.sql<{ id: string; last_seen_at: Date; expires_at: Date | null }[]>`
+      select id, last_seen_at, expires_at from waitroom.tickets where id = any(${db.sql.array(ids)}::uuid[])`;
+    const byId = new Map(seen.map((t) => [t.id, t]));
+    expect(byId.get(seated.ticket_id)).toMatchObject({ last_seen_at: at(35), expires_at: at(61) });
+    expect(byId.get(fresh.ticket_id)?.last_seen_at).toEqual(at(35));
+    expect(byId.get(idle.ticket_id)?.last_seen_at).toEqual(at(0));
+    expect(byId.get(gone.ticket_id)?.last_seen_at).toEqual(at(0));
+  });
+});

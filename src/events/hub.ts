@@ -1,0 +1,321 @@
+import type { StreamSettings } from "../config/index.js";
+import type { Sql } from "../db/client.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import { positions, roomEvents, type TicketState, terminalStatuses, ticketEvents, touch } from "../queue/index.js";
+import type { LedgerEvent } from "./codec.js";
+
+/*
+ * Fans ledger events out to this process's event streams. Events name the
+ * tickets they concern; positions and depth are not in them, so after any
+ * change in a room (and every refreshMs, since joins are never announced)
+ * the room's subscribers are re-read with ONE waitroom.positions query and
+ * sent a `state` only where their numbers moved.
+ */
+
+/** Where a stream's text goes; write() returns false once the client is gone or was dropped. */
+export type StreamClient = {
+  write(text: string): boolean;
+  close(): void;
+};
+
+/** What a stream shows: the ticket's state, ISO times, no internal instance number. */
+export type StreamData = Omit<TicketState, "expires_at" | "instance"> & {
+  expires_at: string | null;
+  reason?: string;
+  room?: Record<string, unknown>;
+};
+
+type Subscriber = {
+  ticketId: string;
+  roomId: string;
+  instance: number;
+  client: StreamClient;
+  /** The state last sent. */
+  shown: StreamData;
+  /** Ids of events already sent (bounded), so replay and live delivery never repeat one. */
+  sent: Set<number>;
+  /** Live events that arrived while the stream was being opened; null once open. */
+  waiting: LedgerEvent[] | null;
+  closed: boolean;
+};
+
+/** Ledger event types → the named SSE events clients see. */
+const streamEventName: Record<string, string> = {
+  admitted: "admitted",
+  active: "active",
+  draining: "draining",
+  ended: "ended",
+  expired: "ended",
+  left: "ended",
+  room_configured: "room",
+  room_deleted: "room",
+};
+
+const SENT_IDS_KEPT = 256;
+const TOUCH_BATCH = 10_000;
+/** First SSE lines: how long clients wait before reconnecting. */
+export const RETRY_MS = 2_000;
+
+export function formatSse(message: { event?: string; id?: number; data?: unknown; retry?: number }): string {
+  let text = "";
+  if (message.retry !== undefined) text += `retry: ${message.retry}\n`;
+  if (message.event) text += `event: ${message.event}\n`;
+  if (message.id !== undefined) text += `id: ${message.id}\n`;
+  if (message.data !== undefined) text += `data: ${JSON.stringify(message.data)}\n`;
+  return `${text}\n`;
+}
+
+/** A ticket state as JSON clients see it (streams and GET /v1/tickets/{id}). */
+export const ticketView = ({ instance: _instance, expires_at, ...state }: TicketState): StreamData => ({
+  ...state,
+  expires_at: expires_at ? new Date(expires_at).toISOString() : null,
+});
+
+const moved = (a: StreamData, b: StreamData) =>
+  a.status !== b.status ||
+  a.position !== b.position ||
+  a.depth !== b.depth ||
+  a.approximate !== b.approximate ||
+  a.eta_seconds !== b.eta_seconds ||
+  a.expires_at !== b.expires_at;
+
+export type HubOptions = { sql: Sql; log: Logger; metrics: Metrics; settings: StreamSettings };
+
+export class Hub {
+  readonly #sql: Sql;
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #settings: StreamSettings;
+  readonly #rooms = new Map<string, Set<Subscriber>>();
+  readonly #tickets = new Map<string, Set<Subscriber>>();
+  /** Rooms being re-read; true = changed again meanwhile, read once more. */
+  readonly #refreshing = new Map<string, boolean>();
+  readonly #timers: ReturnType<typeof setInterval>[] = [];
+
+  constructor(options: HubOptions) {
+    this.#sql = options.sql;
+    this.#log = options.log;
+    this.#metrics = options.metrics;
+    this.#settings = options.settings;
+    const every = (ms: number, work: () => void) => {
+      const timer = setInterval(work, ms);
+      timer.unref();
+      this.#timers.push(timer);
+    };
+    every(this.#settings.keepAliveMs, () => this.#broadcast(": keep-alive\n\n"));
+    every(this.#settings.refreshMs, () => {
+      for (const room of this.#rooms.keys()) this.refresh(room);
+    });
+    every(this.#settings.presenceMs, () => void this.#recordPresence());
+  }
+
+  get streams(): number {
+    let count = 0;
+    for (const subscribers of this.#rooms.values()) count += subscribers.size;
+    return count;
+  }
+
+  /**
+   * Start streaming a ticket whose token was verified: replays what the client missed after
+   * `lastEventId`, sends a `state` snapshot, then live events. Returns the unsubscribe function.
+   */
+  async open(ticket: TicketState, client: StreamClient, lastEventId?: number): Promise<() => void> {
+    const subscriber: Subscriber = {
+      ticketId: ticket.ticket_id,
+      roomId: ticket.room_id,
+      instance: ticket.instance,
+      client,
+      shown: ticketView(ticket),
+      sent: new Set(),
+      waiting: [],
+      closed: false,
+    };
+    // Subscribed before reading, so nothing that commits meanwhile falls between the reads and the live feed.
+    this.#add(subscriber);
+    const unsubscribe = () => this.#remove(subscriber);
+    try {
+      const missed = lastEventId === undefined ? [] : await ticketEvents(this.#sql, ticket.ticket_id, lastEventId);
+      const [now] = await positions(this.#sql, ticket.room_id, [ticket.ticket_id]);
+      this.#metrics.positionQueries.inc();
+      for (const event of missed) this.#sendEvent(subscriber, event);
+      this.#sendState(subscriber, now, true);
+      const waiting = subscriber.waiting ?? [];
+      subscriber.waiting = null;
+      for (const event of waiting) this.#sendEvent(subscriber, event);
+    } catch (error) {
+      unsubscribe();
+      throw error;
+    }
+    return unsubscribe;
+  }
+
+  /** Whether a client resuming after `lastEventId` has events to catch up on. */
+  async missedAny(ticket: TicketState, lastEventId: number | undefined): Promise<boolean> {
+    if (lastEventId === undefined) return false;
+    return (await ticketEvents(this.#sql, ticket.ticket_id, lastEventId)).length > 0;
+  }
+
+  /** Events from the LISTEN connection (or a replay): to the tickets they name, then re-read their rooms. */
+  deliver(events: readonly LedgerEvent[]): void {
+    const touched = new Set<string>();
+    for (const event of events) {
+      // Seats or places changed: everyone in the room may have moved.
+      if (this.#rooms.has(event.room_id)) touched.add(event.room_id);
+      const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
+      for (const subscriber of [...(audience ?? [])]) {
+        if (subscriber.waiting) subscriber.waiting.push(event);
+        else this.#sendEvent(subscriber, event);
+      }
+    }
+    for (const room of touched) this.refresh(room);
+  }
+
+  /** The LISTEN connection was lost or a message was: replay the ledger since `since`, then re-read every room. */
+  async replay(since: Date): Promise<void> {
+    const rooms = [...this.#rooms.keys()];
+    if (rooms.length === 0) return;
+    try {
+      this.deliver(await roomEvents(this.#sql, rooms, since));
+    } catch (error) {
+      this.#log.error({ err: error }, "replay from the ledger failed; positions are re-read anyway");
+    }
+    for (const room of rooms) this.refresh(room);
+  }
+
+  /** Re-read a room's subscribers with one query; coalesces calls that arrive while one runs. */
+  refresh(room: string): void {
+    if (this.#refreshing.has(room)) {
+      this.#refreshing.set(room, true);
+      return;
+    }
+    this.#refreshing.set(room, false);
+    void this.#refreshRoom(room)
+      .catch((error: unknown) => this.#log.warn({ err: error, room }, "could not refresh positions"))
+      .finally(() => {
+        const again = this.#refreshing.get(room);
+        this.#refreshing.delete(room);
+        if (again) this.refresh(room);
+      });
+  }
+
+  /** Shutdown: tell every client to reconnect soon (to another replica) and close the streams. */
+  close(): void {
+    for (const timer of this.#timers) clearInterval(timer);
+    for (const subscribers of this.#rooms.values()) {
+      for (const subscriber of [...subscribers]) {
+        subscriber.client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
+        this.#end(subscriber);
+      }
+    }
+  }
+
+  async #refreshRoom(room: string): Promise<void> {
+    const subscribers = [...(this.#rooms.get(room) ?? [])].filter((s) => !s.waiting);
+    if (subscribers.length === 0) return;
+    const ids = [...new Set(subscribers.map((s) => s.ticketId))];
+    const rows = await positions(this.#sql, room, ids);
+    this.#metrics.positionQueries.inc();
+    const byTicket = new Map(rows.map((row) => [row.ticket_id, row]));
+    for (const subscriber of subscribers) this.#sendState(subscriber, byTicket.get(subscriber.ticketId), false);
+  }
+
+  /** Send the state if it moved (or always, for the snapshot); ends the stream when the ticket is over. */
+  #sendState(subscriber: Subscriber, state: TicketState | undefined, snapshot: boolean): void {
+    if (subscriber.closed) return;
+    if (!state) {
+      // Deleted with its room, or purged.
+      this.#write(subscriber, formatSse({ event: "ended", data: { ...subscriber.shown, status: "ended" } }));
+      this.#end(subscriber);
+      return;
+    }
+    const data = ticketView(state);
+    if (state.instance !== subscriber.instance) {
+      this.#write(subscriber, formatSse({ event: "superseded", data: { ...data, status: "superseded" } }));
+      this.#end(subscriber);
+      return;
+    }
+    if (terminalStatuses.has(state.status)) {
+      this.#write(subscriber, formatSse({ event: "ended", data }));
+      this.#end(subscriber);
+      return;
+    }
+    if (!snapshot && !moved(subscriber.shown, data)) return;
+    subscriber.shown = data;
+    this.#write(subscriber, formatSse({ event: "state", data }));
+  }
+
+  #sendEvent(subscriber: Subscriber, event: LedgerEvent): void {
+    const name = streamEventName[event.type];
+    if (!name || subscriber.closed || subscriber.sent.has(event.id)) return;
+    subscriber.sent.add(event.id);
+    if (subscriber.sent.size > SENT_IDS_KEPT) {
+      const [oldest] = subscriber.sent;
+      if (oldest !== undefined) subscriber.sent.delete(oldest);
+    }
+    const data: StreamData = { ...subscriber.shown };
+    if (name === "room") {
+      data.room = { event: event.type, ...event.data };
+    } else {
+      data.status = (name === "ended" ? event.type : name) as StreamData["status"];
+      data.position = null;
+      const deadline = event.data.claim_deadline ?? event.data.expires_at;
+      if (typeof deadline === "string") data.expires_at = new Date(deadline).toISOString();
+      if (typeof event.data.reason === "string") data.reason = event.data.reason;
+      subscriber.shown = data;
+    }
+    this.#write(subscriber, formatSse({ event: name, id: event.id, data }));
+    if (name === "ended" || event.type === "room_deleted") this.#end(subscriber);
+  }
+
+  #write(subscriber: Subscriber, text: string): void {
+    if (!subscriber.client.write(text)) {
+      this.#metrics.streamsDropped.inc();
+      this.#end(subscriber);
+    }
+  }
+
+  #broadcast(text: string): void {
+    for (const subscribers of this.#rooms.values()) {
+      for (const subscriber of [...subscribers]) this.#write(subscriber, text);
+    }
+  }
+
+  async #recordPresence(): Promise<void> {
+    const ids = [...this.#tickets.keys()];
+    for (let i = 0; i < ids.length; i += TOUCH_BATCH) {
+      try {
+        await touch(this.#sql, ids.slice(i, i + TOUCH_BATCH));
+      } catch (error) {
+        this.#log.warn({ err: error }, "could not record presence of open streams");
+      }
+    }
+  }
+
+  #add(subscriber: Subscriber): void {
+    const inRoom = this.#rooms.get(subscriber.roomId) ?? new Set();
+    inRoom.add(subscriber);
+    this.#rooms.set(subscriber.roomId, inRoom);
+    const forTicket = this.#tickets.get(subscriber.ticketId) ?? new Set();
+    forTicket.add(subscriber);
+    this.#tickets.set(subscriber.ticketId, forTicket);
+    this.#metrics.streams.inc();
+  }
+
+  #end(subscriber: Subscriber): void {
+    if (subscriber.closed) return;
+    subscriber.closed = true;
+    subscriber.client.close();
+    this.#remove(subscriber);
+  }
+
+  #remove(subscriber: Subscriber): void {
+    const inRoom = this.#rooms.get(subscriber.roomId);
+    if (!inRoom?.delete(subscriber)) return;
+    if (inRoom.size === 0) this.#rooms.delete(subscriber.roomId);
+    const forTicket = this.#tickets.get(subscriber.ticketId);
+    forTicket?.delete(subscriber);
+    if (forTicket?.size === 0) this.#tickets.delete(subscriber.ticketId);
+    this.#metrics.streams.dec();
+  }
+}

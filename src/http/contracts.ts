@@ -1,0 +1,346 @@
+import { z } from "zod";
+
+/*
+ * Every request and response shape of the HTTP API, in one place: routes
+ * validate with these, and /openapi.json is generated from them.
+ */
+
+const int32 = (min: number, max = 2_147_483_647) => z.int().min(min).max(max);
+/** A string PostgreSQL can store: text cannot hold NUL characters. */
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((value) => !value.includes("\u0000"), "must not contain NUL characters");
+
+export const roomId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
+export const ticketId = z.uuid({ error: "a ticket id is a UUID" });
+export const roomParams = z.object({ room: roomId });
+export const ticketParams = z.object({ id: ticketId });
+
+export const joinRequest = z.strictObject({
+  holder: text(256).optional().describe("Verified user id; only from a trusted caller."),
+  priority: int32(-1000, 1000).optional().describe("Higher goes first; only from a trusted caller."),
+});
+
+const status = z.enum(["queued", "admitted", "active", "draining", "ended", "expired", "left"]);
+
+export const ticketState = z.object({
+  ticket_id: z.uuid(),
+  room_id: roomId,
+  status,
+  position: z.int().nullable().describe("1 = next; null unless queued."),
+  depth: z.int().describe("Tickets queued in the room."),
+  approximate: z.boolean().describe("true deep in a long queue, where the position is interpolated."),
+  eta_seconds: z.int().nullable().describe("Estimated wait from the recent admission rate; null without a basis."),
+  expires_at: z.iso
+    .datetime()
+    .nullable()
+    .describe("Claim deadline of an offer, end of an active seat, end of grace while draining."),
+});
+
+export const joinResponse = z.object({
+  ticket_id: z.uuid(),
+  token: z.string().describe("Bearer token of the ticket; returned only here."),
+  status,
+  position: z.int().nullable(),
+  depth: z.int(),
+  eta_seconds: z.int().nullable(),
+  events_url: z.string().describe("The ticket's event stream (text/event-stream)."),
+});
+
+export const claimResponse = z.object({
+  ticket_id: z.uuid(),
+  status,
+  admission_token: z.string().describe("Ed25519-signed JWT for the protected app: sub, room, tid, ins, exp; kid."),
+  expires_at: z.iso.datetime(),
+});
+
+export const checkRequest = z.union([
+  z.strictObject({ admission_token: z.string().min(1).max(4096) }),
+  z.strictObject({ ticket_id: ticketId, token: text(256) }),
+]);
+
+export const checkResponse = z.object({
+  ok: z.literal(true),
+  status,
+  ticket_id: z.uuid(),
+  room_id: roomId,
+  expires_at: z.iso.datetime(),
+});
+
+export const roomSettings = z.strictObject({
+  capacity: int32(0, 1_000_000).optional(),
+  admit_per_minute: int32(1).nullable().optional(),
+  session_seconds: int32(1).optional(),
+  grace_seconds: int32(0).optional(),
+  claim_seconds: int32(1).optional(),
+  idle_seconds: int32(1).optional(),
+  renew_on_heartbeat: z.boolean().optional(),
+  mode: z.enum(["open", "paused", "passthrough", "closed"]).optional(),
+  opens_at: z.iso.datetime({ offset: true }).nullable().optional(),
+  tick_ms: int32(50, 60_000).optional(),
+  retention_seconds: int32(3600).optional(),
+});
+
+export const room = z.object({
+  id: roomId,
+  capacity: z.int(),
+  admit_per_minute: z.int().nullable(),
+  session_seconds: z.int(),
+  grace_seconds: z.int(),
+  claim_seconds: z.int(),
+  idle_seconds: z.int(),
+  renew_on_heartbeat: z.boolean(),
+  mode: z.enum(["open", "paused", "passthrough", "closed"]),
+  opens_at: z.iso.datetime().nullable(),
+  tick_ms: z.int(),
+  retention_seconds: z.int(),
+  created_at: z.iso.datetime(),
+  updated_at: z.iso.datetime(),
+  stats: z.object({
+    queued: z.int(),
+    admitted: z.int(),
+    active: z.int(),
+    draining: z.int(),
+    free_seats: z.int(),
+    admitted_last_minute: z.int(),
+    oldest_wait_seconds: z.number().nullable(),
+    median_wait_seconds: z.number().nullable(),
+  }),
+});
+
+export const roomList = z.object({ rooms: z.array(room) });
+
+export const errorCodes = {
+  invalid_request: 400,
+  invalid_token: 401,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  already_claimed: 409,
+  superseded: 409,
+  draining: 410,
+  ended: 410,
+  expired: 410,
+  left: 410,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  not_admitted: 428,
+  not_claimed: 428,
+  not_ready: 503,
+  room_closed: 503,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export const errorEnvelope = z.object({
+  error: z.object({ code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]), message: z.string() }),
+});
+
+export type Auth = "none" | "ticket" | "admin" | "server";
+
+/** The route table: what /openapi.json describes. */
+export type Route = {
+  method: "get" | "post" | "put" | "delete";
+  path: string;
+  summary: string;
+  auth: Auth;
+  params?: z.ZodObject;
+  body?: z.ZodType;
+  response?: { status: number; schema?: z.ZodType; contentType?: string; description: string };
+  errors: ErrorCode[];
+};
+
+export const routes: Route[] = [
+  {
+    method: "post",
+    path: "/v1/rooms/{room}/tickets",
+    summary: "Join a room's queue. holder and priority need the server key.",
+    auth: "server",
+    params: roomParams,
+    body: joinRequest,
+    response: { status: 202, schema: joinResponse, description: "The ticket, its token and where to stream it." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "room_closed", "payload_too_large"],
+  },
+  {
+    method: "get",
+    path: "/v1/tickets/{id}",
+    summary: "The ticket's state: status, position, depth, ETA.",
+    auth: "ticket",
+    params: ticketParams,
+    response: { status: 200, schema: ticketState, description: "Current state." },
+    errors: ["invalid_request", "unauthorized", "not_found", "superseded"],
+  },
+  {
+    method: "get",
+    path: "/v1/tickets/{id}/events",
+    summary:
+      "Server-Sent Events: a state snapshot, then state, admitted, active, draining, ended, superseded and room events. ?token= is accepted (EventSource cannot send headers); Last-Event-ID resumes.",
+    auth: "ticket",
+    params: ticketParams,
+    response: {
+      status: 200,
+      contentType: "text/event-stream",
+      description: "The stream; every data: line is a ticket state. 204 when the ticket is over.",
+    },
+    errors: ["invalid_request", "unauthorized", "not_found", "superseded"],
+  },
+  {
+    method: "post",
+    path: "/v1/tickets/{id}/claim",
+    summary: "Turn an admission offer into an active seat and get the signed admission token.",
+    auth: "ticket",
+    params: ticketParams,
+    response: { status: 200, schema: claimResponse, description: "The seat and its admission token." },
+    errors: [
+      "invalid_request",
+      "unauthorized",
+      "not_found",
+      "superseded",
+      "already_claimed",
+      "not_admitted",
+      "expired",
+      "ended",
+      "left",
+      "draining",
+    ],
+  },
+  {
+    method: "post",
+    path: "/v1/tickets/{id}/heartbeat",
+    summary: "The holder is present; extends an active seat where the room renews on heartbeat.",
+    auth: "ticket",
+    params: ticketParams,
+    response: { status: 200, schema: ticketState, description: "Current state." },
+    errors: ["invalid_request", "unauthorized", "not_found", "superseded", "expired", "ended", "left", "draining"],
+  },
+  {
+    method: "delete",
+    path: "/v1/tickets/{id}",
+    summary: "Leave: the place or seat is released at once.",
+    auth: "ticket",
+    params: ticketParams,
+    response: { status: 204, description: "Left." },
+    errors: ["invalid_request", "unauthorized", "not_found", "superseded", "expired", "ended", "left"],
+  },
+  {
+    method: "post",
+    path: "/v1/check",
+    summary: "For the protected app: may this admission token (or ticket and token) proceed? Sees revocations.",
+    auth: "none",
+    body: checkRequest,
+    response: { status: 200, schema: checkResponse, description: "The holder may proceed." },
+    errors: [
+      "invalid_request",
+      "invalid_token",
+      "not_found",
+      "superseded",
+      "not_admitted",
+      "not_claimed",
+      "draining",
+      "expired",
+      "ended",
+      "left",
+    ],
+  },
+  {
+    method: "get",
+    path: "/.well-known/jwks.json",
+    summary: "Public keys that verify admission tokens offline.",
+    auth: "none",
+    response: { status: 200, description: "A JSON Web Key Set." },
+    errors: [],
+  },
+  {
+    method: "get",
+    path: "/v1/rooms",
+    summary: "All rooms with their settings and live numbers.",
+    auth: "admin",
+    response: { status: 200, schema: roomList, description: "The rooms." },
+    errors: ["unauthorized", "forbidden"],
+  },
+  {
+    method: "get",
+    path: "/v1/rooms/{room}",
+    summary: "One room with its settings and live numbers.",
+    auth: "admin",
+    params: roomParams,
+    response: { status: 200, schema: room, description: "The room." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+  },
+  {
+    method: "put",
+    path: "/v1/rooms/{room}",
+    summary: "Create a room (capacity required) or change any of its settings.",
+    auth: "admin",
+    params: roomParams,
+    body: roomSettings,
+    response: { status: 200, schema: room, description: "The room (201 when created)." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "payload_too_large"],
+  },
+  {
+    method: "delete",
+    path: "/v1/rooms/{room}",
+    summary: "Delete a room and its tickets; the ledger keeps its events until retention.",
+    auth: "admin",
+    params: roomParams,
+    response: { status: 204, description: "Deleted." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+  },
+  {
+    method: "post",
+    path: "/v1/rooms/{room}/pause",
+    summary: "Stop admitting (joins are still accepted).",
+    auth: "admin",
+    params: roomParams,
+    response: { status: 200, schema: room, description: "The room." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+  },
+  {
+    method: "post",
+    path: "/v1/rooms/{room}/resume",
+    summary: "Admit again (mode open).",
+    auth: "admin",
+    params: roomParams,
+    response: { status: 200, schema: room, description: "The room." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+  },
+  {
+    method: "post",
+    path: "/v1/keys/rotate",
+    summary: "Start signing admission tokens with a new key; the old one stays in the JWKS for a day.",
+    auth: "admin",
+    response: { status: 200, description: 'The new key id: {"kid"}.' },
+    errors: ["unauthorized", "forbidden"],
+  },
+  {
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness.",
+    auth: "none",
+    response: { status: 200, description: "Up." },
+    errors: [],
+  },
+  {
+    method: "get",
+    path: "/readyz",
+    summary: "Readiness: the database answers and the LISTEN connection is in place.",
+    auth: "none",
+    response: { status: 200, description: "Ready." },
+    errors: ["not_ready"],
+  },
+  {
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics.",
+    auth: "none",
+    response: { status: 200, contentType: "text/plain", description: "Metrics." },
+    errors: [],
+  },
+];

@@ -1,0 +1,64 @@
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { z } from "zod";
+import { type ErrorCode, errorCodes } from "./contracts.js";
+
+/** An expected failure: answered with the error envelope and the status of its code. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  get status(): ContentfulStatusCode {
+    return errorCodes[this.code] as ContentfulStatusCode;
+  }
+}
+
+export function errorResponse(c: Context, error: ApiError): Response {
+  return c.json({ error: { code: error.code, message: error.message } }, error.status);
+}
+
+/** Parse with a zod schema; a mismatch is invalid_request naming each problem. */
+export function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+    return `${path}${issue.message}`;
+  });
+  throw new ApiError("invalid_request", `invalid ${what}: ${problems.join("; ")}`);
+}
+
+/** waitroom._fail codes (SQLSTATE) → API errors; other database errors are not the caller's fault. */
+const sqlErrors: Record<string, ErrorCode> = {
+  WR400: "invalid_request",
+  WR404: "not_found",
+  WR503: "room_closed",
+};
+
+export function fromDatabaseError(error: unknown): ApiError | undefined {
+  const code = (error as { code?: unknown }).code;
+  const mapped = typeof code === "string" ? sqlErrors[code] : undefined;
+  return mapped ? new ApiError(mapped, (error as Error).message) : undefined;
+}
+
+/** A verdict's code (waitroom.verdict) → the API error that explains it. */
+const verdictErrors: Record<string, { code: ErrorCode; message: string }> = {
+  unknown: { code: "not_found", message: "no ticket with this id and token" },
+  superseded: { code: "superseded", message: "this ticket was re-joined elsewhere; its token is no longer valid" },
+  queued: { code: "not_admitted", message: "the ticket is still waiting in the queue" },
+  not_claimed: { code: "not_claimed", message: "the ticket was admitted but its seat is not claimed yet" },
+  already_claimed: { code: "already_claimed", message: "the seat was already claimed" },
+  draining: { code: "draining", message: "the session is over; its grace period is running out" },
+  ended: { code: "ended", message: "the session has ended" },
+  expired: { code: "expired", message: "the ticket expired" },
+  left: { code: "left", message: "the ticket left the room" },
+};
+
+export function verdictError(code: string): ApiError {
+  const known = verdictErrors[code];
+  return known ? new ApiError(known.code, known.message) : new ApiError("internal", `unexpected verdict ${code}`);
+}

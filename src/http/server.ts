@@ -1,0 +1,116 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createAdaptorServer } from "@hono/node-server";
+import type { Hono } from "hono";
+import type { Config } from "../config/index.js";
+import { createSql } from "../db/client.js";
+import { Hub } from "../events/hub.js";
+import { type Listener, startListener } from "../events/listener.js";
+import type { Logger } from "../log.js";
+import { createMetrics } from "../metrics.js";
+import { createTokenIssuer } from "../tokens/index.js";
+import { createApp } from "./app.js";
+
+export type HttpService = {
+  /** http://host:port of the listening server. */
+  url: string;
+  app: Hono;
+  hub: Hub;
+  listener: Listener;
+  /** Stop accepting, tell streams to reconnect elsewhere, drain, close the database connections. */
+  close(): Promise<void>;
+};
+
+type HttpConfig = Pick<
+  Config,
+  "port" | "host" | "adminKey" | "serverKey" | "bodyLimitBytes" | "stream" | "shutdownTimeoutMs"
+>;
+
+/** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
+function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** Let requests in flight finish for up to drainMs, then cut what is left. */
+function closeServer(server: Server, drainMs: number, log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const cut = setTimeout(() => {
+      log.warn({ drainMs }, "closing connections still open after the drain period");
+      server.closeAllConnections();
+    }, drainMs);
+    server.close(() => {
+      clearTimeout(cut);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/** The HTTP API with its LISTEN connection and stream hub, listening on config.port. */
+export async function startHttp(options: {
+  databaseUrl: string;
+  config: HttpConfig;
+  log: Logger;
+  /** Also export process metrics (memory, CPU, event loop); once per process. */
+  processMetrics?: boolean;
+}): Promise<HttpService> {
+  const { databaseUrl, config, log } = options;
+  const sql = createSql(databaseUrl);
+  const metrics = createMetrics({ processMetrics: options.processMetrics });
+  const hub = new Hub({ sql, log, metrics, settings: config.stream });
+  const listener = startListener({
+    databaseUrl,
+    log,
+    metrics,
+    onEvents: (events) => hub.deliver(events),
+    onGap: (since) => void hub.replay(since),
+  });
+  const tokens = createTokenIssuer({ sql, log });
+  const app = createApp({
+    sql,
+    hub,
+    tokens,
+    metrics,
+    log,
+    listener,
+    settings: {
+      adminKey: config.adminKey,
+      serverKey: config.serverKey,
+      bodyLimitBytes: config.bodyLimitBytes,
+      streamBufferBytes: config.stream.bufferBytes,
+    },
+  });
+  const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
+  const release = async () => {
+    await listener.close();
+    await sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) });
+  };
+  let address: AddressInfo;
+  try {
+    address = await listen(server, config.port, config.host);
+  } catch (error) {
+    hub.close();
+    await release();
+    throw error;
+  }
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    app,
+    hub,
+    listener,
+    async close() {
+      const drained = closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log);
+      hub.close();
+      await drained;
+      await release();
+    },
+  };
+}

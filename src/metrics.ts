@@ -1,0 +1,59 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+
+/** The Prometheus metrics of one app instance; each instance has its own registry. */
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(options: { processMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: "waitroom_" });
+  const registers = [registry];
+  return {
+    registry,
+    requests: new Counter({
+      name: "waitroom_http_requests_total",
+      help: "HTTP requests answered, by route and status.",
+      labelNames: ["method", "route", "status"] as const,
+      registers,
+    }),
+    errors: new Counter({
+      name: "waitroom_http_errors_total",
+      help: "Error responses, by error code.",
+      labelNames: ["code"] as const,
+      registers,
+    }),
+    joins: new Counter({ name: "waitroom_joins_total", help: "Tickets created or re-joined over HTTP.", registers }),
+    claims: new Counter({ name: "waitroom_claims_total", help: "Seats claimed over HTTP.", registers }),
+    events: new Counter({
+      name: "waitroom_events_received_total",
+      help: "Ledger events received over LISTEN/NOTIFY, by type (admitted = admissions seen by this process).",
+      labelNames: ["type"] as const,
+      registers,
+    }),
+    streams: new Gauge({ name: "waitroom_sse_streams", help: "Open event streams.", registers }),
+    streamsDropped: new Counter({
+      name: "waitroom_sse_streams_dropped_total",
+      help: "Event streams closed because the client read too slowly.",
+      registers,
+    }),
+    notifyChunks: new Counter({
+      name: "waitroom_notify_chunks_total",
+      help: "NOTIFY payloads (chunks) received.",
+      registers,
+    }),
+    notifyIncomplete: new Counter({
+      name: "waitroom_notify_incomplete_total",
+      help: "NOTIFY messages given up with chunks missing (replayed from the events table).",
+      registers,
+    }),
+    listenReconnects: new Counter({
+      name: "waitroom_listen_reconnects_total",
+      help: "Times the LISTEN connection was re-established after a loss.",
+      registers,
+    }),
+    positionQueries: new Counter({
+      name: "waitroom_position_queries_total",
+      help: "waitroom.positions queries run to update subscribers (one per room and change).",
+      registers,
+    }),
+  };
+}

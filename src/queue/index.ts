@@ -1,0 +1,192 @@
+import type { Sql } from "../db/client.js";
+import type { LedgerEvent } from "../events/codec.js";
+
+/*
+ * Typed calls of the SQL verbs in schema waitroom. No rules live here: each
+ * function is one statement; the SQL decides.
+ */
+
+export type TicketStatus = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
+export const terminalStatuses: ReadonlySet<string> = new Set(["ended", "expired", "left"]);
+
+/** The answer of check, claim, heartbeat and leave (waitroom.verdict). */
+export type Verdict = { ok: boolean; code: string; status: TicketStatus | null; expires_at: Date | null };
+
+export type Joined = {
+  ticket_id: string;
+  token: string;
+  status: TicketStatus;
+  position: number | null;
+  depth: number;
+};
+
+/** A row of waitroom.positions: what a stream shows. */
+export type TicketState = {
+  ticket_id: string;
+  room_id: string;
+  status: TicketStatus;
+  position: number | null;
+  depth: number;
+  approximate: boolean;
+  eta_seconds: number | null;
+  expires_at: Date | null;
+  instance: number;
+};
+
+/** The verdict on a presented token, with the ticket's state when the token is its current one. */
+export type TokenState = { code: string; state: TicketState | undefined };
+
+export type RoomSettings = {
+  capacity?: number;
+  admit_per_minute?: number | null;
+  session_seconds?: number;
+  grace_seconds?: number;
+  claim_seconds?: number;
+  idle_seconds?: number;
+  renew_on_heartbeat?: boolean;
+  mode?: "open" | "paused" | "passthrough" | "closed";
+  opens_at?: string | null;
+  tick_ms?: number;
+  retention_seconds?: number;
+};
+
+export type Room = Required<Omit<RoomSettings, "opens_at">> & {
+  id: string;
+  opens_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+};
+
+export type RoomStats = {
+  queued: number;
+  admitted: number;
+  active: number;
+  draining: number;
+  free_seats: number;
+  admitted_last_minute: number;
+  oldest_wait_seconds: number | null;
+  median_wait_seconds: number | null;
+};
+
+export type RoomWithStats = Room & { stats: RoomStats };
+
+export async function join(sql: Sql, room: string, options: { holder?: string; priority?: number } = {}) {
+  const [row] = await sql<Joined[]>`
+    select * from waitroom.join(${room}, ${options.holder ?? null}, ${options.priority ?? 0})`;
+  return row as Joined;
+}
+
+/** The verdict on (ticket, token) and, unless the token is unknown or superseded, the ticket's state. */
+export async function tokenState(sql: Sql, ticketId: string, token: string): Promise<TokenState> {
+  const [row] = await sql<(TicketState & { code: string; found: boolean })[]>`
+    select c.code, p.ticket_id is not null as found, p.*
+      from waitroom.check(${ticketId}, ${token}) c
+      left join waitroom.tickets t on t.id = ${ticketId} and c.code not in ('unknown', 'superseded')
+      left join lateral waitroom.positions(t.room_id, array[t.id]) p on true`;
+  if (!row) throw new Error("waitroom.check returned no row");
+  const { code, found, ...state } = row;
+  return { code, state: found ? state : undefined };
+}
+
+export type Claimed = Verdict & { holder: string | null; room_id: string; instance: number };
+
+export async function claim(sql: Sql, ticketId: string, token: string): Promise<Claimed> {
+  // The ticket row is read in the statement's snapshot: holder, room and instance do not change on claim.
+  const [row] = await sql<Claimed[]>`
+    select c.*, t.holder, t.room_id, t.instance
+      from waitroom.claim(${ticketId}, ${token}) c
+      left join waitroom.tickets t on t.id = ${ticketId}`;
+  return row as Claimed;
+}
+
+export async function heartbeat(sql: Sql, ticketId: string, token: string): Promise<Verdict> {
+  const [row] = await sql<Verdict[]>`select * from waitroom.heartbeat(${ticketId}, ${token})`;
+  return row as Verdict;
+}
+
+export async function leave(sql: Sql, ticketId: string, token: string): Promise<Verdict> {
+  const [row] = await sql<Verdict[]>`select * from waitroom.leave(${ticketId}, ${token})`;
+  return row as Verdict;
+}
+
+/** Revocation check of a signed admission token's ticket and instance. */
+export async function checkAdmission(sql: Sql, ticketId: string, instance: number): Promise<Verdict> {
+  const [row] = await sql<Verdict[]>`select * from waitroom.check_admission(${ticketId}, ${instance})`;
+  return row as Verdict;
+}
+
+export async function positions(sql: Sql, room: string, ticketIds: readonly string[]): Promise<TicketState[]> {
+  return sql<TicketState[]>`select * from waitroom.positions(${room}, ${sql.array(ticketIds as string[])}::uuid[])`;
+}
+
+export async function touch(sql: Sql, ticketIds: readonly string[]): Promise<number> {
+  const [row] = await sql<{ touched: number }[]>`
+    select waitroom.touch(${sql.array(ticketIds as string[])}::uuid[]) as touched`;
+  return row?.touched ?? 0;
+}
+
+// Events are read as JSON, the shape NOTIFY delivers them in (see waitroom._publish).
+export async function ticketEvents(sql: Sql, ticketId: string, afterId: number): Promise<LedgerEvent[]> {
+  const rows = await sql<{ event: LedgerEvent }[]>`
+    select to_jsonb(e) as event from waitroom.ticket_events(${ticketId}, ${afterId}) e`;
+  return rows.map((row) => row.event);
+}
+
+export async function roomEvents(sql: Sql, rooms: readonly string[], since: Date): Promise<LedgerEvent[]> {
+  const rows = await sql<{ event: LedgerEvent }[]>`
+    select to_jsonb(e) as event from waitroom.room_events(${sql.array(rooms as string[])}, ${since}) e`;
+  return rows.map((row) => row.event);
+}
+
+export async function createRoom(sql: Sql, room: string, settings: RoomSettings): Promise<void> {
+  const { capacity, ...rest } = settings;
+  await sql`select waitroom.create_room(${room}, ${capacity ?? null}, ${sql.json(rest)})`;
+}
+
+export async function configureRoom(sql: Sql, room: string, settings: RoomSettings): Promise<void> {
+  await sql`select waitroom.configure_room(${room}, ${sql.json(settings)})`;
+}
+
+export async function deleteRoom(sql: Sql, room: string): Promise<void> {
+  await sql`select waitroom.delete_room(${room})`;
+}
+
+/** Rooms with their live numbers from waitroom.room_stats; one room when `room` is given. */
+export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[]> {
+  const rows = await sql<(Room & RoomStats)[]>`
+    select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
+           r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
+           r.created_at, r.updated_at,
+           s.queued, s.admitted, s.active, s.draining, s.free_seats, s.admitted_last_minute,
+           extract(epoch from s.oldest_wait)::float8 as oldest_wait_seconds,
+           extract(epoch from s.median_wait)::float8 as median_wait_seconds
+      from waitroom.rooms r
+      join waitroom.room_stats s on s.room_id = r.id
+     where ${room ?? null}::text is null or r.id = ${room ?? null}
+     order by r.id`;
+  return rows.map(
+    ({
+      queued,
+      admitted,
+      active,
+      draining,
+      free_seats,
+      admitted_last_minute,
+      oldest_wait_seconds,
+      median_wait_seconds,
+      ...settings
+    }) => ({
+      ...settings,
+      stats: {
+        queued,
+        admitted,
+        active,
+        draining,
+        free_seats,
+        admitted_last_minute,
+        oldest_wait_seconds,
+        median_wait_seconds,
+      },
+    }),
+  );
+}

@@ -1,0 +1,136 @@
+import { decodeProtectedHeader, errors, type JWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import type { Sql } from "../db/client.js";
+import type { Logger } from "../log.js";
+import { createKeyStore } from "./keys.js";
+
+/** What a claim puts in an admission token. */
+export type AdmissionClaims = {
+  holder: string | null;
+  room: string;
+  ticketId: string;
+  instance: number;
+  expiresAt: Date;
+};
+
+/** What a verified admission token says; holder is the ticket id for anonymous tickets. */
+export type VerifiedAdmission = {
+  ticketId: string;
+  room: string;
+  holder: string;
+  instance: number;
+  expiresAt: Date;
+  kid: string;
+};
+
+export type TokenIssuer = {
+  sign(claims: AdmissionClaims): Promise<{ token: string; kid: string }>;
+  /** Signature, issuer and expiry only; revocation is waitroom.check_admission's job. Throws only TokenError for bad tokens. */
+  verify(token: string): Promise<VerifiedAdmission>;
+  /** Public keys for /.well-known/jwks.json. */
+  jwks(): Promise<{ keys: JWK[] }>;
+  /** Retire the current key (it stays in the JWKS for retiredKeyTtlSeconds) and return the new kid. */
+  rotate(): Promise<string>;
+};
+
+export type TokenIssuerOptions = {
+  sql: Sql;
+  log: Logger;
+  /** How long keys read from the database are trusted before reading again. */
+  cacheMs?: number;
+  /** How long a retired key stays listed: longer than any session, so every token it signed can still verify. */
+  retiredKeyTtlSeconds?: number;
+};
+
+export class TokenError extends Error {
+  override readonly name = "TokenError";
+  readonly code: "invalid_token" | "expired";
+
+  constructor(code: "invalid_token" | "expired", message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const ISSUER = "waitroom";
+const ALG = "EdDSA";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const invalid = (message: string) => new TokenError("invalid_token", message);
+
+/** The kid of a token that at least claims to be one of ours. */
+function signingKid(token: unknown): string {
+  if (typeof token !== "string") throw invalid("admission token must be a string");
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw invalid("admission token is not a JWT");
+  }
+  // Pinning the algorithm rules out "none" and HMAC-with-the-public-key confusion.
+  if (header.alg !== ALG) throw invalid("admission token must be signed with EdDSA");
+  if (typeof header.kid !== "string") throw invalid("admission token has no key id");
+  return header.kid;
+}
+
+/** Admission tokens: Ed25519-signed JWTs issued on claim, checked offline against the JWKS or by POST /v1/check. */
+export function createTokenIssuer({
+  sql,
+  log,
+  cacheMs = 30_000,
+  retiredKeyTtlSeconds = 86_400,
+}: TokenIssuerOptions): TokenIssuer {
+  const keys = createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds });
+
+  return {
+    async sign({ holder, room, ticketId, instance, expiresAt }) {
+      const { kid, privateKey } = await keys.signingKey();
+      const token = await new SignJWT({ room, tid: ticketId, ins: instance })
+        .setProtectedHeader({ alg: ALG, kid, typ: "JWT" })
+        .setSubject(holder ?? ticketId)
+        .setIssuer(ISSUER)
+        .setIssuedAt()
+        // Never outlives the seat: a fractional second rounds down.
+        .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+        .sign(privateKey);
+      return { token, kid };
+    },
+
+    async verify(token) {
+      const kid = signingKid(token);
+      const key = await keys.publicKey(kid);
+      if (!key) throw invalid("admission token was signed by an unknown key");
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, key, {
+          algorithms: [ALG],
+          issuer: ISSUER,
+          typ: "JWT",
+          requiredClaims: ["sub", "exp", "room", "tid", "ins"],
+        }));
+      } catch (error) {
+        if (error instanceof errors.JWTExpired) throw new TokenError("expired", "admission token has expired");
+        const reason = error instanceof errors.JOSEError ? `: ${error.message}` : "";
+        throw invalid(`admission token is invalid${reason}`);
+      }
+      const { sub, room, tid, ins, exp } = payload;
+      if (
+        typeof sub !== "string" ||
+        typeof room !== "string" ||
+        typeof tid !== "string" ||
+        !UUID.test(tid) ||
+        typeof ins !== "number" ||
+        !Number.isSafeInteger(ins) ||
+        typeof exp !== "number"
+      ) {
+        throw invalid("admission token claims are malformed");
+      }
+      return { ticketId: tid, room, holder: sub, instance: ins, expiresAt: new Date(exp * 1000), kid };
+    },
+
+    async jwks() {
+      return { keys: await keys.listed() };
+    },
+
+    rotate: () => keys.rotate(),
+  };
+}

@@ -1,0 +1,407 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { createSql } from "../../src/db/client.js";
+import {
+  decodeEvents,
+  EVENTS_CHANNEL,
+  type IncompleteMessage,
+  type LedgerEvent,
+  parseChunk,
+  Reassembler,
+} from "../../src/events/codec.js";
+import { useTestDatabase } from "../helpers/database.js";
+import { uniqueRoomId } from "../helpers/queue.js";
+
+const db = useTestDatabase();
+
+/** mulberry32: a small seeded PRNG, so every run sees the same "random" cases. */
+function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const ASCII = ["a", "Z", "7", " ", ":", "/", '"', "\\", "-", "\n"];
+const WIDE = ["é", "ß", "€", "中", "語", "😀", "𝄞"]; // 2, 2, 3, 3, 3, 4, 4 bytes
+
+/** A message of exactly `bytes` UTF-8 bytes; each draws its own mix, some all-wide, so cuts land everywhere. */
+function randomMessage(random: () => number, bytes: number): string {
+  const wideShare = [0, 0.3, 0.9, 1][Math.floor(random() * 4)] ?? 0;
+  const parts: string[] = [];
+  let size = 0;
+  while (size < bytes) {
+    const pool = random() < wideShare ? WIDE : ASCII;
+    let piece = pool[Math.floor(random() * pool.length)] ?? "a";
+    if (size + Buffer.byteLength(piece) > bytes) piece = "x";
+    parts.push(piece);
+    size += Buffer.byteLength(piece);
+  }
+  return parts.join("");
+}
+
+function shuffle<T>(random: () => number, items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}
+
+type Case = { key: string; message: string; maxBytes: number };
+
+/** The same cases on every call: 0 B to 1 MB at the default limit, small messages at tiny limits. */
+function cases(): Case[] {
+  const random = prng(20240611);
+  const sizes = [0, 1, 2, 3, 4, 5, 100, 15_990, 16_000, 65_536, 1_048_576];
+  for (let size = 7980; size <= 8010; size++) sizes.push(size);
+  for (let i = 0; i < 20; i++) sizes.push(Math.floor(random() * 200_000));
+  const all = sizes.map((size, i) => ({ key: `${i * 1000 + 1}-${i * 1000 + 999}`, maxBytes: 7999, size }));
+  for (let i = 0; i < 30; i++) {
+    all.push({ key: `${i + 1}-${i + 2}`, maxBytes: 16, size: Math.floor(random() * 300) });
+    all.push({ key: `${i + 100}-${i + 2000}`, maxBytes: 50, size: Math.floor(random() * 2000) });
+  }
+  return all.map(({ key, maxBytes, size }) => ({ key, maxBytes, message: randomMessage(random, size) }));
+}
+
+async function chunks(message: string, key: string, maxBytes: number): Promise<string[]> {
+  const rows = await db.sql<{ payload: string }[]>`
+    select payload from waitroom._chunks(${message}::text, ${key}::text, ${maxBytes}::integer)
+      with ordinality as t(payload, n) order by n`;
+  return rows.map((row) => row.payload);
+}
+
+describe("waitroom._chunks", () => {
+  it("cuts messages of 0 B to 1 MB into full payloads within the limit, on character boundaries", async () => {
+    const all = cases();
+    expect(all.some((c) => Buffer.byteLength(c.message) === 1_048_576)).toBe(true);
+    for (const { key, message, maxBytes } of all) {
+      const payloads = await chunks(message, key, maxBytes);
+      const count = payloads.length;
+      // Every body but the last is full up to a character's width (4 bytes) of its budget.
+      const budget = maxBytes - Buffer.byteLength(key) - 3 - 2 * String(count).length;
+      const bodies = payloads.map((payload, i) => {
+        expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(maxBytes);
+        const chunk = parseChunk(payload);
+        expect(chunk).toMatchObject({ key, index: i + 1, count });
+        const body = chunk?.body ?? "";
+        expect(Buffer.from(body, "utf8").toString("utf8")).toBe(body); // no half character
+        if (i < count - 1) expect(Buffer.byteLength(body)).toBeGreaterThan(budget - 4);
+        return body;
+      });
+      expect(bodies.join("")).toBe(message);
+    }
+  });
+
+  it("sends an empty message as one chunk with an empty body", async () => {
+    expect(await chunks("", "5-9", 7999)).toEqual(["5-9:1/1:"]);
+  });
+
+  it("needs room for 4 body bytes after the header, so any character fits", async () => {
+    // Header "1-2:i/n:" is 8 bytes while n < 10.
+    expect(await chunks("😀😀", "1-2", 12)).toEqual(["1-2:1/2:😀", "1-2:2/2:😀"]);
+    expect(await chunks("é😀", "1-2", 12)).toEqual(["1-2:1/2:é", "1-2:2/2:😀"]);
+    await expect(chunks("😀😀", "1-2", 11)).rejects.toMatchObject({ code: "WR400" });
+    await expect(chunks("a", "1:2", 7999)).rejects.toMatchObject({ code: "WR400" });
+  });
+
+  it("reserves header digits for the count: a tenth chunk lengthens every header", async () => {
+    // Of 14 bytes, 6 are body while n < 10; at n >= 10 the header takes 10, leaving 4.
+    expect(await chunks("a".repeat(54), "1-2", 14)).toHaveLength(9);
+    const payloads = await chunks("a".repeat(55), "1-2", 14);
+    expect(payloads).toHaveLength(14);
+    expect(payloads[0]).toBe("1-2:1/14:aaaa");
+    expect(payloads.at(-1)).toBe("1-2:14/14:aaa");
+    for (const payload of payloads) expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(14);
+    await expect(chunks("a".repeat(46), "1-2", 13)).rejects.toMatchObject({ code: "WR400" });
+  });
+});
+
+describe("Reassembler on chunks from Postgres", () => {
+  it("restores shuffled, duplicated, interleaved messages exactly", async () => {
+    const all = cases();
+    const random = prng(7);
+    for (let i = 0; i + 1 < all.length; i += 2) {
+      const pair = [all[i], all[i + 1]] as [Case, Case];
+      const payloads: string[] = [];
+      for (const { message, key, maxBytes } of pair) payloads.push(...(await chunks(message, key, maxBytes)));
+      const duplicates = payloads.filter(() => random() < 0.3);
+      const delivered: [string, string][] = [];
+      const incomplete: IncompleteMessage[] = [];
+      const reassembler = new Reassembler({
+        timeoutMs: 60_000,
+        onMessage: (key, text) => delivered.push([key, text]),
+        onIncomplete: (info) => incomplete.push(info),
+      });
+      for (const payload of shuffle(random, [...payloads, ...duplicates])) expect(reassembler.push(payload)).toBe(true);
+      reassembler.close();
+      expect(incomplete).toEqual([]);
+      expect(delivered).toHaveLength(2);
+      expect(new Map(delivered)).toEqual(new Map(pair.map((c) => [c.key, c.message])));
+    }
+  });
+});
+
+/** A LISTEN connection of its own, feeding a Reassembler, as an app process holds one. */
+async function listen() {
+  const listener = createSql(db.url, { max: 1 });
+  const payloads: string[] = [];
+  const messages = new Map<string, string>();
+  const incomplete: IncompleteMessage[] = [];
+  const reassembler = new Reassembler({
+    timeoutMs: 10_000,
+    onMessage: (key, text) => messages.set(key, text),
+    onIncomplete: (info) => incomplete.push(info),
+  });
+  await listener.listen(EVENTS_CHANNEL, (payload) => {
+    payloads.push(payload);
+    reassembler.push(payload);
+  });
+  const message = (key: string) =>
+    vi.waitFor(
+      () => {
+        const text = messages.get(key);
+        if (text === undefined) throw new Error(`message ${key} has not arrived`);
+        return text;
+      },
+      { timeout: 10_000, interval: 10 },
+    );
+  const close = async () => {
+    reassembler.close();
+    await listener.end({ timeout: 5 });
+  };
+  return { payloads, incomplete, message, close };
+}
+
+const publish = (events: unknown) => db.sql`select waitroom._publish(${JSON.stringify(events)}::text::jsonb)`;
+
+function fakeEvents(firstId: number, count: number, note = "x"): LedgerEvent[] {
+  return Array.from({ length: count }, (_, i) => ({
+    id: firstId + i,
+    room_id: "r",
+    ticket_id: null,
+    type: "room",
+    data: { note },
+    created_at: "2026-01-01T00:00:00+00:00",
+  }));
+}
+
+describe("waitroom._publish over LISTEN", () => {
+  it("delivers a batch of 500 ledger rows far over 8000 bytes, reassembled and decoded", async () => {
+    const room = uniqueRoomId("notify");
+    const { close, message, payloads, incomplete } = await listen();
+    try {
+      const inserted = await db.sql<{ id: number }[]>`
+        insert into waitroom.events (room_id, ticket_id, type, data)
+        select ${room}, case when i % 3 = 0 then null else gen_random_uuid() end, 'admitted',
+               jsonb_build_object('i', i, 'note', repeat('é€😀中 ', 10 + i % 7))
+          from generate_series(1, 500) i
+        returning id`;
+      const ids = inserted.map((row) => row.id);
+      await db.sql`
+        select waitroom._publish((select jsonb_agg(to_jsonb(e) order by e.id)
+                                    from waitroom.events e where e.room_id = ${room}))`;
+      const key = `${Math.min(...ids)}-${Math.max(...ids)}`;
+      const events = decodeEvents(await message(key));
+
+      const expected = await db.sql<{ event: LedgerEvent }[]>`
+        select to_jsonb(e) as event from waitroom.events e where e.room_id = ${room} order by e.id`;
+      expect(events).toEqual(expected.map((row) => row.event));
+      expect(events.map((event) => event.id)).toEqual(ids);
+      expect(events[1]?.data).toEqual({ i: 2, note: "é€😀中 ".repeat(12) });
+      const ours = payloads.filter((payload) => payload.startsWith(`${key}:`));
+      const bytes = Buffer.byteLength(JSON.stringify(events));
+      expect(ours.length).toBeGreaterThanOrEqual(Math.ceil(bytes / 7999));
+      for (const payload of ours) expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(7999);
+      expect(incomplete).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it("keys a batch by its lowest and highest id, whatever their order", async () => {
+    const { close, message, payloads } = await listen();
+    try {
+      const events = [7, 3, 12].map((id) => fakeEvents(id, 1)[0]);
+      await publish(events);
+      expect(decodeEvents(await message("3-12"))).toEqual(events);
+      expect(payloads).toHaveLength(1);
+      expect(payloads[0]).toMatch(/^3-12:1\/1:\[/);
+    } finally {
+      await close();
+    }
+  });
+
+  it("sends nothing for null or an empty array", async () => {
+    const { close, message, payloads } = await listen();
+    try {
+      await publish([]);
+      await db.sql`select waitroom._publish(null)`;
+      await publish(fakeEvents(41, 1));
+      await message("41-41"); // notifications arrive in commit order: anything earlier is here by now
+      expect(payloads.map((payload) => parseChunk(payload)?.key)).toEqual(["41-41"]);
+    } finally {
+      await close();
+    }
+  });
+
+  it("delivers every batch published in one transaction", async () => {
+    const { close, message, incomplete } = await listen();
+    try {
+      const batches = [fakeEvents(100, 1), fakeEvents(200, 2), fakeEvents(300, 300, "€".repeat(30))];
+      await db.sql.begin(async (tx) => {
+        for (const batch of batches) await tx`select waitroom._publish(${JSON.stringify(batch)}::text::jsonb)`;
+      });
+      expect(decodeEvents(await message("100-100"))).toEqual(batches[0]);
+      expect(decodeEvents(await message("200-201"))).toEqual(batches[1]);
+      expect(decodeEvents(await message("300-599"))).toEqual(batches[2]);
+      expect(incomplete).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it("refuses what is not a batch of events with ids", async () => {
+    await expect(publish({ id: 1 })).rejects.toMatchObject({ code: "WR400" });
+    await expect(publish([{ type: "room" }])).rejects.toMatchObject({ code: "WR400" });
+  });
+});
+
+describe("Reassembler", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  function collect(maxPending?: number) {
+    const messages: [string, string][] = [];
+    const incomplete: IncompleteMessage[] = [];
+    const reassembler = new Reassembler({
+      timeoutMs: 1000,
+      maxPending,
+      onMessage: (key, text) => messages.push([key, text]),
+      onIncomplete: (info) => incomplete.push(info),
+    });
+    return { reassembler, messages, incomplete };
+  }
+
+  it("delivers a single-chunk message at once, without a timer", () => {
+    const { reassembler, messages } = collect();
+    reassembler.push("5-5:1/1:[1]");
+    expect(messages).toEqual([["5-5", "[1]"]]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("gives up an incomplete message after timeoutMs with its ids, and ignores its late chunks", () => {
+    const { reassembler, messages, incomplete } = collect();
+    reassembler.push("10-20:3/3:c");
+    reassembler.push("10-20:1/3:a");
+    vi.advanceTimersByTime(999);
+    expect(incomplete).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(incomplete).toEqual([{ key: "10-20", firstId: 10, lastId: 20, received: 2, count: 3 }]);
+    reassembler.push("10-20:2/3:b");
+    expect(messages).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("ignores duplicate chunks, during and after their message", () => {
+    const { reassembler, messages } = collect();
+    reassembler.push("1-2:2/2:b");
+    reassembler.push("1-2:2/2:X");
+    reassembler.push("1-2:1/2:a");
+    reassembler.push("1-2:1/2:a");
+    reassembler.push("1-2:2/2:b");
+    expect(messages).toEqual([["1-2", "ab"]]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("ignores a chunk whose count disagrees with its message", () => {
+    const { reassembler, messages } = collect();
+    reassembler.push("1-2:1/3:a");
+    expect(reassembler.push("1-2:2/2:b")).toBe(false);
+    reassembler.push("1-2:2/3:b");
+    reassembler.push("1-2:3/3:c");
+    expect(messages).toEqual([["1-2", "abc"]]);
+  });
+
+  it("gives up the oldest pending message beyond maxPending", () => {
+    const { reassembler, messages, incomplete } = collect(2);
+    reassembler.push("1-1:1/2:a");
+    reassembler.push("2-2:1/2:b");
+    reassembler.push("3-3:1/2:c");
+    expect(incomplete).toEqual([{ key: "1-1", firstId: 1, lastId: 1, received: 1, count: 2 }]);
+    expect(vi.getTimerCount()).toBe(2);
+    reassembler.push("3-3:2/2:C");
+    reassembler.push("2-2:2/2:B");
+    expect(messages).toEqual([
+      ["3-3", "cC"],
+      ["2-2", "bB"],
+    ]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("close() drops pending messages and their timers", () => {
+    const { reassembler, messages, incomplete } = collect();
+    reassembler.push("1-2:1/2:a");
+    reassembler.close();
+    expect(vi.getTimerCount()).toBe(0);
+    vi.advanceTimersByTime(5000);
+    expect(reassembler.push("1-2:2/2:b")).toBe(false);
+    expect(incomplete).toEqual([]);
+    expect(messages).toEqual([]);
+  });
+
+  it("parses chunks, bodies may hold any character", () => {
+    expect(parseChunk("12-345:2/3:a:b/c")).toEqual({
+      key: "12-345",
+      firstId: 12,
+      lastId: 345,
+      index: 2,
+      count: 3,
+      body: "a:b/c",
+    });
+    expect(parseChunk("1-1:1/1:")).toMatchObject({ body: "" });
+  });
+
+  it("ignores malformed payloads", () => {
+    const { reassembler, messages } = collect();
+    const malformed = [
+      "",
+      "hello",
+      "1-2:1/1",
+      "1-2:0/1:x",
+      "1-2:2/1:x",
+      "1-2:1/0:",
+      "2-1:1/1:x",
+      "a-b:1/1:x",
+      "-1-2:1/1:x",
+      "1-2:1/1x:",
+      "1-2 :1/1:x",
+      "99999999999999999-1:1/1:x",
+    ];
+    for (const payload of malformed) {
+      expect(parseChunk(payload), payload).toBeNull();
+      expect(reassembler.push(payload)).toBe(false);
+    }
+    expect(messages).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe("decodeEvents", () => {
+  it("returns the events of a JSON array and throws on anything else", () => {
+    const events = fakeEvents(1, 2);
+    expect(decodeEvents(JSON.stringify(events))).toEqual(events);
+    expect(decodeEvents("[]")).toEqual([]);
+    for (const text of ['{"id": 1}', "null", "1", "[1]", '[{"id": "1"}]']) {
+      expect(() => decodeEvents(text), text).toThrow(TypeError);
+    }
+    expect(() => decodeEvents("[")).toThrow(SyntaxError);
+  });
+});

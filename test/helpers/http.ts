@@ -1,0 +1,110 @@
+import { EventSource } from "eventsource";
+import { afterAll, beforeAll } from "vitest";
+import { loadConfig } from "../../src/config/index.js";
+import { type HttpService, startHttp } from "../../src/http/server.js";
+import { createLogger } from "../../src/log.js";
+import { type Scheduler, startWorker } from "../../src/worker/index.js";
+import type { TestDatabase } from "./database.js";
+
+export const ADMIN_KEY = "admin-key-for-tests-0123456789";
+export const SERVER_KEY = "server-key-for-tests-0123456789";
+
+/** Environment of a test server: fast stream timers, keys set, logs off. */
+export const testEnvironment = (overrides: Record<string, string> = {}): Record<string, string> => ({
+  PORT: "0",
+  HOST: "127.0.0.1",
+  WAITROOM_ADMIN_KEY: ADMIN_KEY,
+  WAITROOM_SERVER_KEY: SERVER_KEY,
+  WAITROOM_REFRESH_MS: "300",
+  WAITROOM_PRESENCE_MS: "1000",
+  WAITROOM_KEEPALIVE_MS: "5000",
+  LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+  ...overrides,
+});
+
+export type TestServer = HttpService & {
+  /** fetch against the server; JSON bodies are serialised and typed as JSON. */
+  request(
+    path: string,
+    init?: { method?: string; body?: unknown; token?: string; headers?: Record<string, string> },
+  ): Promise<Response>;
+};
+
+/** A real HTTP server (and, with `worker`, the real scheduler) on the test file's database. */
+export function useTestServer(
+  db: TestDatabase,
+  options: { worker?: boolean; env?: Record<string, string> } = {},
+): TestServer {
+  const server = {} as TestServer;
+  let scheduler: Scheduler | undefined;
+  beforeAll(async () => {
+    const config = loadConfig(testEnvironment(options.env));
+    const log = createLogger(config.logLevel);
+    const http = await startHttp({ databaseUrl: db.url, config, log });
+    if (options.worker) {
+      scheduler = await startWorker({ databaseUrl: db.url, log, concurrency: 4, sweepIntervalMs: 1000 });
+    }
+    Object.assign(server, http, {
+      request: (path: string, init: Parameters<TestServer["request"]>[1] = {}) => {
+        const headers: Record<string, string> = { ...init.headers };
+        if (init.token) headers.authorization = `Bearer ${init.token}`;
+        let body: string | undefined;
+        if (init.body !== undefined) {
+          body = typeof init.body === "string" ? init.body : JSON.stringify(init.body);
+          headers["content-type"] ??= "application/json";
+        }
+        return fetch(`${http.url}${path}`, { method: init.method ?? "GET", headers, body });
+      },
+    });
+  });
+  afterAll(async () => {
+    await scheduler?.stop();
+    await server.close?.();
+  });
+  return server;
+}
+
+export type StreamMessage = { event: string; id: string; data: Record<string, unknown> };
+
+const streamEvents = ["state", "admitted", "active", "draining", "ended", "superseded", "room"];
+
+/** A real EventSource on a ticket's stream that records every named event and lets tests wait for one. */
+export class StreamRecorder {
+  readonly messages: StreamMessage[] = [];
+  readonly source: EventSource;
+  #waiters: Array<() => void> = [];
+
+  constructor(url: string) {
+    this.source = new EventSource(url);
+    for (const event of streamEvents) {
+      this.source.addEventListener(event, (message) => {
+        this.messages.push({ event, id: message.lastEventId, data: JSON.parse(message.data) });
+        for (const wake of this.#waiters.splice(0)) wake();
+      });
+    }
+  }
+
+  /** The first recorded message (from `from` on) that matches, waiting up to timeoutMs for it. */
+  async next(match: (message: StreamMessage) => boolean, timeoutMs = 10_000, from = 0): Promise<StreamMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.messages.slice(from).find(match);
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`no matching stream message within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.source.close();
+  }
+}

@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSql, type Sql } from "../../src/db/client.js";
+import { decodeEvents, EVENTS_CHANNEL, type LedgerEvent, Reassembler } from "../../src/events/codec.js";
+import { useTestDatabase } from "../helpers/database.js";
+import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
+
+/*
+ * Which verbs announce their ledger rows on waitroom_events (NOTIFY), read by
+ * a real LISTEN connection: every state change a client must see, and never
+ * a join (NOTIFY takes a global lock at commit).
+ */
+
+const db = useTestDatabase();
+let listener: Sql;
+const received: LedgerEvent[][] = [];
+const reassembler = new Reassembler({
+  timeoutMs: 5_000,
+  onMessage: (_key, text) => received.push(decodeEvents(text)),
+  onIncomplete: () => {
+    throw new Error("incomplete message");
+  },
+});
+
+beforeAll(async () => {
+  listener = createSql(db.url, { max: 1 });
+  await listener.listen(EVENTS_CHANNEL, (payload) => reassembler.push(payload));
+});
+afterAll(async () => {
+  reassembler.close();
+  await listener.end();
+});
+
+/** Publish a fence message and wait for it: once it is in, everything committed before it is too. */
+let fences = 0;
+async function fence(): Promise<string> {
+  // Ids far above the ledger's, one per fence: the reassembler ignores a key it has seen.
+  const id = 1_000_000_000_000 + ++fences;
+  const type = `fence-${id}`;
+  await db.sql`select waitroom._publish(${db.sql.json([{ id, type }])})`;
+  const deadline = Date.now() + 5_000;
+  while (!received.some((events) => events.some((e) => e.type === type))) {
+    if (Date.now() > deadline) throw new Error("the fence NOTIFY never arrived");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return type;
+}
+
+/** The messages announced by `work` (and nothing earlier), as lists of event types. */
+async function announced(work: () => Promise<unknown>): Promise<string[][]> {
+  await fence();
+  received.length = 0;
+  await work();
+  await fence();
+  return received
+    .filter((events) => !events.some((e) => e.type.startsWith("fence-")))
+    .map((events) => events.map((e) => e.type));
+}
+
+describe("announcements", () => {
+  it("join sends none: plain, by holder, re-join, and a passthrough join admitting only itself", async () => {
+    const room = await createRoom(db.sql, 5, { idle_seconds: 3600 });
+    const passthrough = await createRoom(db.sql, 5, { mode: "passthrough" });
+    expect(
+      await announced(async () => {
+        await join(db.sql, room);
+        await join(db.sql, room, { holder: "ada" });
+        await join(db.sql, room, { holder: "ada" });
+        const direct = await join(db.sql, passthrough);
+        expect(direct.status).toBe("admitted");
+      }),
+    ).toEqual([]);
+  });
+
+  it("admit, claim, leave, configure and sweep each announce their rows in one message", async () => {
+    const room = await createRoom(db.sql, 2, { idle_seconds: 30, claim_seconds: 10 });
+    const a = await join(db.sql, room, { now: at(0) });
+    const b = await join(db.sql, room, { now: at(0) });
+    const c = await join(db.sql, room, { now: at(0) });
+    expect(await announced(() => admit(db.sql, room, at(1)))).toEqual([["admitted", "admitted"]]);
+    expect(await announced(() => verdict(db.sql, "claim", a, at(2)))).toEqual([["active"]]);
+    expect(await announced(() => verdict(db.sql, "leave", a, at(3)))).toEqual([["left"]]);
+    expect(await announced(() => db.sql`select waitroom.configure_room(${room}, '{"capacity": 3}', ${at(4)})`)).toEqual(
+      [["room_configured"]],
+    );
+    // b's offer lapses (claim by 11 s) and c went idle (30 s): admit records both before admitting.
+    expect(await announced(() => admit(db.sql, room, at(40)))).toEqual([["expired", "expired"]]);
+    expect((await verdict(db.sql, "check", b, at(40))).code).toBe("expired");
+    expect((await verdict(db.sql, "check", c, at(40))).code).toBe("expired");
+    const d = await join(db.sql, room, { now: at(40) });
+    await admit(db.sql, room, at(41));
+    await verdict(db.sql, "claim", d, at(41));
+    expect(await announced(() => db.sql`select waitroom.sweep(1000, ${room}, ${at(41 + 600 + 31)})`)).toEqual([
+      ["ended"],
+    ]);
+  });
+
+  it("sends nothing when nothing changed", async () => {
+    const room = await createRoom(db.sql, 0);
+    await join(db.sql, room);
+    expect(
+      await announced(async () => {
+        await admit(db.sql, room, at(1));
+        await db.sql`select waitroom.sweep(1000, ${room}, ${at(2)})`;
+        await db.sql`select waitroom.configure_room(${room}, '{"capacity": 0}', ${at(3)})`;
+      }),
+    ).toEqual([]);
+  });
+});
