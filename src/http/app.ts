@@ -78,7 +78,11 @@ function lastEventId(c: Context): number | undefined {
 
 /** /v1/rooms/{room} → a pattern matching any concrete path of that route. */
 const routePattern = (path: string) => new RegExp(`^${path.replace(/\{[^}]+\}/g, "[^/]+")}$`);
-const knownPaths = [...new Set(routes.map((route: Route) => route.path))].map(routePattern);
+const knownPaths = routes.map((route: Route) => ({
+  pattern: routePattern(route.path),
+  // Hono answers HEAD wherever it answers GET.
+  methods: route.method === "get" ? ["GET", "HEAD"] : [route.method.toUpperCase()],
+}));
 
 /** The HTTP application; everything it needs comes in through deps. */
 export function createApp(deps: AppDeps): Hono {
@@ -264,8 +268,10 @@ export function createApp(deps: AppDeps): Hono {
     try {
       await queue.createRoom(sql, room, changes);
     } catch (error) {
-      // Created by a concurrent PUT meanwhile: apply ours as a change.
-      if ((error as { code?: string }).code !== "WR409") throw error;
+      // Created by a concurrent PUT meanwhile: apply ours as a change. When both CREATE SEQUENCEs
+      // overlapped, PostgreSQL reports the loser as a unique violation (23505) on its catalog, not WR409.
+      const code = (error as { code?: string }).code;
+      if (code !== "WR409" && code !== "23505") throw error;
       await queue.configureRoom(sql, room, changes);
       return c.json(await oneRoom(room));
     }
@@ -315,7 +321,10 @@ export function createApp(deps: AppDeps): Hono {
 
   app.notFound((c) => {
     const path = c.req.path;
-    if (knownPaths.some((pattern) => pattern.test(path))) {
+    const allowed = knownPaths.filter(({ pattern }) => pattern.test(path)).flatMap(({ methods }) => methods);
+    if (allowed.length > 0) {
+      // A 405 must say what is allowed (RFC 9110, 15.5.6).
+      c.header("allow", allowed.join(", "));
       return fail(c, new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}`));
     }
     return fail(c, new ApiError("not_found", `no route ${c.req.method} ${path}`));

@@ -6,13 +6,16 @@ import { z } from "zod";
  */
 
 const int32 = (min: number, max = 2_147_483_647) => z.int().min(min).max(max);
-/** A string PostgreSQL can store: text cannot hold NUL characters. */
+/**
+ * A string PostgreSQL stores as given: text cannot hold NUL, and a lone surrogate would be
+ * stored as U+FFFD (so two different holders would become one).
+ */
 const text = (max: number) =>
   z
     .string()
     .min(1)
     .max(max)
-    .refine((value) => !value.includes("\u0000"), "must not contain NUL characters");
+    .refine((value) => !value.includes("\u0000") && !/\p{Cs}/u.test(value), "must be valid Unicode without NUL");
 
 export const roomId = z
   .string()

@@ -1,0 +1,353 @@
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { describe, expect, it } from "vitest";
+import { room as roomContract, roomList, routes } from "../../src/http/contracts.js";
+import { useTestDatabase } from "../helpers/database.js";
+import { ADMIN_KEY, SERVER_KEY, type TestServer, useTestServer } from "../helpers/http.js";
+import { uniqueRoomId } from "../helpers/queue.js";
+
+const db = useTestDatabase();
+
+type Room = ReturnType<typeof roomContract.parse>;
+
+const adminRoutes = routes.filter((route) => route.auth === "admin");
+const concrete = (path: string, room: string) => path.replace("{room}", room);
+
+async function errorOf(response: Response): Promise<{ status: number; code: string }> {
+  const body = (await response.json()) as { error: { code: string; message: string } };
+  expect(body.error.message).toEqual(expect.any(String));
+  return { status: response.status, code: body.error.code };
+}
+
+async function roomRows(id: string): Promise<number> {
+  const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from waitroom.rooms where id = ${id}`;
+  return row?.n ?? -1;
+}
+
+describe("the admin API", () => {
+  const server = useTestServer(db);
+
+  const put = (room: string, body: unknown, token = ADMIN_KEY) =>
+    server.request(`/v1/rooms/${room}`, { method: "PUT", token, body });
+  const get = async (room: string): Promise<Room> => {
+    const response = await server.request(`/v1/rooms/${room}`, { token: ADMIN_KEY });
+    expect(response.status).toBe(200);
+    return roomContract.parse(await response.json());
+  };
+  const join = async (room: string, body?: unknown) => {
+    const response = await server.request(`/v1/rooms/${room}/tickets`, {
+      method: "POST",
+      body,
+      token: body ? SERVER_KEY : undefined,
+    });
+    expect(response.status).toBe(202);
+    return (await response.json()) as { ticket_id: string; token: string };
+  };
+
+  it("creates a room with PUT (201), changes it with PUT (200) and reads it back", async () => {
+    const id = uniqueRoomId();
+    const created = await put(id, { capacity: 3, admit_per_minute: 60, opens_at: "2031-02-03T04:05:06+02:00" });
+    expect(created.status).toBe(201);
+    const room = roomContract.parse(await created.json());
+    expect(room).toMatchObject({
+      id,
+      capacity: 3,
+      admit_per_minute: 60,
+      mode: "open",
+      opens_at: "2031-02-03T02:05:06.000Z",
+      // defaults of the table
+      session_seconds: 600,
+      grace_seconds: 30,
+      claim_seconds: 60,
+      idle_seconds: 120,
+      renew_on_heartbeat: true,
+      tick_ms: 1000,
+      retention_seconds: 604800,
+      stats: { queued: 0, admitted: 0, active: 0, draining: 0, free_seats: 3 },
+    });
+
+    const updated = await put(id, {
+      capacity: 5,
+      admit_per_minute: null,
+      session_seconds: 900,
+      grace_seconds: 0,
+      claim_seconds: 30,
+      idle_seconds: 45,
+      renew_on_heartbeat: false,
+      opens_at: null,
+      tick_ms: 250,
+      retention_seconds: 7200,
+    });
+    expect(updated.status).toBe(200);
+    const changed = roomContract.parse(await updated.json());
+    expect(changed).toMatchObject({
+      id,
+      capacity: 5,
+      admit_per_minute: null,
+      session_seconds: 900,
+      grace_seconds: 0,
+      claim_seconds: 30,
+      idle_seconds: 45,
+      renew_on_heartbeat: false,
+      opens_at: null,
+      tick_ms: 250,
+      retention_seconds: 7200,
+      created_at: room.created_at,
+      stats: { free_seats: 5 },
+    });
+    expect(Date.parse(changed.updated_at)).toBeGreaterThanOrEqual(Date.parse(room.updated_at));
+    expect(await get(id)).toEqual(changed);
+
+    // A partial change leaves everything else as it was; an empty one changes nothing.
+    expect((await put(id, { mode: "passthrough" })).status).toBe(200);
+    expect(await get(id)).toEqual({ ...changed, mode: "passthrough", updated_at: expect.any(String) });
+    const before = await get(id);
+    const same = await put(id, {});
+    expect(same.status).toBe(200);
+    expect(roomContract.parse(await same.json())).toEqual(before);
+  });
+
+  it("lists every room with live numbers, in id order", async () => {
+    const a = uniqueRoomId("list-a");
+    const b = uniqueRoomId("list-b");
+    expect((await put(b, { capacity: 1 })).status).toBe(201);
+    expect((await put(a, { capacity: 2 })).status).toBe(201);
+    for (let i = 0; i < 3; i++) await join(a);
+    await db.sql`select * from waitroom.admit(${a})`;
+
+    const response = await server.request("/v1/rooms", { token: ADMIN_KEY });
+    expect(response.status).toBe(200);
+    const { rooms } = roomList.parse(await response.json());
+    const ids = rooms.map((room) => room.id);
+    expect(ids).toEqual([...ids].sort());
+    expect(ids).toEqual(expect.arrayContaining([a, b]));
+    expect(rooms.find((room) => room.id === a)?.stats).toMatchObject({
+      queued: 1,
+      admitted: 2,
+      active: 0,
+      draining: 0,
+      free_seats: 0,
+      admitted_last_minute: 2,
+    });
+    expect(rooms.find((room) => room.id === a)?.stats.oldest_wait_seconds).toBeGreaterThanOrEqual(0);
+    expect(rooms.find((room) => room.id === b)?.stats).toMatchObject({ queued: 0, admitted: 0, free_seats: 1 });
+    expect(rooms.find((room) => room.id === b)?.stats.oldest_wait_seconds).toBeNull();
+  });
+
+  it("pauses (admits nobody, still queues) and resumes", async () => {
+    const id = uniqueRoomId("pause");
+    expect((await put(id, { capacity: 2 })).status).toBe(201);
+    const paused = await server.request(`/v1/rooms/${id}/pause`, { method: "POST", token: ADMIN_KEY });
+    expect(paused.status).toBe(200);
+    expect(roomContract.parse(await paused.json())).toMatchObject({ id, mode: "paused" });
+    // Pausing twice is fine.
+    const again = await server.request(`/v1/rooms/${id}/pause`, { method: "POST", token: ADMIN_KEY });
+    expect(again.status).toBe(200);
+
+    await join(id);
+    await join(id);
+    expect(await db.sql`select * from waitroom.admit(${id})`).toHaveLength(0);
+    expect((await get(id)).stats).toMatchObject({ queued: 2, admitted: 0, free_seats: 2 });
+
+    const resumed = await server.request(`/v1/rooms/${id}/resume`, { method: "POST", token: ADMIN_KEY });
+    expect(resumed.status).toBe(200);
+    expect(roomContract.parse(await resumed.json())).toMatchObject({ id, mode: "open" });
+    expect(await db.sql`select * from waitroom.admit(${id})`).toHaveLength(2);
+    expect((await get(id)).stats).toMatchObject({ queued: 0, admitted: 2, free_seats: 0, admitted_last_minute: 2 });
+
+    // The mode changes are in the ledger.
+    const modes = await db.sql<{ mode: string }[]>`
+      select data ->> 'mode' as mode from waitroom.events
+       where room_id = ${id} and type = 'room_configured' order by id`;
+    expect(modes.map((row) => row.mode)).toEqual(["paused", "open"]);
+  });
+
+  it("deletes a room with its tickets (204), then answers 404", async () => {
+    const id = uniqueRoomId("delete");
+    expect((await put(id, { capacity: 1 })).status).toBe(201);
+    const ticket = await join(id);
+    const deleted = await server.request(`/v1/rooms/${id}`, { method: "DELETE", token: ADMIN_KEY });
+    expect(deleted.status).toBe(204);
+    expect(await deleted.text()).toBe("");
+    expect(await roomRows(id)).toBe(0);
+    expect(await db.sql`select 1 from waitroom.tickets where room_id = ${id}`).toHaveLength(0);
+
+    for (const [method, path, token] of [
+      ["GET", `/v1/rooms/${id}`, ADMIN_KEY],
+      ["DELETE", `/v1/rooms/${id}`, ADMIN_KEY],
+      ["POST", `/v1/rooms/${id}/pause`, ADMIN_KEY],
+      ["POST", `/v1/rooms/${id}/resume`, ADMIN_KEY],
+      ["POST", `/v1/rooms/${id}/tickets`, undefined],
+    ] as const) {
+      const response = await server.request(path, { method, token });
+      expect(await errorOf(response)).toEqual({ status: 404, code: "not_found" });
+    }
+    const stale = await server.request(`/v1/tickets/${ticket.ticket_id}`, { token: ticket.token });
+    expect(await errorOf(stale)).toEqual({ status: 404, code: "not_found" });
+
+    // The id can be used again.
+    expect((await put(id, { capacity: 4 })).status).toBe(201);
+    expect((await get(id)).capacity).toBe(4);
+  });
+
+  it("rotates signing keys: the new kid is published and the old one stays", async () => {
+    const jwks = async () => {
+      const response = await server.request("/.well-known/jwks.json");
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { keys: Array<{ kid: string; kty: string; d?: string }> }).keys;
+    };
+    // A token signed before the rotation.
+    const id = uniqueRoomId("keys");
+    expect((await put(id, { capacity: 1 })).status).toBe(201);
+    const ticket = await join(id);
+    await db.sql`select * from waitroom.admit(${id})`;
+    const claim = await server.request(`/v1/tickets/${ticket.ticket_id}/claim`, {
+      method: "POST",
+      token: ticket.token,
+    });
+    expect(claim.status).toBe(200);
+    const { admission_token } = (await claim.json()) as { admission_token: string };
+    const oldKid = decodeProtectedHeader(admission_token).kid;
+    expect((await jwks()).map((key) => key.kid)).toContain(oldKid);
+
+    const rotated = await server.request("/v1/keys/rotate", { method: "POST", token: ADMIN_KEY });
+    expect(rotated.status).toBe(200);
+    const { kid } = (await rotated.json()) as { kid: string };
+    expect(kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(kid).not.toBe(oldKid);
+    const keys = await jwks();
+    expect(keys.map((key) => key.kid)).toEqual([kid, oldKid]);
+    expect(keys.every((key) => key.kty === "OKP" && key.d === undefined)).toBe(true);
+
+    // Tokens of the old key still verify, offline and at the gate.
+    const set = createRemoteJWKSet(new URL(`${server.url}/.well-known/jwks.json`));
+    await expect(jwtVerify(admission_token, set)).resolves.toMatchObject({ payload: { tid: ticket.ticket_id } });
+    const check = await server.request("/v1/check", { method: "POST", body: { admission_token } });
+    expect(check.status).toBe(200);
+
+    // New claims are signed with the new key.
+    const second = await join(id);
+    await server.request(`/v1/tickets/${ticket.ticket_id}`, { method: "DELETE", token: ticket.token });
+    await db.sql`select * from waitroom.admit(${id})`;
+    const claimed = await server.request(`/v1/tickets/${second.ticket_id}/claim`, {
+      method: "POST",
+      token: second.token,
+    });
+    expect(claimed.status).toBe(200);
+    const next = (await claimed.json()) as { admission_token: string };
+    expect(decodeProtectedHeader(next.admission_token).kid).toBe(kid);
+
+    const again = await server.request("/v1/keys/rotate", { method: "POST", token: ADMIN_KEY });
+    const { kid: third } = (await again.json()) as { kid: string };
+    expect((await jwks()).map((key) => key.kid)).toEqual([third, kid, oldKid]);
+  });
+
+  it("refuses every admin route without the key or with a wrong one (401)", async () => {
+    const id = uniqueRoomId("guarded");
+    expect((await put(id, { capacity: 1 })).status).toBe(201);
+    for (const route of adminRoutes) {
+      for (const token of [undefined, "wrong-admin-key-0123456789", SERVER_KEY, `${ADMIN_KEY}x`, ADMIN_KEY.slice(1)]) {
+        const response = await server.request(concrete(route.path, id), {
+          method: route.method.toUpperCase(),
+          token,
+          body: route.method === "put" ? { capacity: 9 } : undefined,
+        });
+        expect({ route: route.path, method: route.method, ...(await errorOf(response)) }).toEqual({
+          route: route.path,
+          method: route.method,
+          status: 401,
+          code: "unauthorized",
+        });
+      }
+    }
+    // Nothing happened to the room.
+    expect((await get(id)).capacity).toBe(1);
+    expect((await get(id)).mode).toBe("open");
+  });
+
+  it("requires capacity to create a room and creates nothing on a bad PUT", async () => {
+    const id = uniqueRoomId("bad");
+    for (const [body, pattern] of [
+      [{}, /capacity is required/],
+      [{ mode: "paused" }, /capacity is required/],
+      [{ capacity: 3, colour: "blue" }, /colour/],
+      [{ capacity: 3, id: "other" }, /id/],
+      [{ capacity: -1 }, /capacity/],
+      [{ capacity: 3, opens_at: "2030-02-31T00:00:00Z" }, /./],
+    ] as const) {
+      const response = await put(id, body);
+      const payload = (await response.clone().json()) as { error: { message: string } };
+      expect(await errorOf(response)).toEqual({ status: 400, code: "invalid_request" });
+      expect(payload.error.message).toMatch(pattern);
+    }
+    expect(await roomRows(id)).toBe(0);
+    expect(await db.sql`select 1 from waitroom.events where room_id = ${id}`).toHaveLength(0);
+    const [sequence] = await db.sql`select to_regclass(${`waitroom.queue_${id}`}) as seq`;
+    expect(sequence?.seq).toBeNull();
+    const missing = await server.request(`/v1/rooms/${id}`, { token: ADMIN_KEY });
+    expect(await errorOf(missing)).toEqual({ status: 404, code: "not_found" });
+
+    // On an existing room a bad change changes nothing either.
+    expect((await put(id, { capacity: 2 })).status).toBe(201);
+    const before = await get(id);
+    for (const body of [{ colour: "blue" }, { capacity: 2 ** 31 }, { capacity: 7, tick_ms: 10 }, { mode: "gone" }]) {
+      expect(await errorOf(await put(id, body))).toEqual({ status: 400, code: "invalid_request" });
+    }
+    expect(await get(id)).toEqual(before);
+  });
+
+  it("lets ten concurrent PUTs create one room: exactly one 201, the rest 200", async () => {
+    // Several rounds at once, so that creations really overlap in the database.
+    const ids = Array.from({ length: 5 }, () => uniqueRoomId("race"));
+    const rounds = await Promise.all(
+      ids.map((id) =>
+        Promise.all(Array.from({ length: 10 }, (_, i) => put(id, { capacity: 10 + i, claim_seconds: 30 }))),
+      ),
+    );
+    for (const [index, responses] of rounds.entries()) {
+      const id = ids[index] as string;
+      const answers = await Promise.all(
+        responses.map(async (response) => ({ status: response.status, body: await response.json() })),
+      );
+      const codes = answers.map((answer) => (answer.body as { error?: { code: string } }).error?.code ?? "ok");
+      expect(answers.map((answer) => answer.status).sort(), codes.join()).toEqual([
+        200, 200, 200, 200, 200, 200, 200, 200, 200, 201,
+      ]);
+      for (const answer of answers) expect(roomContract.parse(answer.body).id).toBe(id);
+      expect(await roomRows(id)).toBe(1);
+      const room = await get(id);
+      expect(room.capacity).toBeGreaterThanOrEqual(10);
+      expect(room.claim_seconds).toBe(30);
+      const [created] = await db.sql<{ n: number }[]>`
+        select count(*)::int as n from waitroom.events where room_id = ${id} and type = 'room_created'`;
+      expect(created?.n).toBe(1);
+      const [tally] = await db.sql<{ n: number }[]>`
+        select count(*)::int as n from waitroom.queue_tally where room_id = ${id}`;
+      expect(tally?.n).toBe(16);
+    }
+  });
+});
+
+describe("the admin API without WAITROOM_ADMIN_KEY", () => {
+  const server: TestServer = useTestServer(db, { env: { WAITROOM_ADMIN_KEY: "" } });
+
+  it("answers 403 forbidden on every admin route, whatever key is sent", async () => {
+    const id = uniqueRoomId("disabled");
+    for (const route of adminRoutes) {
+      for (const token of [undefined, ADMIN_KEY, "anything-at-all-0123456789"]) {
+        const response = await server.request(concrete(route.path, id), {
+          method: route.method.toUpperCase(),
+          token,
+          body: route.method === "put" ? { capacity: 1 } : undefined,
+        });
+        expect({ route: `${route.method} ${route.path}`, ...(await errorOf(response)) }).toEqual({
+          route: `${route.method} ${route.path}`,
+          status: 403,
+          code: "forbidden",
+        });
+      }
+    }
+    expect(await roomRows(id)).toBe(0);
+    // The rest of the API still works.
+    expect((await server.request("/healthz")).status).toBe(200);
+  });
+});
