@@ -133,6 +133,7 @@ export const errorCodes = {
   left: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  headers_too_large: 431,
   not_admitted: 428,
   not_claimed: 428,
   not_ready: 503,

@@ -1,5 +1,6 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { createAdaptorServer } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Config } from "../config/index.js";
@@ -53,6 +54,27 @@ function closeServer(server: Server, drainMs: number, log: Logger): Promise<void
   });
 }
 
+/**
+ * Requests Node cannot even parse (headers over its 16 KB limit, broken framing) get the error
+ * envelope too, instead of Node's bare status line.
+ */
+function answerUnparsable(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || error.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
+  const [status, reason] = tooLarge ? [431, "Request Header Fields Too Large"] : [400, "Bad Request"];
+  const body = JSON.stringify({
+    error: tooLarge
+      ? { code: "headers_too_large", message: "the request headers exceed 16 KB" }
+      : { code: "invalid_request", message: "the request is not valid HTTP/1.1" },
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
 /** The HTTP API with its LISTEN connection and stream hub, listening on config.port. */
 export async function startHttp(options: {
   databaseUrl: string;
@@ -88,6 +110,7 @@ export async function startHttp(options: {
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
+  server.on("clientError", answerUnparsable);
   const release = async () => {
     await listener.close();
     await sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) });

@@ -119,7 +119,10 @@ export function createTokenIssuer({
         typeof tid !== "string" ||
         !UUID.test(tid) ||
         typeof ins !== "number" ||
-        !Number.isSafeInteger(ins) ||
+        // Instances are int4 counting from 1: anything else was never issued here.
+        !Number.isInteger(ins) ||
+        ins < 1 ||
+        ins > 2_147_483_647 ||
         typeof exp !== "number"
       ) {
         throw invalid("admission token claims are malformed");

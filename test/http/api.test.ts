@@ -388,3 +388,13 @@ describe("tickets", () => {
     }
   });
 });
+
+describe("requests Node cannot parse", () => {
+  it("get the error envelope too: headers over 16 KB → 431 headers_too_large", async () => {
+    const response = await server.request("/healthz", { headers: { "x-filler": "a".repeat(20_000) } });
+    expect(response.status).toBe(431);
+    expect(await response.json()).toEqual({
+      error: { code: "headers_too_large", message: expect.any(String) },
+    });
+  });
+});
