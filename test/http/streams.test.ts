@@ -108,6 +108,28 @@ describe("event streams", () => {
     }
   });
 
+  it("re-read a room's positions with one query per change, not one per subscriber", async () => {
+    const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    const tickets = await joinMany(room, 30);
+    const streams = tickets.map(streamOf);
+    try {
+      await Promise.all(streams.map((s) => s.next((m) => m.event === "state")));
+      const queriesBefore = await metric("waitroom_position_queries_total");
+      await db.sql`select waitroom.configure_room(${room}, '{"capacity": 1}')`;
+      await db.sql`select * from waitroom.admit(${room})`;
+      // Everyone behind the admitted ticket moved up one place.
+      await Promise.all(
+        streams.slice(1).map((s, i) => s.next((m) => m.event === "state" && m.data.position === i + 1)),
+      );
+      const queries = (await metric("waitroom_position_queries_total")) - queriesBefore;
+      // One per announced change, plus the periodic re-reads (every 300 ms here) while we waited.
+      expect(queries).toBeGreaterThanOrEqual(1);
+      expect(queries).toBeLessThan(10);
+    } finally {
+      for (const s of streams) s.close();
+    }
+  });
+
   it("tell a re-joined ticket's old stream that it was superseded", async () => {
     const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
     const join = async () => {
