@@ -35,7 +35,8 @@ async function startApp(port: number): Promise<Running> {
     PORT: String(port),
     DATABASE_URL: db.url,
     WAITROOM_SHUTDOWN_TIMEOUT_MS: "5000",
-    LOG_LEVEL: "info",
+    // debug logs every request: none may show a token (the stream takes it in the query string).
+    LOG_LEVEL: "debug",
   });
   return startServing(env, port);
 }
@@ -50,6 +51,7 @@ describe("two app processes on one database", { timeout: 120_000 }, () => {
   it("a stream on A sees the admission caused by a leave sent to B, and resumes across A's restart", async () => {
     const [portA, portB] = [await freePort(), await freePort()];
     let appA = await startApp(portA);
+    const firstA = appA;
     const appB = await startApp(portB);
     const [a, b] = [`http://127.0.0.1:${portA}`, `http://127.0.0.1:${portB}`];
 
@@ -87,5 +89,8 @@ describe("two app processes on one database", { timeout: 120_000 }, () => {
     }
     expect((await terminate(appA)).code).toBe(0);
     expect((await terminate(appB)).code).toBe(0);
+    const logs = [firstA, appA, appB].map((app) => app.stdout).join("\n");
+    expect(logs).toContain('"route":"/v1/tickets/:id/events"');
+    for (const ticket of [holder, waiting, third]) expect(logs).not.toContain(ticket.token);
   });
 });
