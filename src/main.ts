@@ -1,3 +1,4 @@
+import { ApiFailure, roomsCommand, roomsUsage, topCommand, UsageError } from "./cli/rooms.js";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
 import { openDatabase } from "./db/database.js";
 import { migrate } from "./db/migrate.js";
@@ -10,7 +11,9 @@ const usage = `usage: waitroom <command>
   start     start the database (embedded unless DATABASE_URL is set), migrate, run the
             scheduler (unless WAITROOM_WORKER=false) and serve HTTP
   worker    migrate, then run only the scheduler (admission ticks and sweeps)
-  migrate   apply migrations and sql/ to the database, then exit`;
+  migrate   apply migrations and sql/ to the database, then exit
+  rooms     manage rooms of a running service (waitroom rooms --help)
+  top       a live view of every room of a running service`;
 
 type Context = {
   config: Config;
@@ -88,9 +91,36 @@ const commands: Record<string, (context: Context) => Promise<void>> = {
   migrate: migrateOnly,
 };
 
+/** The operator commands that talk to a running service: exit 0 done, 1 the service said no, 2 bad usage. */
+async function operatorCommand(name: string, args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`${roomsUsage}\n`);
+    return 0;
+  }
+  const stop = new AbortController();
+  process.once("SIGINT", () => stop.abort());
+  process.once("SIGTERM", () => stop.abort());
+  try {
+    if (name === "rooms") await roomsCommand(args, process.env, process.stdout);
+    else await topCommand(args, process.env, process.stdout, stop.signal);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`${(error as Error).message}\n\n${roomsUsage}\n`);
+      return 2;
+    }
+    if (error instanceof ApiFailure) {
+      process.stderr.write(`${error.code}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
 /** Runs one command; resolves with the process exit code. */
 async function main(argv: string[]): Promise<number> {
   const name = argv[0] ?? "";
+  if (name === "rooms" || name === "top") return operatorCommand(name, argv.slice(1));
   const command = commands[name];
   if (!command) {
     process.stderr.write(`${usage}\n`);
