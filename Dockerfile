@@ -7,7 +7,8 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY migrations ./migrations
 COPY sql ./sql
 COPY src ./src
+COPY bin ./bin
 COPY tsconfig.json ./
 USER node
 EXPOSE 8080
-CMD ["npx", "tsx", "src/main.ts", "start"]
+CMD ["node", "--import", "tsx", "src/main.ts", "start"]
