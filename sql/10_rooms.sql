@@ -1,13 +1,15 @@
 -- Rooms: create, configure, delete.
 
--- Settings are the rooms columns an operator may change.
+-- Settings are the rooms columns an operator may change; the others are
+-- state the room's verbs keep.
 create function waitroom._room_settings() returns text[]
 language sql stable
 as $$
   select array_agg(attname::text order by attnum)
     from pg_attribute
    where attrelid = 'waitroom.rooms'::regclass and attnum > 0 and not attisdropped
-     and attname not in ('id', 'queue_seq', 'created_at', 'updated_at')
+     and attname not in ('id', 'queue_seq', 'created_at', 'updated_at', 'shuffled_at',
+                         'healthy', 'health_detail', 'health_checked_at')
 $$;
 comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
 
@@ -44,9 +46,10 @@ as $$
 begin
   update waitroom.rooms
      set (capacity, admit_per_minute, session_seconds, grace_seconds, claim_seconds, idle_seconds,
-          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, updated_at)
+          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, shuffle_seed, health_url, updated_at)
        = (r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds, r.idle_seconds,
-          r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds, r.updated_at)
+          r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds, r.shuffle_seed, r.health_url,
+          r.updated_at)
    where id = r.id;
 exception
   when check_violation then
@@ -93,8 +96,9 @@ begin
   r := waitroom._apply_settings(r, p_settings);
   perform waitroom._save_room(r);
   insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
+  -- The seed stays out of the ledger until the draw reveals it (see configure_room).
   perform waitroom._event(p_room, null, 'room_created',
-    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at', v_now);
+    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at', v_now);
   perform waitroom._wake(p_room);
   return r;
 end
@@ -114,6 +118,7 @@ declare
   v_old waitroom.rooms;
   r waitroom.rooms;
   v_changes jsonb;
+  v_new_health_url boolean;
 begin
   perform waitroom._lock_room(p_room);
   v_old := waitroom._room(p_room);
@@ -121,9 +126,32 @@ begin
   select coalesce(jsonb_object_agg(n.key, n.value), '{}') into v_changes
     from jsonb_each(to_jsonb(r)) n
    where n.value is distinct from to_jsonb(v_old) -> n.key;
+  if v_changes ? 'shuffle_seed' then
+    if v_old.shuffled_at is not null then
+      perform waitroom._fail('WR400', format('room %L made its opening draw at %s: its shuffle_seed is final',
+        p_room, v_old.shuffled_at));
+    end if;
+    -- Streams show every change; a seed known before the draw would let
+    -- someone holding several tickets keep the one drawn first. The
+    -- room_shuffled event reveals it once the draw is made.
+    v_changes := jsonb_set(v_changes, '{shuffle_seed}', '"hidden until the draw"');
+  end if;
+  -- Nor do streams learn the upstream's (possibly internal) health URL: only
+  -- whether the room has a health gate.
+  v_new_health_url := v_changes ? 'health_url';
+  if v_new_health_url then
+    v_changes := v_changes - 'health_url' || jsonb_build_object('health_gate', r.health_url is not null);
+  end if;
   if v_changes <> '{}' then
     r.updated_at := v_now;
     perform waitroom._save_room(r);
+    -- A new health URL has not been probed: unknown, so admission waits for it.
+    if v_new_health_url then
+      update waitroom.rooms set healthy = null, health_detail = null, health_checked_at = null where id = p_room;
+      r.healthy := null;
+      r.health_detail := null;
+      r.health_checked_at := null;
+    end if;
     perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_configured', v_changes, v_now)));
     perform waitroom._wake(p_room);
   end if;

@@ -38,6 +38,19 @@ begin
   -- Record lapsed offers and finished sessions first so their seats count as free.
   select e.events into v_events from waitroom._expire(p_room, 1000, v_now) e;
 
+  -- The opening: the tickets that joined before opens_at are drawn into a
+  -- random order first (once per room, see waitroom._draw).
+  if r.opens_at is not null and r.shuffled_at is null then
+    v_events := v_events || waitroom._draw(r, v_now);
+  end if;
+
+  -- Upstream health gate: fail closed. Only a healthy last probe lets anyone
+  -- in; set_health wakes the room when it turns healthy again.
+  if r.health_url is not null and r.healthy is not true then
+    perform waitroom._publish(v_events);
+    return;
+  end if;
+
   select (select count(*) from waitroom.tickets t where t.room_id = p_room and t.status = 'admitted')
        + (select count(*) from waitroom.tickets t where t.room_id = p_room and t.status in ('active', 'draining'))
     into v_occupied;
@@ -104,4 +117,4 @@ create function waitroom.admit(
 language sql
 as $$ select * from waitroom._admit(p_room, p_max, p_now, null) $$;
 comment on function waitroom.admit(text, integer, timestamptz) is
-  'Admit the next queued tickets (priority desc, then join order) into free seats, within admit_per_minute and p_max; one row per admitted ticket. Serialised per room by an advisory lock: occupied seats never exceed capacity. Admits nobody when the room is paused, closed or before opens_at.';
+  'Admit the next queued tickets (priority desc, then join order) into free seats, within admit_per_minute and p_max; one row per admitted ticket. Serialised per room by an advisory lock: occupied seats never exceed capacity. Admits nobody when the room is paused, closed, before opens_at, or when it has a health_url whose last probe was not healthy; the first admission at or after opens_at makes the opening draw (see waitroom.shuffle_audit).';

@@ -14,17 +14,22 @@ begin
   select count(*) into v_count from waitroom.admit(p_room, null, p_now);
   -- Paused and closed rooms stop ticking; configure_room wakes them.
   -- preserve_run_at: a wake that arrived while we ran keeps its earlier time.
+  -- A room waiting for its upstream to recover ticks (and so probes) at
+  -- least every second, however long its tick_ms.
   if r.mode in ('open', 'passthrough') then
     perform waitroom._schedule_admit(
       p_room,
-      greatest(coalesce(p_now, clock_timestamp()) + make_interval(secs => r.tick_ms / 1000.0), r.opens_at),
+      greatest(coalesce(p_now, clock_timestamp()) + make_interval(secs => case
+                 when r.health_url is not null and r.healthy is not true then least(r.tick_ms, 1000)
+                 else r.tick_ms end / 1000.0),
+               r.opens_at),
       'preserve_run_at');
   end if;
   return v_count;
 end
 $$;
 comment on function waitroom.tick(text, timestamptz) is
-  'One admission tick of the scheduler: waitroom.admit, then schedule the next tick tick_ms later (or at opens_at) while the room is open or passthrough. Returns how many were admitted.';
+  'One admission tick of the scheduler: waitroom.admit, then schedule the next tick tick_ms later (at most 1 s later while the upstream is not healthy; at opens_at if that is later) while the room is open or passthrough. Returns how many were admitted.';
 
 create function waitroom.rearm() returns integer
 language plpgsql
@@ -42,3 +47,59 @@ end
 $$;
 comment on function waitroom.rearm() is
   'Safety net run every minute: give every open room an admission tick if its chain broke (a pending tick is left as it is).';
+
+-- The upstream health gate. The scheduler's admit task asks health_due, GETs
+-- the URL when it is due and records the answer with set_health before it
+-- calls tick; the throttle lives here so that any number of worker processes
+-- together probe a room at most once a second.
+create function waitroom.health_due(p_room text, p_now timestamptz default null) returns text
+language sql stable
+as $$
+  select r.health_url
+    from waitroom.rooms r
+   where r.id = p_room and r.health_url is not null and r.mode in ('open', 'passthrough')
+     and (r.health_checked_at is null
+          or r.health_checked_at <= waitroom._now(p_now) - interval '1 second'
+          or r.health_checked_at > waitroom._now(p_now))  -- the clock went back
+$$;
+comment on function waitroom.health_due(text, timestamptz) is
+  'The room''s health_url when a probe is due (open or passthrough room, never probed or last probed 1 s ago or more), else null.';
+
+create function waitroom.set_health(
+  p_room    text,
+  p_healthy boolean,
+  p_detail  text default null,
+  p_now     timestamptz default null
+) returns boolean
+language plpgsql
+as $$
+declare
+  v_now timestamptz := waitroom._now(p_now);
+  r waitroom.rooms;
+  v_detail text := left(p_detail, 200);
+begin
+  if p_healthy is null then
+    perform waitroom._fail('WR400', 'p_healthy must be true or false');
+  end if;
+  -- Serialised with admit: once this commits, no admission trusts the old answer.
+  perform waitroom._lock_room(p_room);
+  r := waitroom._room(p_room);
+  if r.health_url is null then
+    return false;  -- the gate was removed while the probe ran
+  end if;
+  update waitroom.rooms
+     set healthy = p_healthy, health_detail = v_detail, health_checked_at = v_now
+   where id = p_room;
+  if r.healthy is not distinct from p_healthy then
+    return false;
+  end if;
+  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_health',
+    jsonb_build_object('healthy', p_healthy, 'detail', v_detail), v_now)));
+  if p_healthy then
+    perform waitroom._wake(p_room);
+  end if;
+  return true;
+end
+$$;
+comment on function waitroom.set_health(text, boolean, text, timestamptz) is
+  'Record the answer of a probe of the room''s health_url: healthy or not, and what was seen (at most 200 characters). Writes and announces a room_health event only when healthiness changed, and wakes the room when it turned healthy. Returns whether it changed; false (and nothing recorded) for a room without health_url. WR404 unknown room.';

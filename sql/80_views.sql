@@ -13,7 +13,13 @@ select r.id as room_id,
        r.admit_per_minute,
        w.oldest_wait,
        a.median_wait,
-       r.opens_at
+       r.opens_at,
+       case
+         when r.health_url is null then null
+         when r.healthy then 'healthy'
+         when not r.healthy then 'unhealthy'
+         else 'unknown'
+       end as health
   from waitroom.rooms r
   cross join lateral (select waitroom._depth(r.id) as queued) q
   cross join lateral (
@@ -36,7 +42,7 @@ select r.id as room_id,
      where t.room_id = r.id and t.status = 'queued'
   ) w;
 comment on view waitroom.room_stats is
-  'One row per room: queued, admitted (offers), active, draining, free_seats, admissions in the last minute, the oldest current wait and the median wait of admissions in the last 15 minutes. oldest_wait reads every queued ticket of the room.';
+  'One row per room: queued, admitted (offers), active, draining, free_seats, admissions in the last minute, the oldest current wait, the median wait of admissions in the last 15 minutes, and health: null without a health_url, else healthy, unhealthy or unknown (not probed yet; admission waits). oldest_wait reads every queued ticket of the room.';
 
 create view waitroom.queue as
 select t.room_id,

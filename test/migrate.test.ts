@@ -102,7 +102,11 @@ describe("migrate on an empty database", () => {
 
     expect(results.filter((result) => result.migrations.includes("0001_schema"))).toHaveLength(1);
     expect(results.filter((result) => result.sqlApplied)).toHaveLength(1);
-    expect(results.flatMap((result) => result.migrations)).toEqual(["0001_schema", "0002_signing_keys"]);
+    expect(results.flatMap((result) => result.migrations)).toEqual([
+      "0001_schema",
+      "0002_signing_keys",
+      "0003_opening_draw_and_health",
+    ]);
   });
 
   it("creates the waitroom functions and views", async () => {
@@ -148,7 +152,7 @@ describe("migrate on an empty database", () => {
 
   it("records each migration once in the migrations table", async () => {
     const { rows } = await db.query("select name from public.waitroom_migrations order by id");
-    expect(rows.map((row) => row.name)).toEqual(["0001_schema", "0002_signing_keys"]);
+    expect(rows.map((row) => row.name)).toEqual(["0001_schema", "0002_signing_keys", "0003_opening_draw_and_health"]);
   });
 
   it("does nothing when run again, and still succeeds", async () => {
@@ -207,11 +211,15 @@ describe("migrate from separate processes", () => {
       ...logged.flatMap((lines) => lines.flatMap((line) => line.migrations ?? [])),
       ...inProcess.migrations,
     ];
-    expect(applied).toEqual(["0001_schema", "0002_signing_keys"]);
+    expect(applied).toEqual(["0001_schema", "0002_signing_keys", "0003_opening_draw_and_health"]);
 
     const db = await connect(url);
     const { rows } = await db.query("select name from public.waitroom_migrations order by id");
-    expect(rows).toEqual([{ name: "0001_schema" }, { name: "0002_signing_keys" }]);
+    expect(rows).toEqual([
+      { name: "0001_schema" },
+      { name: "0002_signing_keys" },
+      { name: "0003_opening_draw_and_health" },
+    ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",
     );

@@ -121,7 +121,11 @@ describe("start", { timeout: 90_000 }, () => {
 
     await withDatabase(dataDir, pgPort, async (client) => {
       const migrations = await client.query("select name from public.waitroom_migrations order by id");
-      expect(migrations.rows).toEqual([{ name: "0001_schema" }, { name: "0002_signing_keys" }]);
+      expect(migrations.rows).toEqual([
+        { name: "0001_schema" },
+        { name: "0002_signing_keys" },
+        { name: "0003_opening_draw_and_health" },
+      ]);
       const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
       expect(room.rows).toEqual([{ capacity: 3 }]);
       const joined = await client.query("select status from waitroom.join('persisted', 'alice')");

@@ -50,6 +50,7 @@ const streamEventName: Record<string, string> = {
   left: "ended",
   room_configured: "room",
   room_deleted: "room",
+  room_health: "room",
 };
 
 const SENT_IDS_KEPT = 256;

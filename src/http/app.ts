@@ -7,9 +7,19 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import * as queue from "../queue/index.js";
 import { TokenError, type TokenIssuer } from "../tokens/index.js";
-import { checkRequest, joinRequest, type Route, roomParams, roomSettings, routes, ticketParams } from "./contracts.js";
+import {
+  checkRequest,
+  historyQuery,
+  joinRequest,
+  type Route,
+  roomParams,
+  roomSettings,
+  routes,
+  ticketParams,
+} from "./contracts.js";
 import { ApiError, fromDatabaseError, parse, verdictError } from "./errors.js";
 import { docsPage, openApiDocument } from "./openapi.js";
+import { mountPages } from "./pages/index.js";
 import { sseHeaders, sseStream } from "./sse.js";
 
 export type AppDeps = {
@@ -91,6 +101,7 @@ export function createApp(deps: AppDeps): Hono {
 
   const fail = (c: Context, error: ApiError) => {
     metrics.errors.inc({ code: error.code });
+    if (error.code === "unavailable") c.header("retry-after", "2");
     return c.json({ error: { code: error.code, message: error.message } }, error.status);
   };
 
@@ -281,6 +292,29 @@ export function createApp(deps: AppDeps): Hono {
     return c.body(null, 204);
   });
 
+  app.get("/v1/rooms/:room/history", async (c) => {
+    requireAdmin(c);
+    const { room } = parse(roomParams, c.req.param(), "path");
+    const { minutes } = parse(historyQuery, c.req.query(), "query");
+    const rows = await sql<
+      {
+        minute: Date;
+        joined: number;
+        admitted: number;
+        left: number;
+        expired: number;
+        median_wait_ms: number | null;
+        p90_wait_ms: number | null;
+        depth: number;
+      }[]
+    >`select * from waitroom.history(${room}, ${minutes})`;
+    return c.json({
+      room_id: room,
+      minutes,
+      buckets: rows.map((row) => ({ ...row, minute: new Date(row.minute).toISOString() })),
+    });
+  });
+
   for (const [action, mode] of [
     ["pause", "paused"],
     ["resume", "open"],
@@ -314,6 +348,8 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
   app.get("/docs", (c) => c.html(docsPage()));
+  // The waiting-room page and the admin dashboard (HTML + vanilla ES modules, no build step).
+  mountPages(app);
 
   app.notFound((c) => {
     const path = c.req.path;

@@ -39,6 +39,11 @@ export const ticketState = z.object({
   depth: z.int().describe("Tickets queued in the room."),
   approximate: z.boolean().describe("true deep in a long queue, where the position is interpolated."),
   eta_seconds: z.int().nullable().describe("Estimated wait from the recent admission rate; null without a basis."),
+  eta_low_seconds: z.int().nullable().describe("Low end of the range the wait is expected in; null without a basis."),
+  eta_high_seconds: z
+    .int()
+    .nullable()
+    .describe("High end of that range; null without a basis, or when a recent minute admitted nobody."),
   expires_at: z.iso
     .datetime()
     .nullable()
@@ -87,6 +92,18 @@ export const roomSettings = z.strictObject({
   opens_at: z.iso.datetime({ offset: true }).nullable().optional(),
   tick_ms: int32(50, 60_000).optional(),
   retention_seconds: int32(3600).optional(),
+  health_url: z
+    .url({ protocol: /^https?$/, error: "health_url must be an http(s) URL" })
+    .max(2048)
+    .nullable()
+    .optional()
+    .describe("Upstream health check: admission pauses while it does not answer 2xx."),
+  shuffle_seed: z
+    .int()
+    .min(-9_007_199_254_740_991)
+    .max(9_007_199_254_740_991)
+    .optional()
+    .describe("Seed of the opening draw (random unless given); fixed once the room has opened."),
 });
 
 export const room = z.object({
@@ -102,6 +119,7 @@ export const room = z.object({
   opens_at: z.iso.datetime().nullable(),
   tick_ms: z.int(),
   retention_seconds: z.int(),
+  health_url: z.string().nullable(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
   stats: z.object({
@@ -113,10 +131,34 @@ export const room = z.object({
     admitted_last_minute: z.int(),
     oldest_wait_seconds: z.number().nullable(),
     median_wait_seconds: z.number().nullable(),
+    health: z.enum(["healthy", "unhealthy", "unknown"]).nullable(),
   }),
 });
 
 export const roomList = z.object({ rooms: z.array(room) });
+
+export const historyQuery = z.object({
+  minutes: z.coerce.number().pipe(int32(1, 1440)).default(60),
+});
+
+export const roomHistory = z.object({
+  room_id: roomId,
+  minutes: z.int(),
+  buckets: z
+    .array(
+      z.object({
+        minute: z.iso.datetime().describe("Start of the minute."),
+        joined: z.int(),
+        admitted: z.int(),
+        left: z.int(),
+        expired: z.int(),
+        median_wait_ms: z.int().nullable().describe("Median wait of the minute's admissions; null without any."),
+        p90_wait_ms: z.int().nullable(),
+        depth: z.int().describe("Queue depth at the end of the minute (derived from the depth now)."),
+      }),
+    )
+    .describe("One per minute, oldest first; the last is the current minute."),
+});
 
 export const errorCodes = {
   invalid_request: 400,
@@ -138,6 +180,7 @@ export const errorCodes = {
   not_claimed: 428,
   not_ready: 503,
   room_closed: 503,
+  unavailable: 503,
   internal: 500,
 } as const;
 
@@ -295,6 +338,16 @@ export const routes: Route[] = [
     auth: "admin",
     params: roomParams,
     response: { status: 204, description: "Deleted." },
+    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+  },
+  {
+    method: "get",
+    path: "/v1/rooms/{room}/history",
+    summary:
+      "The room minute by minute from the ledger: joined, admitted, left, expired, median and p90 wait, depth. ?minutes= (1 to 1440, default 60).",
+    auth: "admin",
+    params: roomParams,
+    response: { status: 200, schema: roomHistory, description: "Per-minute buckets, oldest first." },
     errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
   },
   {

@@ -39,9 +39,20 @@ const sqlErrors: Record<string, ErrorCode> = {
   WR503: "room_closed",
 };
 
+/** The database is unreachable or going away: an outage to retry after, not a bug. */
+function isUnavailable(code: string): boolean {
+  return (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECTION_(CLOSED|ENDED|DESTROYED)|CONNECT_TIMEOUT)$/.test(code) ||
+    // SQLSTATE: connection exceptions, shutdown / cannot connect now, too many connections.
+    /^(08...|57P0[123]|53300)$/.test(code)
+  );
+}
+
 export function fromDatabaseError(error: unknown): ApiError | undefined {
   const code = (error as { code?: unknown }).code;
-  const mapped = typeof code === "string" ? sqlErrors[code] : undefined;
+  if (typeof code !== "string") return undefined;
+  if (isUnavailable(code)) return new ApiError("unavailable", "the database is unavailable; retry shortly");
+  const mapped = sqlErrors[code];
   return mapped ? new ApiError(mapped, (error as Error).message) : undefined;
 }
 

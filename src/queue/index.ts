@@ -29,6 +29,9 @@ export type TicketState = {
   depth: number;
   approximate: boolean;
   eta_seconds: number | null;
+  /** The range the actual wait is expected in; high is null when a recent minute admitted nobody. */
+  eta_low_seconds: number | null;
+  eta_high_seconds: number | null;
   expires_at: Date | null;
   instance: number;
 };
@@ -48,9 +51,11 @@ export type RoomSettings = {
   opens_at?: string | null;
   tick_ms?: number;
   retention_seconds?: number;
+  health_url?: string | null;
+  shuffle_seed?: number;
 };
 
-export type Room = Required<Omit<RoomSettings, "opens_at">> & {
+export type Room = Required<Omit<RoomSettings, "opens_at" | "shuffle_seed">> & {
   id: string;
   opens_at: Date | null;
   created_at: Date;
@@ -66,6 +71,7 @@ export type RoomStats = {
   admitted_last_minute: number;
   oldest_wait_seconds: number | null;
   median_wait_seconds: number | null;
+  health: "healthy" | "unhealthy" | "unknown" | null;
 };
 
 export type RoomWithStats = Room & { stats: RoomStats };
@@ -156,10 +162,12 @@ export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[
   const rows = await sql<(Room & RoomStats)[]>`
     select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
            r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
+           r.health_url,
            r.created_at, r.updated_at,
            s.queued, s.admitted, s.active, s.draining, s.free_seats, s.admitted_last_minute,
            extract(epoch from s.oldest_wait)::float8 as oldest_wait_seconds,
-           extract(epoch from s.median_wait)::float8 as median_wait_seconds
+           extract(epoch from s.median_wait)::float8 as median_wait_seconds,
+           s.health
       from waitroom.rooms r
       join waitroom.room_stats s on s.room_id = r.id
      where ${room ?? null}::text is null or r.id = ${room ?? null}
@@ -174,6 +182,7 @@ export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[
       admitted_last_minute,
       oldest_wait_seconds,
       median_wait_seconds,
+      health,
       ...settings
     }) => ({
       ...settings,
@@ -186,6 +195,7 @@ export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[
         admitted_last_minute,
         oldest_wait_seconds,
         median_wait_seconds,
+        health,
       },
     }),
   );

@@ -11,6 +11,10 @@ import { type Logger, workerLogger } from "../log.js";
  * - sweep: waitroom.sweep every sweepIntervalMs (self-rescheduling), and from
  *   cron every minute in case that chain broke.
  * - rearm: cron every minute, gives any open room whose tick chain broke a tick.
+ * A room with a health_url has its upstream probed (GET, 2 s timeout) before
+ * the tick when waitroom.health_due says so (at most once a second per room,
+ * across all processes); waitroom.set_health records the answer and admit
+ * admits nobody until it is healthy.
  */
 
 export type WorkerOptions = {
@@ -22,15 +26,69 @@ export type WorkerOptions = {
 
 const admitPayload = z.object({ room: z.string().min(1) });
 
-export function createTaskList({ sweepIntervalMs, log }: Pick<WorkerOptions, "sweepIntervalMs" | "log">): TaskList {
+/** What this process's scheduler did since it started; logged when it stops. */
+export type SchedulerActivity = { admitJobs: number; admitted: number; sweeps: number; healthProbes: number };
+
+export const HEALTH_TIMEOUT_MS = 2_000;
+
+/** Error codes of an unreachable upstream, in words; never an address (the detail reaches event streams). */
+const unreachable: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+};
+
+/** GET the upstream's health URL: a 2xx answer within the timeout is healthy, anything else is not. */
+export async function probeHealth(
+  url: string,
+  timeoutMs = HEALTH_TIMEOUT_MS,
+): Promise<{ healthy: boolean; detail: string }> {
+  try {
+    const response = await fetch(url, {
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: { "user-agent": "waitroom-health-probe" },
+    });
+    await response.body?.cancel();
+    return { healthy: response.status >= 200 && response.status < 300, detail: `HTTP ${response.status}` };
+  } catch (error) {
+    if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
+      return { healthy: false, detail: `no answer within ${timeoutMs} ms` };
+    }
+    const cause = error instanceof Error ? (error.cause as { code?: string } | undefined) : undefined;
+    return { healthy: false, detail: (cause?.code && unreachable[cause.code]) || "unreachable" };
+  }
+}
+
+export function createTaskList(
+  { sweepIntervalMs, log }: Pick<WorkerOptions, "sweepIntervalMs" | "log">,
+  activity: SchedulerActivity = { admitJobs: 0, admitted: 0, sweeps: 0, healthProbes: 0 },
+): TaskList {
   const admit: Task = async (payload, helpers) => {
     const { room } = admitPayload.parse(payload);
+    const due = await helpers.query<{ url: string | null }>("select waitroom.health_due($1) as url", [room]);
+    const url = due.rows[0]?.url;
+    if (url) {
+      const { healthy, detail } = await probeHealth(url);
+      activity.healthProbes += 1;
+      const set = await helpers.query<{ changed: boolean }>("select waitroom.set_health($1, $2, $3) as changed", [
+        room,
+        healthy,
+        detail,
+      ]);
+      if (set.rows[0]?.changed) log.info({ room, healthy, detail }, "room health changed");
+    }
     const { rows } = await helpers.query<{ admitted: number }>("select waitroom.tick($1) as admitted", [room]);
     const admitted = rows[0]?.admitted ?? 0;
+    activity.admitJobs += 1;
+    activity.admitted += admitted;
     if (admitted > 0) log.debug({ room, admitted }, "admitted");
   };
   const sweep: Task = async (_payload, helpers) => {
     const { rows } = await helpers.query("select * from waitroom.sweep()");
+    activity.sweeps += 1;
     log.debug({ sweep: rows[0] }, "swept");
     await helpers.addJob(
       "sweep",
@@ -61,6 +119,7 @@ export async function startWorker(options: WorkerOptions): Promise<Scheduler> {
   const onError = (error: Error) => options.log.warn({ err: error }, "scheduler connection lost");
   pool.on("error", onError);
   pool.on("connect", (client) => client.on("error", onError));
+  const activity: SchedulerActivity = { admitJobs: 0, admitted: 0, sweeps: 0, healthProbes: 0 };
   try {
     const runner = await run({
       pgPool: pool,
@@ -68,7 +127,7 @@ export async function startWorker(options: WorkerOptions): Promise<Scheduler> {
       noHandleSignals: true,
       pollInterval: 1000,
       logger: workerLogger(options.log),
-      taskList: createTaskList(options),
+      taskList: createTaskList(options, activity),
       crontab,
     });
     // Start the sweep chain at once rather than at the first cron minute.
@@ -78,6 +137,7 @@ export async function startWorker(options: WorkerOptions): Promise<Scheduler> {
       async stop() {
         await runner.stop();
         await pool.end();
+        options.log.info({ ...activity }, "scheduler stopped");
       },
     };
   } catch (error) {

@@ -106,6 +106,24 @@ describe("the admin API", () => {
     expect(roomContract.parse(await same.json())).toEqual(before);
   });
 
+  it("sets a health gate and a draw seed: health shows unknown until probed, the seed stays hidden", async () => {
+    const id = uniqueRoomId();
+    const created = await put(id, { capacity: 2, health_url: "http://127.0.0.1:9/health", shuffle_seed: 42 });
+    expect(created.status).toBe(201);
+    const room = await get(id);
+    expect(room.health_url).toBe("http://127.0.0.1:9/health");
+    expect(room.stats.health).toBe("unknown");
+    expect(room).not.toHaveProperty("shuffle_seed");
+    const [stored] = await db.sql`select shuffle_seed from waitroom.rooms where id = ${id}`;
+    expect(Number(stored?.shuffle_seed)).toBe(42);
+    expect(await errorOf(await put(id, { health_url: "ftp://example.com/" }))).toEqual({
+      status: 400,
+      code: "invalid_request",
+    });
+    expect((await put(id, { health_url: null })).status).toBe(200);
+    expect((await get(id)).stats.health).toBeNull();
+  });
+
   it("lists every room with live numbers, in id order", async () => {
     const a = uniqueRoomId("list-a");
     const b = uniqueRoomId("list-b");

@@ -180,6 +180,8 @@ describe("tickets", () => {
       depth: 2,
       approximate: false,
       eta_seconds: null,
+      eta_low_seconds: null,
+      eta_high_seconds: null,
       expires_at: null,
     });
     expect(await failure(await state(second, first.token))).toEqual({ status: 404, code: "not_found" });

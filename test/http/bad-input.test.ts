@@ -701,7 +701,7 @@ function buildCorpus(f: Fixture): Case[] {
     "/metrics/extra",
     "/docs/",
     "/v1/keys",
-    "/admin",
+    "/admin/",
     "/.env",
     "/v1/rooms//tickets",
   ];

@@ -91,6 +91,25 @@ describe("scheduler", () => {
     await eventually(once(ticket.ticket_id, "admitted"));
   });
 
+  it("opens on schedule with the opening draw: the first seats go to the first drawn", async () => {
+    const opensAt = new Date(Date.now() + 1_500);
+    const room = await createRoom(3, { tick_ms: 100, opens_at: opensAt.toISOString(), shuffle_seed: 11 });
+    const tickets = [];
+    for (let i = 0; i < 8; i++) tickets.push(await join(room));
+    const admitted = await eventually(async () => {
+      const rows = await db.sql<{ id: string; admitted_at: Date }[]>`
+        select id, admitted_at from waitroom.tickets where room_id = ${room} and status = 'admitted'`;
+      return rows.length === 3 ? rows : undefined;
+    });
+    for (const row of admitted) expect(row.admitted_at.getTime()).toBeGreaterThanOrEqual(opensAt.getTime());
+    const audit = await db.sql<{ ticket_id: string; drawn_position: number; agrees: boolean }[]>`
+      select ticket_id, drawn_position, agrees from waitroom.shuffle_audit(${room})`;
+    expect(audit).toHaveLength(8);
+    expect(audit.every((row) => row.agrees)).toBe(true);
+    const drawnFirst = audit.filter((row) => row.drawn_position <= 3).map((row) => row.ticket_id);
+    expect(admitted.map((row) => row.id).sort()).toEqual(drawnFirst.sort());
+  });
+
   it("never admits a ticket twice nor exceeds capacity with two schedulers and churn", async () => {
     const capacity = 3;
     const room = await createRoom(capacity, { tick_ms: 50, claim_seconds: 1, session_seconds: 1, grace_seconds: 0 });

@@ -1,0 +1,11 @@
+/*
+ * The waitroom client SDK: join a room, follow the ticket's event stream
+ * (reconnecting and resuming by itself), claim the seat, heartbeat, leave.
+ * Browsers and Node 20 alike: it uses only fetch, streams, TextDecoder and
+ * AbortController, and imports nothing. See docs/sdk.md.
+ */
+export { type ClientOptions, createClient, type JoinOptions, Ticket, type WaitroomClient } from "./client.js";
+export { WaitroomError } from "./errors.js";
+export { type SseHandlers, type SseMessage, SseParser } from "./sse.js";
+export type { SubscribeEnd, SubscribeOptions } from "./stream.js";
+export type * from "./types.js";

@@ -1,0 +1,123 @@
+/*
+ * The wire shapes of the HTTP API (docs/http-api.md), written out by hand:
+ * the SDK must not import zod or anything else from the server, so it can
+ * be bundled for a browser. test/client/sdk.test.ts checks them against the
+ * server's own contracts (src/http/contracts.ts).
+ */
+
+export type TicketStatus = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
+
+/** Where a ticket stands: GET /v1/tickets/{id}, heartbeat, and every event's data. */
+export type TicketState = {
+  ticket_id: string;
+  room_id: string;
+  status: TicketStatus;
+  /** 1 = next; null unless queued. */
+  position: number | null;
+  /** Tickets queued in the room. */
+  depth: number;
+  /** true deep in a long queue, where the position is interpolated. */
+  approximate: boolean;
+  /** Estimated wait; null without a basis. */
+  eta_seconds: number | null;
+  /** The range the wait is expected in; null without a basis (the high end also after a minute that admitted nobody). */
+  eta_low_seconds: number | null;
+  eta_high_seconds: number | null;
+  /** Claim deadline of an offer, end of an active seat, end of grace while draining (ISO 8601). */
+  expires_at: string | null;
+};
+
+export type JoinResponse = {
+  ticket_id: string;
+  /** Bearer token of the ticket: shown only once, keep it to resume the ticket later. */
+  token: string;
+  status: TicketStatus;
+  position: number | null;
+  depth: number;
+  eta_seconds: number | null;
+  events_url: string;
+};
+
+export type ClaimResponse = {
+  ticket_id: string;
+  status: TicketStatus;
+  /** Ed25519-signed JWT for the protected app. */
+  admission_token: string;
+  expires_at: string;
+};
+
+export type CheckResponse = {
+  ok: true;
+  status: TicketStatus;
+  ticket_id: string;
+  room_id: string;
+  expires_at: string;
+};
+
+export type ErrorCode =
+  | "invalid_request"
+  | "invalid_token"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "method_not_allowed"
+  | "already_claimed"
+  | "superseded"
+  | "draining"
+  | "ended"
+  | "expired"
+  | "left"
+  | "payload_too_large"
+  | "unsupported_media_type"
+  | "headers_too_large"
+  | "not_admitted"
+  | "not_claimed"
+  | "not_ready"
+  | "room_closed"
+  /** The database is unreachable or restarting: retry shortly. */
+  | "unavailable"
+  | "internal"
+  /** The answer was not the API's error envelope (a proxy's error page, say). */
+  | "unexpected_response";
+
+/*
+ * Stream events. Ledger events (admitted, active, draining, ended, room)
+ * carry the id of their row in waitroom.events; `state` and `superseded`
+ * never do, and neither does the `ended` a stream sends when it finds the
+ * ticket already over (or deleted with its room).
+ */
+type Ledger<T extends string, D> = { type: T; id: string; data: D };
+
+export type StateEvent = { type: "state"; id?: undefined; data: TicketState };
+export type AdmittedEvent = Ledger<"admitted", TicketState & { status: "admitted" }>;
+export type ActiveEvent = Ledger<"active", TicketState & { status: "active" }>;
+export type DrainingEvent = Ledger<"draining", TicketState & { status: "draining" }>;
+export type EndedEvent = {
+  type: "ended";
+  id?: string;
+  /** status says how it ended (ended, expired, left); reason, when given, why. */
+  data: TicketState & { status: "ended" | "expired" | "left"; reason?: string };
+};
+export type SupersededEvent = {
+  type: "superseded";
+  id?: undefined;
+  data: Omit<TicketState, "status"> & { status: "superseded" };
+};
+export type RoomEvent = Ledger<
+  "room",
+  TicketState & {
+    /** What changed: `event` is the ledger type, the rest its data (the new settings, health, …). */
+    room: { event: "room_configured" | "room_deleted" | "room_health" | (string & {}); [key: string]: unknown };
+  }
+>;
+
+export type WaitroomEvent =
+  | StateEvent
+  | AdmittedEvent
+  | ActiveEvent
+  | DrainingEvent
+  | EndedEvent
+  | SupersededEvent
+  | RoomEvent;
+
+export type WaitroomEventType = WaitroomEvent["type"];

@@ -1,0 +1,479 @@
+/*
+ * The waiting-room page: join, watch the place live over the ticket's event
+ * stream, claim the seat when admitted, leave when the page goes away.
+ * Vanilla ES module, no build step. The ticket's id and token live in
+ * sessionStorage (this tab only) so a reload resumes the same place.
+ */
+
+const root = document.getElementById("room");
+const room = root.dataset.room;
+const storageKey = `waitroom:ticket:${room}`;
+const $ = (id) => document.getElementById(id);
+
+const live = new Set(["queued", "admitted", "active", "draining"]);
+const streamEvents = ["state", "admitted", "active", "draining", "ended", "superseded", "room"];
+
+/** @type {{ticket_id: string, token: string, events_url: string, start_position: number, admission_token?: string, expires_at?: string, left?: "unload" | "button"} | null} */
+let ticket = readTicket();
+/** @type {EventSource | undefined} */
+let source;
+let lastEventId = "";
+let shown = { status: "connecting" };
+let claiming = false;
+let over = false;
+let reloading = false;
+let recoverDelay = 1000;
+let recoverTimer;
+
+function readTicket() {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(storageKey) ?? "null");
+    return value && typeof value.ticket_id === "string" && typeof value.token === "string" ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveTicket() {
+  try {
+    if (ticket) sessionStorage.setItem(storageKey, JSON.stringify(ticket));
+    else sessionStorage.removeItem(storageKey);
+  } catch {
+    // Private mode without storage: the page still works, a reload joins again.
+  }
+}
+
+/** One API call; never throws for HTTP errors: {status, ok, data}. Throws on network failure. */
+async function api(path, { method = "GET", token, keepalive = false } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method, headers, keepalive, cache: "no-store" });
+  let data = null;
+  if (response.status !== 204) {
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+  }
+  return { status: response.status, ok: response.ok, data };
+}
+
+/* ---------- What the page shows ---------- */
+
+const number = new Intl.NumberFormat();
+const clock = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", second: "2-digit" });
+
+function duration(seconds) {
+  if (seconds < 60) return "less than a minute";
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `about ${minutes} minute${minutes === 1 ? "" : "s"}`;
+  const hours = Math.floor(minutes / 60);
+  const rest = minutes % 60;
+  return `about ${hours} h ${rest ? `${rest} min` : ""}`.trim();
+}
+
+/** The estimate, with its range where the server gives one and it spans more than a minute. */
+function eta(data) {
+  if (data.eta_seconds == null) return "estimating…";
+  const low = data.eta_low_seconds;
+  const high = data.eta_high_seconds;
+  if (low == null || high == null || Math.round(high / 60) <= Math.round(low / 60)) return duration(data.eta_seconds);
+  return `${duration(data.eta_seconds)} (${Math.max(1, Math.round(low / 60))}–${Math.round(high / 60)} min)`;
+}
+
+const states = {
+  connecting: { icon: "…", headline: "Joining the queue…" },
+  queued: { icon: "◷", headline: "You are in the queue" },
+  admitted: { icon: "➜", headline: "It's your turn — getting your seat…" },
+  active: { icon: "✓", headline: "You're in" },
+  draining: { icon: "◔", headline: "Your session is ending" },
+  ended: { icon: "■", headline: "Your session has ended" },
+  expired: { icon: "✕", headline: "Your place has expired" },
+  left: { icon: "←", headline: "You left the queue" },
+  superseded: { icon: "⇄", headline: "This place continues elsewhere" },
+  gone: { icon: "✕", headline: "This waiting room is not available" },
+  error: { icon: "!", headline: "Something went wrong" },
+};
+
+let lastAnnounced = "";
+let announceTimer;
+let lastAnnouncedAt = 0;
+
+/** The polite live region: state changes at once, position changes at most every 5 s. */
+function announce(text, urgent = false) {
+  if (text === lastAnnounced) return;
+  clearTimeout(announceTimer);
+  const wait = urgent ? 0 : Math.max(0, lastAnnouncedAt + 5000 - Date.now());
+  announceTimer = setTimeout(() => {
+    lastAnnounced = text;
+    lastAnnouncedAt = Date.now();
+    $("announcer").textContent = text;
+  }, wait);
+}
+
+function setState(state, detail = "") {
+  const view = states[state] ?? states.error;
+  const panel = $("panel");
+  const changed = panel.dataset.state !== state;
+  panel.dataset.state = state;
+  panel.setAttribute("aria-busy", String(state === "connecting" || state === "admitted"));
+  panel.querySelector("#headline .icon").textContent = view.icon;
+  $("headline-text").textContent = view.headline;
+  $("detail").textContent = detail;
+  $("waiting").hidden = state !== "queued";
+  $("active").hidden = !(state === "active" || state === "draining");
+  $("leave").hidden = !live.has(state);
+  $("leave").textContent = state === "active" || state === "draining" ? "Give up my seat" : "Leave the queue";
+  $("rejoin").hidden = live.has(state) || state === "connecting" || state === "superseded";
+  if (changed && state !== "queued") announce(`${view.headline}. ${detail}`, true);
+  document.title = `${state === "queued" && shown.position ? `(${shown.position}) ` : ""}${view.headline} · ${room}`;
+}
+
+function setNotice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
+function setConnection(state, text) {
+  const element = $("connection");
+  element.dataset.connection = state;
+  element.querySelector(".icon").textContent = { live: "●", reconnecting: "◐", closed: "○" }[state] ?? "○";
+  $("connection-text").textContent = text;
+}
+
+function renderQueued(data) {
+  setState("queued", data.position === 1 ? "You are next." : "Keep this page open: you will be let in automatically.");
+  const position = data.position ?? 0;
+  $("position").textContent = position ? `${data.approximate ? "about " : ""}${number.format(position)}` : "–";
+  $("depth").textContent = number.format(data.depth ?? 0);
+  $("eta").textContent = eta(data);
+  // Progress: how much of the line that was ahead when we joined has gone in (100% = admitted).
+  const start = Math.max(ticket?.start_position ?? position, position, 1);
+  if (ticket && position > (ticket.start_position ?? 0)) {
+    ticket.start_position = position;
+    saveTicket();
+  }
+  const percent = position ? Math.round(((start - position) / start) * 100) : 0;
+  $("progress").value = percent;
+  $("progress").textContent = `${percent}%`;
+  $("progress-text").textContent = `(${percent}%)`;
+  if (position) {
+    announce(position === 1 ? "You are next in line." : `You are number ${number.format(position)} in line.`);
+  }
+}
+
+function renderActive(data) {
+  const draining = data.status === "draining";
+  const expires = data.expires_at ?? ticket?.expires_at;
+  setState(
+    draining ? "draining" : "active",
+    draining
+      ? "Finish what you are doing: the seat is released soon."
+      : "Your seat is ready. Continue to the site; this tab keeps your seat.",
+  );
+  $("expires").textContent = expires
+    ? `${draining ? "Grace period ends" : "Your seat is yours until"} ${clock.format(new Date(expires))}.`
+    : "";
+  if (ticket?.admission_token) {
+    $("admission-token").value = ticket.admission_token;
+    $("token-details").hidden = false;
+  } else {
+    $("token-details").hidden = true;
+    if (!draining) $("detail").textContent = "Your seat was claimed in another tab or window.";
+  }
+}
+
+const endings = {
+  ended: "The time for your seat is over. Join again to queue for another.",
+  expired: "Your place lapsed (the page was away too long, or the seat was not taken in time).",
+  left: "You gave up your place.",
+};
+
+function renderEnded(status, reason) {
+  over = true;
+  closeStream();
+  setConnection("closed", "Not connected");
+  const detail = endings[status] ?? endings.ended;
+  setState(
+    status in endings ? status : "ended",
+    reason === "claim_timeout" ? "The seat was not claimed in time." : detail,
+  );
+}
+
+/** Apply a ticket state from the stream or the API. */
+function render(data) {
+  if (over) return;
+  shown = data;
+  if (data.status === "queued") renderQueued(data);
+  else if (data.status === "admitted") {
+    setState("admitted", "A seat is free for you. Claiming it…");
+    void claim();
+  } else if (data.status === "active" || data.status === "draining") {
+    // Our own claim's `active` event can beat the claim's answer (which carries the token): wait for it.
+    if (claiming && data.status === "active") return;
+    renderActive(data);
+  } else if (data.status === "superseded") superseded();
+  else renderEnded(data.status, data.reason);
+}
+
+function superseded() {
+  over = true;
+  closeStream();
+  setConnection("closed", "Not connected");
+  setState("superseded", "You joined again in another tab or device; your place continues there.");
+}
+
+function roomEvent(change) {
+  if (!change) return;
+  if (change.event === "room_deleted") {
+    over = true;
+    closeStream();
+    setConnection("closed", "Not connected");
+    setState("gone", "The waiting room was closed.");
+    return;
+  }
+  if (change.mode === "paused") setNotice("Admissions are paused for the moment. You keep your place.");
+  else if (change.mode === "closed") setNotice("The room no longer takes new arrivals. You keep your place.");
+  else if (change.mode === "open" || change.mode === "passthrough") setNotice("");
+}
+
+/* ---------- The stream ---------- */
+
+function closeStream() {
+  source?.close();
+  source = undefined;
+  clearTimeout(recoverTimer);
+}
+
+function subscribe() {
+  closeStream();
+  if (!ticket || over) return;
+  const query = new URLSearchParams({ token: ticket.token });
+  // A stream we open again ourselves (EventSource gave up) resumes from the last ledger event seen.
+  if (lastEventId) query.set("lastEventId", lastEventId);
+  const stream = new EventSource(`${ticket.events_url}?${query}`);
+  source = stream;
+  stream.onopen = () => {
+    recoverDelay = 1000;
+    setConnection("live", "Live");
+  };
+  stream.onerror = () => {
+    if (stream !== source) return;
+    if (stream.readyState === EventSource.CONNECTING) {
+      // EventSource reconnects by itself, sending Last-Event-ID.
+      setConnection("reconnecting", "Reconnecting…");
+      return;
+    }
+    // Closed: the ticket is over (204), or an error status. Ask the API what happened.
+    closeStream();
+    if (!over) recover();
+  };
+  for (const name of streamEvents) {
+    stream.addEventListener(name, (event) => {
+      if (stream !== source) return;
+      if (event.lastEventId) lastEventId = event.lastEventId;
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (name === "room") roomEvent(data.room);
+      else if (name === "superseded") superseded();
+      else if (name === "ended") renderEnded(data.status, data.reason);
+      else render(data);
+    });
+  }
+}
+
+/** The stream stopped for good: read the ticket's state and carry on (or end) from there. */
+async function recover() {
+  clearTimeout(recoverTimer);
+  if (!ticket || over) return;
+  setConnection("reconnecting", "Reconnecting…");
+  try {
+    const answer = await api(`/v1/tickets/${ticket.ticket_id}`, { token: ticket.token });
+    if (answer.ok) {
+      render(answer.data);
+      if (!over && live.has(answer.data.status)) subscribe();
+      return;
+    }
+    if (answer.data?.error?.code === "superseded") return superseded();
+    if (answer.status === 404) {
+      over = true;
+      ticket = null;
+      saveTicket();
+      setConnection("closed", "Not connected");
+      return setState("expired", "Your place is no longer known here (it may have been removed).");
+    }
+  } catch {
+    // Offline: try again below.
+  }
+  recoverTimer = setTimeout(recover, recoverDelay);
+  recoverDelay = Math.min(recoverDelay * 2, 30_000);
+}
+
+/* ---------- Verbs ---------- */
+
+async function claim() {
+  if (claiming || !ticket) return;
+  if (ticket.admission_token) return renderActive({ status: "active", expires_at: ticket.expires_at });
+  claiming = true;
+  let answer;
+  try {
+    for (let attempt = 0; attempt < 5 && !over; attempt++) {
+      try {
+        answer = await api(`/v1/tickets/${ticket.ticket_id}/claim`, { method: "POST", token: ticket.token });
+        if (answer.ok || answer.status < 500) break;
+      } catch {
+        answer = undefined; // Offline for a moment: try again.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
+    }
+  } finally {
+    claiming = false;
+  }
+  if (!answer || over || !ticket) return;
+  if (answer.ok) {
+    ticket.admission_token = answer.data.admission_token;
+    ticket.expires_at = answer.data.expires_at;
+    saveTicket();
+    return render({ ...shown, status: "active", position: null, expires_at: answer.data.expires_at });
+  }
+  const code = answer.data?.error?.code;
+  if (code === "already_claimed") return render({ ...shown, status: "active", position: null });
+  if (code === "superseded") return superseded();
+  if (code === "expired" || code === "ended" || code === "left" || code === "draining") {
+    return renderEnded(code === "draining" ? "ended" : code);
+  }
+  // not_admitted: the stream says when. Anything else: the stream or a reload tries again.
+}
+
+async function join(note = "") {
+  over = false;
+  lastEventId = "";
+  setState("connecting", "One moment while we save your place.");
+  setNotice(note);
+  let answer;
+  try {
+    answer = await api(`/v1/rooms/${encodeURIComponent(room)}/tickets`, { method: "POST" });
+  } catch {
+    setState("error", "Could not reach the waiting room. Check your connection, then join again.");
+    return;
+  }
+  if (answer.status === 202) {
+    const data = answer.data;
+    ticket = {
+      ticket_id: data.ticket_id,
+      token: data.token,
+      events_url: data.events_url,
+      start_position: data.position ?? data.depth ?? 1,
+    };
+    saveTicket();
+    render({ ...data, room_id: room, approximate: false, expires_at: null });
+    subscribe();
+    return;
+  }
+  const code = answer.data?.error?.code;
+  if (code === "not_found") setState("gone", "There is no waiting room with this name.");
+  else if (code === "room_closed") setState("gone", "This waiting room is closed to new arrivals right now.");
+  else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
+}
+
+async function leave({ unloading = false } = {}) {
+  if (!ticket || over || ticket.left) return;
+  const { ticket_id, token } = ticket;
+  ticket.left = unloading ? "unload" : "button";
+  saveTicket();
+  closeStream();
+  if (unloading) {
+    // sendBeacon cannot DELETE; a keepalive fetch outlives the page.
+    fetch(`/v1/tickets/${ticket_id}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${token}` },
+      keepalive: true,
+    }).catch(() => {});
+    return;
+  }
+  try {
+    await api(`/v1/tickets/${ticket_id}`, { method: "DELETE", token });
+  } catch {
+    // The place lapses by itself once the page stops being present.
+  }
+  renderEnded("left");
+}
+
+async function start() {
+  if (!ticket) return join();
+  if (ticket.left === "button") {
+    over = true;
+    return setState("left", endings.left);
+  }
+  if (ticket.left === "unload") {
+    // The page was unloaded (and gave up its place) without us knowing it would come back.
+    ticket = null;
+    saveTicket();
+    return join("Your previous place was released when the page was closed; you have a new place at the end.");
+  }
+  let answer;
+  try {
+    answer = await api(`/v1/tickets/${ticket.ticket_id}`, { token: ticket.token });
+  } catch {
+    return recover();
+  }
+  if (answer.ok) {
+    render(answer.data);
+    if (!over) subscribe();
+    return;
+  }
+  if (answer.data?.error?.code === "superseded") return superseded();
+  // Unknown (purged, or another database): start afresh.
+  ticket = null;
+  saveTicket();
+  return join();
+}
+
+/* ---------- Page lifecycle ---------- */
+
+$("leave").addEventListener("click", () => void leave());
+$("rejoin").addEventListener("click", () => {
+  ticket = null;
+  saveTicket();
+  void join();
+});
+
+// A reload we can see coming keeps the place (the reloaded page resumes it); other unloads leave.
+const markReload = () => {
+  reloading = true;
+  setTimeout(() => {
+    reloading = false;
+  }, 10_000);
+};
+addEventListener("keydown", (event) => {
+  if (event.key === "F5" || ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "r")) markReload();
+});
+if ("navigation" in window) {
+  window.navigation.addEventListener("navigate", (event) => {
+    if (event.navigationType === "reload") markReload();
+  });
+}
+
+addEventListener("pagehide", (event) => {
+  if (event.persisted) {
+    // Kept in the back/forward cache: stop streaming, pick up again on pageshow.
+    closeStream();
+    return;
+  }
+  // A seat already taken stays taken (the person is likely on their way to the site, via Continue).
+  if (reloading || !(shown.status === "queued" || shown.status === "admitted")) {
+    closeStream();
+    return;
+  }
+  void leave({ unloading: true });
+});
+addEventListener("pageshow", (event) => {
+  if (event.persisted && ticket && !over) void recover();
+});
+
+void start();

@@ -1,0 +1,84 @@
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/index.js";
+import { createSql } from "../../src/db/client.js";
+import { type EmbeddedPostgres, freePort, startEmbeddedPostgres } from "../../src/db/embedded.js";
+import { migrate } from "../../src/db/migrate.js";
+import { type HttpService, startHttp } from "../../src/http/server.js";
+import { createLogger } from "../../src/log.js";
+import { type Scheduler, startWorker } from "../../src/worker/index.js";
+import { waitUntil } from "../helpers/app-process.js";
+import { StreamRecorder, testEnvironment } from "../helpers/http.js";
+
+/*
+ * A database restart under a running service, on a PostgreSQL of this file's
+ * own (the shared test server must stay up for the other files): requests
+ * during the outage get 503 unavailable (never 500), nothing acknowledged is
+ * lost, and afterwards admission and the open streams carry on by themselves.
+ */
+
+const log = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
+const dataDir = join(tmpdir(), `waitroom-restart-${randomBytes(5).toString("hex")}`);
+let postgres: EmbeddedPostgres | undefined;
+let http: HttpService | undefined;
+let scheduler: Scheduler | undefined;
+
+afterAll(async () => {
+  await scheduler?.stop().catch(() => {});
+  await http?.close().catch(() => {});
+  await postgres?.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}, 60_000);
+
+type Ticket = { ticket_id: string; token: string; events_url: string };
+
+describe("a restarted database", { timeout: 120_000 }, () => {
+  it("answers 503 during the outage, loses nothing and carries on by itself afterwards", async () => {
+    const port = await freePort();
+    const start = () => startEmbeddedPostgres({ dataDir, port, durable: true, log });
+    postgres = await start();
+    const url = postgres.url;
+    await migrate(url, log);
+    http = await startHttp({ databaseUrl: url, config: loadConfig(testEnvironment()), log });
+    scheduler = await startWorker({ databaseUrl: url, log, concurrency: 2, sweepIntervalMs: 1000 });
+    const base = http.url;
+    const sql = createSql(url, { max: 1 });
+    await sql`select waitroom.create_room('encore', 1, '{"idle_seconds": 3600, "claim_seconds": 3600}')`;
+    await sql.end();
+
+    const join = async () => {
+      const response = await fetch(`${base}/v1/rooms/encore/tickets`, { method: "POST" });
+      return { status: response.status, body: (await response.json()) as Ticket & { error?: { code: string } } };
+    };
+    const seated = (await join()).body;
+    const waiting = (await join()).body;
+    const stream = new StreamRecorder(`${base}${waiting.events_url}?token=${waiting.token}`);
+    try {
+      await stream.next((m) => m.event === "state" && m.data.position === 1, 15_000);
+
+      await postgres.stop();
+      const during = await join();
+      expect(during.status).toBe(503);
+      expect(during.body).toEqual({ error: { code: "unavailable", message: expect.any(String) } });
+      expect((await fetch(`${base}/readyz`)).status).toBe(503);
+
+      postgres = await start();
+      await waitUntil(async () => (await fetch(`${base}/readyz`)).status === 200, 30_000, "ready again");
+
+      // Both tickets acknowledged before the outage are still there, and the seat moves on.
+      const left = await fetch(`${base}/v1/tickets/${seated.ticket_id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${seated.token}` },
+      });
+      expect(left.status).toBe(204);
+      const admitted = await stream.next((m) => m.event === "admitted", 20_000);
+      expect(admitted.data).toMatchObject({ ticket_id: waiting.ticket_id, status: "admitted" });
+      expect((await join()).status).toBe(202);
+    } finally {
+      stream.close();
+    }
+  });
+});

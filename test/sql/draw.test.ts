@@ -1,0 +1,183 @@
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { useTestDatabase } from "../helpers/database.js";
+import { admit, at, createRoom, first, type Joined, join, verdict } from "../helpers/queue.js";
+
+const db = useTestDatabase();
+
+/** The draw as documented, computed here without the database: md5("<seed>:<ticket id>") ascending. */
+const expectedDraw = (seed: number, ids: readonly string[]) =>
+  [...ids]
+    .map((id) => ({ id, key: createHash("md5").update(`${seed}:${id}`).digest("hex") }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : 1))
+    .map((entry) => entry.id);
+
+const queueOrder = async (sql: typeof db.sql, room: string) =>
+  (
+    await sql<{ ticket_id: string }[]>`
+      select ticket_id from waitroom.queue where room_id = ${room} order by position`
+  ).map((row) => row.ticket_id);
+
+const OPENS = 100;
+
+/** A room opening at OPENS s with `before` tickets joined before it (at 1, 2, … s). */
+async function scheduledRoom(before: number, settings: Record<string, unknown> = {}) {
+  const room = await createRoom(db.sql, 1000, {
+    opens_at: at(OPENS).toISOString(),
+    idle_seconds: 3600,
+    claim_seconds: 3600,
+    ...settings,
+  });
+  const tickets: Joined[] = [];
+  for (let i = 0; i < before; i++) tickets.push(await join(db.sql, room, { now: at(1 + i * 0.5) }));
+  return { room, tickets, ids: tickets.map((ticket) => ticket.ticket_id) };
+}
+
+class RolledBack extends Error {}
+
+/** The order the opening draw would give with this seed, in a transaction that is rolled back. */
+async function drawWith(room: string, seed: number): Promise<string[]> {
+  let order: string[] = [];
+  try {
+    await db.sql.begin(async (tx) => {
+      await tx`select waitroom.configure_room(${room}, ${tx.json({ shuffle_seed: seed })}, ${at(50)})`;
+      await tx`select * from waitroom.admit(${room}, 0, ${at(OPENS + 1)})`;
+      order = await queueOrder(tx as unknown as typeof db.sql, room);
+      throw new RolledBack();
+    });
+  } catch (error) {
+    if (!(error instanceof RolledBack)) throw error;
+  }
+  return order;
+}
+
+describe("opening draw", () => {
+  it("orders the tickets joined before opens_at by the seed: same seed, same order; another seed, another", async () => {
+    const { room, ids } = await scheduledRoom(20);
+    expect(await queueOrder(db.sql, room)).toEqual(ids); // join order until the opening
+    const draw42 = await drawWith(room, 42);
+    const draw43 = await drawWith(room, 43);
+    expect(draw42).toEqual(expectedDraw(42, ids));
+    expect(draw43).toEqual(expectedDraw(43, ids));
+    expect(await drawWith(room, 42)).toEqual(draw42);
+    expect(draw43).not.toEqual(draw42);
+    expect(draw42).not.toEqual(ids);
+    expect([...draw42].sort()).toEqual([...ids].sort());
+  });
+
+  it("keeps tickets that join after opens_at behind the draw, in join order", async () => {
+    const { room, ids } = await scheduledRoom(10, { shuffle_seed: 7 });
+    const late: string[] = [];
+    // The room is open from OPENS s; these join after it, before anyone is admitted.
+    for (let i = 0; i < 5; i++) late.push((await join(db.sql, room, { now: at(OPENS + 1 + i) })).ticket_id);
+    expect(await admit(db.sql, room, at(OPENS + 10), 0)).toEqual([]);
+    expect(await queueOrder(db.sql, room)).toEqual([...expectedDraw(7, ids), ...late]);
+  });
+
+  it("admits in the order of the draw and records it once, with the seed revealed", async () => {
+    const { room, ids } = await scheduledRoom(12, { shuffle_seed: 123456789 });
+    const draw = expectedDraw(123456789, ids);
+    expect(await admit(db.sql, room, at(OPENS - 1))).toEqual([]); // not open yet: no draw
+    expect(first(await db.sql`select shuffled_at from waitroom.rooms where id = ${room}`).shuffled_at).toBeNull();
+
+    expect(await admit(db.sql, room, at(OPENS), 4)).toEqual(draw.slice(0, 4));
+    expect(await admit(db.sql, room, at(OPENS + 1), 3)).toEqual(draw.slice(4, 7));
+    // Moving opens_at on after the draw does not draw again.
+    await db.sql`select waitroom.configure_room(${room}, ${db.sql.json({ opens_at: at(OPENS + 50).toISOString() })}, ${at(OPENS + 2)})`;
+    expect(await admit(db.sql, room, at(OPENS + 60))).toEqual(draw.slice(7));
+
+    const events = await db.sql<{ data: { seed: string; count: number }; created_at: Date }[]>`
+      select data, created_at from waitroom.events where room_id = ${room} and type = 'room_shuffled'`;
+    expect(events).toHaveLength(1);
+    expect(first(events).data).toMatchObject({ seed: "123456789", count: 12 });
+    expect(first(events).created_at).toEqual(at(OPENS));
+    const [room_] = await db.sql`select shuffled_at from waitroom.rooms where id = ${room}`;
+    expect(room_?.shuffled_at).toEqual(at(OPENS));
+  });
+
+  it("can be audited: stored and recomputed positions agree, and tampering shows", async () => {
+    const { room, tickets, ids } = await scheduledRoom(15, { shuffle_seed: 99 });
+    // Gone before the opening: not in the draw.
+    await verdict(db.sql, "leave", tickets[3] as Joined, at(60));
+    await admit(db.sql, room, at(OPENS), 2);
+    type Audit = {
+      ticket_id: string;
+      status: string;
+      stored_position: number;
+      drawn_position: number;
+      agrees: boolean;
+    };
+    const audit = () => db.sql<Audit[]>`select * from waitroom.shuffle_audit(${room})`;
+    const rows = await audit();
+    const entrants = ids.filter((_, i) => i !== 3);
+    expect(rows.map((row) => row.ticket_id)).toEqual(expectedDraw(99, entrants));
+    expect(rows.every((row) => row.agrees)).toBe(true);
+    expect(rows.map((row) => row.stored_position)).toEqual(rows.map((_, i) => i + 1));
+    expect(rows.filter((row) => row.status === "admitted")).toHaveLength(2);
+
+    // Swap two queue numbers behind the audit's back: it no longer agrees for them.
+    const [a, b] = rows.slice(5, 7).map((row) => row.ticket_id) as [string, string];
+    await db.sql`
+      update waitroom.tickets t set seq = o.seq
+        from waitroom.tickets o
+       where (t.id, o.id) in ((${a}::uuid, ${b}::uuid), (${b}::uuid, ${a}::uuid))`;
+    const tampered = await audit();
+    expect(tampered.filter((row) => !row.agrees).map((row) => row.ticket_id)).toEqual([b, a]);
+  });
+
+  it("keeps depth and positions exact, and priorities ahead", async () => {
+    const { room, ids } = await scheduledRoom(8, { shuffle_seed: 5 });
+    const vip = await join(db.sql, room, { holder: "vip", priority: 10, now: at(30) });
+    const depth = async () =>
+      Number(first(await db.sql`select queued from waitroom.room_stats where room_id = ${room}`).queued);
+    expect(await depth()).toBe(9);
+    await admit(db.sql, room, at(OPENS), 0);
+    expect(await depth()).toBe(9);
+    expect(await queueOrder(db.sql, room)).toEqual([
+      vip.ticket_id,
+      ...expectedDraw(5, [...ids, vip.ticket_id]).filter((id) => id !== vip.ticket_id),
+    ]);
+    const last = (await queueOrder(db.sql, room)).at(-1) as string;
+    expect(first(await db.sql`select * from waitroom.position(${last}, ${at(OPENS)})`)).toMatchObject({
+      position: 9,
+      depth: 9,
+    });
+    expect(await admit(db.sql, room, at(OPENS + 1), 1)).toEqual([vip.ticket_id]);
+    expect(await depth()).toBe(8);
+  });
+
+  it("draws nothing in a room without opens_at, and takes the seed as a setting", async () => {
+    const plain = await createRoom(db.sql, 10, { idle_seconds: 3600 });
+    const a = await join(db.sql, plain, { now: at(1) });
+    const b = await join(db.sql, plain, { now: at(2) });
+    expect(await admit(db.sql, plain, at(3))).toEqual([a.ticket_id, b.ticket_id]);
+    expect(
+      await db.sql`select 1 from waitroom.events where room_id = ${plain} and type = 'room_shuffled'`,
+    ).toHaveLength(0);
+
+    const seeds = await db.sql<{ shuffle_seed: string }[]>`
+      select shuffle_seed from waitroom.rooms where id = any(${[plain, await createRoom(db.sql, 1)]})`;
+    // Random and JSON-safe unless given.
+    for (const { shuffle_seed } of seeds) expect(Math.abs(Number(shuffle_seed))).toBeLessThan(2 ** 53);
+    expect(new Set(seeds.map((row) => row.shuffle_seed)).size).toBe(2);
+    await expect(createRoom(db.sql, 1, { shuffle_seed: 2 ** 60 })).rejects.toMatchObject({ code: "WR400" });
+  });
+
+  it("hides a configured seed from the streams, and refuses a new seed after the draw", async () => {
+    const { room } = await scheduledRoom(2);
+    await db.sql`select waitroom.configure_room(${room}, '{"shuffle_seed": 31337}', ${at(10)})`;
+    const [configured] = await db.sql<{ data: Record<string, unknown> }[]>`
+      select data from waitroom.events where room_id = ${room} and type = 'room_configured'`;
+    expect(configured?.data).toEqual({ shuffle_seed: "hidden until the draw" });
+    const [created] = await db.sql<{ data: Record<string, unknown> }[]>`
+      select data from waitroom.events where room_id = ${room} and type = 'room_created'`;
+    expect(created?.data).not.toHaveProperty("shuffle_seed");
+
+    await admit(db.sql, room, at(OPENS));
+    await expect(
+      db.sql`select waitroom.configure_room(${room}, '{"shuffle_seed": 1}', ${at(OPENS + 1)})`,
+    ).rejects.toMatchObject({ code: "WR400" });
+    // Setting it to the value it has is no change.
+    await db.sql`select waitroom.configure_room(${room}, '{"shuffle_seed": 31337}', ${at(OPENS + 1)})`;
+  });
+});
