@@ -79,10 +79,13 @@ begin
   if p_room is null or p_room !~ '^[a-z0-9][a-z0-9_-]{0,47}$' then
     perform waitroom._fail('WR400', 'room id must be 1 to 48 characters of a-z, 0-9, _ and -, starting with a letter or digit');
   end if;
-  v_seq := format('waitroom.%I', 'queue_' || p_room);
+  -- A colon never occurs in a room id nor in our table names: no room's sequence can clash with them.
+  v_seq := format('waitroom.%I', 'queue:' || p_room);
   begin
     execute format('create sequence %s', v_seq);
-  exception when duplicate_table then
+  -- Two creations racing: the loser sees the sequence (duplicate_table) or, when both
+  -- CREATE SEQUENCEs overlapped, a unique violation on the catalog.
+  exception when duplicate_table or unique_violation then
     perform waitroom._fail('WR409', format('room %L already exists', p_room));
   end;
   begin

@@ -275,10 +275,8 @@ export function createApp(deps: AppDeps): Hono {
     try {
       await queue.createRoom(sql, room, changes);
     } catch (error) {
-      // Created by a concurrent PUT meanwhile: apply ours as a change. When both CREATE SEQUENCEs
-      // overlapped, PostgreSQL reports the loser as a unique violation (23505) on its catalog, not WR409.
-      const code = (error as { code?: string }).code;
-      if (code !== "WR409" && code !== "23505") throw error;
+      // Created by a concurrent PUT meanwhile: apply ours as a change.
+      if ((error as { code?: string }).code !== "WR409") throw error;
       await queue.configureRoom(sql, room, changes);
       return c.json(await oneRoom(room));
     }

@@ -299,7 +299,7 @@ describe("the admin API", () => {
     }
     expect(await roomRows(id)).toBe(0);
     expect(await db.sql`select 1 from waitroom.events where room_id = ${id}`).toHaveLength(0);
-    const [sequence] = await db.sql`select to_regclass(${`waitroom.queue_${id}`}) as seq`;
+    const [sequence] = await db.sql`select to_regclass(${`waitroom."queue:${id}"`}) as seq`;
     expect(sequence?.seq).toBeNull();
     const missing = await server.request(`/v1/rooms/${id}`, { token: ADMIN_KEY });
     expect(await errorOf(missing)).toEqual({ status: 404, code: "not_found" });

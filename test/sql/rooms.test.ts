@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { createSql } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
 
 const db = useTestDatabase();
@@ -10,6 +11,27 @@ describe("create_room", () => {
     expect(room).toMatchObject({ id: "launch", capacity: 5, claim_seconds: 30, mode: "paused", session_seconds: 600 });
     const [stats] = await db.sql`select * from waitroom.room_stats where room_id = 'launch'`;
     expect(stats).toMatchObject({ queued: 0, admitted: 0, active: 0, draining: 0, free_seats: 5 });
+  });
+
+  it("accepts any slug, even one that names a table of the schema (tally, tickets)", async () => {
+    for (const id of ["tally", "tickets", "events"]) {
+      const [room] = await db.sql`select id from waitroom.create_room(${id}, 1)`;
+      expect(room?.id).toBe(id);
+      const [joined] = await db.sql`select depth from waitroom.join(${id})`;
+      expect(joined?.depth).toBe(1);
+    }
+  });
+
+  it("lets exactly one of ten concurrent creations of one id win; the others get WR409", async () => {
+    const clients = Array.from({ length: 10 }, () => createSql(db.url, { max: 1 }));
+    try {
+      const results = await Promise.allSettled(clients.map((sql) => sql`select waitroom.create_room('race', 1)`));
+      expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      const codes = results.flatMap((r) => (r.status === "rejected" ? [(r.reason as { code?: string }).code] : []));
+      expect(codes).toEqual(Array(9).fill("WR409"));
+    } finally {
+      await Promise.all(clients.map((sql) => sql.end()));
+    }
   });
 
   it("refuses a duplicate id with WR409", async () => {
