@@ -294,18 +294,7 @@ export function createApp(deps: AppDeps): Hono {
     requireAdmin(c);
     const { room } = parse(roomParams, c.req.param(), "path");
     const { minutes } = parse(historyQuery, c.req.query(), "query");
-    const rows = await sql<
-      {
-        minute: Date;
-        joined: number;
-        admitted: number;
-        left: number;
-        expired: number;
-        median_wait_ms: number | null;
-        p90_wait_ms: number | null;
-        depth: number;
-      }[]
-    >`select * from waitroom.history(${room}, ${minutes})`;
+    const rows = await queue.history(sql, room, minutes);
     return c.json({
       room_id: room,
       minutes,

@@ -159,44 +159,34 @@ export async function deleteRoom(sql: Sql, room: string): Promise<void> {
 
 /** Rooms with their live numbers from waitroom.room_stats; one room when `room` is given. */
 export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[]> {
-  const rows = await sql<(Room & RoomStats)[]>`
+  return sql<RoomWithStats[]>`
     select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
            r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
-           r.health_url,
-           r.created_at, r.updated_at,
-           s.queued, s.admitted, s.active, s.draining, s.free_seats, s.admitted_last_minute,
-           extract(epoch from s.oldest_wait)::float8 as oldest_wait_seconds,
-           extract(epoch from s.median_wait)::float8 as median_wait_seconds,
-           s.health
+           r.health_url, r.created_at, r.updated_at,
+           jsonb_build_object(
+             'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
+             'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,
+             'oldest_wait_seconds', extract(epoch from s.oldest_wait)::float8,
+             'median_wait_seconds', extract(epoch from s.median_wait)::float8,
+             'health', s.health) as stats
       from waitroom.rooms r
       join waitroom.room_stats s on s.room_id = r.id
      where ${room ?? null}::text is null or r.id = ${room ?? null}
      order by r.id`;
-  return rows.map(
-    ({
-      queued,
-      admitted,
-      active,
-      draining,
-      free_seats,
-      admitted_last_minute,
-      oldest_wait_seconds,
-      median_wait_seconds,
-      health,
-      ...settings
-    }) => ({
-      ...settings,
-      stats: {
-        queued,
-        admitted,
-        active,
-        draining,
-        free_seats,
-        admitted_last_minute,
-        oldest_wait_seconds,
-        median_wait_seconds,
-        health,
-      },
-    }),
-  );
+}
+
+/** One minute of a room's ledger (waitroom.history). */
+export type HistoryBucket = {
+  minute: Date;
+  joined: number;
+  admitted: number;
+  left: number;
+  expired: number;
+  median_wait_ms: number | null;
+  p90_wait_ms: number | null;
+  depth: number;
+};
+
+export async function history(sql: Sql, room: string, minutes: number, now?: Date): Promise<HistoryBucket[]> {
+  return sql<HistoryBucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now ?? null})`;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { roomHistory } from "../../src/http/contracts.js";
+import * as queue from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
@@ -7,23 +8,10 @@ import { uniqueRoomId } from "../helpers/queue.js";
 const db = useTestDatabase();
 const server = useTestServer(db);
 
-type Bucket = {
-  minute: Date;
-  joined: number;
-  admitted: number;
-  left: number;
-  expired: number;
-  median_wait_ms: number | null;
-  p90_wait_ms: number | null;
-  depth: number;
-};
-
 const T0 = Date.parse("2031-05-01T12:00:00Z");
 const at = (seconds: number) => new Date(T0 + seconds * 1000);
 
-async function history(room: string, minutes: number, now: Date): Promise<Bucket[]> {
-  return db.sql<Bucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now})`;
-}
+const history = (room: string, minutes: number, now: Date) => queue.history(db.sql, room, minutes, now);
 
 describe("waitroom.history", () => {
   it("counts the ledger per minute and derives the depth at the end of each", async () => {
