@@ -1,10 +1,18 @@
-import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { formatBytes, formatCount, formatMs, formatRatio, markdownTable, textTable } from "./lib/format.js";
 import { runInterleaved } from "./lib/interleave.js";
+import { readNotes } from "./lib/notes.js";
 import { type PgbenchRun, runPgbench } from "./lib/pgbench.js";
 import { withClient } from "./lib/server.js";
+import {
+  disableAutovacuum,
+  RAW_INSERT_TABLE,
+  SQL_WORKLOADS,
+  type SqlWorkload,
+  scriptFile,
+  settle,
+  statementOf,
+} from "./lib/sql-workloads.js";
 import { median, range } from "./lib/stats.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
 import { currentWalLsn, enableWalInspect, type WalRecordKind, walBytesBetween, walComposition } from "./lib/wal.js";
@@ -16,17 +24,8 @@ import { currentWalLsn, enableWalInspect, type WalRecordKind, walBytesBetween, w
  * ratio, not the absolute figure, is what carries across machines.
  */
 
-const WORKLOADS = ["raw", "join", "add_job"] as const;
-type Workload = (typeof WORKLOADS)[number];
-
-const SCRIPT_FILES: Record<Workload, string> = {
-  raw: "raw_insert.sql",
-  join: "join.sql",
-  add_job: "add_job.sql",
-};
-const SCRIPTS_DIR = fileURLToPath(new URL("./sql/", import.meta.url));
-/** The lead's explanation of the ratio: prose that survives regenerating BENCHMARKS.md. */
-const NOTES_FILE = fileURLToPath(new URL("./notes/join.md", import.meta.url));
+const WORKLOADS = SQL_WORKLOADS;
+type Workload = SqlWorkload;
 
 /** The product target: a join may cost at most about 1.4 plain INSERTs. */
 const TARGET_JOIN_TO_RAW = 0.7;
@@ -41,14 +40,6 @@ const PLANS: Record<Mode, Plan> = {
   full: { rounds: 7, secondsPerRun: 8, warmupSeconds: 2 },
   quick: { rounds: 2, secondsPerRun: 2, warmupSeconds: 0 },
 };
-
-const RAW_TABLE = `
-  create table raw_insert (
-    id         bigint generated always as identity primary key,
-    room_id    text not null,
-    payload    text,
-    created_at timestamptz not null default now()
-  )`;
 
 type Measurement = PgbenchRun & { walBytesPerTransaction: number };
 
@@ -95,15 +86,6 @@ export type JoinFigures = {
   target: { joinToRaw: number; met: boolean };
 };
 
-async function statementOf(scriptFile: string): Promise<string> {
-  const text = await readFile(scriptFile, "utf8");
-  return text
-    .split("\n")
-    .map((line) => line.trim())
-    .filter((line) => line !== "" && !line.startsWith("--"))
-    .join(" ");
-}
-
 /** Shares of at least 3 % of the bytes are named; the rest is summed as "other". */
 function perTransaction(kinds: readonly WalRecordKind[], transactions: number): WalShare[] {
   const total = kinds.reduce((sum, kind) => sum + kind.bytes, 0);
@@ -146,22 +128,7 @@ function summarise(
 
 async function measureAll(context: BenchContext, databaseUrl: string, control: pg.Client, plan: Plan) {
   const { server, pgbench, signal, say } = context;
-  // Vacuum is done between runs rather than by autovacuum at random moments: otherwise the
-  // WAL and CPU of vacuuming one workload's table are charged to whichever run is going on.
-  await control.query(`
-    do $$
-    declare
-      v_table regclass;
-    begin
-      for v_table in
-        select oid from pg_class
-         where relkind = 'r'
-           and relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-      loop
-        execute format('alter table %s set (autovacuum_enabled = false)', v_table);
-      end loop;
-    end
-    $$`);
+  await disableAutovacuum(control);
   const walInspect = await enableWalInspect(control);
   if (!walInspect) say("pg_walinspect is not available: WAL composition will not be reported");
   let runNumber = 0;
@@ -170,7 +137,7 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
     runPgbench({
       pgbench,
       databaseUrl,
-      scriptFile: `${SCRIPTS_DIR}${SCRIPT_FILES[workload]}`,
+      scriptFile: scriptFile(workload),
       clients: CLIENTS,
       threads: THREADS,
       seconds,
@@ -191,10 +158,7 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
     workloads: WORKLOADS,
     rounds: plan.rounds,
     measure: async (workload, round) => {
-      // Every run starts on vacuumed tables right after a checkpoint, so each pays the same
-      // full-page-image cost and none inherits maintenance owed by another.
-      await control.query("vacuum (analyze)");
-      await control.query("checkpoint");
+      await settle(control);
       const walStart = await currentWalLsn(control);
       const result = await run(workload, plan.secondsPerRun);
       const walEnd = await currentWalLsn(control);
@@ -335,7 +299,8 @@ async function markdownReport(figures: JoinFigures, mode: Mode): Promise<string>
     }),
   );
   const composition = compositionTable(figures);
-  const notes = await readFile(NOTES_FILE, "utf8").catch(() => "_No notes yet: write them in bench/notes/join.md._");
+  // The lead's explanation of the ratio: prose that survives regenerating BENCHMARKS.md.
+  const notes = await readNotes("join");
   const warmup =
     figures.warmupSeconds > 0 ? `, after a ${figures.warmupSeconds} s warm-up per workload (not counted)` : "";
 
@@ -373,7 +338,7 @@ async function markdownReport(figures: JoinFigures, mode: Mode): Promise<string>
     "",
     "### Why (notes: bench/notes/join.md)",
     "",
-    notes.trim(),
+    notes,
   ].join("\n");
 }
 
@@ -385,13 +350,13 @@ export const joinBenchmark: Benchmark<JoinFigures> = {
     const databaseUrl = await context.server.createAppDatabase("bench_join");
     return withClient(databaseUrl, async (control) => {
       await control.query("select waitroom.create_room('bench', 1000)");
-      await control.query(RAW_TABLE);
+      await control.query(RAW_INSERT_TABLE);
       const { rounds, compositions } = await measureAll(context, databaseUrl, control, plan);
       const tickets = await control.query<{ count: string }>("select count(*) from waitroom.tickets");
 
       const workloads = {} as Record<Workload, WorkloadFigures>;
       for (const workload of WORKLOADS) {
-        const statement = await statementOf(`${SCRIPTS_DIR}${SCRIPT_FILES[workload]}`);
+        const statement = await statementOf(workload);
         workloads[workload] = summarise(statement, rounds[workload], rounds.raw, compositions[workload] ?? null);
       }
       const joinToRaw = workloads.join.vsRaw.median;

@@ -2,16 +2,29 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import type { AdmissionFigures } from "../bench/admission.js";
+import type { HttpJoinFigures } from "../bench/http-join.js";
 import type { JoinFigures } from "../bench/join.js";
+import type { LeaveAdmitFigures } from "../bench/leave-admit.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const benchmarksFile = fileURLToPath(new URL("../BENCHMARKS.md", import.meta.url));
 const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url));
 
-/** The quick run takes ~15 s alone; the margin is for a loaded CI machine running the other test files. */
-const RUN_TIMEOUT_MS = 100_000;
+/** The quick run takes ~1.5 min alone; the margin is for a loaded CI machine running the other test files. */
+const RUN_TIMEOUT_MS = 240_000;
 
-type BenchOutput = { waitroomBench: { mode: string; benchmarks: { join: JoinFigures } } };
+type BenchOutput = {
+  waitroomBench: {
+    mode: string;
+    benchmarks: {
+      join: JoinFigures;
+      httpJoin: HttpJoinFigures;
+      admission: AdmissionFigures;
+      leaveAdmit: LeaveAdmitFigures;
+    };
+  };
+};
 type Finished = { code: number | null; stdout: string; stderr: string };
 
 function runQuickBench(): Promise<Finished> {
@@ -34,7 +47,7 @@ async function benchmarksFileContent(): Promise<string | undefined> {
 
 describe("bench/run.ts --quick", () => {
   it(
-    "completes, reports a positive tps for each workload and leaves BENCHMARKS.md alone",
+    "completes, reports figures for every benchmark and leaves BENCHMARKS.md alone",
     async () => {
       const before = await benchmarksFileContent();
       const { code, stdout, stderr } = await runQuickBench();
@@ -43,13 +56,26 @@ describe("bench/run.ts --quick", () => {
       const lastLine = stdout.trim().split("\n").at(-1) ?? "";
       const output = JSON.parse(lastLine) as BenchOutput;
       expect(output.waitroomBench.mode).toBe("quick");
-      const { workloads, ratios } = output.waitroomBench.benchmarks.join;
+      const { join, httpJoin, admission, leaveAdmit } = output.waitroomBench.benchmarks;
       for (const workload of ["raw", "join", "add_job"] as const) {
-        expect(workloads[workload].medianTps, workload).toBeGreaterThan(0);
-        expect(workloads[workload].medianWalBytesPerTransaction, workload).toBeGreaterThan(0);
+        expect(join.workloads[workload].medianTps, workload).toBeGreaterThan(0);
+        expect(join.workloads[workload].medianWalBytesPerTransaction, workload).toBeGreaterThan(0);
       }
-      expect(ratios.joinToRaw).toBeGreaterThan(0);
+      expect(join.ratios.joinToRaw).toBeGreaterThan(0);
       expect(stdout).toContain("join/raw =");
+
+      for (const workload of ["raw", "join", "http", "floor"] as const) {
+        expect(httpJoin.workloads[workload].medianTps, workload).toBeGreaterThan(0);
+      }
+      expect(httpJoin.ratios.httpToRaw).toBeGreaterThan(0);
+      expect(stdout).toContain("HTTP join/raw =");
+
+      expect(admission.admit.medianMs).toBeGreaterThan(0);
+      expect(admission.depths.length).toBeGreaterThan(0);
+      for (const depth of admission.depths) expect(depth.tickMs.median, `depth ${depth.depth}`).toBeGreaterThan(0);
+
+      expect(leaveAdmit.samples).toBeGreaterThan(0);
+      expect(leaveAdmit.latency.p99).toBeGreaterThan(0);
 
       expect(await benchmarksFileContent()).toBe(before);
     },

@@ -21,6 +21,7 @@ export type PgbenchRun = {
   latencyAverageMs: number;
   latencyP50Ms: number;
   latencyP95Ms: number;
+  latencyP99Ms: number;
 };
 
 async function isExecutable(path: string): Promise<boolean> {
@@ -131,6 +132,12 @@ export async function runPgbench(options: {
   /** Unique per run: names the log files. */
   label: string;
   signal: AbortSignal;
+  /**
+   * Offered load in transactions per second (--rate), spread over the clients; unset: as fast as
+   * they go. With a rate, pgbench measures each latency from the transaction's scheduled start, so
+   * time spent waiting behind a slow one counts too.
+   */
+  rate?: number;
 }): Promise<PgbenchRun> {
   const args = [
     "--no-vacuum",
@@ -141,6 +148,7 @@ export async function runPgbench(options: {
     `--file=${resolve(options.scriptFile)}`,
     "--log",
     `--log-prefix=${options.label}`,
+    ...(options.rate === undefined ? [] : [`--rate=${options.rate}`]),
   ];
   const { stdout } = await runProcess(options.pgbench.path, args, {
     // -T bounds the run itself; the margin covers connecting and finishing in-flight transactions.
@@ -163,5 +171,6 @@ export async function runPgbench(options: {
     latencyAverageMs: reported(stdout, /latency average = ([\d.]+) ms/, "average latency"),
     latencyP50Ms: quantileOfSorted(latencies, 0.5),
     latencyP95Ms: quantileOfSorted(latencies, 0.95),
+    latencyP99Ms: quantileOfSorted(latencies, 0.99),
   };
 }

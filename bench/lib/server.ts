@@ -18,6 +18,8 @@ export type BenchServer = {
   workDir: string;
   /** A fresh database set up as the app has it: waitroom schema and graphile_worker schema. */
   createAppDatabase(name: string): Promise<string>;
+  /** The postmaster's pid (its children are the server's processes); null if unreadable. */
+  postmasterPid(): Promise<number | null>;
   stop(): Promise<void>;
 };
 
@@ -77,6 +79,12 @@ export async function startBenchServer(log: Logger, say: (line: string) => void)
       const url = databaseUrl(started.url, unique);
       await migrate(url, log); // installs graphile-worker's schema too
       return url;
+    },
+    async postmasterPid() {
+      const pid = Number(
+        (await readFile(join(dataDir, "pg", "postmaster.pid"), "utf8").catch(() => "")).split("\n")[0],
+      );
+      return Number.isInteger(pid) && pid > 0 ? pid : null;
     },
     async stop() {
       try {
