@@ -65,7 +65,14 @@ function ticketToken(c: Context, allowQuery = false): string {
 }
 
 /** The JSON body, {} when empty; anything but a JSON object is invalid_request. */
+/** HTTP/1.1 delimits every body by Content-Length or Transfer-Encoding: without either there is none. */
+function hasBody(c: Context): boolean {
+  const length = c.req.header("content-length");
+  return c.req.header("transfer-encoding") !== undefined || (length !== undefined && length !== "0");
+}
+
 async function jsonBody(c: Context): Promise<unknown> {
+  if (!hasBody(c)) return {};
   const text = await c.req.text();
   if (text.trim() === "") return {};
   const type = c.req.header("content-type") ?? "";
@@ -122,16 +129,17 @@ export function createApp(deps: AppDeps): Hono {
       "request",
     );
   });
-  app.use(
-    bodyLimit({
-      maxSize: settings.bodyLimitBytes,
-      onError: (c) => {
-        // The rest of the body is never read: close, or the client may see a reset instead of this answer.
-        c.header("connection", "close");
-        return fail(c, new ApiError("payload_too_large", `the body exceeds ${settings.bodyLimitBytes} bytes`));
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: settings.bodyLimitBytes,
+    onError: (c) => {
+      // The rest of the body is never read: close, or the client may see a reset instead of this answer.
+      c.header("connection", "close");
+      return fail(c, new ApiError("payload_too_large", `the body exceeds ${settings.bodyLimitBytes} bytes`));
+    },
+  });
+  // Only requests that carry a body go through the limit: it builds the request's body stream, which
+  // doubled the service's CPU per anonymous join (see bench/notes/http-join.md).
+  app.use((c, next) => (hasBody(c) ? limitBody(c, next) : next()));
 
   app.post("/v1/rooms/:room/tickets", async (c) => {
     const { room } = parse(roomParams, c.req.param(), "path");
