@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "../src/log.js";
 import { admissionBenchmark } from "./admission.js";
+import { etaBenchmark } from "./eta.js";
 import { httpJoinBenchmark } from "./http-join.js";
 import { joinBenchmark } from "./join.js";
 import { leaveAdmitBenchmark } from "./leave-admit.js";
@@ -10,6 +11,7 @@ import { describeMachine, loadAverageNow } from "./lib/machine.js";
 import { ensurePgbench } from "./lib/pgbench.js";
 import { startBenchServer } from "./lib/server.js";
 import type { BenchContext, Benchmark, Mode } from "./lib/types.js";
+import { sseFanoutBenchmark } from "./sse-fanout.js";
 
 /*
  * npm run bench [-- --quick] [-- --write | --no-write] [-- --only <id>[,<id>…]]
@@ -21,8 +23,15 @@ import type { BenchContext, Benchmark, Mode } from "./lib/types.js";
  * working on one, or profiling it) and never writes the file.
  */
 
-/** In order of BENCHMARKS.md; later benchmarks (SSE fan-out, ETA accuracy) are added here. */
-const BENCHMARKS: readonly Benchmark[] = [joinBenchmark, httpJoinBenchmark, admissionBenchmark, leaveAdmitBenchmark];
+/** In order of BENCHMARKS.md. */
+const BENCHMARKS: readonly Benchmark[] = [
+  joinBenchmark,
+  httpJoinBenchmark,
+  admissionBenchmark,
+  sseFanoutBenchmark,
+  leaveAdmitBenchmark,
+  etaBenchmark,
+];
 
 /** Hard bounds on the whole run, setup and teardown included (the issue allows 15 minutes for a full run). */
 const DEADLINE_SECONDS: Record<Mode, number> = { full: 14 * 60, quick: 200 };

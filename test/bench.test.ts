@@ -3,9 +3,11 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { AdmissionFigures } from "../bench/admission.js";
+import type { EtaFigures } from "../bench/eta.js";
 import type { HttpJoinFigures } from "../bench/http-join.js";
 import type { JoinFigures } from "../bench/join.js";
 import type { LeaveAdmitFigures } from "../bench/leave-admit.js";
+import type { SseFanoutFigures } from "../bench/sse-fanout.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const benchmarksFile = fileURLToPath(new URL("../BENCHMARKS.md", import.meta.url));
@@ -21,7 +23,9 @@ type BenchOutput = {
       join: JoinFigures;
       httpJoin: HttpJoinFigures;
       admission: AdmissionFigures;
+      sseFanout: SseFanoutFigures;
       leaveAdmit: LeaveAdmitFigures;
+      eta: EtaFigures;
     };
   };
 };
@@ -56,7 +60,7 @@ describe("bench/run.ts --quick", () => {
       const lastLine = stdout.trim().split("\n").at(-1) ?? "";
       const output = JSON.parse(lastLine) as BenchOutput;
       expect(output.waitroomBench.mode).toBe("quick");
-      const { join, httpJoin, admission, leaveAdmit } = output.waitroomBench.benchmarks;
+      const { join, httpJoin, admission, sseFanout, leaveAdmit, eta } = output.waitroomBench.benchmarks;
       for (const workload of ["raw", "join", "add_job"] as const) {
         expect(join.workloads[workload].medianTps, workload).toBeGreaterThan(0);
         expect(join.workloads[workload].medianWalBytesPerTransaction, workload).toBeGreaterThan(0);
@@ -76,6 +80,21 @@ describe("bench/run.ts --quick", () => {
 
       expect(leaveAdmit.samples).toBeGreaterThan(0);
       expect(leaveAdmit.latency.p99).toBeGreaterThan(0);
+
+      expect(sseFanout.sizes.length).toBeGreaterThan(0);
+      for (const size of sseFanout.sizes) {
+        expect(size.streams, "streams").toBeGreaterThan(0);
+        expect(size.missed, "streams that missed an update").toBe(0);
+        expect(size.update.p99, "update p99").toBeGreaterThan(0);
+        expect(size.memory.after.rss, "service RSS").toBeGreaterThan(0);
+        expect(size.positionQueriesPerChange, "position queries per change").toBeGreaterThanOrEqual(1);
+      }
+
+      expect(eta.scenarios.length).toBeGreaterThan(0);
+      for (const scenario of eta.scenarios) {
+        expect(scenario.observations, scenario.name).toBeGreaterThan(0);
+        expect(Number.isFinite(scenario.medianAbsError), scenario.name).toBe(true);
+      }
 
       expect(await benchmarksFileContent()).toBe(before);
     },

@@ -40,7 +40,7 @@ export function renderBenchmarksFile(options: {
     "```sh",
     "npm run bench                       # full run (10–15 min), rewrites this file",
     "npm run bench -- --quick            # about a minute, a smoke run: prints only (add --write to rewrite this file)",
-    "npm run bench -- --only admission   # some benchmarks (join, httpJoin, admission, leaveAdmit); prints only",
+    "npm run bench -- --only admission   # some benchmarks (join, httpJoin, admission, sseFanout, leaveAdmit, eta); prints only",
     "```",
     "",
     "Each run starts its own durable PostgreSQL (fsync on) in a fresh temporary directory and removes it",
