@@ -101,20 +101,27 @@ begin
           order by q.seq
           limit c_exact_limit)
       ) q
+  ), bands as (
+    -- Each band's first and last seq once per query (two index probes each), not once per ticket.
+    select p.priority,
+           (select min(b.seq) from waitroom.tickets b
+             where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as head,
+           (select max(b.seq) from waitroom.tickets b
+             where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as tail
+      from (select distinct a.priority from asked a where a.now_status = 'queued') p
   ), placed as (
     select a.*,
            case
              when a.now_status <> 'queued' then null
              when k.rank <= c_exact_limit then k.rank
              -- Deep in a long queue: interpolate by seq within the ticket's band.
-             else greatest(c_exact_limit + 1, (
-               select round(v_depth * (a.seq - min(b.seq))::numeric / greatest(max(b.seq) - min(b.seq), 1))::bigint
-                 from waitroom.tickets b
-                where b.room_id = p_room and b.status = 'queued' and b.priority = a.priority))
+             else greatest(c_exact_limit + 1,
+               round(v_depth * (a.seq - bd.head)::numeric / greatest(bd.tail - bd.head, 1))::bigint)
            end as pos,
            a.now_status = 'queued' and coalesce(k.rank > c_exact_limit, true) as approx
       from asked a
       left join ranked k on k.id = a.id
+      left join bands bd on bd.priority = a.priority
   )
   select p.id, p.room_id, p.now_status, p.pos, v_depth, coalesce(p.approx, false),
          case when p.pos is not null and v_rate > 0 then ceil(p.pos / v_rate)::integer end,
