@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { seededRandom } from "../test/helpers/random.js";
 import { markdownTable, textTable } from "./lib/format.js";
 import { readNotes } from "./lib/notes.js";
 import { withClient } from "./lib/server.js";
@@ -96,18 +97,6 @@ export type EtaScenarioFigures = {
 
 export type EtaFigures = { scenarios: EtaScenarioFigures[]; target: { medianAbsError: number; met: boolean } };
 
-/** Deterministic, so reruns see the same varying room. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 const T0 = Date.parse("2030-01-01T00:00:00Z");
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
 
@@ -117,7 +106,7 @@ async function runScenario(
   plan: Plan,
   seed: number,
 ): Promise<{ observations: Observation[]; tickets: number }> {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const room = `eta-${scenario.name}`;
   const warmTicks = Math.ceil(WARM_SECONDS / scenario.tickSeconds);
   const maxPosition = Math.max(...OBSERVED_POSITIONS);

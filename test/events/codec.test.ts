@@ -10,20 +10,9 @@ import {
 } from "../../src/events/codec.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { uniqueRoomId } from "../helpers/queue.js";
+import { seededRandom } from "../helpers/random.js";
 
 const db = useTestDatabase();
-
-/** mulberry32: a small seeded PRNG, so every run sees the same "random" cases. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ASCII = ["a", "Z", "7", " ", ":", "/", '"', "\\", "-", "\n"];
 const WIDE = ["é", "ß", "€", "中", "語", "😀", "𝄞"]; // 2, 2, 3, 3, 3, 4, 4 bytes
@@ -55,7 +44,7 @@ type Case = { key: string; message: string; maxBytes: number };
 
 /** The same cases on every call: 0 B to 1 MB at the default limit, small messages at tiny limits. */
 function cases(): Case[] {
-  const random = prng(20240611);
+  const random = seededRandom(20240611);
   const sizes = [0, 1, 2, 3, 4, 5, 100, 15_990, 16_000, 65_536, 1_048_576];
   for (let size = 7980; size <= 8010; size++) sizes.push(size);
   for (let i = 0; i < 20; i++) sizes.push(Math.floor(random() * 200_000));
@@ -123,7 +112,7 @@ describe("waitroom._chunks", () => {
 describe("Reassembler on chunks from Postgres", () => {
   it("restores shuffled, duplicated, interleaved messages exactly", async () => {
     const all = cases();
-    const random = prng(7);
+    const random = seededRandom(7);
     for (let i = 0; i + 1 < all.length; i += 2) {
       const pair = [all[i], all[i + 1]] as [Case, Case];
       const payloads: string[] = [];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
 import { admit, at, createRoom, first, join } from "../helpers/queue.js";
+import { seededRandom } from "../helpers/random.js";
 
 /*
  * The wait estimate as a range (eta_low_seconds .. eta_high_seconds), checked
@@ -21,18 +22,6 @@ type Estimate = {
 
 const estimate = async (ticketId: string, seconds: number) =>
   first(await db.sql<Estimate[]>`select * from waitroom.position(${ticketId}, ${at(seconds)})`);
-
-/** A small deterministic PRNG (mulberry32), so a failing run can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Sample = { ticketId: string; position: number; at: number; low: number; high: number; eta: number };
 
@@ -105,7 +94,7 @@ describe("eta range in a simulated room", () => {
   });
 
   it("holds the actual wait for most tickets when the batch size varies (1 to 5 every 2 s)", async () => {
-    const next = random(4);
+    const next = seededRandom(4);
     const results = await simulate({
       tickSeconds: 2,
       seconds: 1200,
