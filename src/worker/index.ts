@@ -28,6 +28,7 @@ const admitPayload = z.object({ room: z.string().min(1) });
 
 /** What this process's scheduler did since it started; logged when it stops. */
 export type SchedulerActivity = { admitJobs: number; admitted: number; sweeps: number; healthProbes: number };
+const noActivity = (): SchedulerActivity => ({ admitJobs: 0, admitted: 0, sweeps: 0, healthProbes: 0 });
 
 export const HEALTH_TIMEOUT_MS = 2_000;
 
@@ -64,12 +65,17 @@ export async function probeHealth(
 
 export function createTaskList(
   { sweepIntervalMs, log }: Pick<WorkerOptions, "sweepIntervalMs" | "log">,
-  activity: SchedulerActivity = { admitJobs: 0, admitted: 0, sweeps: 0, healthProbes: 0 },
+  activity: SchedulerActivity = noActivity(),
 ): TaskList {
   const admit: Task = async (payload, helpers) => {
     const { room } = admitPayload.parse(payload);
-    const due = await helpers.query<{ url: string | null }>("select waitroom.health_due($1) as url", [room]);
-    const url = due.rows[0]?.url;
+    // One round trip for a tick with no probe due (every tick of a room without a health gate).
+    const first = await helpers.query<{ url: string | null; admitted: number | null }>(
+      "select h.url, case when h.url is null then waitroom.tick($1) end as admitted from waitroom.health_due($1) as h(url)",
+      [room],
+    );
+    const url = first.rows[0]?.url;
+    let admitted = first.rows[0]?.admitted ?? 0;
     if (url) {
       const { healthy, detail } = await probeHealth(url);
       activity.healthProbes += 1;
@@ -79,9 +85,9 @@ export function createTaskList(
         detail,
       ]);
       if (set.rows[0]?.changed) log.info({ room, healthy, detail }, "room health changed");
+      const { rows } = await helpers.query<{ admitted: number }>("select waitroom.tick($1) as admitted", [room]);
+      admitted = rows[0]?.admitted ?? 0;
     }
-    const { rows } = await helpers.query<{ admitted: number }>("select waitroom.tick($1) as admitted", [room]);
-    const admitted = rows[0]?.admitted ?? 0;
     activity.admitJobs += 1;
     activity.admitted += admitted;
     if (admitted > 0) log.debug({ room, admitted }, "admitted");
@@ -119,7 +125,7 @@ export async function startWorker(options: WorkerOptions): Promise<Scheduler> {
   const onError = (error: Error) => options.log.warn({ err: error }, "scheduler connection lost");
   pool.on("error", onError);
   pool.on("connect", (client) => client.on("error", onError));
-  const activity: SchedulerActivity = { admitJobs: 0, admitted: 0, sweeps: 0, healthProbes: 0 };
+  const activity = noActivity();
   try {
     const runner = await run({
       pgPool: pool,
