@@ -119,9 +119,10 @@ export class Hub {
 
   /**
    * Start streaming a ticket whose token was verified: replays what the client missed after
-   * `lastEventId`, sends a `state` snapshot, then live events. Returns the unsubscribe function.
+   * `lastEventId`, sends a `state` snapshot, then live events. Returns the unsubscribe function, or
+   * null when the ticket is over and the client missed nothing: there is nothing left to stream.
    */
-  async open(ticket: TicketState, client: StreamClient, lastEventId?: number): Promise<() => void> {
+  async open(ticket: TicketState, client: StreamClient, lastEventId?: number): Promise<(() => void) | null> {
     const subscriber: Subscriber = {
       ticketId: ticket.ticket_id,
       roomId: ticket.room_id,
@@ -139,6 +140,10 @@ export class Hub {
       const missed = lastEventId === undefined ? [] : await ticketEvents(this.#sql, ticket.ticket_id, lastEventId);
       const [now] = await positions(this.#sql, ticket.room_id, [ticket.ticket_id]);
       this.#metrics.positionQueries.inc();
+      if (missed.length === 0 && (!now || terminalStatuses.has(now.status))) {
+        unsubscribe();
+        return null;
+      }
       for (const event of missed) this.#sendEvent(subscriber, event);
       this.#sendState(subscriber, now, true);
       const waiting = subscriber.waiting ?? [];
@@ -149,12 +154,6 @@ export class Hub {
       throw error;
     }
     return unsubscribe;
-  }
-
-  /** Whether a client resuming after `lastEventId` has events to catch up on. */
-  async missedAny(ticket: TicketState, lastEventId: number | undefined): Promise<boolean> {
-    if (lastEventId === undefined) return false;
-    return (await ticketEvents(this.#sql, ticket.ticket_id, lastEventId)).length > 0;
   }
 
   /** Events from the LISTEN connection (or a replay): to the tickets they name, then re-read their rooms. */

@@ -181,14 +181,13 @@ export function createApp(deps: AppDeps): Hono {
     const resumeAfter = lastEventId(c);
     const { state } = await ticketState(c, true);
     // 204 tells EventSource to stop reconnecting: the ticket is over and the client has seen how it ended.
-    if (queue.terminalStatuses.has(state.status) && !(await hub.missedAny(state, resumeAfter))) {
-      return c.body(null, 204);
-    }
-    let unsubscribe = () => {};
-    const { body, client } = sseStream(settings.streamBufferBytes, () => unsubscribe());
+    const over = () => c.body(null, 204);
+    if (queue.terminalStatuses.has(state.status) && resumeAfter === undefined) return over();
+    let unsubscribe: (() => void) | null = null;
+    const { body, client } = sseStream(settings.streamBufferBytes, () => unsubscribe?.());
     client.write(formatSse({ retry: RETRY_MS }));
     unsubscribe = await hub.open(state, client, resumeAfter);
-    return new Response(body, { headers: sseHeaders });
+    return unsubscribe ? new Response(body, { headers: sseHeaders }) : over();
   });
 
   app.post("/v1/tickets/:id/claim", async (c) => {
