@@ -31,11 +31,24 @@ begin
     perform waitroom._fail('WR400', 'priority must be between -1000 and 1000');
   end if;
 
-  loop
-    -- A live holder re-joining keeps seq, status and priority (same place)
-    -- and gets a new token; the old one is kept hashed only to answer
-    -- "superseded".
-    if p_holder is not null then
+  if p_holder is null then
+    -- Anonymous: no unique index can conflict, so a plain insert rather than
+    -- ON CONFLICT's speculative one (which writes a second WAL record to
+    -- confirm the row), and its ledger row in the same statement.
+    with ticket as (
+      insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
+      values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_seq), v_now, v_now)
+      returning t.id
+    )
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
+    select p_room, ticket.id, 'joined', jsonb_build_object('priority', p_priority), v_now from ticket
+    returning e.ticket_id into ticket_id;
+    status := 'queued';
+  else
+    loop
+      -- A live holder re-joining keeps seq, status and priority (same place)
+      -- and gets a new token; the old one is kept hashed only to answer
+      -- "superseded".
       update waitroom.tickets t
          set token_hash = v_hash,
              superseded_token_hashes = (t.token_hash || t.superseded_token_hashes)[1:8],
@@ -49,25 +62,25 @@ begin
           jsonb_build_object('instance', v_instance, 'superseded_instance', v_instance - 1), v_now);
         exit;
       end if;
-    end if;
 
-    insert into waitroom.tickets (id, room_id, holder, token_hash, priority, seq, queued_at, last_seen_at)
-    values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_seq), v_now, v_now)
-    on conflict (room_id, holder)
-      where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
-    do nothing
-    returning id, status into ticket_id, status;
-    if found then
-      perform waitroom._event(p_room, ticket_id, 'joined', jsonb_build_object('priority', p_priority), v_now);
-      exit;
+      insert into waitroom.tickets (id, room_id, holder, token_hash, priority, seq, queued_at, last_seen_at)
+      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_seq), v_now, v_now)
+      on conflict (room_id, holder)
+        where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
+      do nothing
+      returning id, status into ticket_id, status;
+      if found then
+        perform waitroom._event(p_room, ticket_id, 'joined', jsonb_build_object('priority', p_priority), v_now);
+        exit;
+      end if;
+      -- A concurrent join of the same holder won: its ticket is ours to re-join,
+      -- and the number we drew stands for no ticket.
+      v_lost := v_lost + 1;
+    end loop;
+    -- Tally after the ticket row, the order every verb locks in (no deadlock).
+    if v_lost > 0 then
+      perform waitroom._dequeue(p_room, v_lost);
     end if;
-    -- A concurrent join of the same holder won: its ticket is ours to re-join,
-    -- and the number we drew stands for no ticket.
-    v_lost := v_lost + 1;
-  end loop;
-  -- Tally after the ticket row, the order every verb locks in (no deadlock).
-  if v_lost > 0 then
-    perform waitroom._dequeue(p_room, v_lost);
   end if;
 
   if v_mode = 'passthrough' and status = 'queued' then

@@ -61,11 +61,12 @@ describe("bench/run.ts --quick", () => {
       const output = JSON.parse(lastLine) as BenchOutput;
       expect(output.waitroomBench.mode).toBe("quick");
       const { join, httpJoin, admission, sseFanout, leaveAdmit, eta } = output.waitroomBench.benchmarks;
-      for (const workload of ["raw", "join", "add_job"] as const) {
+      for (const workload of ["raw", "floor", "join", "add_job"] as const) {
         expect(join.workloads[workload].medianTps, workload).toBeGreaterThan(0);
         expect(join.workloads[workload].medianWalBytesPerTransaction, workload).toBeGreaterThan(0);
       }
       expect(join.ratios.joinToRaw).toBeGreaterThan(0);
+      expect(join.ratios.joinToFloor).toBeGreaterThan(0);
       expect(stdout).toContain("join/raw =");
 
       for (const workload of ["raw", "join", "http", "floor"] as const) {

@@ -9,11 +9,12 @@ import type pg from "pg";
  * one the HTTP join is compared with.
  */
 
-export const SQL_WORKLOADS = ["raw", "join", "add_job"] as const;
+export const SQL_WORKLOADS = ["raw", "floor", "join", "add_job"] as const;
 export type SqlWorkload = (typeof SQL_WORKLOADS)[number];
 
 const SCRIPT_FILES: Record<SqlWorkload, string> = {
   raw: "raw_insert.sql",
+  floor: "join_floor.sql",
   join: "join.sql",
   add_job: "add_job.sql",
 };
