@@ -30,6 +30,7 @@ declare
   v_rate_low  numeric;
   v_rate_high numeric;
   v_gap   numeric;
+  v_plan_cache_mode text;
 begin
   select * into r from waitroom.rooms where id = p_room;
   if not found then
@@ -76,6 +77,13 @@ begin
     v_rate := 0;
   end if;
 
+  -- The cached plan of the query below is shaped by the calls that made it, and most ask about one
+  -- ticket (every stream's first read): handed thousands, its nested loops re-read the queue once
+  -- per ticket (1,000 tickets: 2 million index entries, ≈ 1 s). Many tickets get a plan of their own.
+  if cardinality(p_tickets) > 16 then
+    v_plan_cache_mode := current_setting('plan_cache_mode');
+    perform set_config('plan_cache_mode', 'force_custom_plan', true);
+  end if;
   return query
   with asked as (
     select t.*, waitroom._effective_status(t, r, v_now) as now_status
@@ -139,6 +147,9 @@ begin
          end,
          p.instance
     from placed p;
+  if v_plan_cache_mode is not null then
+    perform set_config('plan_cache_mode', v_plan_cache_mode, true);
+  end if;
 end
 $$;
 comment on function waitroom.positions(text, uuid[], timestamptz) is
