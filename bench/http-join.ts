@@ -14,7 +14,7 @@ import {
   settle,
   statementOf,
 } from "./lib/sql-workloads.js";
-import { median, range } from "./lib/stats.js";
+import { median, range, tpsRatiosByRound } from "./lib/stats.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
 import { currentWalLsn, walBytesBetween } from "./lib/wal.js";
 
@@ -191,7 +191,7 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
 function summarise(what: string, rounds: Measurement[], rawRounds: Measurement[]): HttpWorkloadFigures {
   const tps = rounds.map((round) => round.tps);
   const { min, max } = range(tps);
-  const perRound = rounds.map((round, i) => round.tps / (rawRounds[i]?.tps ?? Number.NaN));
+  const perRound = tpsRatiosByRound(rounds, rawRounds);
   return {
     what,
     medianTps: median(tps),
@@ -404,7 +404,7 @@ export const httpJoinBenchmark: Benchmark<HttpJoinFigures> = {
         http: summarise(`\`POST ${JOIN_PATH}\``, rounds.http, rounds.raw),
         floor: summarise(`\`GET ${FLOOR_PATH}\` (no database)`, rounds.floor, rounds.raw),
       };
-      const perRoundHttpToJoin = rounds.http.map((round, i) => round.tps / (rounds.join[i]?.tps ?? Number.NaN));
+      const perRoundHttpToJoin = tpsRatiosByRound(rounds.http, rounds.join);
       const httpToRaw = workloads.http.vsRaw.median;
       const figures: HttpJoinFigures = {
         concurrency: CONCURRENCY,

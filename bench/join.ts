@@ -13,7 +13,7 @@ import {
   settle,
   statementOf,
 } from "./lib/sql-workloads.js";
-import { median, range } from "./lib/stats.js";
+import { median, range, tpsRatiosByRound } from "./lib/stats.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
 import { currentWalLsn, enableWalInspect, type WalRecordKind, walBytesBetween, walComposition } from "./lib/wal.js";
 
@@ -81,8 +81,10 @@ export type JoinFigures = {
   warmupSeconds: number;
   ticketsAtEnd: number;
   workloads: Record<Workload, WorkloadFigures>;
-  /** The headline ratios: medians of per-round ratios (see VersusRaw); joinToFloor likewise, round by round. */
+  /** The headline ratios: medians of per-round ratios (see VersusRaw). */
   ratios: { joinToRaw: number; floorToRaw: number; joinToFloor: number; addJobToRaw: number };
+  /** join / floor, round by round. */
+  joinToFloorPerRound: number[];
   walRatios: { joinToRaw: number; addJobToRaw: number };
   target: { joinToRaw: number; met: boolean };
 };
@@ -111,7 +113,7 @@ function summarise(
 ): WorkloadFigures {
   const tps = rounds.map((round) => round.tps);
   const { min, max } = range(tps);
-  const perRound = rounds.map((round, index) => round.tps / (rawRounds[index]?.tps ?? Number.NaN));
+  const perRound = tpsRatiosByRound(rounds, rawRounds);
   return {
     statement,
     medianTps: median(tps),
@@ -307,7 +309,7 @@ async function markdownReport(figures: JoinFigures, mode: Mode): Promise<string>
         formatCount(at("add_job").tps),
         formatRatio(ratio("floor")),
         formatRatio(ratio("join")),
-        formatRatio(at("join").tps / at("floor").tps),
+        formatRatio(figures.joinToFloorPerRound[index] as number),
         formatRatio(ratio("add_job")),
         formatBytes(at("raw").walBytesPerTransaction),
         formatBytes(at("floor").walBytesPerTransaction),
@@ -379,6 +381,7 @@ export const joinBenchmark: Benchmark<JoinFigures> = {
         workloads[workload] = summarise(statement, rounds[workload], rounds.raw, compositions[workload] ?? null);
       }
       const joinToRaw = workloads.join.vsRaw.median;
+      const joinToFloorPerRound = tpsRatiosByRound(rounds.join, rounds.floor);
       const figures: JoinFigures = {
         clients: CLIENTS,
         threads: THREADS,
@@ -387,10 +390,11 @@ export const joinBenchmark: Benchmark<JoinFigures> = {
         warmupSeconds: plan.warmupSeconds,
         ticketsAtEnd: Number(tickets.rows[0]?.count ?? 0),
         workloads,
+        joinToFloorPerRound,
         ratios: {
           joinToRaw,
           floorToRaw: workloads.floor.vsRaw.median,
-          joinToFloor: median(rounds.join.map((round, index) => round.tps / (rounds.floor[index]?.tps ?? Number.NaN))),
+          joinToFloor: median(joinToFloorPerRound),
           addJobToRaw: workloads.add_job.vsRaw.median,
         },
         walRatios: {

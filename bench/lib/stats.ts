@@ -25,3 +25,8 @@ export function range(values: readonly number[]): { min: number; max: number } {
   if (values.length === 0) throw new Error("range of an empty list");
   return { min: Math.min(...values), max: Math.max(...values) };
 }
+
+/** Round by round, one run's throughput over another's from the same round (NaN where a round is missing). */
+export function tpsRatiosByRound(runs: readonly { tps: number }[], baselines: readonly { tps: number }[]): number[] {
+  return runs.map((run, index) => run.tps / (baselines[index]?.tps ?? Number.NaN));
+}
