@@ -34,16 +34,11 @@ begin
   if p_holder is null then
     -- Anonymous: no unique index can conflict, so a plain insert rather than
     -- ON CONFLICT's speculative one (which writes a second WAL record to
-    -- confirm the row), and its ledger row in the same statement.
-    with ticket as (
-      insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
-      values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_seq), v_now, v_now)
-      returning t.id
-    )
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select p_room, ticket.id, 'joined', jsonb_build_object('priority', p_priority), v_now from ticket
-    returning e.ticket_id into ticket_id;
-    status := 'queued';
+    -- confirm the row).
+    insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
+    values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_seq), v_now, v_now)
+    returning t.id, t.status into ticket_id, status;
+    perform waitroom._event(p_room, ticket_id, 'joined', jsonb_build_object('priority', p_priority), v_now);
   else
     loop
       -- A live holder re-joining keeps seq, status and priority (same place)
