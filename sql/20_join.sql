@@ -79,7 +79,7 @@ begin
   end if;
 
   if v_mode = 'passthrough' and status = 'queued' then
-    perform waitroom._admit(p_room, null, p_now, ticket_id);
+    perform waitroom._admit(p_room, null, p_now, array[ticket_id]);
     select t.status into status from waitroom.tickets t where t.id = ticket_id;
   end if;
 

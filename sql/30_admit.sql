@@ -1,9 +1,9 @@
 -- admit: offer free seats to the next tickets in line.
 
--- The body of admit. Ledger rows about p_unannounced are not published: a
--- passthrough join learns its own admission from join's answer, so joining
--- alone sends no NOTIFY.
-create function waitroom._admit(p_room text, p_max integer, p_now timestamptz, p_unannounced uuid)
+-- The body of admit. Ledger rows about the tickets in p_unannounced are not
+-- published: passthrough joins learn their own admission from join's answer,
+-- so joining alone sends no NOTIFY.
+create function waitroom._admit(p_room text, p_max integer, p_now timestamptz, p_unannounced uuid[])
 returns table (ticket_id uuid, holder text, priority integer, claim_deadline timestamptz)
 language plpgsql
 as $$
@@ -101,13 +101,13 @@ begin
   end if;
   perform waitroom._publish(coalesce(jsonb_agg(e), '[]'))
      from jsonb_array_elements(v_events || coalesce(v_events_admitted, '[]')) e
-    where e ->> 'ticket_id' is distinct from p_unannounced::text;
+    where (e ->> 'ticket_id') is null or (e ->> 'ticket_id')::uuid <> all (coalesce(p_unannounced, '{}'));
   return query
   select a.* from jsonb_to_recordset(v_admitted) as a(ticket_id uuid, holder text, priority integer, claim_deadline timestamptz);
 end
 $$;
-comment on function waitroom._admit(text, integer, timestamptz, uuid) is
-  'waitroom.admit, publishing the ledger rows it wrote except those about p_unannounced.';
+comment on function waitroom._admit(text, integer, timestamptz, uuid[]) is
+  'waitroom.admit, publishing the ledger rows it wrote except those about the tickets in p_unannounced.';
 
 create function waitroom.admit(
   p_room text,
