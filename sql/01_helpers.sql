@@ -149,7 +149,7 @@ comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, t
 create function waitroom._expire(p_room text, p_limit integer, p_now timestamptz)
 returns table (
   offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint, freed_rooms text[],
-  events jsonb
+  event_ids bigint[]
 )
 language plpgsql
 as $$
@@ -158,7 +158,7 @@ declare
   v_freed  text[];
   v_rooms  text[];
   v_counts bigint[];
-  v_events jsonb;
+  v_ids    bigint[];
 begin
   -- Offers nobody claimed in time: the seat goes back to the pool.
   with lapsed as (
@@ -178,10 +178,10 @@ begin
   , logged as (
     insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning e.*
+    returning e.id, e.room_id
   )
-  select count(*), array_agg(distinct l.room_id), coalesce(jsonb_agg(to_jsonb(l)), '[]')
-    into offers_expired, freed_rooms, events
+  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
+    into offers_expired, freed_rooms, event_ids
     from logged l;
 
   -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
@@ -209,16 +209,16 @@ begin
   ), logged as (
     insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
-    returning e.*
+    returning e.id
   )
-  select g.rooms, g.counts, l.events
-    into v_rooms, v_counts, v_events
+  select g.rooms, g.counts, l.ids
+    into v_rooms, v_counts, v_ids
     from (select array_agg(room_id) as rooms, array_agg(n) as counts
             from (select room_id, count(*) as n from done group by room_id) per_room) g,
-         (select coalesce(jsonb_agg(to_jsonb(l)), '[]') as events from logged l) l;
+         (select coalesce(array_agg(l.id), '{}') as ids from logged l) l;
   perform waitroom._dequeue(v_rooms[i], v_counts[i]) from generate_subscripts(v_rooms, 1) i;
   idle_expired := coalesce((select sum(n) from unnest(v_counts) n), 0);
-  events := events || v_events;
+  event_ids := event_ids || v_ids;
 
   -- Sessions past expiry + grace end (straight from active when sweep lagged).
   with over as (
@@ -239,12 +239,12 @@ begin
   , logged as (
     insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
-    returning e.*
+    returning e.id, e.room_id
   )
-  select count(*), array_agg(distinct l.room_id), coalesce(jsonb_agg(to_jsonb(l)), '[]')
-    into sessions_ended, v_freed, v_events
+  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
+    into sessions_ended, v_freed, v_ids
     from logged l;
-  events := events || v_events;
+  event_ids := event_ids || v_ids;
   freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
 
   -- Sessions past expiry start draining.
@@ -265,16 +265,16 @@ begin
   , logged as (
     insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done
-    returning e.*
+    returning e.id
   )
-  select count(*), coalesce(jsonb_agg(to_jsonb(l)), '[]') into sessions_drained, v_events from logged l;
-  events := events || v_events;
+  select count(*), coalesce(array_agg(l.id), '{}') into sessions_drained, v_ids from logged l;
+  event_ids := event_ids || v_ids;
 
   return next;
 end
 $$;
 comment on function waitroom._expire(text, integer, timestamptz) is
-  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back, events the ledger rows written (for waitroom._publish).';
+  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back, event_ids the ids of the ledger rows written (for waitroom._publish_ids).';
 
 -- Admission ticks are graphile-worker jobs, one chain per room: job_key
 -- admit:<room> collapses duplicates, queue_name keeps a room's ticks serial.

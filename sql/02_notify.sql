@@ -1,7 +1,10 @@
 -- Events reach app processes by NOTIFY on channel waitroom_events. A payload
--- must stay under 8000 bytes, so a message (the JSON text of an event batch)
--- travels as chunks '<first_id>-<last_id>:<index>/<count>:<body>'; the
--- listener (src/events/codec.ts) concatenates the bodies in index order.
+-- must stay under 8000 bytes, so a message travels as chunks
+-- '<first_id>-<last_id>:<index>/<count>:<body>'; the listener
+-- (src/events/codec.ts) concatenates the bodies in index order. A message is
+-- either the ledger rows themselves (a JSON array, waitroom._publish) or a
+-- compact notice naming them by id ranges (a JSON object with a version,
+-- waitroom._publish_ids), which listeners read with waitroom.notice_events.
 
 -- Byte slices of the UTF-8 text, cut only before a character's first byte:
 -- O(length), never a character-by-character scan.
@@ -81,4 +84,77 @@ begin
 end
 $$;
 comment on function waitroom._publish(jsonb) is
-  'NOTIFY waitroom_events with the batch of events, in chunks keyed by its lowest and highest event id; nothing for null or [].';
+  'NOTIFY waitroom_events with the batch of events in full, in chunks keyed by its lowest and highest event id; nothing for null or []. Verbs that wrote many rows use waitroom._publish_ids.';
+
+-- Any role that can connect can NOTIFY the channel, so a notice is a hint:
+-- it only makes a listener read real ledger rows, and no notice, forged or
+-- not, makes it read more than this many (waitroom.notice_events refuses).
+create function waitroom._notice_max_rows() returns integer
+language sql immutable parallel safe
+as $$ select 20000 $$;
+comment on function waitroom._notice_max_rows() is
+  'Most ledger ids one compact notice may name (the sum of its ranges'' lengths): what bounds the read a notice, forged or not, asks of every listener.';
+
+-- The ledger rows with these ids, written by the calling transaction, are
+-- announced at commit in one of two forms:
+--  * in full (waitroom._publish), when their JSON fits in one payload: a
+--    listener then needs no query. Measured in docs/design-notes.md: about 30
+--    admissions fit, and a full message of that size costs a listener less
+--    than the round trip a notice costs it;
+--  * otherwise as compact notices '<first>-<last>:1/1:{"v": 1, "ranges":
+--    [[first, last], ...]}', one payload each: the runs of consecutive ids,
+--    at most waitroom._notice_max_rows() ids and 200 runs per notice (200 runs
+--    of 16-digit ids are under 8000 bytes). Ids of one INSERT are consecutive
+--    unless concurrent inserts took numbers in between, so an admission of
+--    10,000 is usually one run: about 50 bytes instead of 3 MB.
+create function waitroom._publish_ids(p_ids bigint[]) returns void
+language plpgsql
+as $$
+declare
+  -- One payload holds about 30 admissions: a bigger batch would be
+  -- serialised only to find that it does not fit.
+  c_full_max_rows constant integer := 64;
+  c_max_runs constant integer := 200;
+  v_rows jsonb;
+  v_notice record;
+begin
+  if coalesce(cardinality(p_ids), 0) = 0 then
+    return;
+  end if;
+  if cardinality(p_ids) <= c_full_max_rows then
+    select jsonb_agg(to_jsonb(e) order by e.id) into v_rows
+      from waitroom.events e
+     where e.id = any (p_ids);
+    -- The key '<first>-<last>' and the header ':1/1:' take at most 38 bytes.
+    if octet_length(v_rows::text) <= 7999 - 38 then
+      perform waitroom._publish(v_rows);
+      return;
+    end if;
+  end if;
+  for v_notice in
+    with ids as (
+      select u.id, row_number() over (order by u.id) - 1 as i
+        from (select distinct id from unnest(p_ids) as u(id)) u
+    ), runs as (
+      -- Within a part, id - i is constant along a run of consecutive ids.
+      select i / waitroom._notice_max_rows() as part, min(id) as first_id, max(id) as last_id
+        from ids
+       group by i / waitroom._notice_max_rows(), id - i
+    ), numbered as (
+      select r.*, (row_number() over (partition by r.part order by r.first_id) - 1) / c_max_runs as piece
+        from runs r
+    )
+    select min(n.first_id) as first_id, max(n.last_id) as last_id,
+           jsonb_build_object('v', 1, 'ranges', jsonb_agg(jsonb_build_array(n.first_id, n.last_id) order by n.first_id))
+             as body
+      from numbered n
+     group by n.part, n.piece
+     order by 1
+  loop
+    perform pg_notify('waitroom_events', c)
+       from waitroom._chunks(v_notice.body::text, v_notice.first_id || '-' || v_notice.last_id) c;
+  end loop;
+end
+$$;
+comment on function waitroom._publish_ids(bigint[]) is
+  'NOTIFY waitroom_events with the ledger rows of these ids (written by this transaction): in full when they fit in one payload, else as compact notices of id ranges (at most waitroom._notice_max_rows() ids each) that listeners read with waitroom.notice_events; nothing for null or {}.';

@@ -16,8 +16,8 @@ comment on function waitroom._draw_key(bigint, uuid) is
 -- opens_at. The entrants keep the queue numbers they hold between them
 -- (seq values are permuted, none is drawn anew), so depth and the tally are
 -- untouched and later joiners, whose numbers are higher, stay behind.
--- Returns the room_shuffled ledger row (as a one-element JSON array).
-create function waitroom._draw(r waitroom.rooms, p_now timestamptz) returns jsonb
+-- Returns the id of the room_shuffled ledger row.
+create function waitroom._draw(r waitroom.rooms, p_now timestamptz) returns bigint
 language plpgsql
 as $$
 declare
@@ -47,12 +47,12 @@ begin
 
   update waitroom.rooms set shuffled_at = p_now where id = r.id;
   -- The seed as a string: JSON readers that parse numbers as doubles keep it exact.
-  return jsonb_build_array(waitroom._event(r.id, null, 'room_shuffled',
-    jsonb_build_object('seed', r.shuffle_seed::text, 'count', v_count, 'opens_at', r.opens_at), p_now));
+  return (waitroom._event(r.id, null, 'room_shuffled',
+    jsonb_build_object('seed', r.shuffle_seed::text, 'count', v_count, 'opens_at', r.opens_at), p_now) ->> 'id')::bigint;
 end
 $$;
 comment on function waitroom._draw(waitroom.rooms, timestamptz) is
-  'Make the room''s opening draw: permute the queue numbers of the tickets queued before opens_at in the order of waitroom._draw_key, mark the room shuffled, write room_shuffled. Called by admit.';
+  'Make the room''s opening draw: permute the queue numbers of the tickets queued before opens_at in the order of waitroom._draw_key, mark the room shuffled, write room_shuffled and return its id. Called by admit.';
 
 create function waitroom.shuffle_audit(p_room text)
 returns table (

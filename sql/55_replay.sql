@@ -39,3 +39,38 @@ as $$
 $$;
 comment on function waitroom.room_events(text[], timestamptz, integer) is
   'Announced events of the given rooms created at or after p_since, oldest first: the replay after a lost LISTEN connection.';
+
+-- A compact notice (waitroom._publish_ids) names ledger rows by id ranges;
+-- each listener reads them here with one query. Notices can be forged by any
+-- role that can connect, so the ranges are checked and bounded before
+-- anything is read, and only announced rows come back.
+create function waitroom.notice_events(p_firsts bigint[], p_lasts bigint[])
+returns setof waitroom.events
+language plpgsql stable
+as $$
+declare
+  v_ids bigint := 0;
+begin
+  if p_firsts is null or p_lasts is null or cardinality(p_firsts) <> cardinality(p_lasts) then
+    perform waitroom._fail('WR400', 'p_firsts and p_lasts must be arrays of the same length');
+  end if;
+  for i in 1 .. cardinality(p_firsts) loop
+    if p_firsts[i] is null or p_lasts[i] is null or p_firsts[i] < 1 or p_firsts[i] > p_lasts[i]
+       or (i > 1 and p_firsts[i] <= p_lasts[i - 1]) then
+      perform waitroom._fail('WR400', 'id ranges must be positive, ascending, disjoint, each first <= last');
+    end if;
+    v_ids := v_ids + (p_lasts[i] - p_firsts[i] + 1);
+    if v_ids > waitroom._notice_max_rows() then
+      perform waitroom._fail('WR400', format('a notice names at most %s ids', waitroom._notice_max_rows()));
+    end if;
+  end loop;
+  return query
+  select e.*
+    from unnest(p_firsts, p_lasts) as r(first_id, last_id)
+    join waitroom.events e on e.id between r.first_id and r.last_id
+   where waitroom._announced(e.type)
+   order by e.id;
+end
+$$;
+comment on function waitroom.notice_events(bigint[], bigint[]) is
+  'Announced ledger rows with ids in the ranges p_firsts[i]..p_lasts[i] (positive, ascending, disjoint, at most waitroom._notice_max_rows() ids in all, else WR400), oldest first: what a compact notice on waitroom_events names.';

@@ -14,16 +14,16 @@ declare
   c_default_retention constant interval := interval '7 days';
   v waitroom.sweep_result;
   v_freed text[];
-  v_events jsonb;
+  v_ids bigint[];
 begin
   if p_limit is null or p_limit < 1 then
     perform waitroom._fail('WR400', 'p_limit must be at least 1');
   end if;
-  select e.offers_expired, e.idle_expired, e.sessions_drained, e.sessions_ended, e.freed_rooms, e.events
-    into v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended, v_freed, v_events
+  select e.offers_expired, e.idle_expired, e.sessions_drained, e.sessions_ended, e.freed_rooms, e.event_ids
+    into v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended, v_freed, v_ids
     from waitroom._expire(p_room, p_limit, v_now) e;
   perform waitroom._wake(freed) from unnest(v_freed) freed;
-  perform waitroom._publish(v_events);
+  perform waitroom._publish_ids(v_ids);
 
   with old as (
     select t.id

@@ -1,7 +1,10 @@
 /*
- * The NOTIFY codec. waitroom._publish (sql/02_notify.sql) sends an event batch
- * on channel waitroom_events as chunks '<first_id>-<last_id>:<index>/<count>:<body>'
- * under Postgres's 8000-byte payload limit; this module puts them back together.
+ * The NOTIFY codec. Verbs (sql/02_notify.sql) send each message on channel
+ * waitroom_events as chunks '<first_id>-<last_id>:<index>/<count>:<body>' under
+ * Postgres's 8000-byte payload limit; this module puts them back together and
+ * says what a message is: a JSON array of ledger rows (waitroom._publish), or a
+ * compact notice naming them by id ranges, '{"v": 1, "ranges": [[first, last], …]}'
+ * (waitroom._publish_ids), whose rows the listener reads from the ledger.
  */
 
 export const EVENTS_CHANNEL = "waitroom_events";
@@ -152,14 +155,42 @@ export class Reassembler {
   }
 }
 
-/** The events of a reassembled message; throws unless it is a JSON array of events. */
-export function decodeEvents(text: string): LedgerEvent[] {
+/** Ledger ids first to last, both included. */
+export type IdRange = readonly [first: number, last: number];
+
+/** A reassembled message: the events themselves, or a compact notice of the ledger rows to read. */
+export type Message = { kind: "events"; events: LedgerEvent[] } | { kind: "notice"; ranges: IdRange[] };
+
+/** The compact notice format this codec reads; another version is undecodable here. */
+const NOTICE_VERSION = 1;
+
+const isId = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 1;
+
+/**
+ * What a reassembled message holds; throws unless it is a JSON array of events or a notice of this
+ * version whose ranges are pairs of ids. Their order and number are for waitroom.notice_events to
+ * check: it refuses what waitroom._publish_ids never sends.
+ */
+export function decodeMessage(text: string): Message {
   const value: unknown = JSON.parse(text);
-  if (!Array.isArray(value)) throw new TypeError("event message is not a JSON array");
-  for (const event of value as unknown[]) {
-    if (typeof event !== "object" || event === null || !Number.isSafeInteger((event as { id?: unknown }).id)) {
-      throw new TypeError("event message holds an item without an integer id");
+  if (Array.isArray(value)) {
+    for (const event of value as unknown[]) {
+      if (typeof event !== "object" || event === null || !Number.isSafeInteger((event as { id?: unknown }).id)) {
+        throw new TypeError("event message holds an item without an integer id");
+      }
     }
+    return { kind: "events", events: value as LedgerEvent[] };
   }
-  return value as LedgerEvent[];
+  if (typeof value !== "object" || value === null || (value as { v?: unknown }).v !== NOTICE_VERSION) {
+    throw new TypeError(`event message is neither a JSON array nor a version ${NOTICE_VERSION} notice`);
+  }
+  const ranges: unknown = (value as { ranges?: unknown }).ranges;
+  if (
+    !Array.isArray(ranges) ||
+    ranges.length === 0 ||
+    !ranges.every((range) => Array.isArray(range) && range.length === 2 && isId(range[0]) && isId(range[1]))
+  ) {
+    throw new TypeError("notice ranges are not a list of [first, last] ledger ids");
+  }
+  return { kind: "notice", ranges: ranges as IdRange[] };
 }

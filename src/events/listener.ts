@@ -1,7 +1,7 @@
 import pg from "pg";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import { decodeEvents, EVENTS_CHANNEL, type LedgerEvent, Reassembler } from "./codec.js";
+import { decodeMessage, EVENTS_CHANNEL, type IdRange, type LedgerEvent, type Message, Reassembler } from "./codec.js";
 
 /*
  * The process's one LISTEN connection. A `pg` client rather than postgres.js's
@@ -15,8 +15,10 @@ export type ListenerOptions = {
   databaseUrl: string;
   log: Logger;
   metrics: Metrics;
-  /** Each batch of events, as published by waitroom._publish. */
+  /** Each batch of events, in the order their messages arrived, whether they came in full or by notice. */
   onEvents: (events: LedgerEvent[]) => void;
+  /** Reads the ledger rows a compact notice names (waitroom.notice_events). */
+  readNotice: (ranges: readonly IdRange[]) => Promise<LedgerEvent[]>;
   /** Events may have been missed since `since` (server time): the connection was lost or a message was. */
   onGap: (since: Date) => void;
   /** How long a message may wait for missing chunks. Default 5 s. */
@@ -52,19 +54,57 @@ export function startListener(options: ListenerOptions): Listener {
 
   const gap = () => options.onGap(new Date((aliveAt?.getTime() ?? Date.now()) - REPLAY_MARGIN_MS));
 
+  /**
+   * Messages are handled one after another, in arrival order: a notice being read holds back the
+   * messages behind it, so a stream never sees a ticket's `active` before its `admitted`, and one
+   * read at a time bounds what a flood of (forged) notices can make this process hold.
+   */
+  let handled: Promise<void> = Promise.resolve();
+  const handle = (key: string, work: () => LedgerEvent[] | Promise<LedgerEvent[] | null>) => {
+    handled = handled
+      .then(async () => {
+        const events = await work();
+        if (closed || !events) return;
+        for (const event of events) metrics.events.inc({ type: event.type });
+        options.onEvents(events);
+      })
+      .catch((error: unknown) => log.error({ err: error, key }, "delivering events failed"));
+  };
+
+  const read = async (key: string, ranges: readonly IdRange[]): Promise<LedgerEvent[] | null> => {
+    try {
+      return await options.readNotice(ranges);
+    } catch (error) {
+      // WR400: ranges waitroom._publish_ids never sends (too many ids, out of order): forged, so
+      // there is nothing to recover. Anything else (connection, timeout) may have lost real events.
+      if ((error as { code?: unknown }).code === "WR400") {
+        log.warn({ err: error, key }, "ignored a notice the ledger refused to read");
+      } else {
+        log.error({ err: error, key }, "could not read a notice's events; replaying from the ledger");
+        gap();
+      }
+      return null;
+    }
+  };
+
   const reassembler = new Reassembler({
     timeoutMs: options.chunkTimeoutMs ?? 5_000,
     onMessage: (key, text) => {
-      let events: LedgerEvent[];
+      let message: Message;
       try {
-        events = decodeEvents(text);
+        message = decodeMessage(text);
       } catch (error) {
         log.error({ err: error, key }, "undecodable event message; replaying from the ledger");
         gap();
         return;
       }
-      for (const event of events) metrics.events.inc({ type: event.type });
-      options.onEvents(events);
+      if (message.kind === "events") {
+        const { events } = message;
+        handle(key, () => events);
+      } else {
+        const { ranges } = message;
+        handle(key, () => read(key, ranges));
+      }
     },
     onIncomplete: (info) => {
       metrics.notifyIncomplete.inc();

@@ -9,6 +9,7 @@ import { Hub } from "../events/hub.js";
 import { type Listener, startListener } from "../events/listener.js";
 import type { Logger } from "../log.js";
 import { createMetrics } from "../metrics.js";
+import { noticeEvents } from "../queue/index.js";
 import { createTokenIssuer } from "../tokens/index.js";
 import { createApp } from "./app.js";
 
@@ -92,6 +93,7 @@ export async function startHttp(options: {
     log,
     metrics,
     onEvents: (events) => hub.deliver(events),
+    readNotice: (ranges) => noticeEvents(sql, ranges),
     onGap: (since) => void hub.replay(since),
   });
   const tokens = createTokenIssuer({ sql, log });

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createSql } from "../../src/db/client.js";
 import {
-  decodeEvents,
+  decodeMessage,
   EVENTS_CHANNEL,
   type IncompleteMessage,
   type LedgerEvent,
@@ -178,6 +178,13 @@ function fakeEvents(firstId: number, count: number, note = "x"): LedgerEvent[] {
   }));
 }
 
+/** The events of a full-row message; fails on a notice. */
+function decodeEvents(text: string): LedgerEvent[] {
+  const message = decodeMessage(text);
+  if (message.kind !== "events") throw new Error(`expected events, got a ${message.kind}`);
+  return message.events;
+}
+
 describe("waitroom._publish over LISTEN", () => {
   it("delivers a batch of 500 ledger rows far over 8000 bytes, reassembled and decoded", async () => {
     const room = uniqueRoomId("notify");
@@ -256,6 +263,195 @@ describe("waitroom._publish over LISTEN", () => {
   it("refuses what is not a batch of events with ids", async () => {
     await expect(publish({ id: 1 })).rejects.toMatchObject({ code: "WR400" });
     await expect(publish([{ type: "room" }])).rejects.toMatchObject({ code: "WR400" });
+  });
+});
+
+/** `count` ledger rows of `room` like admissions (about 250 bytes of JSON each), `bytes` longer when asked; their ids. */
+async function ledgerRows(room: string, count: number, extraBytes = 0): Promise<number[]> {
+  const rows = await db.sql<{ id: number }[]>`
+    insert into waitroom.events (room_id, ticket_id, type, data)
+    select ${room}, gen_random_uuid(), 'admitted',
+           jsonb_build_object('claim_deadline', now(), 'waited_ms', i, 'pad', repeat('x', ${extraBytes}))
+      from generate_series(1, ${count}) i
+    returning id`;
+  return rows.map((row) => Number(row.id));
+}
+
+const publishIds = (ids: readonly number[] | null) =>
+  db.sql`select waitroom._publish_ids(${ids === null ? null : db.sql.array(ids as number[])}::bigint[])`;
+
+/** The notices among `payloads` (single-chunk messages whose body is not an array), decoded. */
+const notices = (payloads: string[]) =>
+  payloads.flatMap((payload) => {
+    const body = parseChunk(payload)?.body ?? "";
+    const message = body.startsWith("{") ? decodeMessage(body) : null;
+    return message?.kind === "notice" ? [{ payload, ranges: message.ranges }] : [];
+  });
+
+describe("waitroom._publish_ids over LISTEN", () => {
+  it("sends up to 64 rows in full, as one payload, when their JSON fits in it", async () => {
+    const { close, message, payloads } = await listen();
+    try {
+      const ids = await ledgerRows(uniqueRoomId("full"), 25);
+      await publishIds(ids);
+      const key = `${ids[0]}-${ids.at(-1)}`;
+      const expected = await db.sql<{ event: LedgerEvent }[]>`
+        select to_jsonb(e) as event from waitroom.events e where e.id = any (${db.sql.array(ids)}::bigint[]) order by e.id`;
+      expect(decodeEvents(await message(key))).toEqual(expected.map((row) => row.event));
+      expect(payloads).toHaveLength(1);
+      expect(payloads[0]).toMatch(new RegExp(`^${key}:1/1:\\[`));
+    } finally {
+      await close();
+    }
+  });
+
+  it("sends a compact notice instead when the rows are more than 64 or do not fit in one payload", async () => {
+    const { close, message, payloads } = await listen();
+    try {
+      const many = await ledgerRows(uniqueRoomId("many"), 65);
+      const wide = await ledgerRows(uniqueRoomId("wide"), 20, 300); // ~11 kB of JSON
+      const huge = await ledgerRows(uniqueRoomId("huge"), 1, 9000);
+      for (const ids of [many, wide, huge]) {
+        await publishIds(ids);
+        const key = `${ids[0]}-${ids.at(-1)}`;
+        expect(decodeMessage(await message(key))).toEqual({ kind: "notice", ranges: [[ids[0], ids.at(-1)]] });
+      }
+      expect(payloads).toHaveLength(3);
+      for (const payload of payloads) expect(Buffer.byteLength(payload)).toBeLessThan(100);
+    } finally {
+      await close();
+    }
+  });
+
+  it("names the runs of consecutive ids it was given, in order, without the ids between them", async () => {
+    const { close, message } = await listen();
+    try {
+      // Ids need not be in the ledger for a notice: only a listener's read looks them up.
+      const ids = [9_000_000_120, 1005, 1001, 1002, 1003, 1004, 1010, 1012, 1013, 9_000_000_121, 1003];
+      ids.push(...Array.from({ length: 100 }, (_, i) => 5000 + i));
+      await publishIds(ids);
+      expect(decodeMessage(await message("1001-9000000121"))).toEqual({
+        kind: "notice",
+        ranges: [
+          [1001, 1005],
+          [1010, 1010],
+          [1012, 1013],
+          [5000, 5099],
+          [9_000_000_120, 9_000_000_121],
+        ],
+      });
+    } finally {
+      await close();
+    }
+  });
+
+  it("splits notices at waitroom._notice_max_rows() ids and at 200 runs, one payload each", async () => {
+    const { close, payloads } = await listen();
+    try {
+      const [row] = await db.sql<{ max: number }[]>`select waitroom._notice_max_rows() as max`;
+      const max = Number(row?.max);
+      const first = 1_000_000_000_000_000; // 16 digits: the longest ranges a notice can hold
+      // One run of 2 × max + 7 ids, then 450 runs of one id each: the third part of max ids holds
+      // the run's last 7 and all 450 single ids, 451 runs, sent as 200 + 200 + 51.
+      const run = Array.from({ length: 2 * max + 7 }, (_, i) => first + i);
+      const scattered = Array.from({ length: 450 }, (_, i) => first + 3 * max + 2 * i);
+      await publishIds([...scattered, ...run]);
+      await vi.waitFor(() => expect(notices(payloads)).toHaveLength(5), { timeout: 10_000, interval: 10 });
+      const sent = notices(payloads);
+      expect(sent.map(({ ranges }) => [ranges.length, ranges.reduce((sum, [a, b]) => sum + b - a + 1, 0)])).toEqual([
+        [1, max],
+        [1, max],
+        [200, 7 + 199],
+        [200, 200],
+        [51, 51],
+      ]);
+      const named = sent.flatMap(({ ranges }) =>
+        ranges.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i)),
+      );
+      expect(named).toEqual([...run, ...scattered]);
+      for (const { payload, ranges } of sent) {
+        expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(7999);
+        expect(parseChunk(payload)).toMatchObject({ firstId: ranges[0]?.[0], lastId: ranges.at(-1)?.[1], count: 1 });
+      }
+    } finally {
+      await close();
+    }
+  });
+
+  it("sends nothing for null or an empty array", async () => {
+    const { close, message, payloads } = await listen();
+    try {
+      await publishIds([]);
+      await publishIds(null);
+      await publish(fakeEvents(77, 1));
+      await message("77-77");
+      expect(payloads.map((payload) => parseChunk(payload)?.key)).toEqual(["77-77"]);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe("waitroom.notice_events", () => {
+  const read = (firsts: number[] | null, lasts: number[] | null) =>
+    db.sql<{ id: number; type: string }[]>`
+      select id, type from waitroom.notice_events(
+        ${firsts === null ? null : db.sql.array(firsts)}::bigint[], ${lasts === null ? null : db.sql.array(lasts)}::bigint[])`;
+
+  it("reads the announced rows in the ranges, oldest first, as the app role may", async () => {
+    const room = uniqueRoomId("read");
+    const rows = await db.sql<{ id: number; type: string }[]>`
+      insert into waitroom.events (room_id, type)
+      select ${room}, t from unnest(array['room_created', 'joined', 'admitted', 'left', 'rejoined', 'ended']) t
+      returning id, type`;
+    const ids = rows.map((row) => Number(row.id));
+    const [first = 0, , third = 0, fourth = 0, , last = 0] = ids;
+    const app = await db.sql.begin(async (tx) => {
+      await tx`set local role waitroom_app`;
+      return tx<{ id: number; type: string }[]>`
+        select id, type from waitroom.notice_events(${db.sql.array([first, last])}::bigint[], ${db.sql.array([fourth, last])}::bigint[])`;
+    });
+    expect(app.map((row) => [Number(row.id), row.type])).toEqual([
+      [third, "admitted"],
+      [fourth, "left"],
+      [last, "ended"],
+    ]);
+  });
+
+  it("refuses ranges waitroom._publish_ids never sends: out of order, overlapping, too many ids", async () => {
+    const [row] = await db.sql<{ max: number }[]>`select waitroom._notice_max_rows() as max`;
+    const max = Number(row?.max);
+    const refused: [number[] | null, number[] | null][] = [
+      [null, [1]],
+      [[1], null],
+      [[1, 5], [2]],
+      [[5], [4]],
+      [[0], [3]],
+      [[-5], [3]],
+      [
+        [10, 1],
+        [11, 2],
+      ],
+      [
+        [1, 3],
+        [5, 8],
+      ],
+      [
+        [1, 5],
+        [5, 8],
+      ],
+      [[1], [max + 1]],
+      [
+        [1, max],
+        [max - 10, max + 10],
+      ],
+      [[1], [Number.MAX_SAFE_INTEGER]],
+    ];
+    for (const [firsts, lasts] of refused) {
+      await expect(read(firsts, lasts), JSON.stringify([firsts, lasts])).rejects.toMatchObject({ code: "WR400" });
+    }
+    expect(await read([1, max], [max - 11, max + 10])).toBeDefined();
+    expect(await read([], [])).toEqual([]);
   });
 });
 
@@ -383,14 +579,46 @@ describe("Reassembler", () => {
   });
 });
 
-describe("decodeEvents", () => {
-  it("returns the events of a JSON array and throws on anything else", () => {
+describe("decodeMessage", () => {
+  it("returns the events of a JSON array", () => {
     const events = fakeEvents(1, 2);
-    expect(decodeEvents(JSON.stringify(events))).toEqual(events);
-    expect(decodeEvents("[]")).toEqual([]);
-    for (const text of ['{"id": 1}', "null", "1", "[1]", '[{"id": "1"}]']) {
-      expect(() => decodeEvents(text), text).toThrow(TypeError);
-    }
-    expect(() => decodeEvents("[")).toThrow(SyntaxError);
+    expect(decodeMessage(JSON.stringify(events))).toEqual({ kind: "events", events });
+    expect(decodeMessage("[]")).toEqual({ kind: "events", events: [] });
+  });
+
+  it("returns the id ranges of a version 1 notice, as waitroom._publish_ids writes it", () => {
+    expect(decodeMessage('{"v": 1, "ranges": [[5, 9], [12, 12], [9007199254740991, 9007199254740991]]}')).toEqual({
+      kind: "notice",
+      ranges: [
+        [5, 9],
+        [12, 12],
+        [9007199254740991, 9007199254740991],
+      ],
+    });
+  });
+
+  it("throws on anything else: another version, ranges that are not pairs of ids", () => {
+    const undecodable = [
+      '{"id": 1}',
+      "null",
+      "1",
+      '"x"',
+      "[1]",
+      '[{"id": "1"}]',
+      '{"v": 2, "ranges": [[1, 2]]}',
+      '{"v": "1", "ranges": [[1, 2]]}',
+      '{"ranges": [[1, 2]]}',
+      '{"v": 1}',
+      '{"v": 1, "ranges": []}',
+      '{"v": 1, "ranges": [1, 2]}',
+      '{"v": 1, "ranges": [[1]]}',
+      '{"v": 1, "ranges": [[1, 2, 3]]}',
+      '{"v": 1, "ranges": [[0, 2]]}',
+      '{"v": 1, "ranges": [[1, 2.5]]}',
+      '{"v": 1, "ranges": [["1", 2]]}',
+      '{"v": 1, "ranges": [[1, 9007199254740992]]}',
+    ];
+    for (const text of undecodable) expect(() => decodeMessage(text), text).toThrow(TypeError);
+    expect(() => decodeMessage("[")).toThrow(SyntaxError);
   });
 });

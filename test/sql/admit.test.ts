@@ -24,6 +24,22 @@ describe("admit", () => {
     expect(events[0]?.data).toMatchObject({ waited_ms: 10_000 });
   });
 
+  it("answers each admitted ticket with its holder, priority and deadline: priority first, then join order", async () => {
+    const room = await createRoom(db.sql, 3, { claim_seconds: 30 });
+    const low = await join(db.sql, room, { holder: "lo", priority: -1 });
+    const first = await join(db.sql, room);
+    const vip = await join(db.sql, room, { holder: "vip", priority: 5 });
+    await join(db.sql, room);
+    const rows = await db.sql`select * from waitroom.admit(${room}, null, ${at(10)})`;
+    expect(rows).toEqual([
+      { ticket_id: vip.ticket_id, holder: "vip", priority: 5, claim_deadline: at(40) },
+      { ticket_id: first.ticket_id, holder: null, priority: 0, claim_deadline: at(40) },
+      expect.objectContaining({ holder: null, priority: 0 }),
+    ]);
+    expect(rows.map((r) => r.ticket_id)).not.toContain(low.ticket_id);
+    expect(await db.sql`select * from waitroom.admit(${room}, null, ${at(11)})`).toEqual([]);
+  });
+
   it("admits nobody when no seat is free, and refills a seat once it is freed", async () => {
     const room = await createRoom(db.sql, 1);
     const first = await join(db.sql, room);

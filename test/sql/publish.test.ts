@@ -1,34 +1,46 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSql, type Sql } from "../../src/db/client.js";
-import { decodeEvents, EVENTS_CHANNEL, type LedgerEvent, Reassembler } from "../../src/events/codec.js";
+import type { LedgerEvent } from "../../src/events/codec.js";
+import { type Listener, startListener } from "../../src/events/listener.js";
+import { createLogger } from "../../src/log.js";
+import { createMetrics } from "../../src/metrics.js";
+import { noticeEvents } from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
 
 /*
- * Which verbs announce their ledger rows on waitroom_events (NOTIFY), read by
- * a real LISTEN connection: every state change a client must see, and never
- * a join (NOTIFY takes a global lock at commit).
+ * Which verbs announce their ledger rows on waitroom_events (NOTIFY), heard
+ * by the listener an app process runs (rows in full, or read from the ledger
+ * when a compact notice names them): every state change a client must see,
+ * and never a join (NOTIFY takes a global lock at commit).
  */
 
 const db = useTestDatabase();
-let listener: Sql;
+let listener: Listener;
 const received: LedgerEvent[][] = [];
-const reassembler = new Reassembler({
-  timeoutMs: 5_000,
-  onMessage: (_key, text) => received.push(decodeEvents(text)),
-  onIncomplete: () => {
-    throw new Error("incomplete message");
-  },
-});
+const gaps: Date[] = [];
 
 beforeAll(async () => {
-  listener = createSql(db.url, { max: 1 });
-  await listener.listen(EVENTS_CHANNEL, (payload) => reassembler.push(payload));
+  listener = startListener({
+    databaseUrl: db.url,
+    log: createLogger("silent"),
+    metrics: createMetrics(),
+    onEvents: (events) => received.push(events),
+    readNotice: (ranges) => noticeEvents(db.sql, ranges),
+    onGap: (since) => gaps.push(since),
+  });
+  await until(() => listener.connected, "the listener is connected");
 });
 afterAll(async () => {
-  reassembler.close();
-  await listener.end();
+  await listener.close();
 });
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 /** Publish a fence message and wait for it: once it is in, everything committed before it is too. */
 let fences = 0;
@@ -37,11 +49,7 @@ async function fence(): Promise<string> {
   const id = 1_000_000_000_000 + ++fences;
   const type = `fence-${id}`;
   await db.sql`select waitroom._publish(${db.sql.json([{ id, type }])})`;
-  const deadline = Date.now() + 5_000;
-  while (!received.some((events) => events.some((e) => e.type === type))) {
-    if (Date.now() > deadline) throw new Error("the fence NOTIFY never arrived");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await until(() => received.some((events) => events.some((e) => e.type === type)), "the fence arrives");
   return type;
 }
 
@@ -51,6 +59,7 @@ async function announced(work: () => Promise<unknown>): Promise<string[][]> {
   received.length = 0;
   await work();
   await fence();
+  expect(gaps).toEqual([]);
   return received
     .filter((events) => !events.some((e) => e.type.startsWith("fence-")))
     .map((events) => events.map((e) => e.type));
@@ -69,6 +78,25 @@ describe("announcements", () => {
         expect(direct.status).toBe("admitted");
       }),
     ).toEqual([]);
+  });
+
+  it("a passthrough join announces the admissions of tickets ahead of it, not its own", async () => {
+    const room = await createRoom(db.sql, 2, { mode: "passthrough", idle_seconds: 3600 });
+    const a = await join(db.sql, room, { now: at(1) });
+    const b = await join(db.sql, room, { now: at(1) });
+    const c = await join(db.sql, room, { now: at(2) });
+    expect([a.status, b.status, c.status]).toEqual(["admitted", "admitted", "queued"]);
+    await verdict(db.sql, "leave", a, at(3));
+    await verdict(db.sql, "leave", b, at(3));
+    let d: Awaited<ReturnType<typeof join>> | undefined;
+    const messages = await announced(async () => {
+      d = await join(db.sql, room, { now: at(4) });
+    });
+    expect(d?.status).toBe("admitted");
+    expect(messages).toEqual([["admitted"]]);
+    const [row] = await db.sql<{ ticket_id: string }[]>`
+      select ticket_id from waitroom.events where room_id = ${room} and type = 'admitted' order by id desc offset 1 limit 1`;
+    expect(row?.ticket_id).toBe(c.ticket_id);
   });
 
   it("admit, claim, leave, configure and sweep each announce their rows in one message", async () => {
