@@ -1,8 +1,9 @@
-import pg from "pg";
+import type pg from "pg";
 import { type ExplainedStatement, explainNested, slowestInside } from "./lib/explain.js";
 import { formatCount, formatMs, formatRatio, markdownTable, textTable } from "./lib/format.js";
 import { readNotes } from "./lib/notes.js";
 import { type PgbenchRun, runPgbench } from "./lib/pgbench.js";
+import { FILL_BATCH, FILL_CONNECTIONS, fillQueue, timeAdmit, timed } from "./lib/queue-fill.js";
 import { withClient } from "./lib/server.js";
 import { disableAutovacuum, RAW_INSERT_TABLE, type SqlWorkload, scriptFile, settle } from "./lib/sql-workloads.js";
 import { median, quantile, range } from "./lib/stats.js";
@@ -25,9 +26,6 @@ const TARGET_TICK_GROWTH = 2;
 const DEPTH_ROOM = "bench"; // the room bench/sql/join.sql joins
 const CLIENTS = 8;
 const THREADS = 2;
-/** Connections filling the queue at once: one per core of the reference machine. */
-const FILL_CONNECTIONS = 2;
-const FILL_BATCH = 20_000;
 /** Rooms never let a queued ticket go idle during the run (fills take minutes), and offers never lapse. */
 const ROOM_SETTINGS = { idle_seconds: 86_400, claim_seconds: 3_600 };
 
@@ -148,51 +146,6 @@ export type AdmissionFigures = {
   joinP99: { depth: number; ms: number; target: { ms: number; met: boolean } };
 };
 
-const seconds = (since: number) => (performance.now() - since) / 1000;
-
-async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T }> {
-  const started = performance.now();
-  const value = await work();
-  return { ms: performance.now() - started, value };
-}
-
-/**
- * `count` joins of `room` through waitroom.join, in batches of one `insert … select`-style statement
- * (`select waitroom.join(room) from generate_series(1, n)`), on FILL_CONNECTIONS connections at once.
- * Stops early, between batches, once `deadline` (performance.now() ms) has passed.
- */
-async function fillQueue(
-  databaseUrl: string,
-  room: string,
-  count: number,
-  deadline: number,
-  signal: AbortSignal,
-): Promise<{ joined: number; seconds: number }> {
-  const started = performance.now();
-  let left = count;
-  let joined = 0;
-  const worker = async () => {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    try {
-      while (left > 0 && !signal.aborted && performance.now() < deadline) {
-        const batch = Math.min(FILL_BATCH, left);
-        left -= batch;
-        await client.query("select count(*) from (select waitroom.join($1) from generate_series(1, $2)) joined", [
-          room,
-          batch,
-        ]);
-        joined += batch;
-      }
-    } finally {
-      await client.end();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(FILL_CONNECTIONS, Math.ceil(count / FILL_BATCH)) }, worker));
-  signal.throwIfAborted();
-  return { joined, seconds: seconds(started) };
-}
-
 function shares(statements: ExplainedStatement[], count: number): StatementShare[] {
   return slowestInside(statements, count).map((statement) => ({
     text: statement.text.length > 160 ? `${statement.text.slice(0, 159)}…` : statement.text,
@@ -230,8 +183,7 @@ async function measureAdmit(context: BenchContext, databaseUrl: string, control:
     await settle(control);
     // Alternate which goes first, so neither always runs right after the checkpoint.
     const runBaseline = () => timed(() => control.query(RAW_ADMIT, [room, plan.admitSize]));
-    const runAdmit = () =>
-      timed(() => control.query<{ count: string }>("select count(*) from waitroom.admit($1)", [room]));
+    const runAdmit = () => timeAdmit(control, room);
     let baseline: Awaited<ReturnType<typeof runBaseline>>;
     let admit: Awaited<ReturnType<typeof runAdmit>>;
     if (round % 2 === 1) {
@@ -241,7 +193,7 @@ async function measureAdmit(context: BenchContext, databaseUrl: string, control:
       admit = await runAdmit();
       baseline = await runBaseline();
     }
-    const admitted = Number(admit.value.rows[0]?.count ?? 0);
+    const { admitted } = admit;
     rounds.push({ admitMs: admit.ms, baselineMs: baseline.ms, admitted, fillSeconds: fill.seconds });
     say(
       `round ${round}/${plan.admitRounds}  admit ${formatCount(admitted)} in ${formatMs(admit.ms)}` +

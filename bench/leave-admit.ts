@@ -4,7 +4,7 @@ import { formatMs, markdownTable, textTable } from "./lib/format.js";
 import { readNotes } from "./lib/notes.js";
 import { withClient } from "./lib/server.js";
 import { SseReader } from "./lib/sse.js";
-import { median, quantile, range } from "./lib/stats.js";
+import { median, type Quantiles, quantiles } from "./lib/stats.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
 
 /*
@@ -40,8 +40,6 @@ type Sample = {
   admittedToClientMs: number | null;
 };
 
-type Quantiles = { p50: number; p90: number; p99: number; max: number };
-
 export type LeaveAdmitFigures = {
   rounds: number;
   streamsPerRound: number;
@@ -62,15 +60,6 @@ type Ticket = { id: string; token: string; stream: SseReader };
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable with PostgreSQL's timestamps. */
 const wallMs = (monotonic: number) => performance.timeOrigin + monotonic;
-
-function quantiles(values: readonly number[]): Quantiles {
-  return {
-    p50: quantile(values, 0.5),
-    p90: quantile(values, 0.9),
-    p99: quantile(values, 0.99),
-    max: range(values).max,
-  };
-}
 
 const medianOrNull = (values: (number | null)[]) => {
   const known = values.filter((value): value is number => value !== null);

@@ -1,13 +1,11 @@
-import { type ChildProcess, fork } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import http from "node:http";
-import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { formatCount, formatMs, markdownTable, textTable } from "./lib/format.js";
 import { readNotes } from "./lib/notes.js";
 import { withClient } from "./lib/server.js";
+import { descriptorLimit, startServiceProcess } from "./lib/service-process.js";
 import type { ServiceMemory } from "./lib/sse-service-child.js";
-import { median, quantile, range } from "./lib/stats.js";
+import { median, type Quantiles, quantiles } from "./lib/stats.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
 
 /*
@@ -32,8 +30,6 @@ const DESCRIPTOR_MARGIN = 500;
 /** The periodic re-read (joins are not announced) is pushed out of the way: what is counted is the change's own. */
 const SERVICE_ENV = { WAITROOM_REFRESH_MS: "60000" };
 
-const CHILD = fileURLToPath(new URL("./lib/sse-service-child.ts", import.meta.url));
-
 type Plan = { sizes: number[]; rounds: number; warmupRounds: number };
 const PLANS: Record<Mode, Plan> = {
   // Opening costs the service O(position) per stream (see the notes), so N² in all: 7,000 keeps the run in its
@@ -41,8 +37,6 @@ const PLANS: Record<Mode, Plan> = {
   full: { sizes: [1_000, 3_000, 7_000], rounds: 5, warmupRounds: 1 },
   quick: { sizes: [200], rounds: 2, warmupRounds: 1 },
 };
-
-type Quantiles = { p50: number; p90: number; p99: number; max: number };
 
 export type SseSizeFigures = {
   streams: number;
@@ -81,70 +75,6 @@ type Stream = {
 class Round {
   waiting = 0;
   done: (() => void) | null = null;
-}
-
-function quantiles(values: readonly number[]): Quantiles {
-  return {
-    p50: quantile(values, 0.5),
-    p90: quantile(values, 0.9),
-    p99: quantile(values, 0.99),
-    max: range(values).max,
-  };
-}
-
-async function descriptorLimit(): Promise<number | null> {
-  const limits = await readFile("/proc/self/limits", "utf8").catch(() => "");
-  const line = limits.split("\n").find((l) => l.startsWith("Max open files"));
-  const soft = line?.split(/\s{2,}/)[1];
-  return soft && /^\d+$/.test(soft) ? Number(soft) : null;
-}
-
-type Service = {
-  url: string;
-  memory(): Promise<ServiceMemory>;
-  stop(): Promise<void>;
-};
-
-async function startService(databaseUrl: string, signal: AbortSignal): Promise<Service> {
-  const child: ChildProcess = fork(CHILD, [databaseUrl, JSON.stringify(SERVICE_ENV)], {
-    execArgv: ["--import", import.meta.resolve("tsx"), "--expose-gc"],
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
-    signal,
-    killSignal: "SIGKILL",
-  });
-  child.on("error", () => {});
-  const next = <T>(type: string) =>
-    new Promise<T>((resolve, reject) => {
-      const onMessage = (message: { type: string } & Record<string, unknown>) => {
-        if (message.type !== type) return;
-        child.off("message", onMessage);
-        child.off("exit", onExit);
-        resolve(message as T);
-      };
-      const onExit = (code: number | null) => {
-        child.off("message", onMessage);
-        reject(new Error(`SSE service process exited (${code}) before '${type}'`));
-      };
-      child.on("message", onMessage);
-      child.once("exit", onExit);
-    });
-  const { url } = await next<{ url: string }>("ready");
-  return {
-    url,
-    async memory() {
-      const answer = next<{ memory: ServiceMemory }>("memory");
-      child.send({ type: "memory" });
-      return (await answer).memory;
-    },
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.send({ type: "stop" });
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
 }
 
 async function positionQueries(url: string): Promise<number> {
@@ -238,7 +168,7 @@ async function runSize(
        from (select waitroom.join($1) as j from generate_series(1, $2::int) offset 0) s`,
     [room, tickets],
   );
-  const service = await startService(databaseUrl, context.signal);
+  const service = await startServiceProcess({ databaseUrl, env: SERVICE_ENV, signal: context.signal });
   const agent = new http.Agent({ keepAlive: false, maxSockets: Number.POSITIVE_INFINITY });
   const streams: Stream[] = [];
   let round = new Round();

@@ -23,8 +23,8 @@ export async function machineCpu(): Promise<MachineCpu | null> {
   return { busyMs: toMs(busy), totalMs: toMs(busy + idle + iowait) };
 }
 
-/** CPU time (user + system) of one process, in ms. */
-async function processCpuMs(pid: number): Promise<{ parent: number; ms: number } | null> {
+/** CPU time (user + system) of one process, in ms, and its parent's pid. */
+export async function processCpuMs(pid: number): Promise<{ parent: number; ms: number } | null> {
   const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
   if (!text) return null;
   // The command name may contain spaces and parentheses: fields are counted after its closing one.

@@ -1,3 +1,4 @@
+import { writeFile } from "node:fs/promises";
 import http from "node:http";
 import { quantileOfSorted } from "./stats.js";
 
@@ -13,16 +14,25 @@ export type LoadArgs = {
   url: string;
   path: string;
   method: string;
+  /** Sent as `Content-Type: application/json`, as a browser's fetch sends a JSON body; none when unset. */
+  jsonBody?: string;
   /** Status every answer should have; others are counted as errors. */
   expectStatus: number;
   concurrency: number;
   warmupSeconds: number;
+  /** The measured window; with `requests`, the bound on the whole run. */
   seconds: number;
+  /** Send exactly this many requests in all (no warm-up), then stop: a burst rather than a window. */
+  requests?: number;
+  /** Write the body of every answer with the expected status here, one per line (requires `requests`). */
+  answersFile?: string;
 };
 
 export type LoadResult = {
   requests: number;
   errors: number;
+  /** What the errors were: an unexpected status ("HTTP 503") or a transport error code ("ECONNRESET"). */
+  errorKinds: Record<string, number>;
   elapsedMs: number;
   latencyP50Ms: number;
   latencyP90Ms: number;
@@ -32,50 +42,78 @@ export type LoadResult = {
   cpuMs: number;
 };
 
-function request(agent: http.Agent, url: URL, method: string): Promise<number> {
+type Answer = { status: number; body: string | null };
+
+function request(agent: http.Agent, url: URL, args: LoadArgs, keepBody: boolean): Promise<Answer> {
+  const headers: http.OutgoingHttpHeaders =
+    args.jsonBody === undefined
+      ? { "content-length": "0" }
+      : { "content-type": "application/json", "content-length": Buffer.byteLength(args.jsonBody) };
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: { "content-length": "0" } }, (res) => {
-      res.on("data", () => {});
-      res.on("end", () => resolve(res.statusCode ?? 0));
+    const req = http.request(url, { method: args.method, agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => {
+        if (keepBody) chunks.push(chunk);
+      });
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, body: keepBody ? Buffer.concat(chunks).toString("utf8") : null }),
+      );
       res.on("error", reject);
     });
     req.on("error", reject);
-    req.end();
+    req.end(args.jsonBody);
   });
 }
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? "{}") as LoadArgs;
+  const burst = args.requests !== undefined;
   const url = new URL(args.path, args.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: args.concurrency });
   const start = performance.now();
-  const measureFrom = start + args.warmupSeconds * 1000;
+  const measureFrom = burst ? start : start + args.warmupSeconds * 1000;
   const measureUntil = measureFrom + args.seconds * 1000;
   const latencies: number[] = [];
+  const answers: string[] = [];
+  const errorKinds: Record<string, number> = {};
   let errors = 0;
+  let sentInAll = 0;
+  let lastDone = measureFrom;
   let cpuAtStart: NodeJS.CpuUsage | undefined;
   let reportedStart = false;
+  const countError = (kind: string) => {
+    errors++;
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+  };
 
   const loop = async () => {
     for (;;) {
       const sent = performance.now();
-      if (sent >= measureUntil) return;
+      if (sent >= measureUntil || (burst && sentInAll >= (args.requests as number))) return;
+      sentInAll++;
       if (!reportedStart && sent >= measureFrom) {
         reportedStart = true;
         cpuAtStart = process.cpuUsage();
         process.stdout.write("measuring\n");
       }
-      let ok = false;
+      let answer: Answer | undefined;
+      let failure: string | undefined;
       try {
-        ok = (await request(agent, url, args.method)) === args.expectStatus;
-      } catch {
+        answer = await request(agent, url, args, args.answersFile !== undefined);
+      } catch (error) {
+        failure = (error as NodeJS.ErrnoException).code ?? "transport error";
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       const done = performance.now();
-      // Counted: requests sent and answered inside the window.
-      if (sent >= measureFrom && done <= measureUntil) {
-        if (ok) latencies.push(done - sent);
-        else errors++;
+      // Counted: requests sent and answered inside the window (in a burst: all of them).
+      if (sent >= measureFrom && (burst || done <= measureUntil)) {
+        lastDone = Math.max(lastDone, done);
+        if (answer?.status === args.expectStatus) {
+          latencies.push(done - sent);
+          if (answer.body !== null) answers.push(answer.body);
+        } else {
+          countError(failure ?? `HTTP ${answer?.status}`);
+        }
       }
     }
   };
@@ -83,13 +121,15 @@ async function main(): Promise<void> {
   const cpu = process.cpuUsage(cpuAtStart);
   process.stdout.write("done\n");
   agent.destroy();
+  if (args.answersFile !== undefined) await writeFile(args.answersFile, answers.map((a) => `${a}\n`).join(""));
 
   latencies.sort((a, b) => a - b);
   const at = (q: number) => (latencies.length > 0 ? quantileOfSorted(latencies, q) : Number.NaN);
   const result: LoadResult = {
     requests: latencies.length,
     errors,
-    elapsedMs: measureUntil - measureFrom,
+    errorKinds,
+    elapsedMs: burst ? lastDone - measureFrom : measureUntil - measureFrom,
     latencyP50Ms: at(0.5),
     latencyP90Ms: at(0.9),
     latencyP99Ms: at(0.99),

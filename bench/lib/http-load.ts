@@ -1,14 +1,22 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { childrenCpuDeltaMs, childrenCpuMs, machineCpu } from "./cpu.js";
+import { childrenCpuDeltaMs, childrenCpuMs, machineCpu, processCpuMs } from "./cpu.js";
 import type { LoadArgs, LoadResult } from "./http-load-child.js";
 
 const CHILD = fileURLToPath(new URL("./http-load-child.ts", import.meta.url));
 
+async function serviceCpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1000;
+  }
+  return (await processCpuMs(pid))?.ms ?? Number.NaN;
+}
+
 export type HttpLoadRun = LoadResult & {
   requestsPerSecond: number;
-  /** This process (the service under test) during the measured window; CPU ms per request. */
+  /** The service under test during the measured window; CPU ms per request (NaN when /proc does not say). */
   serverCpuMsPerRequest: number;
   /** PostgreSQL's processes; null when /proc or the postmaster pid is unavailable. */
   postgresCpuMsPerRequest: number | null;
@@ -18,13 +26,14 @@ export type HttpLoadRun = LoadResult & {
 };
 
 /**
- * Closed-loop HTTP load from a separate Node process against a service running in this one.
- * CPU is sampled when the child reports that its warm-up is over and again when its window closes.
+ * Closed-loop HTTP load from a separate Node process against a service running in this one (or in the
+ * process `servicePid`). CPU is sampled when the child reports that its warm-up is over and again when
+ * its window closes.
  */
 export async function runHttpLoad(
-  args: LoadArgs & { signal: AbortSignal; postmasterPid: number | null },
+  args: LoadArgs & { signal: AbortSignal; postmasterPid: number | null; servicePid?: number },
 ): Promise<HttpLoadRun> {
-  const { signal, postmasterPid, ...loadArgs } = args;
+  const { signal, postmasterPid, servicePid, ...loadArgs } = args;
   const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), CHILD, JSON.stringify(loadArgs)], {
     stdio: ["ignore", "pipe", "pipe"],
     signal,
@@ -39,12 +48,12 @@ export async function runHttpLoad(
   });
 
   type Snapshot = {
-    server: NodeJS.CpuUsage;
+    serverMs: number;
     postgres: Map<number, number> | null;
     machine: Awaited<ReturnType<typeof machineCpu>>;
   };
   const snapshot = async (): Promise<Snapshot> => ({
-    server: process.cpuUsage(),
+    serverMs: await serviceCpuMs(servicePid),
     postgres: postmasterPid === null ? null : await childrenCpuMs(postmasterPid),
     machine: await machineCpu(),
   });
@@ -60,7 +69,7 @@ export async function runHttpLoad(
   if (code !== 0 || !result || !before || !after) {
     throw new Error(`HTTP load generator failed (exit ${code}):\n${stderr.trim().split("\n").slice(-15).join("\n")}`);
   }
-  const serverCpuMs = (after.server.user + after.server.system - before.server.user - before.server.system) / 1000;
+  const serverCpuMs = after.serverMs - before.serverMs;
   const perRequest = (ms: number) => ms / Math.max(1, result.requests);
   const postgresMs = before.postgres && after.postgres ? childrenCpuDeltaMs(before.postgres, after.postgres) : null;
   const machine =

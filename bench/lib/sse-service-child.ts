@@ -1,9 +1,10 @@
 import { startBenchApp } from "./app.js";
 
 /*
- * The real HTTP service alone in a Node process (started with --expose-gc by
- * bench/sse-fanout.ts), so that its memory can be read apart from the clients'.
- * Speaks over the IPC channel: sends {type: "ready", url}; answers
+ * The real HTTP service (and, with {"worker": true}, the scheduler, as
+ * `npm start` runs them) alone in a Node process, started with --expose-gc by
+ * bench/lib/service-process.ts, so that its memory can be read apart from the
+ * clients'. Speaks over the IPC channel: sends {type: "ready", url}; answers
  * {type: "memory"} with process.memoryUsage() after two full collections;
  * {type: "stop"} closes the service and exits.
  */
@@ -12,8 +13,12 @@ type Request = { type: "memory" } | { type: "stop" };
 
 export type ServiceMemory = { rss: number; heapUsed: number; external: number; arrayBuffers: number };
 
-const [databaseUrl, envJson] = process.argv.slice(2);
-if (!databaseUrl || !process.send) throw new Error("usage: sse-service-child.ts <database url> [env json] (with IPC)");
+export type ServiceOptions = { worker?: boolean };
+
+const [databaseUrl, envJson, optionsJson] = process.argv.slice(2);
+if (!databaseUrl || !process.send) {
+  throw new Error("usage: sse-service-child.ts <database url> [env json] [options json] (with IPC)");
+}
 
 const send = (message: unknown) => process.send?.(message);
 
@@ -23,7 +28,12 @@ function collect(): void {
   gc?.();
 }
 
-const app = await startBenchApp({ databaseUrl, env: envJson ? (JSON.parse(envJson) as Record<string, string>) : {} });
+const options = optionsJson ? (JSON.parse(optionsJson) as ServiceOptions) : {};
+const app = await startBenchApp({
+  databaseUrl,
+  worker: options.worker === true,
+  env: envJson ? (JSON.parse(envJson) as Record<string, string>) : {},
+});
 process.on("message", (message: Request) => {
   if (message.type === "memory") {
     collect();

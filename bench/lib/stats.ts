@@ -30,3 +30,17 @@ export function range(values: readonly number[]): { min: number; max: number } {
 export function tpsRatiosByRound(runs: readonly { tps: number }[], baselines: readonly { tps: number }[]): number[] {
   return runs.map((run, index) => run.tps / (baselines[index]?.tps ?? Number.NaN));
 }
+
+export type Quantiles = { p50: number; p90: number; p99: number; max: number };
+
+/** The usual latency summary; NaN throughout for no values (a phase in which nothing arrived). */
+export function quantiles(values: readonly number[]): Quantiles {
+  if (values.length === 0) return { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN };
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    p50: quantileOfSorted(sorted, 0.5),
+    p90: quantileOfSorted(sorted, 0.9),
+    p99: quantileOfSorted(sorted, 0.99),
+    max: sorted.at(-1) as number,
+  };
+}
