@@ -12,16 +12,23 @@ import type pg from "pg";
 export const SQL_WORKLOADS = ["raw", "floor", "join", "add_job"] as const;
 export type SqlWorkload = (typeof SQL_WORKLOADS)[number];
 
-const SCRIPT_FILES: Record<SqlWorkload, string> = {
+/** Workloads that write BATCH_ROWS rows per transaction (the rush benchmark's). */
+export const BATCH_WORKLOADS = ["join_many", "add_jobs"] as const;
+export type BatchWorkload = (typeof BATCH_WORKLOADS)[number];
+export const BATCH_ROWS = 100;
+
+const SCRIPT_FILES: Record<SqlWorkload | BatchWorkload, string> = {
   raw: "raw_insert.sql",
   floor: "join_floor.sql",
   join: "join.sql",
   add_job: "add_job.sql",
+  join_many: "join_many.sql",
+  add_jobs: "add_jobs.sql",
 };
 const SCRIPTS_DIR = fileURLToPath(new URL("../sql/", import.meta.url));
 
 /** The pgbench script of a workload (join.sql joins room `bench`; raw_insert.sql needs RAW_INSERT_TABLE). */
-export function scriptFile(workload: SqlWorkload): string {
+export function scriptFile(workload: SqlWorkload | BatchWorkload): string {
   return `${SCRIPTS_DIR}${SCRIPT_FILES[workload]}`;
 }
 
@@ -35,7 +42,7 @@ export const RAW_INSERT_TABLE = `
   )`;
 
 /** The script's statement on one line, for the report. */
-export async function statementOf(workload: SqlWorkload): Promise<string> {
+export async function statementOf(workload: SqlWorkload | BatchWorkload): Promise<string> {
   const text = await readFile(scriptFile(workload), "utf8");
   return text
     .split("\n")
