@@ -15,7 +15,7 @@ declare
   v_budget     bigint;
   v_deadline   timestamptz;
   -- Ids of the ledger rows written, to announce at the end.
-  v_events     bigint[];
+  v_event_ids  bigint[];
   v_logged     bigint[];
   -- The admitted tickets, in admission order.
   v_tickets    uuid[];
@@ -41,12 +41,12 @@ begin
   end if;
 
   -- Record lapsed offers and finished sessions first so their seats count as free.
-  select e.event_ids into v_events from waitroom._expire(p_room, 1000, v_now) e;
+  select e.event_ids into v_event_ids from waitroom._expire(p_room, 1000, v_now) e;
 
   -- The opening: the tickets that joined before opens_at are drawn into a
   -- random order first (once per room, see waitroom._draw).
   if r.opens_at is not null and r.shuffled_at is null then
-    v_events := v_events || waitroom._draw(r, v_now);
+    v_event_ids := v_event_ids || waitroom._draw(r, v_now);
   end if;
 
   -- Upstream health gate: fail closed. Only a healthy last probe lets anyone
@@ -100,20 +100,20 @@ begin
       from done d;
     if v_logged is not null then
       perform waitroom._dequeue(p_room, cardinality(v_logged));
-      v_events := v_events || v_logged;
+      v_event_ids := v_event_ids || v_logged;
     end if;
   end if;
 
   if p_unannounced is not null then
-    -- Hashed (not in a subquery), not = any (array): a batch of 10,000 joins
-    -- would otherwise compare each row with every ticket of the batch.
-    v_events := array(
+    -- NOT IN a subquery is hashed; <> all (array) would compare every row
+    -- with every ticket of a batch of 10,000 passthrough joins.
+    v_event_ids := array(
       select e.id
         from waitroom.events e
-       where e.id = any (v_events)
+       where e.id = any (v_event_ids)
          and (e.ticket_id is null or e.ticket_id not in (select unnest(p_unannounced))));
   end if;
-  perform waitroom._publish_ids(v_events);
+  perform waitroom._publish_ids(v_event_ids);
   return query
   select a.id, a.holder, a.priority, v_deadline
     from unnest(v_tickets, v_holders, v_priorities) as a(id, holder, priority);

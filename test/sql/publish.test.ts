@@ -122,6 +122,13 @@ describe("announcements", () => {
     ]);
   });
 
+  it("the opening admission announces the draw with the admissions, and only once", async () => {
+    const room = await createRoom(db.sql, 2, { opens_at: at(10).toISOString(), idle_seconds: 3600 });
+    for (let i = 0; i < 3; i++) await join(db.sql, room, { now: at(1) });
+    expect(await announced(() => admit(db.sql, room, at(10)))).toEqual([["room_shuffled", "admitted", "admitted"]]);
+    expect(await announced(() => admit(db.sql, room, at(11)))).toEqual([]);
+  });
+
   it("sends nothing when nothing changed", async () => {
     const room = await createRoom(db.sql, 0);
     await join(db.sql, room);
