@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type pg from "pg";
-import { childrenCpuDeltaMs, childrenCpuMs, processCpuMs } from "./lib/cpu.js";
+import { childrenCpuDeltaMs, childrenCpuMs, type MachineCpu, machineCpu, processCpuMs } from "./lib/cpu.js";
 import { formatCount, formatMs, formatRatio, markdownTable, textTable } from "./lib/format.js";
 import { type HttpLoadRun, runHttpLoad } from "./lib/http-load.js";
 import { runInterleaved } from "./lib/interleave.js";
@@ -86,7 +86,7 @@ type Plan = {
   admit: { size: number; rounds: number };
 };
 const PLANS: Record<Mode, Plan> = {
-  // ≈ 4–5 min: two rushes (≈ 30–60 s each when streams open quickly, bounded by the timeouts when they do not),
+  // ≈ 3.5–4.5 min: two rushes (≈ 30–60 s each; the open and draw phases are bounded by their timeouts),
   // 6 workloads × 3 rounds × 5 s of throughput with maintenance between runs, 3 admissions of 10,000.
   full: {
     sizes: [10_000, "max"],
@@ -115,6 +115,16 @@ type Workload = (typeof WORKLOADS)[number];
 
 type CpuPerCall = { serviceMs: number; postgresMs: number | null; loadGeneratorMs: number };
 
+/** CPU over a phase, in ms (all cores), and how busy the machine was, ours and everyone else's. */
+type PhaseCpu = {
+  serviceMs: number;
+  postgresMs: number | null;
+  clientsMs: number;
+  busyPercent: number | null;
+  /** Busy with processes that are not this run's: the shared machine's neighbours. */
+  othersPercent: number | null;
+};
+
 type Throughput = {
   /** Rows per second (SQL and job queues) or requests per second (HTTP). */
   perSecond: number;
@@ -130,7 +140,7 @@ type Throughput = {
 
 export type RushWorkloadFigures = {
   what: string;
-  /** Null: the workload could not run here (join_many before it lands in sql/). */
+  /** False: the workload could not run here (join_many before it lands in sql/). */
   available: boolean;
   medianPerSecond: number;
   min: number;
@@ -167,10 +177,20 @@ export type RushSizeFigures = {
     lateMs: number;
     issueMs: number;
     failures: Record<string, number>;
+    /** The same by why, with when they failed (from the opening order) and how many had a TCP connection. */
+    failedBy: Array<{
+      why: string;
+      count: number;
+      connected: number;
+      firstMs: number;
+      medianMs: number;
+      lastMs: number;
+    }>;
     endedAfterOpen: Record<string, number>;
     /** Service and PostgreSQL CPU over the opening, per stream opened. */
     serviceCpuMsPerStream: number;
     postgresCpuMsPerStream: number | null;
+    cpu: PhaseCpu;
     serviceDescriptors: number | null;
     /** The kernel's TCP counters over the opening (machine-wide; null without /proc). */
     tcp: TcpCounters | null;
@@ -187,6 +207,8 @@ export type RushSizeFigures = {
     firstSeenFromDrawMs: number | null;
     /** The service's one position query for every ticket of the room, run alone afterwards (median of 3). */
     positionsQueryMs: number;
+    /** From setting opens_at to every stream having seen the draw. */
+    cpu: PhaseCpu;
     missed: number;
     /** Streams that showed a change before opens_at (none should). */
     movedEarly: number;
@@ -286,7 +308,7 @@ async function measureThroughput(
       const result = await runPgbench({
         pgbench,
         databaseUrl,
-        scriptFile: scriptFile(workload === "raw" ? "raw" : workload),
+        scriptFile: scriptFile(workload),
         clients: PGBENCH_CLIENTS,
         threads: PGBENCH_THREADS,
         seconds,
@@ -432,10 +454,42 @@ function summarise(what: string, rounds: (Throughput | null)[], rawRounds: (Thro
 
 /* ------------------------------------------------------------------ the rush */
 
-async function cpuNow(service: ServiceProcess, postmasterPid: number | null) {
+type CpuSnapshot = {
+  serviceMs: number;
+  postgres: Map<number, number> | null;
+  clientsMs: number;
+  benchmarkMs: number;
+  machine: MachineCpu | null;
+};
+
+async function cpuNow(service: ServiceProcess, clientPids: readonly number[], postmasterPid: number | null) {
+  const clients = await Promise.all(clientPids.map((pid) => processCpuMs(pid)));
+  const own = process.cpuUsage();
   return {
     serviceMs: (await processCpuMs(service.pid))?.ms ?? Number.NaN,
     postgres: postmasterPid === null ? null : await childrenCpuMs(postmasterPid),
+    clientsMs: clients.reduce((sum, cpu) => sum + (cpu?.ms ?? 0), 0),
+    benchmarkMs: (own.user + own.system) / 1000,
+    machine: await machineCpu(),
+  } satisfies CpuSnapshot;
+}
+
+/** Who used the machine's cores over a phase: ours (service, PostgreSQL, clients, this process) and the rest. */
+function cpuSplit(before: CpuSnapshot, after: CpuSnapshot): PhaseCpu {
+  const serviceMs = after.serviceMs - before.serviceMs;
+  const postgresMs = before.postgres && after.postgres ? childrenCpuDeltaMs(before.postgres, after.postgres) : null;
+  const clientsMs = after.clientsMs - before.clientsMs;
+  const ours = serviceMs + (postgresMs ?? 0) + clientsMs + (after.benchmarkMs - before.benchmarkMs);
+  if (!before.machine || !after.machine)
+    return { serviceMs, postgresMs, clientsMs, busyPercent: null, othersPercent: null };
+  const totalMs = after.machine.totalMs - before.machine.totalMs;
+  const busyMs = after.machine.busyMs - before.machine.busyMs;
+  return {
+    serviceMs,
+    postgresMs,
+    clientsMs,
+    busyPercent: (100 * busyMs) / totalMs,
+    othersPercent: Math.max(0, (100 * (busyMs - ours)) / totalMs),
   };
 }
 
@@ -502,11 +556,12 @@ async function runRush(
       openTimeoutMs: plan.openTimeoutMs,
       signal,
     });
-    const cpuBefore = await cpuNow(service, postmasterPid);
+    const cpuBefore = await cpuNow(service, clients.pids, postmasterPid);
     const tcpBefore = await tcpCounters();
     const at = Date.now() + OPEN_AHEAD_MS;
     await clients.open(at, plan.openTimeoutMs + 10_000);
-    const cpuAfter = await cpuNow(service, postmasterPid);
+    const cpuAfter = await cpuNow(service, clients.pids, postmasterPid);
+    const openingCpu = cpuSplit(cpuBefore, cpuAfter);
     const tcp = tcpCountersDelta(tcpBefore, await tcpCounters());
     const serviceDescriptors = await openDescriptors(service.pid);
     await sleep(500);
@@ -519,13 +574,15 @@ async function runRush(
         `p99 ${formatLatency(firstState.p99)}, last ${formatLatency(firstState.max)}; failed: ${kinds(opened.failures)}` +
         (tcp
           ? `; listen-queue overflows ${formatCount(tcp.ListenOverflows)}, SYN retransmits ${formatCount(tcp.TCPSynRetrans)}`
-          : ""),
+          : "") +
+        `; machine busy ${busy(openingCpu)}`,
     );
 
     // 3. The room opens a few seconds from now; the scheduler draws and admits at opens_at.
     let opening: RushSizeFigures["opening"] = null;
     let report: ClientsReport = opened;
     if (openedCount > 0) {
+      const drawCpuBefore = await cpuNow(service, clients.pids, postmasterPid);
       const { rows } = await control.query<{ opens_at_ms: number }>(
         `select extract(epoch from (waitroom.configure_room($1, jsonb_build_object('opens_at',
                   now() + $2 * interval '1 millisecond'))).opens_at) * 1000 as opens_at_ms`,
@@ -534,6 +591,7 @@ async function runRush(
       const opensAtMs = Number(rows[0]?.opens_at_ms);
       const untilOpening = opensAtMs - Date.now();
       await clients.settled(untilOpening + plan.drawTimeoutMs);
+      const drawCpu = cpuSplit(drawCpuBefore, await cpuNow(service, clients.pids, postmasterPid));
       report = await clients.report();
       const { rows: drawn } = await control.query<{ shuffled_ms: number | null; admitted: string }>(
         `select extract(epoch from r.shuffled_at) * 1000 as shuffled_ms,
@@ -550,6 +608,7 @@ async function runRush(
         updateFromDraw: quantiles(shuffledMs === null ? [] : seen.map((changedAt) => changedAt - shuffledMs)),
         firstSeenFromDrawMs: shuffledMs === null || seen.length === 0 ? null : Math.min(...seen) - shuffledMs,
         positionsQueryMs: await positionsQueryMs(control, room),
+        cpu: drawCpu,
         missed: report.changedAt.length - seen.length - total(report.endedAfterOpen),
         movedEarly: seen.filter((changedAt) => changedAt < opensAtMs).length,
         admitted: Number(drawn[0]?.admitted ?? 0),
@@ -558,13 +617,11 @@ async function runRush(
       say(
         `${formatCount(size)}: draw started ${opening.drawStartedMs === null ? "never" : `${formatMs(opening.drawStartedMs)} after opens_at`}; ` +
           `every stream saw it: p50 ${formatLatency(opening.update.p50)}, p99 ${formatLatency(opening.update.p99)}, ` +
-          `last ${formatLatency(opening.update.max)} after opens_at; ${opening.missed} missed` +
+          `last ${formatLatency(opening.update.max)} after opens_at; ${opening.missed} missed; machine busy ${busy(drawCpu)}` +
           (stall ? `; ${stall}` : ""),
       );
     }
 
-    const postgresCpuMs =
-      cpuBefore.postgres && cpuAfter.postgres ? childrenCpuDeltaMs(cpuBefore.postgres, cpuAfter.postgres) : null;
     const streamErrors = total(report.failures) + total(report.endedAfterOpen);
     return {
       size,
@@ -588,9 +645,12 @@ async function runRush(
         lateMs: opened.lateMs,
         issueMs: opened.issueMs,
         failures: report.failures,
+        failedBy: failedBy(report),
         endedAfterOpen: report.endedAfterOpen,
-        serviceCpuMsPerStream: (cpuAfter.serviceMs - cpuBefore.serviceMs) / Math.max(1, openedCount),
-        postgresCpuMsPerStream: postgresCpuMs === null ? null : postgresCpuMs / Math.max(1, openedCount),
+        serviceCpuMsPerStream: openingCpu.serviceMs / Math.max(1, openedCount),
+        postgresCpuMsPerStream:
+          openingCpu.postgresMs === null ? null : openingCpu.postgresMs / Math.max(1, openedCount),
+        cpu: openingCpu,
         serviceDescriptors,
         tcp,
       },
@@ -667,6 +727,20 @@ async function tickStall(control: pg.Client, room: string, opensAtMs: number): P
     ...(jobs.length > 0 ? jobs : ["no tick job found"]),
     ...(statements.length > 0 ? statements : ["no tick statement in pg_stat_activity"]),
   ].join("; ");
+}
+
+function failedBy(report: ClientsReport): RushSizeFigures["streams"]["failedBy"] {
+  const byWhy = new Map<string, { atMs: number[]; connected: number }>();
+  for (const failed of report.failed) {
+    const entry = byWhy.get(failed.why) ?? { atMs: [], connected: 0 };
+    entry.atMs.push(failed.atMs);
+    if (failed.connected) entry.connected++;
+    byWhy.set(failed.why, entry);
+  }
+  return [...byWhy].map(([why, { atMs, connected }]) => {
+    const { min, max } = range(atMs);
+    return { why, count: atMs.length, connected, firstMs: min, medianMs: median(atMs), lastMs: max };
+  });
 }
 
 /* ------------------------------------------------------------------ admission of 10,000 */
@@ -800,6 +874,10 @@ const SIZE_HEADER = [
 
 const roundsOf = (figures: RushFigures) =>
   `${figures.rounds} round${figures.rounds === 1 ? "" : "s"} × ${figures.secondsPerRun} s`;
+const busy = (cpu: PhaseCpu) =>
+  cpu.busyPercent === null || cpu.othersPercent === null
+    ? "n/a"
+    : `${Math.round(cpu.busyPercent)} % (others ${Math.round(cpu.othersPercent)} %)`;
 const ms3 = (ms: number | null) => (ms === null || Number.isNaN(ms) ? "n/a" : `${ms.toFixed(3)} ms`);
 
 /** Where each size's time went: the join and open phases' CPU and the kernel's view of the connections. */
@@ -814,6 +892,7 @@ function openingTable(figures: RushFigures): string {
       "CPU / stream opened: service · PostgreSQL",
       "service descriptors at the peak",
       "service RSS",
+      "machine busy while opening",
     ],
     figures.sizes.map((s) => [
       formatCount(s.size),
@@ -826,6 +905,7 @@ function openingTable(figures: RushFigures): string {
       `${ms3(s.streams.serviceCpuMsPerStream)} · ${ms3(s.streams.postgresCpuMsPerStream)}`,
       s.streams.serviceDescriptors === null ? "n/a" : formatCount(s.streams.serviceDescriptors),
       `${mb(s.memory.before.rss)} → ${mb(s.memory.after.rss)}`,
+      busy(s.streams.cpu),
     ]),
   );
 }
@@ -839,10 +919,11 @@ function drawTable(figures: RushFigures): string {
       "draw → first stream saw it",
       "draw → seen p50 · p99 · last",
       "the position query alone",
+      "machine busy from opens_at set to all seen",
     ],
     figures.sizes.map((s) => {
       const o = s.opening;
-      if (!o) return [formatCount(s.size), "—", "—", "—", "—", "—"];
+      if (!o) return [formatCount(s.size), "—", "—", "—", "—", "—", "—"];
       return [
         formatCount(s.size),
         formatCount(o.admitted),
@@ -850,6 +931,7 @@ function drawTable(figures: RushFigures): string {
         o.firstSeenFromDrawMs === null ? "—" : formatLatency(o.firstSeenFromDrawMs),
         `${formatLatency(o.updateFromDraw.p50)} · ${formatLatency(o.updateFromDraw.p99)} · ${formatLatency(o.updateFromDraw.max)}`,
         formatLatency(o.positionsQueryMs),
+        busy(o.cpu),
       ];
     }),
   );
@@ -884,7 +966,15 @@ function errorLines(figures: RushFigures, plan: Plan): string[] {
   for (const s of figures.sizes) {
     const parts = [
       s.join.errors > 0 ? `joins: ${kinds(s.join.errorKinds)}` : null,
-      total(s.streams.failures) > 0 ? `streams that never opened: ${kinds(s.streams.failures)}` : null,
+      s.streams.failedBy.length > 0
+        ? `streams that never opened: ${s.streams.failedBy
+            .map(
+              (f) =>
+                `${formatCount(f.count)} ${f.why} (${formatCount(f.connected)} of them after their TCP connection was ` +
+                `established; ${formatLatency(f.firstMs)}–${formatLatency(f.lastMs)}, median ${formatLatency(f.medianMs)}, after the opening order)`,
+            )
+            .join(", ")}`
+        : null,
       total(s.streams.endedAfterOpen) > 0 ? `streams ended by the service: ${kinds(s.streams.endedAfterOpen)}` : null,
       s.opening && s.opening.missed > 0
         ? `streams that did not see the draw within ${seconds(plan.drawTimeoutMs)}: ${formatCount(s.opening.missed)}`
@@ -987,7 +1077,9 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     "",
     drawTable(figures),
     "",
-    "Descriptors and TCP counters are read just after the last stream opened; the counters are the kernel's, machine-wide, " +
+    'Machine busy: all cores, from /proc; "others" is what was not this run\'s processes (service, PostgreSQL, ' +
+      "clients, the benchmark), i.e. the shared machine's neighbours. " +
+      "Descriptors and TCP counters are read just after the last stream opened; the counters are the kernel's, machine-wide, " +
       'over the opening (the clients see an overflow as a SYN retransmitted after 1 s, 3 s, 7 s, …). "The position query ' +
       "alone\" is `waitroom.positions` for every ticket of the room from the benchmark's connection after the draw (median of " +
       "3): the database's share of one room-wide re-read.",
@@ -1035,7 +1127,7 @@ export const rushBenchmark: Benchmark<RushFigures> = {
       const admit = await measureAdmits(context, databaseUrl, control, plan.admit);
       const { rounds } = await measureThroughput(context, databaseUrl, control, plan.throughput);
       const statement = async (workload: "raw" | BatchWorkload) =>
-        `pgbench, ${PGBENCH_CLIENTS} clients: \`${await statementOf(workload === "raw" ? "raw" : workload)}\``;
+        `pgbench, ${PGBENCH_CLIENTS} clients: \`${await statementOf(workload)}\``;
       const workloads: Record<Workload, RushWorkloadFigures> = {
         raw: summarise(await statement("raw"), rounds.raw, rounds.raw),
         join_many: summarise(

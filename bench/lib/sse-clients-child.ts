@@ -40,6 +40,8 @@ export type ClientsReport = {
   changedAt: (number | null)[];
   /** Streams that never read a first `state`, by why ("HTTP 503", "ECONNRESET", "timeout", …). */
   failures: Record<string, number>;
+  /** Each stream that never opened: why, when (from `at`), and whether its TCP connection had been established. */
+  failed: Array<{ why: string; atMs: number; connected: boolean }>;
   /** Streams that ended after their first `state` without being closed by us, by why. */
   endedAfterOpen: Record<string, number>;
 };
@@ -56,6 +58,7 @@ type Stream = {
   /** First `state` with another position or depth, or first named ticket event (admitted, ended, …). */
   changedAt: number | null;
   failure: string | null;
+  failedAt: number | null;
   ended: string | null;
 };
 
@@ -74,6 +77,7 @@ const streams: Stream[] = tickets.map(() => ({
   depth: undefined,
   changedAt: null,
   failure: null,
+  failedAt: null,
   ended: null,
 }));
 const agent = new http.Agent({ keepAlive: false, maxSockets: Number.POSITIVE_INFINITY });
@@ -101,6 +105,7 @@ function checkProgress(): void {
 function failed(stream: Stream, why: string): void {
   if (stream.firstStateAt !== null || stream.failure !== null) return;
   stream.failure = why;
+  stream.failedAt = wallClock();
   opening--;
   stream.request?.destroy();
   checkProgress();
@@ -217,6 +222,9 @@ function report(): ClientsReport {
     firstStateMs: opened.map((s) => (s.firstStateAt as number) - at),
     changedAt: opened.map((s) => s.changedAt),
     failures: count(streams.map((s) => s.failure)),
+    failed: streams
+      .filter((s) => s.failure !== null)
+      .map((s) => ({ why: s.failure as string, atMs: (s.failedAt as number) - at, connected: s.connectedAt !== null })),
     endedAfterOpen: count(opened.map((s) => s.ended)),
   };
 }

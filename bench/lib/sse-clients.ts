@@ -11,6 +11,8 @@ import type { ClientsArgs, ClientsReport } from "./sse-clients-child.js";
 const CHILD = fileURLToPath(new URL("./sse-clients-child.ts", import.meta.url));
 
 export type StreamClients = {
+  /** The client processes, for reading their CPU from /proc. */
+  pids: number[];
   /** Open every stream at wall-clock instant `at` (epoch ms); settles once each has its first state or failed. */
   open(at: number, timeoutMs: number): Promise<boolean>;
   /** Settles once every open stream has seen a change, or false after timeoutMs. */
@@ -104,6 +106,7 @@ export async function startStreamClients(options: {
     throw error;
   }
   return {
+    pids: children.map((child) => child.pid as number),
     async open(at, timeoutMs) {
       for (const child of children) child.send({ type: "open", at });
       return all("opened", at - Date.now() + timeoutMs);
@@ -135,6 +138,7 @@ function mergeReports(reports: readonly ClientsReport[]): ClientsReport {
     firstStateMs: reports.flatMap((r) => r.firstStateMs),
     changedAt: reports.flatMap((r) => r.changedAt),
     failures: reports.reduce((into, r) => add(into, r.failures), {}),
+    failed: reports.flatMap((r) => r.failed),
     endedAfterOpen: reports.reduce((into, r) => add(into, r.endedAfterOpen), {}),
   };
 }

@@ -17,6 +17,9 @@ export const TCP_COUNTERS = [
   "TCPReqQFullDoCookies",
   /** SYN and SYN-ACK retransmissions: a handshake that had to be retried. */
   "TCPSynRetrans",
+  /** Resets sent: to a connection still in its handshake, and by a close with unread data. */
+  "EmbryonicRsts",
+  "TCPAbortOnData",
 ] as const;
 export type TcpCounter = (typeof TCP_COUNTERS)[number];
 export type TcpCounters = Record<TcpCounter, number>;
