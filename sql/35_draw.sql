@@ -21,8 +21,17 @@ create function waitroom._draw(r waitroom.rooms, p_now timestamptz) returns bigi
 language plpgsql
 as $$
 declare
-  v_count bigint;
+  -- Entrant ids in the order of the draw, and their queue numbers in ascending
+  -- order: the n-th drawn gets the n-th number.
+  v_drawn   uuid[];
+  v_numbers bigint[];
+  v_count   bigint;
 begin
+  -- Paired by position in two arrays, not by joining two numbered lists: the
+  -- planner cannot misjudge the size of a join that is not there. Before the
+  -- tickets were analyzed (or when statistics predate the joins) it took the
+  -- entrants for one row and paired them in a nested loop, O(entrants²):
+  -- 42 s for 10,000 (now 0.28 s).
   with entrants as (
     -- Locked in id order, as touch does: no deadlock with overlapping batches.
     select t.id, t.seq
@@ -30,20 +39,16 @@ begin
      where t.room_id = r.id and t.status = 'queued' and t.queued_at < r.opens_at
      order by t.id
        for update
-  ), numbers as (
-    select e.seq, row_number() over (order by e.seq) as place from entrants e
-  ), drawn as (
-    select e.id, row_number() over (order by waitroom._draw_key(r.shuffle_seed, e.id), e.id) as place
-      from entrants e
-  ), done as (
-    update waitroom.tickets t
-       set seq = n.seq, draw_rank = d.place
-      from drawn d
-      join numbers n on n.place = d.place
-     where t.id = d.id
-    returning 1
   )
-  select count(*) into v_count from done;
+  select array_agg(e.id order by waitroom._draw_key(r.shuffle_seed, e.id), e.id), array_agg(e.seq order by e.seq)
+    into v_drawn, v_numbers
+    from entrants e;
+
+  update waitroom.tickets t
+     set seq = d.seq, draw_rank = d.place
+    from unnest(v_drawn, v_numbers) with ordinality as d(id, seq, place)
+   where t.id = d.id;
+  get diagnostics v_count = row_count;
 
   update waitroom.rooms set shuffled_at = p_now where id = r.id;
   -- The seed as a string: JSON readers that parse numbers as doubles keep it exact.
