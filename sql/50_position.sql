@@ -31,6 +31,8 @@ declare
   v_rate_high numeric;
   v_gap   numeric;
   v_plan_cache_mode text;
+  v_last_priority integer;
+  v_last_seq bigint;
 begin
   select * into r from waitroom.rooms where id = p_room;
   if not found then
@@ -77,61 +79,77 @@ begin
     v_rate := 0;
   end if;
 
+  -- The queued ticket furthest back among those asked about bounds the stretch of queue read.
+  select t.priority, t.seq into v_last_priority, v_last_seq
+    from waitroom.tickets t
+   where t.id = any (p_tickets) and t.room_id = p_room
+     and waitroom._effective_status(t, r, v_now) = 'queued'
+   order by t.priority, t.seq desc
+   limit 1;
+
   -- The cached plan of the query below is shaped by the calls that made it, and most ask about one
-  -- ticket (every stream's first read): handed thousands, its nested loops re-read the queue once
-  -- per ticket (1,000 tickets: 2 million index entries, ≈ 1 s). Many tickets get a plan of their own.
+  -- ticket (every stream's first read): many tickets get a plan of their own.
   if cardinality(p_tickets) > 16 then
     v_plan_cache_mode := current_setting('plan_cache_mode');
     perform set_config('plan_cache_mode', 'force_custom_plan', true);
   end if;
+  -- No join between the tickets asked about and the queue: ranks come from one sort of both together.
+  -- A join's plan rests on statistics, and an opening rush reads a queue that was empty when they were
+  -- last gathered: estimating one row each side, the planner re-ranked the queue once per ticket
+  -- (3,000 tickets: 9 million rows compared, 20 s).
   return query
-  with asked as (
-    select t.*, waitroom._effective_status(t, r, v_now) as now_status
+  with asked as materialized (
+    select t as ticket, waitroom._effective_status(t, r, v_now) as now_status
       from waitroom.tickets t
      where t.id = any (p_tickets) and t.room_id = p_room
-  ), furthest as (
-    select a.priority, a.seq from asked a where a.now_status = 'queued'
-     order by a.priority, a.seq desc
-     limit 1
-  ), ranked as (
-    -- Ahead of the furthest ticket: every higher band, then its own band up to it.
-    select q.id, row_number() over (order by q.priority desc, q.seq) as rank
-      from (
-        (select q.id, q.priority, q.seq
-           from waitroom.tickets q, furthest f
-          where q.room_id = p_room and q.status = 'queued' and q.priority > f.priority
-          order by q.priority desc, q.seq
-          limit c_exact_limit)
-        union all
-        (select q.id, q.priority, q.seq
-           from waitroom.tickets q, furthest f
-          where q.room_id = p_room and q.status = 'queued' and q.priority = f.priority and q.seq <= f.seq
-          order by q.seq
-          limit c_exact_limit)
-      ) q
-  ), bands as (
+  ), ahead as (
+    -- From the head down to the furthest ticket: every higher band, then its own band up to it.
+    (select q.id, q.priority, q.seq
+       from waitroom.tickets q
+      where q.room_id = p_room and q.status = 'queued' and q.priority > v_last_priority
+      order by q.priority desc, q.seq
+      limit c_exact_limit)
+    union all
+    (select q.id, q.priority, q.seq
+       from waitroom.tickets q
+      where q.room_id = p_room and q.status = 'queued' and q.priority = v_last_priority and q.seq <= v_last_seq
+      order by q.seq
+      limit c_exact_limit)
+  ), merged as (
+    -- Each ticket asked about sorts right after its own place in that stretch (if it was read):
+    -- its rank is the number of places up to there.
+    select u.asked, u.ticket, u.now_status,
+           count(*) filter (where not u.asked) over w as rank,
+           lag(u.id) over w = u.id as read_in_stretch
+      from (select h.id, h.priority, h.seq, false as asked, null::waitroom.tickets as ticket, null::text as now_status
+              from ahead h
+            union all
+            select (a.ticket).id, (a.ticket).priority, (a.ticket).seq, true, a.ticket, a.now_status
+              from asked a) u
+    window w as (order by u.priority desc, u.seq, u.asked rows unbounded preceding)
+  ), bands as materialized (
     -- Each band's first and last seq once per query (two index probes each), not once per ticket.
     select p.priority,
            (select min(b.seq) from waitroom.tickets b
              where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as head,
            (select max(b.seq) from waitroom.tickets b
              where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as tail
-      from (select distinct a.priority from asked a where a.now_status = 'queued') p
+      from (select distinct (a.ticket).priority from asked a where a.now_status = 'queued') p
   ), placed as (
-    select a.*,
+    select (m.ticket).*, m.now_status,
            case
-             when a.now_status <> 'queued' then null
-             when k.rank <= c_exact_limit then k.rank
+             when m.now_status <> 'queued' then null
+             when m.read_in_stretch and m.rank <= c_exact_limit then m.rank
              -- Deep in a long queue: interpolate by seq within the ticket's band.
              else greatest(c_exact_limit + 1,
-               round(v_depth * (a.seq - bd.head)::numeric / greatest(bd.tail - bd.head, 1))::bigint)
+               round(v_depth * ((m.ticket).seq - bd.head)::numeric / greatest(bd.tail - bd.head, 1))::bigint)
            end as pos,
-           a.now_status = 'queued' and coalesce(k.rank > c_exact_limit, true) as approx
-      from asked a
-      left join ranked k on k.id = a.id
-      left join bands bd on bd.priority = a.priority
+           m.now_status = 'queued' and not coalesce(m.read_in_stretch and m.rank <= c_exact_limit, false) as approx
+      from merged m
+      left join bands bd on bd.priority = (m.ticket).priority
+     where m.asked
   )
-  select p.id, p.room_id, p.now_status, p.pos, v_depth, coalesce(p.approx, false),
+  select p.id, p.room_id, p.now_status, p.pos, v_depth, p.approx,
          case when p.pos is not null and v_rate > 0 then ceil(p.pos / v_rate)::integer end,
          -- The range: the next pos admissions at the fastest and the slowest
          -- minute's rate, pos -/+ sqrt(pos) of them (the count's own noise),
@@ -177,3 +195,55 @@ as $$
 $$;
 comment on function waitroom.position(uuid, timestamptz) is
   'Status, position (1 = next), depth and ETA of a ticket. Exact up to position 10000, interpolated beyond (approximate = true). eta_seconds is null when there is no recent admission to go by; eta_low_seconds and eta_high_seconds bound it (high is null when a recent minute admitted nobody). No row for an unknown ticket.';
+
+-- The first read of many clients at once (an opening rush of stream opens):
+-- every presented token is checked and every ticket it proves is read with
+-- ONE positions query per room, however many arrive together.
+create function waitroom.ticket_states(p_tickets uuid[], p_tokens text[], p_now timestamptz default null)
+returns table (
+  ordinal     integer,
+  code        text,
+  ticket_id   uuid,
+  room_id     text,
+  status      text,
+  "position"  bigint,
+  depth       bigint,
+  approximate boolean,
+  eta_seconds integer,
+  eta_low_seconds  integer,
+  eta_high_seconds integer,
+  expires_at  timestamptz,
+  instance    integer
+)
+language plpgsql stable
+as $$
+#variable_conflict use_column
+begin
+  if cardinality(p_tickets) is distinct from cardinality(p_tokens) then
+    perform waitroom._fail('WR400', 'p_tickets and p_tokens must have the same length');
+  end if;
+  return query
+  with presented as (
+    select a.ordinal::integer as ordinal, a.ticket_id, t.room_id,
+           (waitroom._verdict(t, r, waitroom._hash(a.token), waitroom._now(p_now))).code
+      from unnest(p_tickets, p_tokens) with ordinality as a(ticket_id, token, ordinal)
+      left join waitroom.tickets t on t.id = a.ticket_id
+      left join waitroom.rooms r on r.id = t.room_id
+  ), proven as (
+    -- Only the ticket's current token shows its state: a wrong or superseded
+    -- one learns nothing more than its verdict.
+    select * from presented p where p.code not in ('unknown', 'superseded')
+  ), states as (
+    select s.*
+      from (select pr.room_id, array_agg(distinct pr.ticket_id) as tickets from proven pr group by pr.room_id) g
+     cross join lateral waitroom.positions(g.room_id, g.tickets, p_now) s
+  )
+  select p.ordinal, p.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate,
+         s.eta_seconds, s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance
+    from presented p
+    left join states s on s.ticket_id = p.ticket_id and p.code not in ('unknown', 'superseded')
+   order by p.ordinal;
+end
+$$;
+comment on function waitroom.ticket_states(uuid[], text[], timestamptz) is
+  'Verdicts on many (ticket, token) pairs, one row per pair in order (ordinal = array index), with the ticket''s state (as waitroom.positions) when the token is its current one; state columns are null for unknown and superseded tokens. One positions read per room, however many pairs: what a rush of stream opens costs. WR400 when the arrays differ in length.';

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** The Prometheus metrics of one app instance; each instance has its own registry. */
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -50,9 +50,16 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       help: "Times the LISTEN connection was re-established after a loss.",
       registers,
     }),
+    batchSize: new Histogram({
+      name: "waitroom_batch_size",
+      help: "Calls sent to the database in one statement: joins per join_many, stream opens and ticket reads per ticket_states.",
+      labelNames: ["kind"] as const,
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+      registers,
+    }),
     positionQueries: new Counter({
       name: "waitroom_position_queries_total",
-      help: "waitroom.positions queries run to update subscribers (one per room and change).",
+      help: "waitroom.positions reads run to update subscribers (one per room and change) and to open streams (one per batch of opens).",
       registers,
     }),
   };

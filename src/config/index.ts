@@ -36,6 +36,7 @@ const environmentSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
   PORT: port.default(8080),
   HOST: z.string().trim().min(1).default("0.0.0.0"),
+  WAITROOM_LISTEN_BACKLOG: integer(1, 65_535).default(65_535),
   WAITROOM_DATA_DIR: z.string().min(1).default(".data"),
   WAITROOM_EMBEDDED_PG_PORT: port.default(54329),
   WAITROOM_SHUTDOWN_TIMEOUT_MS: integer(100, 600_000).default(10_000),
@@ -49,6 +50,9 @@ const environmentSchema = z.object({
   WAITROOM_REFRESH_MS: integer(200, 60_000).default(2_000),
   WAITROOM_PRESENCE_MS: integer(1000, 600_000).default(10_000),
   WAITROOM_STREAM_BUFFER_BYTES: integer(4096, 16_777_216).default(262_144),
+  WAITROOM_JOIN_BATCH_MAX: integer(1, 10_000).default(500),
+  WAITROOM_READ_BATCH_MAX: integer(1, 10_000).default(1_000),
+  WAITROOM_BATCHES_IN_FLIGHT: integer(1, 64).default(2),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -62,6 +66,12 @@ export type Config = {
   databaseUrl: string | undefined;
   port: number;
   host: string;
+  /**
+   * Connections the kernel may hold for the service before it accepts them. An opening rush
+   * connects thousands at once; Node's default (511) drops the rest's SYNs, and each then waits
+   * 1, 3, 7… s to retry. The kernel caps it at net.core.somaxconn.
+   */
+  listenBacklog: number;
   /** Absolute path; holds the embedded database. */
   dataDir: string;
   embeddedPostgresPort: number;
@@ -79,6 +89,7 @@ export type Config = {
   /** Largest accepted request body. */
   bodyLimitBytes: number;
   stream: StreamSettings;
+  grouping: GroupingSettings;
   logLevel: (typeof logLevels)[number];
 };
 
@@ -92,6 +103,16 @@ export type StreamSettings = {
   presenceMs: number;
   /** A client this far behind is disconnected rather than buffered without bound. */
   bufferBytes: number;
+};
+
+/** How calls arriving together are grouped into one statement (src/queue/grouped.ts). */
+export type GroupingSettings = {
+  /** Most joins of one room written by one waitroom.join_many. */
+  maxJoinBatch: number;
+  /** Most stream opens and ticket reads verified by one waitroom.ticket_states. */
+  maxReadBatch: number;
+  /** Batches of one kind (per room, for joins) in flight at once; calls arriving meanwhile wait for the next. */
+  maxInFlight: number;
 };
 
 /** Variables whose value must never appear in a message or a log. */
@@ -119,6 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     port: e.PORT,
     host: e.HOST,
+    listenBacklog: e.WAITROOM_LISTEN_BACKLOG,
     dataDir: resolve(e.WAITROOM_DATA_DIR),
     embeddedPostgresPort: e.WAITROOM_EMBEDDED_PG_PORT,
     shutdownTimeoutMs: e.WAITROOM_SHUTDOWN_TIMEOUT_MS,
@@ -133,6 +155,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       refreshMs: e.WAITROOM_REFRESH_MS,
       presenceMs: e.WAITROOM_PRESENCE_MS,
       bufferBytes: e.WAITROOM_STREAM_BUFFER_BYTES,
+    },
+    grouping: {
+      maxJoinBatch: e.WAITROOM_JOIN_BATCH_MAX,
+      maxReadBatch: e.WAITROOM_READ_BATCH_MAX,
+      maxInFlight: e.WAITROOM_BATCHES_IN_FLIGHT,
     },
     logLevel: e.LOG_LEVEL,
   };

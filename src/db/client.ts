@@ -19,6 +19,22 @@ export function createSql(databaseUrl: string, options: { max?: number } = {}): 
   });
 }
 
+/**
+ * A client whose first connection is up. postgres.js learns the server's array types on its first
+ * connection, but sql.array() looks them up when a query is built: until then an array parameter
+ * is sent as a scalar ("malformed array literal"). Services and tests start with this.
+ */
+export async function connectSql(databaseUrl: string, options: { max?: number } = {}): Promise<Sql> {
+  const sql = createSql(databaseUrl, options);
+  try {
+    await sql`select 1`;
+  } catch (error) {
+    await sql.end({ timeout: 1 });
+    throw error;
+  }
+  return sql;
+}
+
 /** One short-lived `pg` connection for administrative statements (create a database, say). */
 export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });

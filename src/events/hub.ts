@@ -2,7 +2,16 @@ import type { StreamSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import { positions, roomEvents, type TicketState, terminalStatuses, ticketEvents, touch } from "../queue/index.js";
+import {
+  type PresentedToken,
+  positions,
+  roomEvents,
+  type TicketState,
+  type TokenState,
+  terminalStatuses,
+  ticketEvents,
+  touch,
+} from "../queue/index.js";
 import type { LedgerEvent } from "./codec.js";
 
 /*
@@ -35,8 +44,6 @@ type Subscriber = {
   shown: StreamData;
   /** Ids of events already sent (bounded), so replay and live delivery never repeat one. */
   sent: Set<number>;
-  /** Live events that arrived while the stream was being opened; null once open. */
-  waiting: LedgerEvent[] | null;
   closed: boolean;
 };
 
@@ -81,14 +88,34 @@ const moved = (a: StreamData, b: StreamData) =>
   a.eta_seconds !== b.eta_seconds ||
   a.expires_at !== b.expires_at;
 
-export type HubOptions = { sql: Sql; log: Logger; metrics: Metrics; settings: StreamSettings };
+/** How a stream open ended: streaming, nothing left to stream, or refused with the token's verdict. */
+export type Opened =
+  | { kind: "streaming"; unsubscribe: () => void }
+  | { kind: "over" }
+  | { kind: "refused"; code: string };
+
+export type HubOptions = {
+  sql: Sql;
+  log: Logger;
+  metrics: Metrics;
+  settings: StreamSettings;
+  /** Verifies a presented token and reads the ticket's state (grouped with the other opens of the moment). */
+  readState: (presented: PresentedToken) => Promise<TokenState>;
+};
 
 export class Hub {
   readonly #sql: Sql;
   readonly #log: Logger;
   readonly #metrics: Metrics;
   readonly #settings: StreamSettings;
+  readonly #readState: HubOptions["readState"];
   readonly #rooms = new Map<string, Set<Subscriber>>();
+  /**
+   * Events heard for streams still being opened (token being verified), by ticket: each open
+   * hears its ticket's events and every room-wide one, and sends those of its room once open.
+   */
+  readonly #opening = new Map<string, Set<LedgerEvent[]>>();
+  #closed = false;
   readonly #tickets = new Map<string, Set<Subscriber>>();
   /** Rooms being re-read; true = changed again meanwhile, read once more. */
   readonly #refreshing = new Map<string, boolean>();
@@ -99,6 +126,7 @@ export class Hub {
     this.#log = options.log;
     this.#metrics = options.metrics;
     this.#settings = options.settings;
+    this.#readState = options.readState;
     const every = (ms: number, work: () => void) => {
       const timer = setInterval(work, ms);
       timer.unref();
@@ -118,42 +146,42 @@ export class Hub {
   }
 
   /**
-   * Start streaming a ticket whose token was verified: replays what the client missed after
-   * `lastEventId`, sends a `state` snapshot, then live events. Returns the unsubscribe function, or
-   * null when the ticket is over and the client missed nothing: there is nothing left to stream.
+   * Open a stream for a presented ticket token: verify it, replay what the client missed after
+   * `lastEventId`, send a `state` snapshot, then live events. Opens arriving together are verified
+   * and read together (readState). Refused for an unknown or superseded token; over when the ticket
+   * has ended and the client missed nothing: there is nothing left to stream.
    */
-  async open(ticket: TicketState, client: StreamClient, lastEventId?: number): Promise<(() => void) | null> {
-    const subscriber: Subscriber = {
-      ticketId: ticket.ticket_id,
-      roomId: ticket.room_id,
-      instance: ticket.instance,
-      client,
-      shown: ticketView(ticket),
-      sent: new Set(),
-      waiting: [],
-      closed: false,
-    };
-    // Subscribed before reading, so nothing that commits meanwhile falls between the reads and the live feed.
-    this.#add(subscriber);
-    const unsubscribe = () => this.#remove(subscriber);
+  async open(presented: PresentedToken, client: StreamClient, lastEventId?: number): Promise<Opened> {
+    // Hearing before reading, so nothing that commits meanwhile falls between the reads and the live feed.
+    const heard: LedgerEvent[] = [];
+    const hearing = this.#opening.get(presented.ticketId) ?? new Set();
+    hearing.add(heard);
+    this.#opening.set(presented.ticketId, hearing);
     try {
-      const missed = lastEventId === undefined ? [] : await ticketEvents(this.#sql, ticket.ticket_id, lastEventId);
-      const [now] = await positions(this.#sql, ticket.room_id, [ticket.ticket_id]);
-      this.#metrics.positionQueries.inc();
-      if (missed.length === 0 && (!now || terminalStatuses.has(now.status))) {
-        unsubscribe();
-        return null;
+      let { code, state } = await this.#readState(presented);
+      let missed: LedgerEvent[] = [];
+      if (state && lastEventId !== undefined) {
+        missed = await ticketEvents(this.#sql, presented.ticketId, lastEventId);
+        // The snapshot must be newer than what is replayed before it.
+        if (missed.length > 0) ({ code, state } = await this.#readState(presented));
       }
+      if (!state) return { kind: "refused", code };
+      if (missed.length === 0 && terminalStatuses.has(state.status)) return { kind: "over" };
+      if (this.#closed) {
+        this.#sayGoodbye(client);
+        return { kind: "streaming", unsubscribe: () => {} };
+      }
+      const subscriber = this.#add(state, client);
       for (const event of missed) this.#sendEvent(subscriber, event);
-      this.#sendState(subscriber, now, true);
-      const waiting = subscriber.waiting ?? [];
-      subscriber.waiting = null;
-      for (const event of waiting) this.#sendEvent(subscriber, event);
-    } catch (error) {
-      unsubscribe();
-      throw error;
+      this.#sendState(subscriber, state, true);
+      for (const event of heard) if (event.room_id === subscriber.roomId) this.#sendEvent(subscriber, event);
+      return { kind: "streaming", unsubscribe: () => this.#remove(subscriber) };
+    } finally {
+      hearing.delete(heard);
+      if (hearing.size === 0 && this.#opening.get(presented.ticketId) === hearing) {
+        this.#opening.delete(presented.ticketId);
+      }
     }
-    return unsubscribe;
   }
 
   /** Events from the LISTEN connection (or a replay): to the tickets they name, then re-read their rooms. */
@@ -162,11 +190,13 @@ export class Hub {
     for (const event of events) {
       // Seats or places changed: everyone in the room may have moved.
       if (this.#rooms.has(event.room_id)) touched.add(event.room_id);
-      const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
-      for (const subscriber of [...(audience ?? [])]) {
-        if (subscriber.waiting) subscriber.waiting.push(event);
-        else this.#sendEvent(subscriber, event);
+      if (event.ticket_id) {
+        for (const heard of this.#opening.get(event.ticket_id) ?? []) heard.push(event);
+      } else {
+        for (const hearing of this.#opening.values()) for (const heard of hearing) heard.push(event);
       }
+      const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
+      for (const subscriber of [...(audience ?? [])]) this.#sendEvent(subscriber, event);
     }
     for (const room of touched) this.refresh(room);
   }
@@ -201,17 +231,23 @@ export class Hub {
 
   /** Shutdown: tell every client to reconnect soon (to another replica) and close the streams. */
   close(): void {
+    this.#closed = true;
     for (const timer of this.#timers) clearInterval(timer);
     for (const subscribers of this.#rooms.values()) {
       for (const subscriber of [...subscribers]) {
-        subscriber.client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
+        this.#sayGoodbye(subscriber.client);
         this.#end(subscriber);
       }
     }
   }
 
+  #sayGoodbye(client: StreamClient): void {
+    client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
+    client.close();
+  }
+
   async #refreshRoom(room: string): Promise<void> {
-    const subscribers = [...(this.#rooms.get(room) ?? [])].filter((s) => !s.waiting);
+    const subscribers = [...(this.#rooms.get(room) ?? [])];
     if (subscribers.length === 0) return;
     const ids = [...new Set(subscribers.map((s) => s.ticketId))];
     const rows = await positions(this.#sql, room, ids);
@@ -292,7 +328,16 @@ export class Hub {
     }
   }
 
-  #add(subscriber: Subscriber): void {
+  #add(state: TicketState, client: StreamClient): Subscriber {
+    const subscriber: Subscriber = {
+      ticketId: state.ticket_id,
+      roomId: state.room_id,
+      instance: state.instance,
+      client,
+      shown: ticketView(state),
+      sent: new Set(),
+      closed: false,
+    };
     const inRoom = this.#rooms.get(subscriber.roomId) ?? new Set();
     inRoom.add(subscriber);
     this.#rooms.set(subscriber.roomId, inRoom);
@@ -300,6 +345,7 @@ export class Hub {
     forTicket.add(subscriber);
     this.#tickets.set(subscriber.ticketId, forTicket);
     this.#metrics.streams.inc();
+    return subscriber;
   }
 
   #end(subscriber: Subscriber): void {

@@ -1,10 +1,13 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { Sql } from "../db/client.js";
 import { formatSse, type Hub, RETRY_MS, ticketView } from "../events/hub.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
+import type { GroupedQueue } from "../queue/grouped.js";
 import * as queue from "../queue/index.js";
 import { TokenError, type TokenIssuer } from "../tokens/index.js";
 import {
@@ -20,10 +23,12 @@ import {
 import { ApiError, fromDatabaseError, parse, verdictError } from "./errors.js";
 import { docsPage, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages/index.js";
-import { sseHeaders, sseStream } from "./sse.js";
+import { sseHeaders, sseResponse } from "./sse.js";
 
 export type AppDeps = {
   sql: Sql;
+  /** Joins and ticket reads, grouped with those arriving at the same moment. */
+  grouped: GroupedQueue;
   hub: Hub;
   tokens: TokenIssuer;
   metrics: Metrics;
@@ -64,16 +69,65 @@ function ticketToken(c: Context, allowQuery = false): string {
   return token;
 }
 
-/** The JSON body, {} when empty; anything but a JSON object is invalid_request. */
 /** HTTP/1.1 delimits every body by Content-Length or Transfer-Encoding: without either there is none. */
 function hasBody(c: Context): boolean {
   const length = c.req.header("content-length");
   return c.req.header("transfer-encoding") !== undefined || (length !== undefined && length !== "0");
 }
 
-async function jsonBody(c: Context): Promise<unknown> {
+const tooLarge = (limit: number) => new ApiError("payload_too_large", `the body exceeds ${limit} bytes`);
+
+/**
+ * The body as text, read straight from Node's request: building Hono's Web body stream to read
+ * `{}` cost more than the join itself (bench/notes/http-join.md). Stops reading past `limit`.
+ */
+function readBody(incoming: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      incoming.off("data", onData);
+      incoming.off("end", onEnd);
+      incoming.off("error", onError);
+      incoming.off("close", onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        // The rest is never read: the answer closes the connection.
+        stop();
+        incoming.pause();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks, size).toString("utf8"));
+    };
+    const onError = (error: Error) => {
+      stop();
+      reject(error);
+    };
+    const onClose = () => {
+      stop();
+      reject(new ApiError("invalid_request", "the request body was cut short"));
+    };
+    incoming.on("data", onData);
+    incoming.on("end", onEnd);
+    incoming.on("error", onError);
+    incoming.on("close", onClose);
+  });
+}
+
+/** The app runs on @hono/node-server, which hands every request its Node objects. */
+export type AppEnv = { Bindings: HttpBindings };
+
+/** The JSON body, {} when empty; anything but JSON is unsupported_media_type or invalid_request. */
+async function jsonBody(c: Context<AppEnv>, limit: number): Promise<unknown> {
   if (!hasBody(c)) return {};
-  const text = await c.req.text();
+  const text = await readBody(c.env.incoming, limit);
   if (text.trim() === "") return {};
   const type = c.req.header("content-type") ?? "";
   if (!/^application\/json\b/i.test(type)) {
@@ -102,13 +156,16 @@ const knownPaths = routes.map((route: Route) => ({
 }));
 
 /** The HTTP application; everything it needs comes in through deps. */
-export function createApp(deps: AppDeps): Hono {
-  const { sql, hub, tokens, metrics, log, listener, settings } = deps;
-  const app = new Hono();
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const { sql, grouped, hub, tokens, metrics, log, listener, settings } = deps;
+  const app = new Hono<AppEnv>();
+  const body = (c: Context<AppEnv>) => jsonBody(c, settings.bodyLimitBytes);
 
   const fail = (c: Context, error: ApiError) => {
     metrics.errors.inc({ code: error.code });
     if (error.code === "unavailable") c.header("retry-after", "2");
+    // The rest of the body is never read: close, or the client may see a reset instead of this answer.
+    if (error.code === "payload_too_large") c.header("connection", "close");
     return c.json({ error: { code: error.code, message: error.message } }, error.status);
   };
 
@@ -129,28 +186,23 @@ export function createApp(deps: AppDeps): Hono {
       "request",
     );
   });
-  const limitBody = bodyLimit({
-    maxSize: settings.bodyLimitBytes,
-    onError: (c) => {
-      // The rest of the body is never read: close, or the client may see a reset instead of this answer.
-      c.header("connection", "close");
-      return fail(c, new ApiError("payload_too_large", `the body exceeds ${settings.bodyLimitBytes} bytes`));
-    },
+  // A declared length over the limit is refused before anything is read, on every route; a chunked
+  // body is counted as it is read (jsonBody).
+  app.use((c, next) => {
+    if (Number(c.req.header("content-length") ?? 0) > settings.bodyLimitBytes) throw tooLarge(settings.bodyLimitBytes);
+    return next();
   });
-  // Only requests that carry a body go through the limit: it builds the request's body stream, which
-  // doubled the service's CPU per anonymous join (see bench/notes/http-join.md).
-  app.use((c, next) => (hasBody(c) ? limitBody(c, next) : next()));
 
   app.post("/v1/rooms/:room/tickets", async (c) => {
     const { room } = parse(roomParams, c.req.param(), "path");
     const key = bearer(c);
     const trusted = key !== undefined && settings.serverKey !== undefined && sameSecret(key, settings.serverKey);
     if (key !== undefined && !trusted) throw new ApiError("unauthorized", "the server key is wrong");
-    const body = parse(joinRequest, await jsonBody(c), "body");
-    if (!trusted && (body.holder !== undefined || body.priority !== undefined)) {
+    const request = parse(joinRequest, await body(c), "body");
+    if (!trusted && (request.holder !== undefined || request.priority !== undefined)) {
       throw new ApiError("forbidden", "holder and priority may only be set with the server key");
     }
-    const joined = await queue.join(sql, room, body);
+    const joined = await grouped.join(room, request);
     metrics.joins.inc();
     return c.json(
       {
@@ -164,10 +216,10 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   /** Verify the ticket's token; the ticket's state unless the token is unknown or superseded. */
-  const ticketState = async (c: Context, allowQueryToken = false) => {
+  const ticketState = async (c: Context<AppEnv>) => {
     const { id } = parse(ticketParams, c.req.param(), "path");
-    const token = ticketToken(c, allowQueryToken);
-    const { code, state } = await queue.tokenState(sql, id, token);
+    const token = ticketToken(c);
+    const { code, state } = await grouped.tokenState({ ticketId: id, token });
     if (!state) throw verdictError(code);
     return { id, token, state };
   };
@@ -179,15 +231,28 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get("/v1/tickets/:id/events", async (c) => {
     const resumeAfter = lastEventId(c);
-    const { state } = await ticketState(c, true);
+    const { id } = parse(ticketParams, c.req.param(), "path");
+    const presented = { ticketId: id, token: ticketToken(c, true) };
     // 204 tells EventSource to stop reconnecting: the ticket is over and the client has seen how it ended.
     const over = () => c.body(null, 204);
-    if (queue.terminalStatuses.has(state.status) && resumeAfter === undefined) return over();
-    let unsubscribe: (() => void) | null = null;
-    const { body, client } = sseStream(settings.streamBufferBytes, () => unsubscribe?.());
-    client.write(formatSse({ retry: RETRY_MS }));
-    unsubscribe = await hub.open(state, client, resumeAfter);
-    return unsubscribe ? new Response(body, { headers: sseHeaders }) : over();
+    if (c.req.method === "HEAD") {
+      // Hono answers HEAD with this handler and drops the body without cancelling it: open no stream.
+      const { code, state } = await grouped.tokenState(presented);
+      if (!state) throw verdictError(code);
+      return queue.terminalStatuses.has(state.status) && resumeAfter === undefined
+        ? over()
+        : c.body(null, 200, sseHeaders);
+    }
+    let unsubscribe = () => {};
+    const stream = sseResponse(c.env.outgoing, settings.streamBufferBytes, () => unsubscribe());
+    stream.client.write(formatSse({ retry: RETRY_MS }));
+    const opened = await hub.open(presented, stream.client, resumeAfter);
+    if (opened.kind === "refused") throw verdictError(opened.code);
+    if (opened.kind === "over") return over();
+    unsubscribe = opened.unsubscribe;
+    // A client that left while its stream was being opened is not kept subscribed.
+    if (!stream.start()) unsubscribe();
+    return RESPONSE_ALREADY_SENT;
   });
 
   app.post("/v1/tickets/:id/claim", async (c) => {
@@ -210,7 +275,7 @@ export function createApp(deps: AppDeps): Hono {
     const token = ticketToken(c);
     const verdict = await queue.heartbeat(sql, id, token);
     if (!verdict.ok) throw verdictError(verdict.code);
-    const { state } = await queue.tokenState(sql, id, token);
+    const { state } = await grouped.tokenState({ ticketId: id, token });
     if (!state) throw verdictError("unknown");
     return c.json(ticketView(state));
   });
@@ -223,9 +288,9 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   app.post("/v1/check", async (c) => {
-    const body = parse(checkRequest, await jsonBody(c), "body");
-    if ("admission_token" in body) {
-      const admission = await tokens.verify(body.admission_token);
+    const check = parse(checkRequest, await body(c), "body");
+    if ("admission_token" in check) {
+      const admission = await tokens.verify(check.admission_token);
       const verdict = await queue.checkAdmission(sql, admission.ticketId, admission.instance);
       if (!verdict.ok) throw verdictError(verdict.code);
       return c.json({
@@ -236,7 +301,7 @@ export function createApp(deps: AppDeps): Hono {
         expires_at: verdict.expires_at,
       });
     }
-    const { code, state } = await queue.tokenState(sql, body.ticket_id, body.token);
+    const { code, state } = await grouped.tokenState({ ticketId: check.ticket_id, token: check.token });
     if (code !== "ok" || !state) throw verdictError(code);
     return c.json({
       ok: true,
@@ -272,7 +337,7 @@ export function createApp(deps: AppDeps): Hono {
   app.put("/v1/rooms/:room", async (c) => {
     requireAdmin(c);
     const { room } = parse(roomParams, c.req.param(), "path");
-    const changes = parse(roomSettings, await jsonBody(c), "room settings");
+    const changes = parse(roomSettings, await body(c), "room settings");
     const [existing] = await queue.listRooms(sql, room);
     if (existing) {
       await queue.configureRoom(sql, room, changes);

@@ -4,19 +4,20 @@ import type { Duplex } from "node:stream";
 import { createAdaptorServer } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Config } from "../config/index.js";
-import { createSql } from "../db/client.js";
+import { connectSql } from "../db/client.js";
 import { Hub } from "../events/hub.js";
 import { type Listener, startListener } from "../events/listener.js";
 import type { Logger } from "../log.js";
 import { createMetrics } from "../metrics.js";
+import { createGroupedQueue } from "../queue/grouped.js";
 import { noticeEvents } from "../queue/index.js";
 import { createTokenIssuer } from "../tokens/index.js";
-import { createApp } from "./app.js";
+import { type AppEnv, createApp } from "./app.js";
 
 export type HttpService = {
   /** http://host:port of the listening server. */
   url: string;
-  app: Hono;
+  app: Hono<AppEnv>;
   hub: Hub;
   listener: Listener;
   /** Stop accepting, tell streams to reconnect elsewhere, drain, close the database connections. */
@@ -25,15 +26,23 @@ export type HttpService = {
 
 type HttpConfig = Pick<
   Config,
-  "port" | "host" | "adminKey" | "serverKey" | "bodyLimitBytes" | "stream" | "shutdownTimeoutMs"
+  | "port"
+  | "host"
+  | "listenBacklog"
+  | "adminKey"
+  | "serverKey"
+  | "bodyLimitBytes"
+  | "stream"
+  | "grouping"
+  | "shutdownTimeoutMs"
 >;
 
 /** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
-function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+function listen(server: Server, port: number, host: string, backlog: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => reject(error);
     server.once("error", onError);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off("error", onError);
       resolve(server.address() as AddressInfo);
     });
@@ -85,9 +94,13 @@ export async function startHttp(options: {
   processMetrics?: boolean;
 }): Promise<HttpService> {
   const { databaseUrl, config, log } = options;
-  const sql = createSql(databaseUrl);
+  const sql = await connectSql(databaseUrl);
   const metrics = createMetrics({ processMetrics: options.processMetrics });
-  const hub = new Hub({ sql, log, metrics, settings: config.stream });
+  const grouped = createGroupedQueue(sql, config.grouping, (kind, size) => {
+    metrics.batchSize.observe({ kind }, size);
+    if (kind === "read") metrics.positionQueries.inc();
+  });
+  const hub = new Hub({ sql, log, metrics, settings: config.stream, readState: grouped.tokenState });
   const listener = startListener({
     databaseUrl,
     log,
@@ -99,6 +112,7 @@ export async function startHttp(options: {
   const tokens = createTokenIssuer({ sql, log });
   const app = createApp({
     sql,
+    grouped,
     hub,
     tokens,
     metrics,
@@ -119,7 +133,7 @@ export async function startHttp(options: {
   };
   let address: AddressInfo;
   try {
-    address = await listen(server, config.port, config.host);
+    address = await listen(server, config.port, config.host, config.listenBacklog);
   } catch (error) {
     hub.close();
     await release();

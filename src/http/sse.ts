@@ -1,6 +1,5 @@
+import type { ServerResponse } from "node:http";
 import type { StreamClient } from "../events/hub.js";
-
-const encoder = new TextEncoder();
 
 export const sseHeaders = {
   "content-type": "text/event-stream; charset=utf-8",
@@ -10,48 +9,64 @@ export const sseHeaders = {
   "x-accel-buffering": "no",
 } as const;
 
+export type SseResponse = {
+  /** What the hub writes to. Until start(), writes are held (the open may still be refused). */
+  client: StreamClient;
+  /**
+   * Send the headers and everything written so far; from now on writes go straight to the socket.
+   * False when the stream is already over (the client left while it was being opened, say).
+   */
+  start(): boolean;
+};
+
 /**
- * A text/event-stream body with a bounded buffer. Writes never wait: a client
- * that lets more than `bufferBytes` pile up is disconnected (it reconnects and
- * resumes with Last-Event-ID) instead of holding memory or anyone else up.
+ * A text/event-stream written straight to Node's response: a Web ReadableStream per stream, piped
+ * by the adapter, cost as much CPU as the rest of an open (bench/notes/rush.md). Writes never wait:
+ * a client that lets more than `bufferBytes` pile up in the process is disconnected (it reconnects
+ * and resumes with Last-Event-ID) instead of holding memory or anyone else up.
  */
-export function sseStream(
-  bufferBytes: number,
-  onGone: () => void,
-): { body: ReadableStream<Uint8Array>; client: StreamClient } {
-  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+export function sseResponse(outgoing: ServerResponse, bufferBytes: number, onGone: () => void): SseResponse {
+  let started = false;
   let open = true;
+  let held: string[] = [];
   const finish = () => {
     if (!open) return false;
     open = false;
     onGone();
     return true;
   };
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start: (c) => {
-        controller = c;
-      },
-      cancel: () => {
-        finish();
-      },
-    },
-    new ByteLengthQueuingStrategy({ highWaterMark: bufferBytes }),
-  );
+  // The client went away, or the response ended.
+  outgoing.once("close", finish);
   const client: StreamClient = {
     write(text) {
-      if (!open || !controller) return false;
-      if ((controller.desiredSize ?? 0) <= 0) {
+      if (!open) return false;
+      if (!started) {
+        held.push(text);
+        return true;
+      }
+      if (outgoing.writableLength > bufferBytes) {
         // Too far behind: drop what is queued and cut the connection.
-        if (finish()) controller.error(new Error("event stream client too slow"));
+        if (finish()) outgoing.destroy();
         return false;
       }
-      controller.enqueue(encoder.encode(text));
+      outgoing.write(text);
       return true;
     },
     close() {
-      if (finish()) controller?.close();
+      // Before start() the held text is still sent, then the response ends.
+      if (finish() && started) outgoing.end();
     },
   };
-  return { body, client };
+  return {
+    client,
+    start() {
+      started = true;
+      if (outgoing.destroyed) return false;
+      outgoing.writeHead(200, sseHeaders);
+      outgoing.write(held.join(""));
+      held = [];
+      if (!open) outgoing.end();
+      return open;
+    },
+  };
 }

@@ -76,22 +76,34 @@ export type RoomStats = {
 
 export type RoomWithStats = Room & { stats: RoomStats };
 
-export async function join(sql: Sql, room: string, options: { holder?: string; priority?: number } = {}) {
-  const [row] = await sql<Joined[]>`
-    select * from waitroom.join(${room}, ${options.holder ?? null}, ${options.priority ?? 0})`;
-  return row as Joined;
+export type JoinRequest = { holder?: string; priority?: number };
+
+/** Many joins of one room in one statement (waitroom.join_many); answers in the order asked. */
+export async function joinMany(sql: Sql, room: string, requests: readonly JoinRequest[]): Promise<Joined[]> {
+  // Arrays only when some join sets them: the anonymous rush sends none.
+  const holders = requests.some((r) => r.holder !== undefined) ? requests.map((r) => r.holder ?? null) : null;
+  const priorities = requests.some((r) => r.priority !== undefined) ? requests.map((r) => r.priority ?? 0) : null;
+  const rows = await sql<(Joined & { ordinal: number })[]>`
+    select * from waitroom.join_many(${room}, ${requests.length},
+      ${holders === null ? null : sql.array(holders as string[])}::text[],
+      ${priorities === null ? null : sql.array(priorities)}::integer[])`;
+  const answers = new Array<Joined>(requests.length);
+  for (const { ordinal, ...joined } of rows) answers[ordinal - 1] = joined;
+  return answers;
 }
 
-/** The verdict on (ticket, token) and, unless the token is unknown or superseded, the ticket's state. */
-export async function tokenState(sql: Sql, ticketId: string, token: string): Promise<TokenState> {
-  const [row] = await sql<(TicketState & { code: string; found: boolean })[]>`
-    select c.code, p.ticket_id is not null as found, p.*
-      from waitroom.check(${ticketId}, ${token}) c
-      left join waitroom.tickets t on t.id = ${ticketId} and c.code not in ('unknown', 'superseded')
-      left join lateral waitroom.positions(t.room_id, array[t.id]) p on true`;
-  if (!row) throw new Error("waitroom.check returned no row");
-  const { code, found, ...state } = row;
-  return { code, state: found ? state : undefined };
+/** A ticket id with the bearer token presented for it. */
+export type PresentedToken = { ticketId: string; token: string };
+
+/** The verdict on each (ticket, token) and, where the token is the ticket's current one, its state. */
+export async function ticketStates(sql: Sql, presented: readonly PresentedToken[]): Promise<TokenState[]> {
+  const rows = await sql<(TicketState & { ordinal: number; code: string })[]>`
+    select * from waitroom.ticket_states(
+      ${sql.array(presented.map((p) => p.ticketId))}::uuid[], ${sql.array(presented.map((p) => p.token))}::text[])`;
+  return rows.map(({ ordinal: _ordinal, code, ...state }) => ({
+    code,
+    state: state.ticket_id === null ? undefined : state,
+  }));
 }
 
 export type Claimed = Verdict & { holder: string | null; room_id: string; instance: number };

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, inject } from "vitest";
-import { createSql, type Sql, withClient } from "../../src/db/client.js";
+import { connectSql, type Sql, withClient } from "../../src/db/client.js";
 
 export type TestDatabase = {
   /** URL of this file's own database. */
@@ -20,7 +20,7 @@ export function useTestDatabase(options: { max?: number } = {}): TestDatabase {
     await withClient(inject("serverUrl"), (client) =>
       client.query(`create database ${name} template ${inject("templateDatabase")}`),
     );
-    database.sql = createSql(database.url, { max: options.max ?? 10 });
+    database.sql = await connectSql(database.url, { max: options.max ?? 10 });
   });
   afterAll(async () => {
     await database.sql?.end({ timeout: 5 });

@@ -64,6 +64,13 @@ export function useTestServer(
   return server;
 }
 
+/** A sample of the server's /metrics; `series` may carry labels, e.g. 'waitroom_batch_size_count{kind="join"}'. */
+export async function metric(server: TestServer, series: string): Promise<number> {
+  const text = await (await server.request("/metrics")).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `) || l.startsWith(`${series}{`));
+  return line ? Number(line.split(" ").at(-1)) : 0;
+}
+
 export type StreamMessage = { event: string; id: string; data: Record<string, unknown> };
 
 const streamEvents = ["state", "admitted", "active", "draining", "ended", "superseded", "room"];

@@ -1,7 +1,10 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
-import { sseStream } from "../../src/http/sse.js";
+import { sseResponse } from "../../src/http/sse.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { SERVER_KEY, StreamRecorder, useTestServer } from "../helpers/http.js";
+import { metric as metricOf, SERVER_KEY, StreamRecorder, useTestServer } from "../helpers/http.js";
 import { createRoom } from "../helpers/queue.js";
 
 const db = useTestDatabase({ max: 20 });
@@ -23,11 +26,7 @@ function streamOf(ticket: Ticket): StreamRecorder {
   return new StreamRecorder(`${server.url}/v1/tickets/${ticket.ticket_id}/events?token=${ticket.token}`);
 }
 
-async function metric(name: string): Promise<number> {
-  const text = await (await server.request("/metrics")).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.split(" ").at(-1)) : 0;
-}
+const metric = (series: string) => metricOf(server, series);
 
 /** The stream's text up to the first occurrence of `marker` (within 5 s); then the stream is closed. */
 async function readUntil(response: Response, marker: string): Promise<string> {
@@ -194,14 +193,45 @@ describe("event streams", () => {
 });
 
 describe("a slow stream client", () => {
-  it("is cut off once its buffer is full, instead of holding memory", () => {
+  it("is cut off once its buffer is full, instead of holding memory", async () => {
+    const bufferBytes = 64 * 1024;
     let gone = 0;
-    const { client } = sseStream(4096, () => gone++);
     let accepted = 0;
-    while (client.write("x".repeat(1000))) accepted++;
-    expect(accepted).toBeGreaterThanOrEqual(4);
-    expect(accepted).toBeLessThanOrEqual(5);
+    let queuedAtCut = -1;
+    const served = new Promise<void>((resolve) => {
+      const httpServer = createServer((_request, response) => {
+        const { client, start } = sseResponse(response, bufferBytes, () => gone++);
+        expect(start()).toBe(true);
+        // The client reads nothing: the kernel's buffers fill, then ours, then it is cut.
+        const chunk = "x".repeat(10_000);
+        const writeMore = () => {
+          for (let i = 0; i < 100; i++) {
+            if (!client.write(chunk)) {
+              queuedAtCut = response.writableLength;
+              httpServer.close();
+              resolve();
+              return;
+            }
+            accepted += chunk.length;
+          }
+          if (accepted < 1_000_000_000) setImmediate(writeMore);
+        };
+        writeMore();
+      });
+      httpServer.listen(0, "127.0.0.1", () => {
+        const { port } = httpServer.address() as AddressInfo;
+        const socket = connect(port, "127.0.0.1", () => {
+          socket.write("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+          socket.pause();
+        });
+        socket.on("error", () => {});
+      });
+    });
+    await served;
     expect(gone).toBe(1);
-    expect(client.write("more")).toBe(false);
+    // Cut when what waits in the process passed the bound, not after a gigabyte.
+    expect(accepted).toBeLessThan(1_000_000_000);
+    expect(queuedAtCut).toBeGreaterThan(bufferBytes);
+    expect(queuedAtCut).toBeLessThanOrEqual(bufferBytes + 10_000);
   });
 });

@@ -143,6 +143,29 @@ describe("positions", () => {
     // The asked tickets, the queue ahead of the furthest, each band's ends: a few entries per ticket.
     expect(indexEntriesRead).toBeLessThan(tickets * 10);
   });
+
+  it("reads the queue once for many tickets when the statistics predate the rush", async () => {
+    // Statistics gathered while the room was empty (other rooms busy), as before an opening; then the rush joins.
+    const other = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    await db.sql`select count(*) from waitroom.join_many(${other}, 10000, null, null, ${at(0)})`;
+    const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    await db.sql`analyze waitroom.tickets`;
+    const tickets = 2000;
+    const ids = (
+      await db.sql<
+        { id: string }[]
+      >`select ticket_id::text as id from waitroom.join_many(${room}, ${tickets}, null, null, ${at(0)})`
+    ).map((row) => row.id);
+    const indexEntriesRead = await db.sql.begin(async (sql) => {
+      const before = await ticketIndexEntriesRead(sql);
+      const rows = await sql<{ position: number }[]>`
+        select position from waitroom.positions(${room}, ${sql.array(ids)}::uuid[], ${at(1)})`;
+      expect(rows.map((row) => row.position).sort((a, b) => a - b)).toEqual(ids.map((_, i) => i + 1));
+      return (await ticketIndexEntriesRead(sql)) - before;
+    });
+    // A join planned for one row a side re-ranked the queue once per ticket: 2,000 × 2,000.
+    expect(indexEntriesRead).toBeLessThan(tickets * 10);
+  });
 });
 
 describe("touch", () => {

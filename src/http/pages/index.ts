@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Context, Hono } from "hono";
+import type { Context, Env, Hono } from "hono";
 import { roomId } from "../contracts.js";
 
 /*
@@ -181,7 +181,7 @@ const notFoundPage = (message: string) =>
   page("Not found · waitroom", undefined, `<main class="room"><h1>Not found</h1><p>${escapeHtml(message)}</p></main>`);
 
 /** GET /rooms/{room}, GET /admin and their assets under /assets/. */
-export function mountPages(app: Hono): void {
+export function mountPages<E extends Env>(app: Hono<E>): void {
   app.get("/rooms/:room", (c) => {
     securityHeaders(c);
     c.header("cache-control", "no-cache");

@@ -1,0 +1,118 @@
+/*
+ * Group commit for calls that arrive together. A call waits only for the
+ * end of the current turn of the event loop, so one arriving alone goes out
+ * at once; calls arriving while earlier batches are in flight gather into the
+ * next batch. Under a rush the batches grow by themselves, up to maxBatch,
+ * and the database sees one statement per batch instead of one per call.
+ */
+
+export type BatcherOptions = {
+  /** Most calls sent in one batch. */
+  maxBatch: number;
+  /** Most batches in flight at once; calls beyond wait for the next batch. */
+  maxInFlight: number;
+  /** Called with the size of every batch sent (for metrics). */
+  onBatch?: (size: number) => void;
+  /** Called when the last batch in flight is answered and nothing is queued. */
+  onIdle?: () => void;
+};
+
+/** What a batch answers for each of its calls, in order: a result, or the error of that call alone. */
+export type BatchAnswer<Out> = { ok: true; value: Out } | { ok: false; error: unknown };
+
+type Pending<In, Out> = { input: In; resolve: (value: Out) => void; reject: (error: unknown) => void };
+
+export class Batcher<In, Out> {
+  readonly #run: (inputs: In[]) => Promise<BatchAnswer<Out>[]>;
+  readonly #options: BatcherOptions;
+  #queue: Pending<In, Out>[] = [];
+  #inFlight = 0;
+  #scheduled = false;
+
+  /** `run` answers every input of a batch; if it throws, every call of the batch fails with that error. */
+  constructor(run: (inputs: In[]) => Promise<BatchAnswer<Out>[]>, options: BatcherOptions) {
+    this.#run = run;
+    this.#options = options;
+  }
+
+  /** Nothing queued and nothing in flight. */
+  get idle(): boolean {
+    return this.#queue.length === 0 && this.#inFlight === 0;
+  }
+
+  submit(input: In): Promise<Out> {
+    return new Promise<Out>((resolve, reject) => {
+      this.#queue.push({ input, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#queue.length === 0 || this.#inFlight >= this.#options.maxInFlight) return;
+    this.#scheduled = true;
+    // After the I/O of this turn: every request parsed in it joins the batch.
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    while (this.#queue.length > 0 && this.#inFlight < this.#options.maxInFlight) {
+      const batch = this.#queue.splice(0, this.#options.maxBatch);
+      this.#inFlight += 1;
+      this.#options.onBatch?.(batch.length);
+      this.#send(batch).finally(() => {
+        this.#inFlight -= 1;
+        this.#schedule();
+        if (this.idle) this.#options.onIdle?.();
+      });
+    }
+  }
+
+  async #send(batch: Pending<In, Out>[]): Promise<void> {
+    try {
+      const answers = await this.#run(batch.map((call) => call.input));
+      batch.forEach((call, i) => {
+        const answer = answers[i];
+        if (!answer) call.reject(new Error(`batch answered ${answers.length} of ${batch.length} calls`));
+        else if (answer.ok) call.resolve(answer.value);
+        else call.reject(answer.error);
+      });
+    } catch (error) {
+      for (const call of batch) call.reject(error);
+    }
+  }
+}
+
+/** One batcher per key (a room, say), created on first use and dropped once idle. */
+export class KeyedBatcher<In, Out> {
+  readonly #run: (key: string, inputs: In[]) => Promise<BatchAnswer<Out>[]>;
+  readonly #options: BatcherOptions;
+  readonly #batchers = new Map<string, Batcher<In, Out>>();
+
+  constructor(run: (key: string, inputs: In[]) => Promise<BatchAnswer<Out>[]>, options: BatcherOptions) {
+    this.#run = run;
+    this.#options = options;
+  }
+
+  /** Batchers that have work (keys come from requests, so idle ones are not kept). */
+  get size(): number {
+    return this.#batchers.size;
+  }
+
+  submit(key: string, input: In): Promise<Out> {
+    let batcher = this.#batchers.get(key);
+    if (!batcher) {
+      const created: Batcher<In, Out> = new Batcher((inputs) => this.#run(key, inputs), {
+        ...this.#options,
+        onIdle: () => {
+          if (this.#batchers.get(key) === created) this.#batchers.delete(key);
+        },
+      });
+      batcher = created;
+      this.#batchers.set(key, batcher);
+    }
+    return batcher.submit(input);
+  }
+}

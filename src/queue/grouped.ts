@@ -1,0 +1,72 @@
+import type { GroupingSettings } from "../config/index.js";
+import type { Sql } from "../db/client.js";
+import { type BatchAnswer, Batcher, KeyedBatcher } from "./batcher.js";
+import {
+  type Joined,
+  type JoinRequest,
+  joinMany,
+  type PresentedToken,
+  type TokenState,
+  ticketStates,
+} from "./index.js";
+
+/*
+ * The calls an opening rush makes by the thousand, grouped: joins of one room
+ * become one waitroom.join_many, first reads of streams one
+ * waitroom.ticket_states. The SQL decides everything; this only gathers.
+ */
+
+export type GroupedQueue = {
+  join(room: string, request: JoinRequest): Promise<Joined>;
+  /** The verdict on a presented token and the ticket's state, read together with others arriving now. */
+  tokenState(presented: PresentedToken): Promise<TokenState>;
+};
+
+const answered = <T>(values: T[]): BatchAnswer<T>[] => values.map((value) => ({ ok: true, value }));
+
+/** An invalid argument names one join of the batch (SQLSTATE WR400): the others deserve their own answers. */
+const concernsOneJoin = (error: unknown) => (error as { code?: unknown }).code === "WR400";
+
+export function createGroupedQueue(
+  sql: Sql,
+  settings: GroupingSettings,
+  onBatch?: (kind: "join" | "read", size: number) => void,
+): GroupedQueue {
+  const joins = new KeyedBatcher<JoinRequest, Joined>(
+    async (room, requests) => {
+      try {
+        return answered(await joinMany(sql, room, requests));
+      } catch (error) {
+        // The statement wrote nothing. An unknown or closed room, or an outage, is every caller's
+        // answer; a bad holder or priority is one caller's, so each join is tried alone.
+        if (requests.length === 1 || !concernsOneJoin(error)) throw error;
+        return Promise.all(
+          requests.map((request) =>
+            joinMany(sql, room, [request]).then(
+              ([joined]): BatchAnswer<Joined> =>
+                joined ? { ok: true, value: joined } : { ok: false, error: new Error("join_many answered no row") },
+              (alone: unknown): BatchAnswer<Joined> => ({ ok: false, error: alone }),
+            ),
+          ),
+        );
+      }
+    },
+    {
+      maxBatch: settings.maxJoinBatch,
+      maxInFlight: settings.maxInFlight,
+      onBatch: (size) => onBatch?.("join", size),
+    },
+  );
+  const reads = new Batcher<PresentedToken, TokenState>(
+    async (presented) => answered(await ticketStates(sql, presented)),
+    {
+      maxBatch: settings.maxReadBatch,
+      maxInFlight: settings.maxInFlight,
+      onBatch: (size) => onBatch?.("read", size),
+    },
+  );
+  return {
+    join: (room, request) => joins.submit(room, request),
+    tokenState: (presented) => reads.submit(presented),
+  };
+}
