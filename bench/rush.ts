@@ -24,7 +24,13 @@ import { startStreamClients } from "./lib/sse-clients.js";
 import type { ClientsReport } from "./lib/sse-clients-child.js";
 import type { ServiceMemory } from "./lib/sse-service-child.js";
 import { median, type Quantiles, quantiles, range, tpsRatiosByRound } from "./lib/stats.js";
-import { type TcpCounters, tcpCounters, tcpCountersDelta } from "./lib/tcp-counters.js";
+import {
+  type ListenQueueLimits,
+  prepareListenQueues,
+  type TcpCounters,
+  tcpCounters,
+  tcpCountersDelta,
+} from "./lib/tcp-counters.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
 
 /*
@@ -220,6 +226,8 @@ export type RushSizeFigures = {
 };
 
 export type RushFigures = {
+  /** net.core.somaxconn during the run, and what it was before the run raised it (null: left as it was). */
+  listenQueues: ListenQueueLimits;
   descriptorLimit: number | null;
   ceiling: number;
   workloads: Record<Workload, RushWorkloadFigures>;
@@ -1038,6 +1046,13 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
       "its first sight of the draw — a `state` with another position or depth, or `admitted`. The draw's start is " +
       "`rooms.shuffled_at` (the admitting transaction's clock after it took the room).",
     "",
+    `Listen queues: \`net.core.somaxconn\` ${figures.listenQueues.somaxconn ?? "unknown"}` +
+      (figures.listenQueues.raisedFrom === null
+        ? " (left as the machine had it)."
+        : ` for this run, raised from ${figures.listenQueues.raisedFrom} (and \`tcp_max_syn_backlog\` with it) as ` +
+          "docs/operations.md tells operators to before an opening: with the default, thousands of simultaneous " +
+          "connects overflow the accept queue and wait 1, 3, 7 s for SYN retries."),
+    "",
     "Memory per stream: the service's `process.memoryUsage()` after two full collections just before the streams open and " +
       "0.5 s after the last opened, delta / streams opened. Errors: answers other than 202 to a join, streams that never " +
       "read a first `state` (non-200 answer, reset, timeout), streams the service ended, and streams that did not see the " +
@@ -1109,6 +1124,7 @@ export const rushBenchmark: Benchmark<RushFigures> = {
   title: "The rush: join, open streams, open the room",
   async run(context): Promise<BenchReport<RushFigures>> {
     const plan = PLANS[context.mode];
+    const listenQueues = await prepareListenQueues();
     const limit = await descriptorLimit();
     const ceiling = limit === null ? 10_000 : Math.floor((limit - DESCRIPTOR_MARGIN) / 1000) * 1000 || 1000;
     const asked = process.env.BENCH_RUSH_SIZES?.split(",").map(Number);
@@ -1154,6 +1170,7 @@ export const rushBenchmark: Benchmark<RushFigures> = {
         ),
       };
       const partial = {
+        listenQueues,
         descriptorLimit: limit,
         ceiling,
         workloads,

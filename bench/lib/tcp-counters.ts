@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 
 /*
  * The kernel's TCP counters (/proc/net/netstat, machine-wide; null where
@@ -42,4 +42,30 @@ export function tcpCountersDelta(before: TcpCounters | null, after: TcpCounters 
   const delta = {} as TcpCounters;
   for (const counter of TCP_COUNTERS) delta[counter] = after[counter] - before[counter];
   return delta;
+}
+
+/** The kernel's caps on listen queues, before and after this run set them as docs/operations.md advises. */
+export type ListenQueueLimits = { somaxconn: number | null; raisedFrom: number | null };
+
+const SOMAXCONN = "/proc/sys/net/core/somaxconn";
+const SYN_BACKLOG = "/proc/sys/net/ipv4/tcp_max_syn_backlog";
+const RUSH_QUEUE = 65_535;
+
+/**
+ * An opening rush needs listen queues longer than the usual 4,096 (docs/operations.md, "Before an
+ * opening rush"): raise them where this process may (root), as an operator would for the event, and
+ * say so in the report; elsewhere leave them and report what they are.
+ */
+export async function prepareListenQueues(): Promise<ListenQueueLimits> {
+  const read = async (path: string) => Number((await readFile(path, "utf8").catch(() => "")).trim()) || null;
+  const before = await read(SOMAXCONN);
+  if (before === null || before >= RUSH_QUEUE || process.getuid?.() !== 0)
+    return { somaxconn: before, raisedFrom: null };
+  try {
+    await writeFile(SOMAXCONN, String(RUSH_QUEUE));
+    await writeFile(SYN_BACKLOG, String(RUSH_QUEUE));
+  } catch {
+    return { somaxconn: before, raisedFrom: null };
+  }
+  return { somaxconn: await read(SOMAXCONN), raisedFrom: before };
 }
