@@ -78,19 +78,14 @@ declare
   v_now      timestamptz := waitroom._now(p_now);
   v_token    text := waitroom._new_token();
   v_hash     bytea := waitroom._hash(v_token);
-  v_room     record;
-  v_mode     text;
-  v_seq      regclass;
-  v_error    text;
+  v_room     record := waitroom._join_room(p_room);
   v_instance integer;
   v_lost     integer := 0;
 begin
-  v_room := waitroom._join_room(p_room);
-  v_mode := v_room.mode;
-  v_seq := v_room.queue_seq;
-  v_error := waitroom._join_error(p_holder, p_priority);
-  if v_error is not null then
-    perform waitroom._fail('WR400', v_error);
+  -- One expression on the way of a valid join: plpgsql sets each up once per
+  -- transaction, and join is most of its transaction.
+  if waitroom._join_error(p_holder, p_priority) is not null then
+    perform waitroom._fail('WR400', waitroom._join_error(p_holder, p_priority));
   end if;
 
   if p_holder is null then
@@ -98,7 +93,7 @@ begin
     -- ON CONFLICT's speculative one (which writes a second WAL record to
     -- confirm the row).
     insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
-    values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_seq), v_now, v_now)
+    values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
     perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
   else
@@ -120,7 +115,7 @@ begin
       end if;
 
       insert into waitroom.tickets (id, room_id, holder, token_hash, priority, seq, queued_at, last_seen_at)
-      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_seq), v_now, v_now)
+      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
       on conflict (room_id, holder)
         where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
       do nothing
@@ -135,7 +130,7 @@ begin
     end loop;
   end if;
 
-  if v_mode = 'passthrough' and status = 'queued' then
+  if v_room.mode = 'passthrough' and status = 'queued' then
     perform waitroom._admit(p_room, null, p_now, array[ticket_id]);
     select t.status into status from waitroom.tickets t where t.id = ticket_id;
   end if;

@@ -23,6 +23,7 @@ describe("loadConfig", () => {
       databaseUrl: undefined,
       port: 8080,
       host: "0.0.0.0",
+      listenBacklog: 65_535,
       dataDir: resolve(".data"),
       embeddedPostgresPort: 54329,
       shutdownTimeoutMs: 10_000,
@@ -33,6 +34,7 @@ describe("loadConfig", () => {
       serverKey: undefined,
       bodyLimitBytes: 16_384,
       stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144 },
+      grouping: { maxJoinBatch: 500, maxReadBatch: 1000, maxInFlight: 2 },
       logLevel: "info",
     });
   });
@@ -42,6 +44,7 @@ describe("loadConfig", () => {
       DATABASE_URL: "postgresql://app:secret@db.example:5433/rooms",
       PORT: "9090",
       HOST: "127.0.0.1",
+      WAITROOM_LISTEN_BACKLOG: "1024",
       WAITROOM_DATA_DIR: "/var/lib/waitroom",
       WAITROOM_EMBEDDED_PG_PORT: "6543",
       WAITROOM_SHUTDOWN_TIMEOUT_MS: "2500",
@@ -55,12 +58,16 @@ describe("loadConfig", () => {
       WAITROOM_REFRESH_MS: "500",
       WAITROOM_PRESENCE_MS: "3000",
       WAITROOM_STREAM_BUFFER_BYTES: "65536",
+      WAITROOM_JOIN_BATCH_MAX: "100",
+      WAITROOM_READ_BATCH_MAX: "200",
+      WAITROOM_BATCHES_IN_FLIGHT: "1",
       LOG_LEVEL: "debug",
     });
     expect(config).toEqual({
       databaseUrl: "postgresql://app:secret@db.example:5433/rooms",
       port: 9090,
       host: "127.0.0.1",
+      listenBacklog: 1024,
       dataDir: "/var/lib/waitroom",
       embeddedPostgresPort: 6543,
       shutdownTimeoutMs: 2500,
@@ -71,6 +78,7 @@ describe("loadConfig", () => {
       serverKey: "0123456789abcdef-server",
       bodyLimitBytes: 4096,
       stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536 },
+      grouping: { maxJoinBatch: 100, maxReadBatch: 200, maxInFlight: 1 },
       logLevel: "debug",
     });
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");
