@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
+import type postgres from "postgres";
 import type { Sql } from "../../src/db/client.js";
 
 /** A fixed clock origin: every time-dependent verb gets p_now = T0 + seconds. */
@@ -64,4 +66,50 @@ export function first<T>(rows: readonly T[]): T {
   const row = rows[0];
   if (row === undefined) throw new Error("expected at least one row");
   return row;
+}
+
+/** Backends of this database blocked on a heavyweight lock while running a statement that mentions `needle`. */
+async function lockWaiters(sql: Sql, needle: string): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`
+    select count(*)::int as n
+      from pg_stat_activity
+     where datname = current_database() and pid <> pg_backend_pid()
+       and wait_event_type = 'Lock' and position(${needle} in query) > 0`;
+  return row?.n ?? 0;
+}
+
+/** Poll (bounded) until `want` backends wait on a lock in a statement mentioning `needle`; returns the last count. */
+export async function waitForLockWaiters(sql: Sql, needle: string, want: number, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = await lockWaiters(sql, needle);
+  while (seen < want && Date.now() < deadline) {
+    await delay(10);
+    seen = await lockWaiters(sql, needle);
+  }
+  return seen;
+}
+
+/** A promise plus the function that resolves it: every racer awaits `promise`, the test calls `open`. */
+export function barrier(): { promise: Promise<void>; open: () => void } {
+  let open: () => void = () => {};
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+/** A transaction holding whatever `take` locks until `release` is called. */
+export function holdLock(
+  sql: Sql,
+  take: (tx: postgres.TransactionSql) => Promise<unknown>,
+): { held: Promise<void>; release: () => void; done: Promise<unknown> } {
+  const held = barrier();
+  const released = barrier();
+  const done = sql.begin(async (tx) => {
+    await take(tx);
+    held.open();
+    await released.promise;
+  });
+  done.catch(() => held.open());
+  return { held: held.promise, release: released.open, done };
 }

@@ -9,7 +9,19 @@ import type postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import type { Sql } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { admit, at, createRoom, eventTypes, first, join, ticketRow, verdict } from "../helpers/queue.js";
+import {
+  admit,
+  at,
+  barrier,
+  createRoom,
+  eventTypes,
+  first,
+  holdLock,
+  join,
+  ticketRow,
+  verdict,
+  waitForLockWaiters,
+} from "../helpers/queue.js";
 
 const db = useTestDatabase({ max: 40 });
 
@@ -287,48 +299,6 @@ describe("join_many", () => {
   });
 });
 
-/** A promise plus the function that resolves it: every racer awaits `promise`, the test calls `open`. */
-function barrier(): { promise: Promise<void>; open: () => void } {
-  let open: () => void = () => {};
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
-}
-
-/** Backends of this database waiting for a heavyweight lock in a statement that mentions `needle`. */
-async function lockWaiters(needle: string): Promise<number> {
-  const [row] = await db.sql<{ n: number }[]>`
-    select count(*)::int as n from pg_stat_activity
-     where datname = current_database() and pid <> pg_backend_pid()
-       and wait_event_type = 'Lock' and position(${needle} in query) > 0`;
-  return row?.n ?? 0;
-}
-
-/** Poll (bounded) until `want` backends wait on a lock in a statement mentioning `needle`; returns the last count. */
-async function waitForLockWaiters(needle: string, want: number, timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = await lockWaiters(needle);
-  while (seen < want && Date.now() < deadline) {
-    await delay(10);
-    seen = await lockWaiters(needle);
-  }
-  return seen;
-}
-
-/** A transaction holding whatever `take` locks until `release` is called. */
-function holdLock(sql: Sql, take: (tx: postgres.TransactionSql) => Promise<unknown>) {
-  const held = barrier();
-  const released = barrier();
-  const done = sql.begin(async (tx) => {
-    await take(tx);
-    held.open();
-    await released.promise;
-  });
-  done.catch(() => held.open());
-  return { held: held.promise, release: released.open, done };
-}
-
 function errorText(error: unknown): string {
   const code = (error as { code?: string }).code ?? "";
   return `${code} ${error instanceof Error ? error.message : String(error)}`;
@@ -360,7 +330,7 @@ describe("join_many under contention", () => {
         return joinMany(conn, room, holders.length, { holders, now: at(1) });
       });
       start.open();
-      expect(await waitForLockWaiters("waitroom.join_many", BATCHES)).toBe(BATCHES);
+      expect(await waitForLockWaiters(db.sql, "waitroom.join_many", BATCHES)).toBe(BATCHES);
       gate.release();
       await gate.done;
       const settled = await Promise.allSettled(calls);
@@ -421,7 +391,7 @@ describe("join_many under contention", () => {
     try {
       await leaving.held;
       const batch = joinMany(conn, room, 2, { holders: ["kim", null], now: at(2) });
-      expect(await waitForLockWaiters("waitroom.join_many", 1)).toBe(1);
+      expect(await waitForLockWaiters(db.sql, "waitroom.join_many", 1)).toBe(1);
       leaving.release();
       await leaving.done;
       const answers = await batch;

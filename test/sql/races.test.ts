@@ -9,6 +9,7 @@ import type postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { createSql, type Sql } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { barrier, holdLock, waitForLockWaiters } from "../helpers/queue.js";
 
 const db = useTestDatabase({ max: 80 });
 
@@ -17,15 +18,6 @@ type Joined = { ticket_id: string; token: string; status: string; position: numb
 type Admitted = { ticket_id: string; holder: string | null; priority: number; claim_deadline: Date };
 type Reserved = postgres.ReservedSql;
 
-/** A promise plus the function that resolves it: every racer awaits `promise`, the test calls `open`. */
-function barrier(): { promise: Promise<void>; open: () => void } {
-  let open: () => void = () => {};
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
-}
-
 /** n connections of the pool, each held by one racer for the whole test. */
 async function reserve(sql: Sql, n: number): Promise<Reserved[]> {
   return Promise.all(Array.from({ length: n }, () => sql.reserve()));
@@ -33,46 +25,6 @@ async function reserve(sql: Sql, n: number): Promise<Reserved[]> {
 
 function releaseAll(conns: Reserved[]): void {
   for (const conn of conns) conn.release();
-}
-
-/** Backends of this database blocked on a heavyweight lock while running a statement that mentions `needle`. */
-async function lockWaiters(needle: string): Promise<number> {
-  const [row] = await db.sql<{ n: number }[]>`
-    select count(*)::int as n
-      from pg_stat_activity
-     where datname = current_database() and pid <> pg_backend_pid()
-       and wait_event_type = 'Lock' and position(${needle} in query) > 0`;
-  return row?.n ?? 0;
-}
-
-/** Poll (bounded) until `want` backends wait on a lock in a statement mentioning `needle`; returns the last count. */
-async function waitForLockWaiters(needle: string, want: number, timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = await lockWaiters(needle);
-  while (seen < want && Date.now() < deadline) {
-    await delay(10);
-    seen = await lockWaiters(needle);
-  }
-  return seen;
-}
-
-/**
- * Run `take` (a lock-taking statement) in a transaction kept open until `release` is called.
- * `held` resolves once the lock is taken (or the transaction failed); `done` once it has ended.
- */
-function holdLock(
-  sql: Sql,
-  take: (tx: postgres.TransactionSql) => Promise<unknown>,
-): { held: Promise<void>; release: () => void; done: Promise<unknown> } {
-  const held = barrier();
-  const released = barrier();
-  const done = sql.begin(async (tx) => {
-    await take(tx);
-    held.open();
-    await released.promise;
-  });
-  done.catch(() => held.open());
-  return { held: held.promise, release: released.open, done };
 }
 
 async function depthAndCount(room: string): Promise<{ depth: number; queued: number; statsQueued: number }> {
@@ -113,7 +65,7 @@ describe("claim under contention", () => {
       });
       start.open();
       // All 50 are inside claim's UPDATE, blocked on the same row, before the gate opens.
-      expect(await waitForLockWaiters("waitroom.claim", 50)).toBe(50);
+      expect(await waitForLockWaiters(db.sql, "waitroom.claim", 50)).toBe(50);
       gate.release();
       await gate.done;
       const verdicts = await Promise.all(claims);
@@ -383,7 +335,7 @@ describe("re-joins of one holder", () => {
         return row;
       });
       start.open();
-      expect(await waitForLockWaiters("waitroom.join", 30)).toBe(30);
+      expect(await waitForLockWaiters(db.sql, "waitroom.join", 30)).toBe(30);
       gate.release();
       await gate.done;
       answers = await Promise.all(joins);
