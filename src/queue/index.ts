@@ -82,11 +82,12 @@ export type JoinRequest = { holder?: string; priority?: number };
 export async function joinMany(sql: Sql, room: string, requests: readonly JoinRequest[]): Promise<Joined[]> {
   // Arrays only when some join sets them: the anonymous rush sends none.
   const holders = requests.some((r) => r.holder !== undefined) ? requests.map((r) => r.holder ?? null) : null;
-  const priorities = requests.some((r) => r.priority !== undefined) ? requests.map((r) => r.priority ?? 0) : null;
+  // A null element is join_many's own default (anonymous, priority 0): the default is not repeated here.
+  const priorities = requests.some((r) => r.priority !== undefined) ? requests.map((r) => r.priority ?? null) : null;
   const rows = await sql<(Joined & { ordinal: number })[]>`
     select * from waitroom.join_many(${room}, ${requests.length},
       ${holders === null ? null : sql.array(holders as string[])}::text[],
-      ${priorities === null ? null : sql.array(priorities)}::integer[])`;
+      ${priorities === null ? null : sql.array(priorities as number[])}::integer[])`;
   const answers = new Array<Joined>(requests.length);
   for (const { ordinal, ...joined } of rows) answers[ordinal - 1] = joined;
   return answers;

@@ -136,6 +136,19 @@ describe("the opening rush", () => {
     expect(codes.filter((c) => c.code === "unknown")).toHaveLength(51);
   });
 
+  it("keeps each join's own priority when joins with and without one share a batch", async () => {
+    const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    const responses = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => joinOver(server.url, room, i % 2 === 0 ? {} : { priority: 5 }, SERVER_KEY)),
+    );
+    expect(responses.map((r) => r.status)).toEqual(responses.map(() => 202));
+    const joined = await Promise.all(responses.map((r) => r.json() as Promise<Joined>));
+    const rows = await db.sql<{ id: string; priority: number }[]>`
+      select id, priority from waitroom.tickets where room_id = ${room}`;
+    const priorityOf = new Map(rows.map((row) => [row.id, row.priority]));
+    expect(joined.map((j) => priorityOf.get(j.ticket_id))).toEqual(joined.map((_, i) => (i % 2 === 0 ? 0 : 5)));
+  });
+
   it("never seats more than capacity when batched joins pour into a passthrough room while admitters run", async () => {
     const room = await createRoom(db.sql, 5, { mode: "passthrough", idle_seconds: 3600 });
     let running = true;
