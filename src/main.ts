@@ -1,6 +1,7 @@
 import { ApiFailure, roomsCommand, roomsUsage, topCommand, UsageError } from "./cli/rooms.js";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
 import { openDatabase } from "./db/database.js";
+import { DataDirectoryInUseError } from "./db/embedded.js";
 import { migrate } from "./db/migrate.js";
 import { startHttp } from "./http/server.js";
 import { createLogger, type Logger } from "./log.js";
@@ -159,6 +160,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (controller.signal.aborted) log.error(`${name} interrupted before it finished`);
+    // Like a configuration error, a refusal is one sentence on stderr: nothing was started.
+    else if (error instanceof DataDirectoryInUseError) process.stderr.write(`${name} refused: ${error.message}\n`);
     else log.fatal({ err: error }, `${name} failed`);
     return 1;
   }

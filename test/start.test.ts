@@ -8,7 +8,16 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/db/embedded.js";
-import { killLaunched, launch, messages, sleep, startServing, terminate, waitUntil } from "./helpers/app-process.js";
+import {
+  httpStatus,
+  killLaunched,
+  launch,
+  messages,
+  sleep,
+  startServing,
+  terminate,
+  waitUntil,
+} from "./helpers/app-process.js";
 
 /*
  * The real `start` command, as an operator runs it: tsx src/main.ts start with
@@ -196,7 +205,7 @@ describe("start", { timeout: 90_000 }, () => {
     const third = await startServing(env, httpPort);
     expect(third.lines).toContainEqual(
       expect.objectContaining({
-        msg: "stopping an embedded PostgreSQL left running by an earlier process",
+        msg: "stopping an embedded PostgreSQL whose owner process is gone",
         pid: orphan,
       }),
     );
@@ -262,6 +271,81 @@ describe("start", { timeout: 90_000 }, () => {
     } finally {
       bystander.kill("SIGKILL");
     }
+  });
+});
+
+describe("a second start on a data directory in use", { timeout: 90_000 }, () => {
+  const dataDir = newDataDir();
+
+  it("refuses in one line and exits 1, leaving the first process and its database serving", async () => {
+    const [firstPort, secondPort, pgPort] = [await freePort(), await freePort(), await freePort()];
+    const env = {
+      WAITROOM_DATA_DIR: dataDir,
+      HOST: "127.0.0.1",
+      WAITROOM_EMBEDDED_PG_PORT: String(pgPort),
+      LOG_LEVEL: "info",
+    };
+    const first = await startServing({ ...env, PORT: String(firstPort) }, firstPort);
+    const postgresPid = postmasterPid(dataDir) as number;
+    const firstPid = first.lines.find((line) => line.msg === "waitroom listening")?.pid as number;
+
+    const second = launch({ ...env, PORT: String(secondPort) });
+    const exit = await Promise.race([second.exited, sleep(30_000).then(() => "timeout")]);
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(second.stderr.trim().split("\n")).toEqual([
+      `start refused: the embedded PostgreSQL in ${join(dataDir, "pg")} (pid ${postgresPid}) is in use by process ${firstPid}: ` +
+        "stop that one first, or give this one its own WAITROOM_DATA_DIR and WAITROOM_EMBEDDED_PG_PORT",
+    ]);
+    expect(messages(second)).not.toContain("embedded PostgreSQL ready");
+
+    // The first never noticed: same database server, still answering, nothing logged above info.
+    expect(postmasterPid(dataDir)).toBe(postgresPid);
+    expect(isAlive(postgresPid)).toBe(true);
+    expect(await httpStatus(`http://127.0.0.1:${firstPort}/readyz`)).toBe(200);
+    expect(await withDatabase(dataDir, pgPort, (client) => client.query("select 1 as up"))).toMatchObject({
+      rows: [{ up: 1 }],
+    });
+    expect(first.lines.filter((line) => line.level > 30)).toEqual([
+      expect.objectContaining({ msg: expect.stringContaining("the admin API is disabled") }),
+    ]);
+
+    const stopped = await terminate(first);
+    expect(stopped).toMatchObject({ code: 0, signal: null });
+    await expectDatabaseStopped(dataDir, pgPort, postgresPid);
+  });
+
+  it("when the owner's database dies under it, every error is one short line with no pg objects", async () => {
+    const [httpPort, pgPort] = [await freePort(), await freePort()];
+    const running = await startServing(
+      {
+        WAITROOM_DATA_DIR: dataDir,
+        HOST: "127.0.0.1",
+        PORT: String(httpPort),
+        WAITROOM_EMBEDDED_PG_PORT: String(pgPort),
+      },
+      httpPort,
+    );
+    // What the old second start did to a live database: a fast shutdown from outside.
+    process.kill(postmasterPid(dataDir) as number, "SIGINT");
+    const exit = await Promise.race([running.exited, sleep(30_000).then(() => "timeout")]);
+    expect(exit).toEqual({ code: 1, signal: null });
+
+    const problems = running.lines.filter((line) => line.level >= 40 && !String(line.msg).includes("admin API"));
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems.at(-1)).toMatchObject({
+      msg: "start failed",
+      err: { message: expect.stringMatching(/^embedded PostgreSQL \(pid \d+\) exited unexpectedly$/) },
+    });
+    for (const line of problems) {
+      const error = (line.err ?? line.error) as Record<string, unknown> | undefined;
+      if (error === undefined) continue;
+      expect(Object.keys(error).sort()).toEqual(expect.arrayContaining(["message", "type"]));
+      expect(error).not.toHaveProperty("stack");
+      expect(error).not.toHaveProperty("client");
+      for (const value of Object.values(error))
+        expect(typeof value === "string" || typeof value === "number").toBe(true);
+    }
+    expect(running.stdout).not.toContain("_connectionCallback"); // a pg Client's internals
   });
 });
 

@@ -32,7 +32,9 @@ import type { Logger } from "../log.js";
  * process, which then stops the server last, after draining. If this process
  * exits without stop() (a crash, process.exit), an exit hook asks the server
  * for a fast shutdown; if it is killed outright, the next start finds the
- * orphan through postmaster.pid and stops it.
+ * orphan through postmaster.pid and stops it. The server's command line names
+ * its owner (waitroom.owner_pid), so a start can tell an orphan from a server
+ * another live process is using, which it leaves alone and refuses to share.
  */
 
 export type EmbeddedPostgresOptions = {
@@ -143,10 +145,64 @@ async function commandLine(pid: number): Promise<string | undefined> {
   }
 }
 
+/** The data directory's server belongs to a live process: a second start must not take it over. */
+export class DataDirectoryInUseError extends Error {
+  readonly code = "WAITROOM_DATA_DIR_IN_USE";
+  constructor(
+    readonly pgData: string,
+    readonly postmasterPid: number,
+    readonly ownerPid: number | undefined,
+  ) {
+    super(
+      `the embedded PostgreSQL in ${pgData} (pid ${postmasterPid}) is in use by ${ownerPid === undefined ? "another process" : `process ${ownerPid}`}: ` +
+        "stop that one first, or give this one its own WAITROOM_DATA_DIR and WAITROOM_EMBEDDED_PG_PORT",
+    );
+    this.name = "DataDirectoryInUseError";
+  }
+}
+
+/** The server's command line carries the pid of the process that started it (a custom setting). */
+const OWNER_SETTING = "waitroom.owner_pid";
+
+function recordedOwner(command: string): number | undefined {
+  const match = /waitroom\.owner_pid=(\d+)/.exec(command);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** The parent of a process: /proc where there is one, else ps; undefined when neither can tell. */
+async function parentPid(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/stat`, "utf8");
+    return Number(status.slice(status.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {}
+  try {
+    const ppid = Number((await run("ps", ["-o", "ppid=", "-p", String(pid)])).stdout.trim());
+    return Number.isInteger(ppid) && ppid > 0 ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * A server left running by a process that was killed holds the data directory: stop it. A postmaster.pid
- * whose process is gone, or is now some other program (pids are reused, in containers especially), is
- * stale: remove it, or PostgreSQL would refuse to start.
+ * Is the process that started this server still there? The server is its child while it lives; once it
+ * is gone, the server has been re-parented (to init or a subreaper), so its parent is no longer the owner
+ * its command line names. A pid reused by another program cannot be the server's parent. A server started
+ * without the owner setting (an older version) counts as owned unless init has adopted it.
+ */
+async function ownerAlive(pid: number, command: string | undefined): Promise<boolean> {
+  const owner = command === undefined ? undefined : recordedOwner(command);
+  const parent = await parentPid(pid);
+  if (parent === undefined) return owner !== undefined && isAlive(owner);
+  if (owner === undefined) return parent !== 1;
+  return parent === owner;
+}
+
+/**
+ * Only a server whose owner process is gone may be stopped: one left running by a process that was
+ * killed holds the data directory, so stop it. One whose owner lives is that process's database: refuse
+ * (DataDirectoryInUseError) rather than pull it from under a running service. A postmaster.pid whose
+ * process is gone, or is now some other program (pids are reused, in containers especially), is stale:
+ * remove it, or PostgreSQL would refuse to start.
  */
 async function stopOrphan(pgData: string, log: Logger): Promise<void> {
   const pidFile = join(pgData, "postmaster.pid");
@@ -163,7 +219,10 @@ async function stopOrphan(pgData: string, log: Logger): Promise<void> {
     await rm(pidFile, { force: true });
     return;
   }
-  log.warn({ pid }, "stopping an embedded PostgreSQL left running by an earlier process");
+  if (await ownerAlive(pid, command)) {
+    throw new DataDirectoryInUseError(pgData, pid, command === undefined ? undefined : recordedOwner(command));
+  }
+  log.warn({ pid }, "stopping an embedded PostgreSQL whose owner process is gone");
   process.kill(pid, "SIGINT");
   for (let waited = 0; isAlive(pid); waited += 100) {
     if (waited > 30_000) throw new Error(`embedded PostgreSQL (pid ${pid}) did not stop within 30 s`);
@@ -236,6 +295,7 @@ function serve(bin: Binaries, pgData: string, options: EmbeddedPostgresOptions, 
     unix_socket_directories: "",
     max_connections: options.maxConnections ?? 100,
     ...(options.durable ? {} : { fsync: "off", synchronous_commit: "off", full_page_writes: "off" }),
+    [OWNER_SETTING]: process.pid,
   };
   const args = ["-D", pgData, "-p", String(options.port)];
   for (const [name, value] of Object.entries(settings)) args.push("-c", `${name}=${value}`);
