@@ -21,7 +21,7 @@ import {
   ticketParams,
 } from "./contracts.js";
 import { ApiError, fromDatabaseError, parse, verdictError } from "./errors.js";
-import { docsPage, openApiDocument } from "./openapi.js";
+import { openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages/index.js";
 import { sseHeaders, sseResponse } from "./sse.js";
 
@@ -406,7 +406,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return c.body(await metrics.registry.metrics());
   });
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
-  app.get("/docs", (c) => c.html(docsPage()));
   // The waiting-room page and the admin dashboard (HTML + vanilla ES modules, no build step).
   mountPages(app);
 

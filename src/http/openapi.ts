@@ -2,7 +2,7 @@ import { z } from "zod";
 import { type Auth, errorCodes, errorEnvelope, type Route, routes } from "./contracts.js";
 
 /*
- * /openapi.json and /docs, generated from the route table and zod contracts
+ * /openapi.json (rendered by /docs, in pages/), generated from the route table and zod contracts
  * in contracts.ts, so the description cannot drift from what is validated.
  */
 
@@ -89,30 +89,4 @@ export function openApiDocument(): unknown {
     },
   };
   return document;
-}
-
-const escapeHtml = (text: string) =>
-  text.replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch] ?? ch);
-
-/** A plain page listing the routes; the full description is /openapi.json. No scripts, no CDN. */
-export function docsPage(): string {
-  const rows = routes
-    .map(
-      (route) =>
-        `<tr><td><code>${route.method.toUpperCase()}</code></td><td><code>${escapeHtml(route.path)}</code></td>` +
-        `<td>${route.auth}</td><td>${escapeHtml(route.summary)}</td>` +
-        `<td>${route.errors.map((code) => `<code>${code}</code>`).join(" ")}</td></tr>`,
-    )
-    .join("\n");
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>waitroom API</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem;max-width:70rem}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}table{border-collapse:collapse}</style>
-</head><body>
-<h1>waitroom API v1</h1>
-<p>Machine-readable: <a href="/openapi.json">/openapi.json</a>. Errors: <code>{"error": {"code", "message"}}</code>.</p>
-<table><thead><tr><th>method</th><th>path</th><th>auth</th><th>what</th><th>error codes</th></tr></thead>
-<tbody>
-${rows}
-</tbody></table>
-</body></html>`;
 }

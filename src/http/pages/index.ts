@@ -1,5 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
 import { roomId } from "../contracts.js";
 
@@ -16,7 +19,9 @@ type Asset = { body: string; type: string; etag: string };
 const assetTypes: Record<string, string> = {
   "room.js": "text/javascript; charset=utf-8",
   "admin.js": "text/javascript; charset=utf-8",
+  "docs.js": "text/javascript; charset=utf-8",
   "pages.css": "text/css; charset=utf-8",
+  "favicon.svg": "image/svg+xml",
 };
 
 /** Read once at start: a fixed list, so no path from a request ever reaches the file system. */
@@ -28,20 +33,25 @@ const assets = new Map<string, Asset>(
   }),
 );
 
-/** Scripts, styles and requests from this origin only; nothing inline, no framing. */
-const contentSecurityPolicy = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "connect-src 'self'",
-  "img-src 'self' data:",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join("; ");
+/**
+ * Scripts, styles and requests from this origin only; nothing inline, no framing. The API reference's
+ * renderer also writes styles of its own into the page (style elements and attributes, without a nonce):
+ * that page alone allows inline styles; its scripts are held to the same rule.
+ */
+const contentSecurityPolicy = (inlineStyles: boolean) =>
+  [
+    "default-src 'none'",
+    "script-src 'self'",
+    inlineStyles ? "style-src 'self' 'unsafe-inline'" : "style-src 'self'",
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join("; ");
 
-function securityHeaders(c: Context): void {
-  c.header("content-security-policy", contentSecurityPolicy);
+function securityHeaders(c: Context, options: { inlineStyles?: boolean } = {}): void {
+  c.header("content-security-policy", contentSecurityPolicy(options.inlineStyles ?? false));
   c.header("x-content-type-options", "nosniff");
   // Nothing about the page (or a ticket) travels to other sites in Referer.
   c.header("referrer-policy", "no-referrer");
@@ -57,6 +67,7 @@ const page = (title: string, script: string | undefined, body: string) => `<!doc
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/pages.css?v=${assets.get("pages.css")?.etag.slice(1, 9)}">
 ${script ? `<script type="module" src="/assets/${script}?v=${assets.get(script)?.etag.slice(1, 9)}"></script>` : ""}
 </head>
@@ -177,11 +188,75 @@ export function adminPage(): string {
   );
 }
 
+/** The API reference: Scalar's standalone renderer, from its npm package (@scalar/api-reference), reading /openapi.json. */
+export function docsPage(): string {
+  const version = (name: string) => (name === "vendor" ? scalarVersion : assets.get(name)?.etag.slice(1, 9));
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>waitroom API reference</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
+</head>
+<body>
+<noscript><p>The API reference needs JavaScript; the description itself is <a href="/openapi.json">/openapi.json</a>.</p></noscript>
+<div id="reference"></div>
+<script src="/assets/vendor/scalar-api-reference.js?v=${version("vendor")}"></script>
+<script src="/assets/docs.js?v=${version("docs.js")}"></script>
+</body>
+</html>
+`;
+}
+
+const scalarEntry = import.meta.resolve("@scalar/api-reference");
+const scalarVersion = (JSON.parse(readFileSync(new URL("../package.json", scalarEntry), "utf8")) as { version: string })
+  .version;
+
+type CompressedAsset = Asset & { gzipped: Buffer };
+
+/** Read and compressed on first request: 4.8 MB that most processes (and tests) never serve. */
+let scalarBundle: Promise<CompressedAsset> | undefined;
+function scalarAsset(): Promise<CompressedAsset> {
+  scalarBundle ??= (async () => {
+    const body = await readFile(new URL("browser/standalone.js", scalarEntry), "utf8");
+    return {
+      body,
+      type: "text/javascript; charset=utf-8",
+      etag: `"scalar-api-reference-${scalarVersion}"`,
+      gzipped: await promisify(gzip)(body),
+    };
+  })();
+  return scalarBundle;
+}
+
 const notFoundPage = (message: string) =>
   page("Not found · waitroom", undefined, `<main class="room"><h1>Not found</h1><p>${escapeHtml(message)}</p></main>`);
 
-/** GET /rooms/{room}, GET /admin and their assets under /assets/. */
+/** GET /rooms/{room}, GET /admin, GET /docs and their assets under /assets/. */
 export function mountPages<E extends Env>(app: Hono<E>): void {
+  app.get("/docs", (c) => {
+    securityHeaders(c, { inlineStyles: true });
+    c.header("cache-control", "no-cache");
+    return c.html(docsPage());
+  });
+
+  app.get("/assets/vendor/scalar-api-reference.js", async (c) => {
+    const asset = await scalarAsset();
+    securityHeaders(c);
+    c.header("content-type", asset.type);
+    c.header("etag", asset.etag);
+    c.header("vary", "accept-encoding");
+    c.header("cache-control", "public, max-age=86400");
+    if (c.req.header("if-none-match") === asset.etag) return c.body(null, 304);
+    if (/\bgzip\b/.test(c.req.header("accept-encoding") ?? "")) {
+      c.header("content-encoding", "gzip");
+      return c.body(new Uint8Array(asset.gzipped));
+    }
+    return c.body(asset.body);
+  });
+
   app.get("/rooms/:room", (c) => {
     securityHeaders(c);
     c.header("cache-control", "no-cache");
@@ -198,18 +273,20 @@ export function mountPages<E extends Env>(app: Hono<E>): void {
     return c.html(adminPage());
   });
 
-  app.get("/assets/:name", (c) => {
-    const asset = assets.get(c.req.param("name"));
-    if (!asset) {
-      securityHeaders(c);
-      return c.html(notFoundPage("No such file."), 404);
-    }
-    securityHeaders(c);
-    c.header("content-type", asset.type);
-    c.header("etag", asset.etag);
-    // Pages link them with ?v=<hash>, so a new version is a new URL; revalidate anyway after a day.
-    c.header("cache-control", "public, max-age=86400");
-    if (c.req.header("if-none-match") === asset.etag) return c.body(null, 304);
-    return c.body(asset.body);
-  });
+  // Browsers ask for /favicon.ico whatever the page says: answer with the pages' icon (an SVG, which they take).
+  app.get("/favicon.ico", (c) => serveAsset(c, "favicon.svg"));
+  app.get("/assets/:name", (c) => serveAsset(c, c.req.param("name")));
+}
+
+/** One of the fixed assets, or the not-found page. */
+function serveAsset(c: Context, name: string): Response | Promise<Response> {
+  const asset = assets.get(name);
+  securityHeaders(c);
+  if (!asset) return c.html(notFoundPage("No such file."), 404);
+  c.header("content-type", asset.type);
+  c.header("etag", asset.etag);
+  // Pages link them with ?v=<hash>, so a new version is a new URL; revalidate anyway after a day.
+  c.header("cache-control", "public, max-age=86400");
+  if (c.req.header("if-none-match") === asset.etag) return c.body(null, 304);
+  return c.body(asset.body);
 }

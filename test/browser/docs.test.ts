@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { routes } from "../../src/http/contracts.js";
+import { useTestDatabase } from "../helpers/database.js";
+import { useTestServer } from "../helpers/http.js";
+import { screenshot, useBrowser, watchConsole } from "./browser.js";
+
+const db = useTestDatabase();
+const server = useTestServer(db);
+const chrome = useBrowser();
+
+describe("/docs", () => {
+  it("serves the renderer page and its bundle from this service; only its styles may be inline", async () => {
+    const response = await server.request("/docs");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(response.headers.get("content-security-policy")).toBe(
+      "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
+    const html = await response.text();
+    expect(html).toMatch(/<script src="\/assets\/vendor\/scalar-api-reference\.js\?v=[\d.]+"><\/script>/);
+    expect(html).not.toMatch(/https?:\/\//); // nothing from another origin
+
+    const bundle = await server.request("/assets/vendor/scalar-api-reference.js", {
+      headers: { "accept-encoding": "gzip" },
+    });
+    expect(bundle.status).toBe(200);
+    expect(bundle.headers.get("content-type")).toMatch(/^text\/javascript/);
+    const etag = bundle.headers.get("etag") as string;
+    expect(etag).toMatch(/^"scalar-api-reference-\d+\.\d+\.\d+"$/);
+    const notModified = await server.request("/assets/vendor/scalar-api-reference.js", {
+      headers: { "if-none-match": etag },
+    });
+    expect(notModified.status).toBe(304);
+  });
+
+  for (const [name, width] of [
+    ["desktop", 1280],
+    ["phone", 390],
+  ] as const) {
+    it(`renders the API reference from /openapi.json in Chromium (${name}, ${width} px), offline`, async () => {
+      const context = await chrome.browser.newContext({ viewport: { width, height: 900 } });
+      const page = await context.newPage();
+      const logged = watchConsole(page);
+      const foreign: string[] = [];
+      page.on("request", (request) => {
+        if (!request.url().startsWith(server.url) && !request.url().startsWith("data:")) foreign.push(request.url());
+      });
+      try {
+        await page.goto(`${server.url}/docs`);
+        // The first operation's heading, once the document is loaded and rendered.
+        await page.getByRole("heading", { name: routes[0]?.summary }).first().waitFor({ timeout: 30_000 });
+        // Every operation is there by its summary (the phone's sidebar is folded away: read the page's text).
+        const text = (await page.locator("body").textContent())?.replace(/\s+/g, " ");
+        for (const route of routes) expect(text, logged.join("\n")).toContain(route.summary);
+        expect(text).toContain("/v1/rooms/{room}/tickets");
+        await screenshot(page, `docs-${name}`);
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        expect(overflow).toBeLessThanOrEqual(0);
+        expect(foreign).toEqual([]);
+        expect(logged.filter((line) => /^error|^pageerror/.test(line))).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
+  }
+});
