@@ -1,3 +1,4 @@
+import { reachableUrl, startBanner } from "./cli/banner.js";
 import { ApiFailure, roomsCommand, roomsUsage, topCommand, UsageError } from "./cli/rooms.js";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
 import { openDatabase } from "./db/database.js";
@@ -14,7 +15,10 @@ const usage = `usage: waitroom <command>
   worker    migrate, then run only the scheduler (admission ticks and sweeps)
   migrate   apply migrations and sql/ to the database, then exit
   rooms     manage rooms of a running service (waitroom rooms --help)
-  top       a live view of every room of a running service`;
+  top       a live view of every room of a running service (Ctrl-C quits)
+
+  Configuration is environment variables (README.md, "Configuration"): PORT, HOST,
+  DATABASE_URL, WAITROOM_DATA_DIR, WAITROOM_ADMIN_KEY, LOG_LEVEL, …`;
 
 type Context = {
   config: Config;
@@ -56,7 +60,11 @@ async function serve({ config, log, shutdown }: Context, parts: { worker: boolea
     if (parts.http) {
       const http = await startHttp({ databaseUrl: database.url, config, log, processMetrics: true });
       closers.push(() => http.close());
-      log.info({ url: http.url, pid: process.pid, admin: config.adminKey !== undefined }, "waitroom listening");
+      log.info(
+        { url: reachableUrl(http.url), bound: http.url, pid: process.pid, admin: config.adminKey !== undefined },
+        "waitroom listening",
+      );
+      if (process.stdout.isTTY) process.stdout.write(startBanner(http.url, config));
       if (!config.adminKey) log.warn("the admin API is disabled: set WAITROOM_ADMIN_KEY to manage rooms over HTTP");
     }
 
@@ -121,8 +129,12 @@ async function operatorCommand(name: string, args: string[]): Promise<number> {
 /** Runs one command; resolves with the process exit code. */
 async function main(argv: string[]): Promise<number> {
   const name = argv[0] ?? "";
+  if (["--help", "-h", "help"].includes(name) || (Object.hasOwn(commands, name) && argv.includes("--help"))) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
   if (name === "rooms" || name === "top") return operatorCommand(name, argv.slice(1));
-  const command = commands[name];
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     process.stderr.write(`${usage}\n`);
     return 2;

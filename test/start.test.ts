@@ -11,6 +11,7 @@ import { freePort } from "../src/db/embedded.js";
 import {
   httpStatus,
   killLaunched,
+  type LogLine,
   launch,
   messages,
   sleep,
@@ -289,6 +290,14 @@ describe("a second start on a data directory in use", { timeout: 90_000 }, () =>
     const postgresPid = postmasterPid(dataDir) as number;
     const firstPid = first.lines.find((line) => line.msg === "waitroom listening")?.pid as number;
 
+    // Not a terminal: JSON lines only, no banner.
+    expect(
+      first.stdout
+        .trim()
+        .split("\n")
+        .every((line) => line.startsWith('{"level":')),
+    ).toBe(true);
+
     const second = launch({ ...env, PORT: String(secondPort) });
     const exit = await Promise.race([second.exited, sleep(30_000).then(() => "timeout")]);
     expect(exit).toEqual({ code: 1, signal: null });
@@ -346,6 +355,53 @@ describe("a second start on a data directory in use", { timeout: 90_000 }, () =>
         expect(typeof value === "string" || typeof value === "number").toBe(true);
     }
     expect(running.stdout).not.toContain("_connectionCallback"); // a pg Client's internals
+  });
+});
+
+describe("in a terminal", { timeout: 90_000 }, () => {
+  it("prints a banner with where the service and its pages are, keeps the JSON logs, and stops on Ctrl-C", async () => {
+    const dataDir = newDataDir();
+    const [httpPort, pgPort] = [await freePort(), await freePort()];
+    // script(1) runs the service on a pseudo-terminal, as a person's shell would; Ctrl-C is typed into it.
+    const child = spawn("script", ["-qec", "exec node --import tsx src/main.ts start", "/dev/null"], {
+      cwd: join(import.meta.dirname, ".."),
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        WAITROOM_DATA_DIR: dataDir,
+        PORT: String(httpPort),
+        WAITROOM_EMBEDDED_PG_PORT: String(pgPort),
+        WAITROOM_ADMIN_KEY: "terminal-admin-key-0123456789",
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (output += text));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      await waitUntil(() => output.includes('"msg":"listening for events"'), 60_000, "the service is up");
+    } finally {
+      child.stdin.write("\u0003");
+    }
+    expect(await Promise.race([exited, sleep(30_000).then(() => "timeout")])).toBe(0);
+    // The terminal echoes the Ctrl-C as ^C.
+    const lines = output.replaceAll("\r", "").replaceAll("^C", "").split("\n");
+    const banner = lines.filter((line) => !line.startsWith("{") && line.trim() !== "");
+    expect(banner).toEqual([
+      `  waitroom is running at http://localhost:${httpPort}`,
+      `  waiting room   http://localhost:${httpPort}/rooms/<room>`,
+      `  dashboard      http://localhost:${httpPort}/admin  (sign in with WAITROOM_ADMIN_KEY)`,
+      `  API reference  http://localhost:${httpPort}/docs`,
+      `  database       embedded PostgreSQL in ${dataDir}, on 127.0.0.1:${pgPort}`,
+      "  scheduler      running in this process",
+      "  Ctrl-C stops it. JSON logs follow.",
+    ]);
+    const logged = lines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as LogLine);
+    expect(logged.find((line) => line.msg === "waitroom listening")).toMatchObject({
+      url: `http://localhost:${httpPort}`,
+      bound: `http://0.0.0.0:${httpPort}`,
+    });
+    expect(logged.at(-1)?.msg).toBe("stopped");
   });
 });
 

@@ -13,7 +13,7 @@ export const roomsUsage = `usage: waitroom rooms <list | create | set | pause | 
   rooms create <room> --capacity N [setting=value …]
   rooms set <room> setting=value …         e.g. capacity=50 mode=paused admit_per_minute=null
   rooms pause <room> | resume <room> | delete <room>
-  top [--interval ms] [--once]             live view of every room
+  top [--interval ms] [--once]             live view of every room (Ctrl-C quits)
 
   WAITROOM_URL (default http://127.0.0.1:$PORT, PORT default 8080) and
   WAITROOM_ADMIN_KEY say which service to talk to.`;
@@ -200,7 +200,8 @@ export async function topCommand(
   const api = adminApi(env);
   while (!signal.aborted) {
     const { rooms } = (await api("GET", "/v1/rooms")) as { rooms: RoomWithStats[] };
-    const frame = `${colour.dim(`waitroom top — ${new Date().toISOString()}`)}\n${roomsTable(rooms, colour)}`;
+    const title = `waitroom top — ${new Date().toISOString()}${values.once ? "" : " — Ctrl-C quits"}`;
+    const frame = `${colour.dim(title)}\n${roomsTable(rooms, colour)}`;
     // A terminal gets the frame redrawn in place; a pipe gets one frame after another.
     out.write(out.isTTY ? `\u001b[H\u001b[2J${frame}` : `${frame}\n`);
     if (values.once) return;

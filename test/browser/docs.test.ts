@@ -64,3 +64,44 @@ describe("/docs", () => {
     });
   }
 });
+
+describe("GET / and /favicon.ico", () => {
+  it("answers a landing page linking the pages and the docs, and an icon", async () => {
+    const response = await server.request("/");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(response.headers.get("content-security-policy")).toContain("style-src 'self';");
+    const icon = await server.request("/favicon.ico");
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get("content-type")).toBe("image/svg+xml");
+    expect(await icon.text()).toMatch(/^<svg /);
+  });
+
+  for (const [name, width] of [
+    ["desktop", 1280],
+    ["phone", 390],
+  ] as const) {
+    it(`links to every page from the landing page (${name}, ${width} px)`, async () => {
+      const context = await chrome.browser.newContext({ viewport: { width, height: 800 } });
+      const page = await context.newPage();
+      const logged = watchConsole(page);
+      try {
+        await page.goto(`${server.url}/`);
+        const links = await page
+          .getByRole("link")
+          .evaluateAll((elements) => elements.map((element) => element.getAttribute("href")));
+        expect(links).toEqual(
+          expect.arrayContaining(["/rooms/demo", "/admin", "/docs", "/openapi.json", "/healthz", "/metrics"]),
+        );
+        for (const href of links) expect((await server.request(href as string)).status, href as string).toBe(200);
+        await screenshot(page, `landing-${name}`);
+        expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(
+          0,
+        );
+        expect(logged).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
+  }
+});

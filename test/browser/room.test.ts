@@ -42,6 +42,10 @@ async function stored(page: Page, room: string): Promise<Stored> {
   return JSON.parse(value as string) as Stored;
 }
 
+/** How far the page is wider than its viewport (0 or less: no horizontal scrolling). */
+const horizontalOverflow = (page: Page) =>
+  page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+
 const panelState = (page: Page) => page.locator("#panel").getAttribute("data-state");
 
 describe("the waiting-room page", () => {
@@ -178,14 +182,101 @@ describe("the waiting-room page", () => {
     }
   });
 
-  it("says so when the room does not exist", async () => {
+  for (const [name, width] of [
+    ["desktop", 1280],
+    ["phone", 390],
+  ] as const) {
+    it(`says plainly that there is no such room, offering nothing that cannot work (${name}, ${width} px)`, async () => {
+      const context = await chrome.browser.newContext({ viewport: { width, height: 800 } });
+      const page = await context.newPage();
+      const logged = watchConsole(page);
+      try {
+        const room = uniqueRoomId("missing");
+        await page.goto(`${server.url}/rooms/${room}`);
+        await page.locator("#panel[data-state='unknown']").waitFor({ timeout: 10_000 });
+        expect(await page.locator("#headline-text").textContent()).toBe("There is no waiting room here");
+        expect(await page.locator("#detail").textContent()).toBe(
+          `No waiting room is called “${room}”. Check the address you were given.`,
+        );
+        // Neither "Join again" nor "Connecting…": there is nothing to join or connect to.
+        expect(await page.getByRole("button").filter({ visible: true }).count()).toBe(0);
+        expect(await page.locator("#connection").isVisible()).toBe(false);
+        expect(await page.getByText("Connecting").filter({ visible: true }).count()).toBe(0);
+        await screenshot(page, `room-unknown-${name}`);
+        expect(await horizontalOverflow(page)).toBeLessThanOrEqual(0);
+        expect(logged.filter((line) => line.startsWith("pageerror"))).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
+  }
+
+  it("asks before giving up a seat, and keeps it when told to", async () => {
+    const room = await createRoom({ capacity: 1, session_seconds: 600 });
     const page = await chrome.browser.newPage();
     try {
-      await page.goto(`${server.url}/rooms/${uniqueRoomId("missing")}`);
-      await page.locator("#panel[data-state='gone']").waitFor({ timeout: 10_000 });
-      expect(await page.locator("#detail").textContent()).toBe("There is no waiting room with this name.");
+      await page.goto(`${server.url}/rooms/${room}`);
+      await page.locator("#panel[data-state='active']").waitFor({ timeout: 15_000 });
+      const mine = await stored(page, room);
+      await expect.poll(() => ticketStatus(mine.ticket_id)).toBe("active");
+
+      await page.getByRole("button", { name: "Give up my seat" }).click();
+      const confirm = page.getByRole("group", { name: /Give up your seat\?/ });
+      expect(await confirm.isVisible()).toBe(true);
+      expect(await page.getByRole("button", { name: "Give up my seat" }).isVisible()).toBe(false);
+      await screenshot(page, "room-confirm-give-up");
+      await page.getByRole("button", { name: "Keep my seat" }).click();
+      expect(await confirm.isVisible()).toBe(false);
+      expect(await ticketStatus(mine.ticket_id)).toBe("active");
+      expect(await page.locator("#panel").getAttribute("data-state")).toBe("active");
+
+      await page.getByRole("button", { name: "Give up my seat" }).click();
+      await page.getByRole("button", { name: "Yes, give it up" }).click();
+      await page.locator("#panel[data-state='left']").waitFor({ timeout: 10_000 });
+      expect(await ticketStatus(mine.ticket_id)).toBe("left");
     } finally {
       await page.close();
     }
   });
+
+  for (const [name, width] of [
+    ["desktop", 1280],
+    ["phone", 390],
+  ] as const) {
+    it(`shows the estimated wait with its range on a line of its own (${name}, ${width} px)`, async () => {
+      // A room that has admitted people lately has a rate to estimate from.
+      const room = await createRoom({ capacity: 1, claim_seconds: 120, session_seconds: 600 });
+      for (let admitted = 0; admitted < 3; admitted++) {
+        const ticket = await join(room);
+        await expect.poll(() => ticketStatus(ticket.ticket_id), { timeout: 10_000 }).toBe("admitted");
+        await leave(ticket);
+      }
+      const holder = await join(room);
+      await expect.poll(() => ticketStatus(holder.ticket_id), { timeout: 10_000 }).toBe("admitted");
+      const ahead = await join(room);
+
+      const context = await chrome.browser.newContext({ viewport: { width, height: 800 } });
+      const page = await context.newPage();
+      try {
+        await page.goto(`${server.url}/rooms/${room}`);
+        await expect.poll(() => page.locator("#position").textContent(), { timeout: 10_000 }).toBe("2");
+        await expect.poll(() => page.locator("#eta-range").isVisible(), { timeout: 10_000 }).toBe(true);
+        expect(await page.locator("#eta-estimate").textContent()).toMatch(/^(about \d+ minutes?|less than a minute)$/);
+        expect(await page.locator("#eta-range").textContent()).toMatch(/^\d+–\d+ min$/);
+        // The range is one unbroken line, below the estimate.
+        const lines = await page.locator("#eta-range").evaluate((element) => element.getClientRects().length);
+        expect(lines).toBe(1);
+        const [estimate, range] = await Promise.all(
+          ["#eta-estimate", "#eta-range"].map((selector) => page.locator(selector).boundingBox()),
+        );
+        expect(range?.y).toBeGreaterThanOrEqual((estimate?.y ?? 0) + (estimate?.height ?? 0) - 1);
+        await screenshot(page, `room-eta-${name}`);
+        expect(await horizontalOverflow(page)).toBeLessThanOrEqual(0);
+      } finally {
+        await context.close();
+        await leave(ahead);
+        await leave(holder);
+      }
+    });
+  }
 });

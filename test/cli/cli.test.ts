@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { painter, roomsTable } from "../../src/cli/rooms.js";
@@ -69,6 +69,31 @@ describe("waitroom rooms", () => {
     expect(top.stdout).toContain(room);
   });
 
+  it("says how to quit a live top, and quits on Ctrl-C (SIGINT) with 0", async () => {
+    const child = spawn(process.execPath, [bin, "top", "--interval", "200"], {
+      env: { PATH: process.env.PATH, WAITROOM_URL: server.url, WAITROOM_ADMIN_KEY: ADMIN_KEY },
+    });
+    let stdout = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      await expect.poll(() => stdout, { timeout: 20_000 }).toMatch(/^waitroom top — \S+ — Ctrl-C quits\n/);
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await exited).toBe(0);
+  });
+
+  it.each([["--help"], ["-h"], ["help"], ["start", "--help"]])(
+    "prints the usage and exits 0 on %j",
+    async (...args) => {
+      const run = await waitroom(args);
+      expect(run).toMatchObject({ code: 0, stderr: "" });
+      expect(run.stdout).toMatch(/^usage: waitroom <command>\n/);
+      expect(run.stdout).toContain("Ctrl-C quits");
+    },
+  );
+
   it.each([
     [["rooms"], /rooms needs a command/],
     [["rooms", "frobnicate"], /unknown rooms command 'frobnicate'/],
@@ -77,6 +102,7 @@ describe("waitroom rooms", () => {
     [["rooms", "create", "x", "--capacity", "1", "--colour"], /Unknown option '--colour'/],
     [["top", "--interval", "5"], /--interval must be at least 100/],
     [["nonsense"], /^usage: waitroom <command>/],
+    [["toString"], /^usage: waitroom <command>/],
   ])("exits 2 with usage on %j", async (args, message) => {
     const run = await waitroom(args);
     expect(run.code).toBe(2);

@@ -96,7 +96,7 @@ export function roomPage(room: string): string {
       <dl class="numbers">
         <div><dt id="position-label">Your place in line</dt><dd id="position" aria-labelledby="position-label">–</dd></div>
         <div><dt id="depth-label">People waiting</dt><dd id="depth" aria-labelledby="depth-label">–</dd></div>
-        <div><dt id="eta-label">Estimated wait</dt><dd id="eta" aria-labelledby="eta-label">–</dd></div>
+        <div><dt id="eta-label">Estimated wait</dt><dd id="eta" aria-labelledby="eta-label"><span id="eta-estimate">–</span> <span id="eta-range" class="range" hidden></span></dd></div>
       </dl>
       <label for="progress">Progress through the queue <span id="progress-text"></span></label>
       <progress id="progress" max="100" value="0">0%</progress>
@@ -114,6 +114,13 @@ export function roomPage(room: string): string {
       <button id="leave" type="button" hidden>Leave the queue</button>
       <button id="rejoin" type="button" hidden>Join again</button>
     </p>
+    <div id="confirm-leave" class="confirm" role="group" aria-labelledby="confirm-leave-text" hidden>
+      <p id="confirm-leave-text">Give up your seat? It goes to the next person in line at once; you would have to queue again.</p>
+      <p class="actions">
+        <button id="confirm-leave-yes" type="button" class="danger">Yes, give it up</button>
+        <button id="confirm-leave-no" type="button">Keep my seat</button>
+      </p>
+    </div>
   </section>
   <p id="connection" class="connection" data-connection="connecting"><span class="icon" aria-hidden="true">○</span> <span id="connection-text">Connecting…</span></p>
   <div id="announcer" class="visually-hidden" role="status" aria-live="polite" aria-atomic="true"></div>
@@ -231,11 +238,40 @@ function scalarAsset(): Promise<CompressedAsset> {
   return scalarBundle;
 }
 
+/** GET /: what this service is and where its pages are, for whoever opens its address. */
+export function landingPage(): string {
+  return page(
+    "waitroom",
+    undefined,
+    `<main class="room landing">
+  <header>
+    <p class="eyebrow">waitroom</p>
+    <h1>A fair waiting room, run by PostgreSQL</h1>
+  </header>
+  <section class="panel">
+    <h2>Where to go</h2>
+    <ul class="links">
+      <li><a href="/rooms/demo">/rooms/<em>room</em></a>: the waiting-room page people see (this link opens the quick start's room, <code>demo</code>).</li>
+      <li><a href="/admin">/admin</a>: the operators' dashboard (sign in with the service's <code>WAITROOM_ADMIN_KEY</code>).</li>
+      <li><a href="/docs">/docs</a>: the API reference (<a href="/openapi.json">/openapi.json</a> for machines).</li>
+      <li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>, <a href="/metrics">/metrics</a>: for load balancers and Prometheus.</li>
+    </ul>
+  </section>
+</main>`,
+  );
+}
+
 const notFoundPage = (message: string) =>
   page("Not found · waitroom", undefined, `<main class="room"><h1>Not found</h1><p>${escapeHtml(message)}</p></main>`);
 
-/** GET /rooms/{room}, GET /admin, GET /docs and their assets under /assets/. */
+/** GET /, /rooms/{room}, /admin, /docs, /favicon.ico and the pages' assets under /assets/. */
 export function mountPages<E extends Env>(app: Hono<E>): void {
+  app.get("/", (c) => {
+    securityHeaders(c);
+    c.header("cache-control", "no-cache");
+    return c.html(landingPage());
+  });
+
   app.get("/docs", (c) => {
     securityHeaders(c, { inlineStyles: true });
     c.header("cache-control", "no-cache");

@@ -73,13 +73,17 @@ function duration(seconds) {
   return `about ${hours} h ${rest ? `${rest} min` : ""}`.trim();
 }
 
-/** The estimate, with its range where the server gives one and it spans more than a minute. */
+/**
+ * The estimate, and its range where the server gives one that spans more than a minute: two parts,
+ * so the range goes on a line of its own rather than breaking anywhere.
+ */
 function eta(data) {
-  if (data.eta_seconds == null) return "estimating…";
+  if (data.eta_seconds == null) return { estimate: "estimating…", range: "" };
   const low = data.eta_low_seconds;
   const high = data.eta_high_seconds;
-  if (low == null || high == null || Math.round(high / 60) <= Math.round(low / 60)) return duration(data.eta_seconds);
-  return `${duration(data.eta_seconds)} (${Math.max(1, Math.round(low / 60))}–${Math.round(high / 60)} min)`;
+  const estimate = duration(data.eta_seconds);
+  if (low == null || high == null || Math.round(high / 60) <= Math.round(low / 60)) return { estimate, range: "" };
+  return { estimate, range: `${Math.max(1, Math.round(low / 60))}–${Math.round(high / 60)} min` };
 }
 
 const states = {
@@ -92,7 +96,9 @@ const states = {
   expired: { icon: "✕", headline: "Your place has expired" },
   left: { icon: "←", headline: "You left the queue" },
   superseded: { icon: "⇄", headline: "This place continues elsewhere" },
-  gone: { icon: "✕", headline: "This waiting room is not available" },
+  unknown: { icon: "?", headline: "There is no waiting room here" },
+  closed: { icon: "✕", headline: "This waiting room is closed" },
+  gone: { icon: "✕", headline: "This waiting room has been removed" },
   error: { icon: "!", headline: "Something went wrong" },
 };
 
@@ -125,7 +131,12 @@ function setState(state, detail = "") {
   $("active").hidden = !(state === "active" || state === "draining");
   $("leave").hidden = !live.has(state);
   $("leave").textContent = state === "active" || state === "draining" ? "Give up my seat" : "Leave the queue";
-  $("rejoin").hidden = live.has(state) || state === "connecting" || state === "superseded";
+  $("confirm-leave").hidden = true;
+  // Nothing to join at an address with no room; a closed room may open again.
+  $("rejoin").hidden = live.has(state) || ["connecting", "superseded", "unknown", "gone"].includes(state);
+  $("rejoin").textContent = state === "closed" ? "Try again" : "Join again";
+  // Without a ticket there is no connection to speak of.
+  $("connection").hidden = ["unknown", "closed", "gone"].includes(state);
   if (changed && state !== "queued") announce(`${view.headline}. ${detail}`, true);
   document.title = `${state === "queued" && shown.position ? `(${shown.position}) ` : ""}${view.headline} · ${room}`;
 }
@@ -147,7 +158,10 @@ function renderQueued(data) {
   const position = data.position ?? 0;
   $("position").textContent = position ? `${data.approximate ? "about " : ""}${number.format(position)}` : "–";
   $("depth").textContent = number.format(data.depth ?? 0);
-  $("eta").textContent = eta(data);
+  const { estimate, range } = eta(data);
+  $("eta-estimate").textContent = estimate;
+  $("eta-range").textContent = range;
+  $("eta-range").hidden = !range;
   // Progress: how much of the line that was ahead when we joined has gone in (100% = admitted).
   const start = Math.max(ticket?.start_position ?? position, position, 1);
   if (ticket && position > (ticket.start_position ?? 0)) {
@@ -230,7 +244,7 @@ function roomEvent(change) {
     over = true;
     closeStream();
     setConnection("closed", "Not connected");
-    setState("gone", "The waiting room was closed.");
+    setState("gone", "Its operator removed it, and the places in it.");
     return;
   }
   if (change.mode === "paused") setNotice("Admissions are paused for the moment. You keep your place.");
@@ -376,8 +390,9 @@ async function join(note = "") {
     return;
   }
   const code = answer.data?.error?.code;
-  if (code === "not_found") setState("gone", "There is no waiting room with this name.");
-  else if (code === "room_closed") setState("gone", "This waiting room is closed to new arrivals right now.");
+  if (code === "not_found")
+    setState("unknown", `No waiting room is called “${room}”. Check the address you were given.`);
+  else if (code === "room_closed") setState("closed", "It is not taking new arrivals right now.");
   else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
 }
 
@@ -436,7 +451,19 @@ async function start() {
 
 /* ---------- Page lifecycle ---------- */
 
-$("leave").addEventListener("click", () => void leave());
+// Leaving the queue is undone by joining again; a seat given up goes to someone else: ask first.
+$("leave").addEventListener("click", () => {
+  if (shown.status !== "active" && shown.status !== "draining") return void leave();
+  $("leave").hidden = true;
+  $("confirm-leave").hidden = false;
+  $("confirm-leave-no").focus();
+});
+$("confirm-leave-yes").addEventListener("click", () => void leave());
+$("confirm-leave-no").addEventListener("click", () => {
+  $("confirm-leave").hidden = true;
+  $("leave").hidden = false;
+  $("leave").focus();
+});
 $("rejoin").addEventListener("click", () => {
   ticket = null;
   saveTicket();
