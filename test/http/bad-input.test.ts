@@ -1,18 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { importJWK, type JWK, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import {
-  checkRequest,
-  type ErrorCode,
-  errorCodes,
-  joinRequest,
-  type Route,
-  roomSettings,
-  routes,
-} from "../../src/http/contracts.js";
+import { checkRequest, type ErrorCode, errorCodes, joinRequest, roomSettings } from "../../src/http/contracts.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, SERVER_KEY, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
+import { type ApiRoute as Route, apiRoutes as routes } from "../helpers/routes.js";
 
 /*
  * A seeded corpus of malformed requests against every route. Each one must be
