@@ -10,7 +10,7 @@ import { migrate } from "../../src/db/migrate.js";
 import { type HttpService, startHttp } from "../../src/http/server.js";
 import { createLogger } from "../../src/log.js";
 import { type Scheduler, startWorker } from "../../src/worker/index.js";
-import { waitUntil } from "../helpers/app-process.js";
+import { eventually } from "../helpers/eventually.js";
 import { StreamRecorder, testEnvironment } from "../helpers/http.js";
 
 /*
@@ -66,7 +66,7 @@ describe("a restarted database", { timeout: 120_000 }, () => {
       expect((await fetch(`${base}/readyz`)).status).toBe(503);
 
       postgres = await start();
-      await waitUntil(async () => (await fetch(`${base}/readyz`)).status === 200, 30_000, "ready again");
+      await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, "ready again", 30_000);
 
       // Both tickets acknowledged before the outage are still there, and the seat moves on.
       const left = await fetch(`${base}/v1/tickets/${seated.ticket_id}`, {
