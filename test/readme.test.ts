@@ -106,7 +106,7 @@ describe("the README's quick start", { timeout: 90_000 }, () => {
     await eventually(() => bStates().some((state) => state.position === 1), "B's position is 1");
     expect(bStates()[0]).toMatchObject({ ticket_id: b.ticket_id, status: "queued" });
     const positions = bStates().map((state) => state.position);
-    expect(positions[0]).toBe(b.position);
+    expect(positions[0]).toBeLessThanOrEqual(b.position); // A may have been offered the seat before the stream opened
     expect(positions).toEqual([...positions].sort((x, y) => y - x)); // it only ever falls
 
     const [offer, claimed] = answers(await shell.paste(claim as string));

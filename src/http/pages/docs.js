@@ -9,4 +9,6 @@ window.Scalar.createApiReference("#reference", {
   mcp: { disabled: true },
   hideClientButton: true,
   operationTitleSource: "summary",
+  // A small API: every operation listed at once, not folded under its tag.
+  defaultOpenAllTags: true,
 });
