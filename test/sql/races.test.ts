@@ -9,13 +9,11 @@ import type postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { createSql, type Sql } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { barrier, holdLock, waitForLockWaiters } from "../helpers/queue.js";
+import { barrier, holdLock, type Joined, type Verdict, waitForLockWaiters } from "../helpers/queue.js";
 import { testRandom } from "../helpers/random.js";
 
 const db = useTestDatabase({ max: 80 });
 
-type Verdict = { ok: boolean; code: string; status: string | null; expires_at: Date | null };
-type Joined = { ticket_id: string; token: string; status: string; position: number | null; depth: number };
 type Admitted = { ticket_id: string; holder: string | null; priority: number; claim_deadline: Date };
 type Reserved = postgres.ReservedSql;
 
