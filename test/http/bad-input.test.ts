@@ -343,7 +343,7 @@ function buildCorpus(f: Fixture): Case[] {
     }
   }
   const settingsFields: Record<string, unknown[]> = {
-    capacity: [-1, 2 ** 31, 1.5, "5", null, true, 1_000_001, [], {}],
+    capacity: [-1, 2 ** 31, 1.5, "5", null, true, [], {}],
     admit_per_minute: [0, -1, 1.5, "5", 2 ** 31, true, []],
     session_seconds: [0, -1, 1.5, "5", null, 2 ** 31],
     grace_seconds: [-1, 1.5, "5", null, 2 ** 31],
