@@ -23,8 +23,8 @@ import {
   leaveRoute,
   ticketRoute,
 } from "../../src/http/routes/tickets.js";
-import { waitUntil } from "../helpers/app-process.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { ADMIN_KEY, SERVER_KEY, useTestServer } from "../helpers/http.js";
 import { admit, first, join, uniqueRoomId, verdict } from "../helpers/queue.js";
 
@@ -138,16 +138,16 @@ async function listenerDown(): Promise<void> {
     withClient(inject("serverUrl"), (client) =>
       client.query(`alter database "${database}" allow_connections ${allow}`),
     );
-  await waitUntil(() => keyless.listener.connected, 10_000, "the LISTEN connection is up");
+  await eventually(() => keyless.listener.connected, "the LISTEN connection is up");
   const pid = keyless.listener.backendPid;
   // No new connection to the database (those open stay): the listener cannot reconnect.
   await allowConnections(false);
   onTestFinished(async () => {
     await allowConnections(true);
-    await waitUntil(() => keyless.listener.connected, 30_000, "the LISTEN connection is back");
+    await eventually(() => keyless.listener.connected, "the LISTEN connection is back", 30_000);
   });
   await withClient(inject("serverUrl"), (client) => client.query("select pg_terminate_backend($1, 5000)", [pid]));
-  await waitUntil(() => !keyless.listener.connected, 10_000, "the service sees the LISTEN connection lost");
+  await eventually(() => !keyless.listener.connected, "the service sees the LISTEN connection lost");
 }
 
 const ticketRoutes = [ticketRoute, eventsRoute, claimRoute, heartbeatRoute, leaveRoute];
