@@ -201,7 +201,7 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
       },
       onResult: ({ workload, round, rounds, result }) =>
         say(
-          `round ${round}/${rounds}  ${workload.padEnd(5)} ${formatCount(result.tps).padStart(7)} /s` +
+          `round ${round}/${rounds}  ${workload.padEnd(7)} ${formatCount(result.tps).padStart(7)} /s` +
             `  p50 ${formatMs(result.latencyP50Ms)}  p99 ${formatMs(result.latencyP99Ms)}` +
             (result.walBytesPerTransaction === null ? "" : `  ${formatBytes(result.walBytesPerTransaction)}/join`) +
             (result.errors > 0 ? `  ${result.errors} errors` : ""),

@@ -206,6 +206,7 @@ describe("loadConfig", () => {
     ["WAITROOM_TRUSTED_PROXIES", "10.0.0.0/33"],
     ["WAITROOM_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"],
     ["WAITROOM_TRUSTED_PROXIES", "::1/129"],
+    ["WAITROOM_TRUSTED_PROXIES", "10.0.0.0/"],
     ["WAITROOM_ALLOWED_ORIGINS", "https://shop.example/path"],
     ["WAITROOM_ALLOWED_ORIGINS", "shop.example"],
     ["WAITROOM_ALLOWED_ORIGINS", "ftp://shop.example"],

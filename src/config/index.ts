@@ -51,7 +51,8 @@ const cidrList = z.string().transform((value, context): BlockList => {
     const [address = "", prefix, extra] = entry.split("/");
     const family = isIP(address);
     const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
-    if (family === 0 || extra !== undefined || !/^\d*$/.test(prefix ?? "") || bits > (family === 6 ? 128 : 32)) {
+    const wellFormed = family !== 0 && extra === undefined && (prefix === undefined || /^\d+$/.test(prefix));
+    if (!wellFormed || bits > (family === 6 ? 128 : 32)) {
       context.addIssue({ code: "custom", message: `${JSON.stringify(entry)} is not an address or CIDR` });
       return z.NEVER;
     }
