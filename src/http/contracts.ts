@@ -84,7 +84,7 @@ export const checkResponse = z.object({
 });
 
 export const roomSettings = z.strictObject({
-  capacity: int32(0, 1_000_000).optional(),
+  capacity: int32(0).optional(),
   admit_per_minute: int32(1).nullable().optional(),
   session_seconds: int32(1).optional(),
   grace_seconds: int32(0).optional(),

@@ -1,5 +1,6 @@
 import { decodeJwt } from "jose";
 import { describe, expect, it } from "vitest";
+import type { z } from "zod";
 import { checkResponse, claimResponse, errorCodes, joinResponse, ticketState } from "../../src/http/contracts.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, SERVER_KEY, useTestServer } from "../helpers/http.js";
@@ -9,7 +10,7 @@ import { apiRoutes as routes } from "../helpers/routes.js";
 const db = useTestDatabase();
 const server = useTestServer(db);
 
-type Ticket = { ticket_id: string; token: string; position: number | null; depth: number; status: string };
+type Ticket = z.infer<typeof joinResponse>;
 
 async function createRoom(settings: Record<string, unknown> = { capacity: 1 }): Promise<string> {
   const id = uniqueRoomId();
