@@ -101,6 +101,8 @@ export type HttpJoinFigures = {
   ratios: { httpToRaw: number; httpToSqlJoin: number; sqlJoinToRaw: number; limitedToHttp: number };
   /** Medians over rounds of CPU ms per HTTP join, by process. */
   cpu: CpuPerRequest;
+  /** The same for the join with per-client limits on. */
+  limitedCpu: CpuPerRequest;
   /** The same for GET /healthz. */
   floorCpu: CpuPerRequest;
   target: { httpToRaw: number; met: boolean; limitedToHttp: number; limitsMet: boolean };
@@ -291,6 +293,7 @@ function consoleReport(figures: HttpJoinFigures): string {
     `HTTP join throughput — ${figures.concurrency} connections/clients, ${figures.rounds} rounds × ${figures.secondsPerRun} s, interleaved (medians)`,
     textTable(["workload", "per s", "vs raw", "p50", "p99", "WAL/join", "range"], rows),
     `CPU per HTTP join: ${cpuLine(figures.cpu)}`,
+    `CPU per HTTP join, limits on: ${cpuLine(figures.limitedCpu)}`,
     `CPU per GET /healthz: ${cpuLine(figures.floorCpu)}`,
     verdictLine(figures),
   ].join("\n");
@@ -416,7 +419,8 @@ async function markdownReport(figures: HttpJoinFigures, mode: Mode): Promise<str
       `SQL join / raw = ${formatRatio(figures.ratios.sqlJoinToRaw)} in this run.`,
     "",
     `**Per-client limits on / off = ${formatRatio(figures.ratios.limitedToHttp)}** (median of per-round ratios): ` +
-      `${limitsLine(figures)}.`,
+      `${limitsLine(figures)}. The service's CPU per join: ${formatCpu(figures.limitedCpu.serverMs)} with the limits ` +
+      `on, ${formatCpu(figures.cpu.serverMs)} without (medians over rounds).`,
     "",
     summary,
     "",
@@ -470,6 +474,7 @@ export const httpJoinBenchmark: Benchmark<HttpJoinFigures> = {
           limitedToHttp,
         },
         cpu: medianCpu(rounds.http),
+        limitedCpu: medianCpu(rounds.limited),
         floorCpu: medianCpu(rounds.floor),
         target: {
           httpToRaw: TARGET_HTTP_TO_RAW,
