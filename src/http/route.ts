@@ -191,7 +191,10 @@ function rateLimit(bucket: RateBucket, limiter: Limiter): MiddlewareHandler<AppE
     if (!c.var.trusted) {
       limiter.take(c, bucket, limiter.address(c));
     } else {
-      const { holder } = (c.req as unknown as { valid(target: "json"): { holder?: string } }).valid("json");
+      // Only join takes the server key, and its body names the holder (a route without a body: none).
+      const holder = (c.req as unknown as { valid(target: "json"): { holder?: string } | undefined }).valid(
+        "json",
+      )?.holder;
       if (holder !== undefined) limiter.take(c, "holder", holder);
     }
     return next();
