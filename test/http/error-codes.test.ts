@@ -25,7 +25,7 @@ import {
 } from "../../src/http/routes/tickets.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
-import { ADMIN_KEY, SERVER_KEY, useTestServer } from "../helpers/http.js";
+import { ADMIN_KEY, SERVER_KEY, testLimits, useTestServer } from "../helpers/http.js";
 import { admit, first, join, uniqueRoomId, verdict } from "../helpers/queue.js";
 
 /*
@@ -40,6 +40,11 @@ const db = useTestDatabase();
 const server = useTestServer(db);
 /** The same service without WAITROOM_ADMIN_KEY: the admin API is disabled. */
 const keyless = useTestServer(db, { env: { WAITROOM_ADMIN_KEY: "" } });
+/** The same service allowing a client one call an hour of each kind. */
+const limited = useTestServer(db, {
+  env: Object.fromEntries(Object.keys(testLimits).map((name) => [name, "1/h"])),
+});
+const services = { server, keyless, limited };
 
 type Ticket = { ticket_id: string; token: string };
 type TicketState = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
@@ -52,8 +57,8 @@ type Call = {
   headers?: Record<string, string>;
   /** JSON-encoded unless a string. */
   body?: unknown;
-  /** Sent to the service without WAITROOM_ADMIN_KEY. */
-  keyless?: boolean;
+  /** The service that answers (default: server). */
+  service?: keyof typeof services;
 };
 
 type Scenario = {
@@ -229,6 +234,25 @@ const scenarios: Scenario[] = [
   },
   {
     route: joinRoute,
+    code: "origin_not_allowed",
+    given: "a browser on another site",
+    arrange: async () => ({
+      params: { room: await createRoom() },
+      headers: { origin: "https://elsewhere.example", "sec-fetch-site": "cross-site" },
+    }),
+  },
+  {
+    route: joinRoute,
+    code: "room_full",
+    given: "a room whose queue holds max_queued tickets",
+    arrange: async () => {
+      const room = await createRoom({ idle_seconds: 3600, max_queued: 1 }, 0);
+      await join(db.sql, room, { now: await databaseNow() });
+      return { params: { room }, body: {} };
+    },
+  },
+  {
+    route: joinRoute,
     code: "room_closed",
     given: "a closed room",
     arrange: async () => ({ params: { room: await createRoom({ mode: "closed" }) }, body: {} }),
@@ -264,6 +288,23 @@ const scenarios: Scenario[] = [
       arrange: async () => presenting(route, await supersededTicket()),
     },
   ]),
+  // Valid calls the limited service counts (answered not_found, or rate_limited once the hour's call is spent).
+  ...[joinRoute, ...ticketRoutes, checkRoute].map(
+    (route): Scenario => ({
+      route,
+      code: "rate_limited",
+      given: "the client's call of the hour spent",
+      arrange: async () => {
+        const call: Call =
+          route === joinRoute
+            ? { params: { room: uniqueRoomId("nowhere") }, service: "limited" }
+            : { ...presenting(route, await ticketIn("queued"), (await ticketIn("queued")).token), service: "limited" };
+        const spent = await send(route, call);
+        expect(((await spent.json()) as { error: { code: string } }).error.code).toMatch(/^(not_found|rate_limited)$/);
+        return call;
+      },
+    }),
+  ),
   ...verdicts.map(
     ([route, code, state]): Scenario => ({
       route,
@@ -317,7 +358,7 @@ const scenarios: Scenario[] = [
       route,
       code: "forbidden",
       given: "the admin API disabled (no WAITROOM_ADMIN_KEY)",
-      arrange: async () => ({ ...adminCall(route, await createRoom()), token: ADMIN_KEY, keyless: true }),
+      arrange: async () => ({ ...adminCall(route, await createRoom()), token: ADMIN_KEY, service: "keyless" }),
     },
   ]),
   ...[getRoomRoute, deleteRoomRoute, historyRoute, pauseRoute, resumeRoute].flatMap((route): Scenario[] => [
@@ -354,7 +395,7 @@ const scenarios: Scenario[] = [
     given: "the LISTEN connection lost",
     arrange: async () => {
       await listenerDown();
-      return { keyless: true };
+      return { service: "keyless" };
     },
   },
 ];
@@ -367,7 +408,7 @@ function send(route: Route, call: Call): Promise<Response> {
     return encodeURIComponent(value);
   });
   const { token, headers, body } = call;
-  return (call.keyless ? keyless : server).request(path, {
+  return services[call.service ?? "server"].request(path, {
     method: route.method.toUpperCase(),
     token,
     headers,
