@@ -1,10 +1,35 @@
 -- Private helpers (underscore-prefixed): not granted to the app role.
 
--- The clock every time-dependent verb uses; tests pin it with p_now.
+-- Who may pin the clock. A verb runs as its owner (security definer), so the
+-- caller is session_user: the role that logged in, which only a superuser can
+-- change. The service's role is neither the owner nor in waitroom_clock, so it
+-- cannot move time (an admission deadline, a session's end) for anyone.
+create function waitroom._pinned_clock(p_now timestamptz) returns timestamptz
+language plpgsql stable parallel safe
+as $$
+begin
+  if p_now is not null
+     and not pg_has_role(session_user, 'waitroom_clock', 'member')
+     and not pg_has_role(session_user, (select n.nspowner from pg_namespace n where n.nspname = 'waitroom'), 'member')
+  then
+    perform waitroom._fail('WR403', format(
+      'role %I may not pass p_now: only the owner of schema waitroom and members of waitroom_clock may pin the clock',
+      session_user));
+  end if;
+  return p_now;
+end
+$$;
+comment on function waitroom._pinned_clock(timestamptz) is
+  'p_now, after checking that the session user may pin the clock (the schema owner, a superuser or a member of waitroom_clock); WR403 otherwise. Null stays null, unchecked.';
+
+-- The clock every time-dependent verb uses; tests and DBAs pin it with p_now.
+-- The check runs only when p_now is given: the service's calls (p_now null)
+-- cost a coalesce, as before, and this stays inlinable.
 create function waitroom._now(p_now timestamptz) returns timestamptz
 language sql stable parallel safe
-as $$ select coalesce(p_now, now()) $$;
-comment on function waitroom._now(timestamptz) is 'p_now when given, else the transaction time: the injectable clock.';
+as $$ select case when p_now is null then now() else waitroom._pinned_clock(p_now) end $$;
+comment on function waitroom._now(timestamptz) is
+  'p_now when given (and the session user may pin the clock, see _pinned_clock), else the transaction time: the injectable clock.';
 
 -- Tokens are compared by hash only. Stable, as convert_to is: an immutable
 -- wrapper around it is never inlined, and a call per row cost join_many ≈ 6%.
@@ -43,7 +68,7 @@ begin
 end
 $$;
 comment on function waitroom._fail(text, text) is
-  'Raise a waitroom error: WR400 invalid argument, WR404 unknown room, WR409 room exists, WR503 room closed.';
+  'Raise a waitroom error: WR400 invalid argument, WR403 not allowed (p_now from a role that may not pin the clock), WR404 unknown room, WR409 room exists, WR503 room closed.';
 
 create function waitroom._room(p_room text) returns waitroom.rooms
 language plpgsql stable

@@ -34,7 +34,7 @@ begin
   -- The clock is read after the lock, not at transaction start: admissions
   -- committed by whoever held the lock before must fall inside the rate
   -- window, and ours must be stamped later than theirs.
-  v_now := coalesce(p_now, clock_timestamp());
+  v_now := coalesce(waitroom._pinned_clock(p_now), clock_timestamp());
   r := waitroom._room(p_room);
   if r.mode not in ('open', 'passthrough') or r.opens_at > v_now then
     return;

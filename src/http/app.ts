@@ -273,10 +273,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post("/v1/tickets/:id/heartbeat", async (c) => {
     const { id } = parse(ticketParams, c.req.param(), "path");
     const token = ticketToken(c);
-    const verdict = await queue.heartbeat(sql, id, token);
-    if (!verdict.ok) throw verdictError(verdict.code);
-    const { state } = await grouped.tokenState({ ticketId: id, token });
-    if (!state) throw verdictError("unknown");
+    const { code, state } = await queue.heartbeat(sql, id, token);
+    if (code !== "ok" || !state) throw verdictError(code);
     return c.json(ticketView(state));
   });
 
@@ -338,21 +336,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     requireAdmin(c);
     const { room } = parse(roomParams, c.req.param(), "path");
     const changes = parse(roomSettings, await body(c), "room settings");
-    const [existing] = await queue.listRooms(sql, room);
-    if (existing) {
-      await queue.configureRoom(sql, room, changes);
-      return c.json(await oneRoom(room));
-    }
-    if (changes.capacity === undefined) throw new ApiError("invalid_request", "capacity is required to create a room");
-    try {
-      await queue.createRoom(sql, room, changes);
-    } catch (error) {
-      // Created by a concurrent PUT meanwhile: apply ours as a change.
-      if ((error as { code?: string }).code !== "WR409") throw error;
-      await queue.configureRoom(sql, room, changes);
-      return c.json(await oneRoom(room));
-    }
-    return c.json(await oneRoom(room), 201);
+    const created = await queue.putRoom(sql, room, changes);
+    return c.json(await oneRoom(room), created ? 201 : 200);
   });
 
   app.delete("/v1/rooms/:room", async (c) => {

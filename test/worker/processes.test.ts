@@ -29,7 +29,9 @@ describe("competing worker processes", () => {
   it("admit nobody twice, never exceed capacity, and all do admission work", { timeout: 120_000 }, async () => {
     const workers: Running[] = [];
     for (let i = 0; i < WORKERS; i++) {
-      workers.push(launch({ DATABASE_URL: db.url, LOG_LEVEL: "info", WAITROOM_SWEEP_INTERVAL_MS: "500" }, "worker"));
+      workers.push(
+        launch({ DATABASE_URL: db.serviceUrl, LOG_LEVEL: "info", WAITROOM_SWEEP_INTERVAL_MS: "500" }, "worker"),
+      );
     }
     await waitUntil(
       () => {
