@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { withClient } from "../src/db/client.js";
 import { migrate, sqlDir } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
+import { asServiceRole } from "./helpers/database.js";
 
 const run = promisify(execFile);
 const log = createLogger("silent");
@@ -106,6 +107,7 @@ describe("migrate on an empty database", () => {
       "0001_schema",
       "0002_signing_keys",
       "0003_opening_draw_and_health",
+      "0004_room_queue_cap",
     ]);
   });
 
@@ -152,7 +154,12 @@ describe("migrate on an empty database", () => {
 
   it("records each migration once in the migrations table", async () => {
     const { rows } = await db.query("select name from public.waitroom_migrations order by id");
-    expect(rows.map((row) => row.name)).toEqual(["0001_schema", "0002_signing_keys", "0003_opening_draw_and_health"]);
+    expect(rows.map((row) => row.name)).toEqual([
+      "0001_schema",
+      "0002_signing_keys",
+      "0003_opening_draw_and_health",
+      "0004_room_queue_cap",
+    ]);
   });
 
   it("does nothing when run again, and still succeeds", async () => {
@@ -211,7 +218,12 @@ describe("migrate from separate processes", () => {
       ...logged.flatMap((lines) => lines.flatMap((line) => line.migrations ?? [])),
       ...inProcess.migrations,
     ];
-    expect(applied).toEqual(["0001_schema", "0002_signing_keys", "0003_opening_draw_and_health"]);
+    expect(applied).toEqual([
+      "0001_schema",
+      "0002_signing_keys",
+      "0003_opening_draw_and_health",
+      "0004_room_queue_cap",
+    ]);
 
     const db = await connect(url);
     const { rows } = await db.query("select name from public.waitroom_migrations order by id");
@@ -219,6 +231,7 @@ describe("migrate from separate processes", () => {
       { name: "0001_schema" },
       { name: "0002_signing_keys" },
       { name: "0003_opening_draw_and_health" },
+      { name: "0004_room_queue_cap" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",
@@ -349,5 +362,15 @@ describe("re-applying sql/", () => {
     const comment = await db.query("select obj_description('waitroom.room_stats'::regclass, 'pg_class') as c");
     expect(comment.rows[0].c).not.toBe("v3");
     expect(await migrate(url, log)).toEqual({ migrations: [], sqlApplied: false });
+  });
+
+  it("needs no privilege beyond the service's role against a current schema, and cannot migrate as it", async () => {
+    const service = asServiceRole(url);
+    expect(await migrate(service, log)).toEqual({ migrations: [], sqlApplied: false });
+    const dir = await sqlCopy();
+    await writeFile(join(dir, "99_note.sql"), "comment on view waitroom.room_stats is 'v4';\n");
+    await expect(migrate(service, log, { sqlDir: dir })).rejects.toThrow(/permission denied|must be owner/);
+    const comment = await db.query("select obj_description('waitroom.room_stats'::regclass, 'pg_class') as c");
+    expect(comment.rows[0].c).not.toBe("v4");
   });
 });
