@@ -59,6 +59,8 @@ export type ErrorCode =
   | "invalid_token"
   | "unauthorized"
   | "forbidden"
+  /** POST /v1/check: the token or ticket is for another room than the one asked about. */
+  | "wrong_room"
   | "not_found"
   | "method_not_allowed"
   | "already_claimed"

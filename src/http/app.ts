@@ -290,7 +290,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post("/v1/check", async (c) => {
     const check = parse(checkRequest, await body(c), "body");
     if ("admission_token" in check) {
-      const admission = await tokens.verify(check.admission_token);
+      const admission = await tokens.verify(check.admission_token, check.room);
       const verdict = await queue.checkAdmission(sql, admission.ticketId, admission.instance);
       if (!verdict.ok) throw verdictError(verdict.code);
       return c.json({
@@ -303,6 +303,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }
     const { code, state } = await grouped.tokenState({ ticketId: check.ticket_id, token: check.token });
     if (code !== "ok" || !state) throw verdictError(code);
+    if (state.room_id !== check.room) {
+      throw new ApiError("wrong_room", `the ticket is in room '${state.room_id}', not '${check.room}'`);
+    }
     return c.json({
       ok: true,
       status: state.status,
