@@ -45,6 +45,16 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       help: "NOTIFY messages given up with chunks missing (replayed from the events table).",
       registers,
     }),
+    notifyRejected: new Counter({
+      name: "waitroom_notify_rejected_total",
+      help: "NOTIFY payloads or messages ignored as malformed: not our framing, or naming no valid ledger ids (forged, most likely).",
+      registers,
+    }),
+    listenPingTimeouts: new Counter({
+      name: "waitroom_listen_ping_timeouts_total",
+      help: "Times the LISTEN connection did not answer a ping (or a connection attempt) in time and was replaced.",
+      registers,
+    }),
     listenReconnects: new Counter({
       name: "waitroom_listen_reconnects_total",
       help: "Times the LISTEN connection was re-established after a loss.",

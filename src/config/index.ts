@@ -53,6 +53,14 @@ const environmentSchema = z.object({
   WAITROOM_JOIN_BATCH_MAX: integer(1, 10_000).default(500),
   WAITROOM_READ_BATCH_MAX: integer(1, 10_000).default(1_000),
   WAITROOM_BATCHES_IN_FLIGHT: integer(1, 64).default(2),
+  // Hostile traffic (docs/operations.md): how long a peer may stall us, and who may read /metrics.
+  WAITROOM_STATEMENT_TIMEOUT_MS: integer(0, 86_400_000).default(30_000),
+  WAITROOM_LOCK_TIMEOUT_MS: integer(0, 86_400_000).default(10_000),
+  WAITROOM_IDLE_IN_TRANSACTION_TIMEOUT_MS: integer(0, 86_400_000).default(60_000),
+  WAITROOM_LISTEN_PING_MS: integer(100, 600_000).default(5_000),
+  WAITROOM_LISTEN_PING_TIMEOUT_MS: integer(100, 600_000).default(5_000),
+  WAITROOM_METRICS_PORT: port.optional(),
+  WAITROOM_METRICS_KEY: key.optional(),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -90,6 +98,9 @@ export type Config = {
   bodyLimitBytes: number;
   stream: StreamSettings;
   grouping: GroupingSettings;
+  sessionTimeouts: SessionTimeouts;
+  listen: ListenSettings;
+  metrics: MetricsSettings;
   logLevel: (typeof logLevels)[number];
 };
 
@@ -115,8 +126,42 @@ export type GroupingSettings = {
   maxInFlight: number;
 };
 
+/*
+ * Hostile traffic: timeouts wherever a peer can stall the service, and who may read /metrics.
+ */
+
+/**
+ * Set on the service's database connections, so no statement, lock wait or forgotten transaction
+ * holds a connection for ever; 0 leaves the server's own setting (no limit unless configured there).
+ */
+export type SessionTimeouts = {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+};
+
+/** The LISTEN connection's liveness check. */
+export type ListenSettings = {
+  /** A ping this often. */
+  pingMs: number;
+  /** A ping (or a connection attempt) not answered within this: the connection is dead, /readyz turns red and it is replaced. */
+  pingTimeoutMs: number;
+};
+
+export type MetricsSettings = {
+  /** Serve /metrics on this port only (the main port answers not_found); unset: on the main port. */
+  port: number | undefined;
+  /** Bearer key /metrics requires; unset: anyone who can reach it may read it. */
+  key: string | undefined;
+};
+
 /** Variables whose value must never appear in a message or a log. */
-const secret: Record<string, true> = { DATABASE_URL: true, WAITROOM_ADMIN_KEY: true, WAITROOM_SERVER_KEY: true };
+const secret: Record<string, true> = {
+  DATABASE_URL: true,
+  WAITROOM_ADMIN_KEY: true,
+  WAITROOM_SERVER_KEY: true,
+  WAITROOM_METRICS_KEY: true,
+};
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -161,6 +206,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxReadBatch: e.WAITROOM_READ_BATCH_MAX,
       maxInFlight: e.WAITROOM_BATCHES_IN_FLIGHT,
     },
+    sessionTimeouts: {
+      statementTimeoutMs: e.WAITROOM_STATEMENT_TIMEOUT_MS,
+      lockTimeoutMs: e.WAITROOM_LOCK_TIMEOUT_MS,
+      idleInTransactionTimeoutMs: e.WAITROOM_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    },
+    listen: { pingMs: e.WAITROOM_LISTEN_PING_MS, pingTimeoutMs: e.WAITROOM_LISTEN_PING_TIMEOUT_MS },
+    metrics: { port: e.WAITROOM_METRICS_PORT, key: e.WAITROOM_METRICS_KEY },
     logLevel: e.LOG_LEVEL,
   };
 }

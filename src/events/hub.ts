@@ -196,7 +196,15 @@ export class Hub {
         for (const hearing of this.#opening.values()) for (const heard of hearing) heard.push(event);
       }
       const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
-      for (const subscriber of [...(audience ?? [])]) this.#sendEvent(subscriber, event);
+      for (const subscriber of [...(audience ?? [])]) {
+        try {
+          this.#sendEvent(subscriber, event);
+        } catch (error) {
+          // One stream's trouble ends that stream (its client reconnects), never anyone else's.
+          this.#log.error({ err: error, event: event.id }, "could not send an event to a stream");
+          this.#end(subscriber);
+        }
+      }
     }
     for (const room of touched) this.refresh(room);
   }

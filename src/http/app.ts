@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
+import type { MetricsSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import { formatSse, type Hub, RETRY_MS, ticketView } from "../events/hub.js";
 import type { Logger } from "../log.js";
@@ -21,8 +21,10 @@ import {
   ticketParams,
 } from "./contracts.js";
 import { ApiError, fromDatabaseError, parse, verdictError } from "./errors.js";
+import { metricsHandler } from "./metrics-endpoint.js";
 import { docsPage, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages/index.js";
+import { sameSecret } from "./secret.js";
 import { sseHeaders, sseResponse } from "./sse.js";
 
 export type AppDeps = {
@@ -42,14 +44,9 @@ export type AppDeps = {
     serverKey?: string | undefined;
     bodyLimitBytes: number;
     streamBufferBytes: number;
+    metrics: MetricsSettings;
   };
 };
-
-/** Compare secrets in constant time (hashed first, so lengths do not leak either). */
-function sameSecret(given: string, expected: string): boolean {
-  const digest = (value: string) => createHash("sha256").update(value).digest();
-  return timingSafeEqual(digest(given), digest(expected));
-}
 
 function bearer(c: Context): string | undefined {
   const header = c.req.header("authorization");
@@ -404,10 +401,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }
     return c.json({ status: "ready" });
   });
-  app.get("/metrics", async (c) => {
-    c.header("content-type", metrics.registry.contentType);
-    return c.body(await metrics.registry.metrics());
-  });
+  app.get("/metrics", metricsHandler(metrics, settings.metrics, false));
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
   app.get("/docs", (c) => c.html(docsPage()));
   // The waiting-room page and the admin dashboard (HTML + vanilla ES modules, no build step).

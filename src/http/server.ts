@@ -13,10 +13,13 @@ import { createGroupedQueue } from "../queue/grouped.js";
 import { noticeEvents } from "../queue/index.js";
 import { createTokenIssuer } from "../tokens/index.js";
 import { type AppEnv, createApp } from "./app.js";
+import { createMetricsApp } from "./metrics-endpoint.js";
 
 export type HttpService = {
   /** http://host:port of the listening server. */
   url: string;
+  /** http://host:port of the metrics port, when WAITROOM_METRICS_PORT is set. */
+  metricsUrl: string | undefined;
   app: Hono<AppEnv>;
   hub: Hub;
   listener: Listener;
@@ -35,6 +38,9 @@ type HttpConfig = Pick<
   | "stream"
   | "grouping"
   | "shutdownTimeoutMs"
+  | "sessionTimeouts"
+  | "listen"
+  | "metrics"
 >;
 
 /** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
@@ -94,7 +100,7 @@ export async function startHttp(options: {
   processMetrics?: boolean;
 }): Promise<HttpService> {
   const { databaseUrl, config, log } = options;
-  const sql = await connectSql(databaseUrl);
+  const sql = await connectSql(databaseUrl, { timeouts: config.sessionTimeouts });
   const metrics = createMetrics({ processMetrics: options.processMetrics });
   const grouped = createGroupedQueue(sql, config.grouping, (kind, size) => {
     metrics.batchSize.observe({ kind }, size);
@@ -107,7 +113,10 @@ export async function startHttp(options: {
     metrics,
     onEvents: (events) => hub.deliver(events),
     readNotice: (ranges) => noticeEvents(sql, ranges),
-    onGap: (since) => void hub.replay(since),
+    onGap: (since) => hub.replay(since),
+    pingMs: config.listen.pingMs,
+    pingTimeoutMs: config.listen.pingTimeoutMs,
+    timeouts: config.sessionTimeouts,
   });
   const tokens = createTokenIssuer({ sql, log });
   const app = createApp({
@@ -123,30 +132,49 @@ export async function startHttp(options: {
       serverKey: config.serverKey,
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
+      metrics: config.metrics,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
   server.on("clientError", answerUnparsable);
+  const metricsServer =
+    config.metrics.port === undefined
+      ? undefined
+      : (createAdaptorServer({
+          fetch: createMetricsApp(metrics, config.metrics).fetch,
+          hostname: config.host,
+        }) as Server);
   const release = async () => {
     await listener.close();
     await sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) });
   };
-  let address: AddressInfo;
+  const urlOf = (address: AddressInfo) =>
+    `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  let url: string;
+  let metricsUrl: string | undefined;
   try {
-    address = await listen(server, config.port, config.host, config.listenBacklog);
+    url = urlOf(await listen(server, config.port, config.host, config.listenBacklog));
+    if (metricsServer && config.metrics.port !== undefined) {
+      metricsUrl = urlOf(await listen(metricsServer, config.metrics.port, config.host, 511));
+    }
   } catch (error) {
     hub.close();
+    if (server.listening) server.close();
     await release();
     throw error;
   }
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host}:${address.port}`,
+    url,
+    metricsUrl,
     app,
     hub,
     listener,
     async close() {
-      const drained = closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log);
+      const drainMs = Math.floor(config.shutdownTimeoutMs / 2);
+      const drained = Promise.all([
+        closeServer(server, drainMs, log),
+        metricsServer ? closeServer(metricsServer, drainMs, log) : undefined,
+      ]);
       hub.close();
       await drained;
       await release();
