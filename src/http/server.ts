@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { createAdaptorServer } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Config } from "../config/index.js";
-import { connectSql } from "../db/client.js";
+import { connectSql, type Sql } from "../db/client.js";
 import { Hub } from "../events/hub.js";
 import { type Listener, startListener } from "../events/listener.js";
 import type { Logger } from "../log.js";
@@ -21,6 +21,8 @@ export type HttpService = {
   /** http://host:port of the metrics port, when WAITROOM_METRICS_PORT is set. */
   metricsUrl: string | undefined;
   app: Hono<AppEnv>;
+  /** The service's connection pool (diagnostics and tests). */
+  sql: Sql;
   hub: Hub;
   listener: Listener;
   /** Stop accepting, tell streams to reconnect elsewhere, drain, close the database connections. */
@@ -167,6 +169,7 @@ export async function startHttp(options: {
     url,
     metricsUrl,
     app,
+    sql,
     hub,
     listener,
     async close() {
