@@ -44,6 +44,12 @@ type Subscriber = {
   shown: StreamData;
   /** Ids of events already sent (bounded), so replay and live delivery never repeat one. */
   sent: Set<number>;
+  /**
+   * An event that would end the stream (the ticket ended, the room was deleted), held until the next
+   * read of the ticket's state agrees: a forged notice may name a real but old row (of an earlier
+   * instance of the ticket, or of a room of the same name deleted long ago).
+   */
+  ending: LedgerEvent | undefined;
   closed: boolean;
 };
 
@@ -175,6 +181,7 @@ export class Hub {
       for (const event of missed) this.#sendEvent(subscriber, event);
       this.#sendState(subscriber, state, true);
       for (const event of heard) if (event.room_id === subscriber.roomId) this.#sendEvent(subscriber, event);
+      if (subscriber.ending) this.refresh(subscriber.roomId);
       return { kind: "streaming", unsubscribe: () => this.#remove(subscriber) };
     } finally {
       hearing.delete(heard);
@@ -267,9 +274,12 @@ export class Hub {
   /** Send the state if it moved (or always, for the snapshot); ends the stream when the ticket is over. */
   #sendState(subscriber: Subscriber, state: TicketState | undefined, snapshot: boolean): void {
     if (subscriber.closed) return;
+    const { ending } = subscriber;
+    subscriber.ending = undefined;
     if (!state) {
       // Deleted with its room, or purged.
-      this.#write(subscriber, formatSse({ event: "ended", data: { ...subscriber.shown, status: "ended" } }));
+      if (ending) this.#writeEvent(subscriber, ending);
+      else this.#write(subscriber, formatSse({ event: "ended", data: { ...subscriber.shown, status: "ended" } }));
       this.#end(subscriber);
       return;
     }
@@ -280,10 +290,13 @@ export class Hub {
       return;
     }
     if (terminalStatuses.has(state.status)) {
-      this.#write(subscriber, formatSse({ event: "ended", data }));
+      if (ending?.ticket_id) this.#writeEvent(subscriber, ending);
+      else this.#write(subscriber, formatSse({ event: "ended", data }));
       this.#end(subscriber);
       return;
     }
+    if (ending)
+      this.#log.warn({ event: ending.id, ticket: subscriber.ticketId }, "ignored an end the ticket's state denies");
     if (!snapshot && !moved(subscriber.shown, data)) return;
     subscriber.shown = data;
     this.#write(subscriber, formatSse({ event: "state", data }));
@@ -292,6 +305,17 @@ export class Hub {
   #sendEvent(subscriber: Subscriber, event: LedgerEvent): void {
     const name = streamEventName[event.type];
     if (!name || subscriber.closed || subscriber.sent.has(event.id)) return;
+    if (name === "ended" || event.type === "room_deleted") {
+      // Held for the state read that follows every delivery (deliver → refresh), which confirms or denies it.
+      subscriber.ending ??= event;
+      return;
+    }
+    this.#writeEvent(subscriber, event);
+  }
+
+  /** Write a ledger event as its named SSE event; ends the stream after an end. */
+  #writeEvent(subscriber: Subscriber, event: LedgerEvent): void {
+    const name = streamEventName[event.type] as string;
     subscriber.sent.add(event.id);
     if (subscriber.sent.size > SENT_IDS_KEPT) {
       const [oldest] = subscriber.sent;
@@ -344,6 +368,7 @@ export class Hub {
       client,
       shown: ticketView(state),
       sent: new Set(),
+      ending: undefined,
       closed: false,
     };
     const inRoom = this.#rooms.get(subscriber.roomId) ?? new Set();
