@@ -35,6 +35,11 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       help: "Event streams closed because the client read too slowly.",
       registers,
     }),
+    streamsRecycled: new Counter({
+      name: "waitroom_sse_streams_recycled_total",
+      help: "Event streams ended at their age (WAITROOM_STREAM_MAX_AGE_MS) for the client to reconnect.",
+      registers,
+    }),
     notifyChunks: new Counter({
       name: "waitroom_notify_chunks_total",
       help: "NOTIFY payloads (chunks) received.",

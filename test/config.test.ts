@@ -33,7 +33,7 @@ describe("loadConfig", () => {
       adminKey: undefined,
       serverKey: undefined,
       bodyLimitBytes: 16_384,
-      stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144 },
+      stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144, maxAgeMs: 300_000 },
       grouping: { maxJoinBatch: 500, maxReadBatch: 1000, maxInFlight: 2 },
       sessionTimeouts: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 60_000 },
       listen: { pingMs: 5_000, pingTimeoutMs: 5_000 },
@@ -71,6 +71,7 @@ describe("loadConfig", () => {
       WAITROOM_LISTEN_PING_TIMEOUT_MS: "3000",
       WAITROOM_METRICS_PORT: "9100",
       WAITROOM_METRICS_KEY: "0123456789abcdef-metrics",
+      WAITROOM_STREAM_MAX_AGE_MS: "60000",
       LOG_LEVEL: "debug",
     });
     expect(config).toEqual({
@@ -87,7 +88,7 @@ describe("loadConfig", () => {
       adminKey: "0123456789abcdef-admin",
       serverKey: "0123456789abcdef-server",
       bodyLimitBytes: 4096,
-      stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536 },
+      stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536, maxAgeMs: 60_000 },
       grouping: { maxJoinBatch: 100, maxReadBatch: 200, maxInFlight: 1 },
       sessionTimeouts: { statementTimeoutMs: 0, lockTimeoutMs: 2500, idleInTransactionTimeoutMs: 120_000 },
       listen: { pingMs: 1000, pingTimeoutMs: 3000 },

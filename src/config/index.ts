@@ -61,6 +61,7 @@ const environmentSchema = z.object({
   WAITROOM_LISTEN_PING_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   WAITROOM_METRICS_PORT: port.optional(),
   WAITROOM_METRICS_KEY: key.optional(),
+  WAITROOM_STREAM_MAX_AGE_MS: integer(0, 86_400_000).default(300_000),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -114,6 +115,12 @@ export type StreamSettings = {
   presenceMs: number;
   /** A client this far behind is disconnected rather than buffered without bound. */
   bufferBytes: number;
+  /**
+   * A stream is ended (the client reconnects at once and resumes) after a random time between half
+   * this and this; 0: never. A client that vanished without closing its connection (no FIN) is
+   * otherwise only noticed when TCP gives up, some 15 minutes later, and counts as present until then.
+   */
+  maxAgeMs: number;
 };
 
 /** How calls arriving together are grouped into one statement (src/queue/grouped.ts). */
@@ -200,6 +207,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       refreshMs: e.WAITROOM_REFRESH_MS,
       presenceMs: e.WAITROOM_PRESENCE_MS,
       bufferBytes: e.WAITROOM_STREAM_BUFFER_BYTES,
+      maxAgeMs: e.WAITROOM_STREAM_MAX_AGE_MS,
     },
     grouping: {
       maxJoinBatch: e.WAITROOM_JOIN_BATCH_MAX,

@@ -50,6 +50,8 @@ type Subscriber = {
    * instance of the ticket, or of a room of the same name deleted long ago).
    */
   ending: LedgerEvent | undefined;
+  /** performance.now() after which the stream is ended for its client to reconnect (Infinity: never). */
+  recycleAt: number;
   closed: boolean;
 };
 
@@ -138,7 +140,10 @@ export class Hub {
       timer.unref();
       this.#timers.push(timer);
     };
-    every(this.#settings.keepAliveMs, () => this.#broadcast(": keep-alive\n\n"));
+    every(this.#settings.keepAliveMs, () => {
+      this.#recycle();
+      this.#broadcast(": keep-alive\n\n");
+    });
     every(this.#settings.refreshMs, () => {
       for (const room of this.#rooms.keys()) this.refresh(room);
     });
@@ -256,9 +261,25 @@ export class Hub {
     }
   }
 
-  #sayGoodbye(client: StreamClient): void {
-    client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
+  #sayGoodbye(client: StreamClient, why = "server shutting down", retryMs = 500): void {
+    client.write(`${formatSse({ retry: retryMs }).trimEnd()}\n: ${why}, reconnect\n\n`);
     client.close();
+  }
+
+  /**
+   * End streams past their age: a live client reconnects at once and resumes with Last-Event-ID; one
+   * that vanished without closing its connection stops counting as present.
+   */
+  #recycle(): void {
+    const now = performance.now();
+    for (const subscribers of this.#rooms.values()) {
+      for (const subscriber of [...subscribers]) {
+        if (subscriber.recycleAt > now) continue;
+        this.#metrics.streamsRecycled.inc();
+        this.#sayGoodbye(subscriber.client, "stream recycled", 50);
+        this.#end(subscriber);
+      }
+    }
   }
 
   async #refreshRoom(room: string): Promise<void> {
@@ -369,6 +390,11 @@ export class Hub {
       shown: ticketView(state),
       sent: new Set(),
       ending: undefined,
+      // Spread over half the age to the whole, so streams opened together do not all reconnect together.
+      recycleAt:
+        this.#settings.maxAgeMs > 0
+          ? performance.now() + this.#settings.maxAgeMs * (0.5 + Math.random() / 2)
+          : Number.POSITIVE_INFINITY,
       closed: false,
     };
     const inRoom = this.#rooms.get(subscriber.roomId) ?? new Set();
