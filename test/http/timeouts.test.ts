@@ -4,6 +4,7 @@ import { loadConfig } from "../../src/config/index.js";
 import { type HttpService, startHttp } from "../../src/http/server.js";
 import { createLogger } from "../../src/log.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { StreamRecorder, testEnvironment } from "../helpers/http.js";
 import { createRoom } from "../helpers/queue.js";
 
@@ -91,14 +92,6 @@ afterAll(async () => {
   await proxy.close();
 });
 
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 const readyz = async (base: string) => (await fetch(`${base}/readyz`)).status;
 
 describe("timeouts on the service's connections", () => {
@@ -115,7 +108,7 @@ describe("timeouts on the service's connections", () => {
     );
     service = await startHttp({ databaseUrl: url.toString(), config, log });
     const base = service.url;
-    await until(async () => (await readyz(base)) === 200, "ready");
+    await eventually(async () => (await readyz(base)) === 200, "ready");
 
     // A service connection shows them…
     const [shown] = await service.sql<{ statement: string; lock: string; idle: string }[]>`
@@ -148,12 +141,12 @@ describe("timeouts on the service's connections", () => {
 
       // The LISTEN connection stops answering, its socket still open: no error, no end.
       expect(proxy.stall("waitroom-listen")).toBe(1);
-      await until(async () => (await readyz(base)) === 503, "/readyz turns red");
+      await eventually(async () => (await readyz(base)) === 503, "/readyz turns red");
       const red = await fetch(`${base}/readyz`);
       expect(await red.json()).toEqual({ error: { code: "not_ready", message: expect.any(String) } });
 
       // A new connection replaces it, and events reach the stream again.
-      await until(async () => (await readyz(base)) === 200, "/readyz is green again");
+      await eventually(async () => (await readyz(base)) === 200, "/readyz is green again");
       expect(service.listener.backendPid).not.toBe(firstPid);
       const metrics = await (await fetch(`${base}/metrics`)).text();
       expect(metrics).toMatch(/^waitroom_listen_ping_timeouts_total [1-9]/m);

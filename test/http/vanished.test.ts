@@ -1,6 +1,7 @@
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { metric, StreamRecorder, useTestServer } from "../helpers/http.js";
 import { createRoom } from "../helpers/queue.js";
 
@@ -16,14 +17,6 @@ const db = useTestDatabase();
 const server = useTestServer(db, { env: { WAITROOM_STREAM_MAX_AGE_MS: "1000", WAITROOM_KEEPALIVE_MS: "1000" } });
 
 type Ticket = { ticket_id: string; token: string };
-
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe("streams past their age", () => {
   it("are ended: a vanished client's stream is reaped, a live client reconnects and misses nothing", async () => {
@@ -51,8 +44,14 @@ describe("streams past their age", () => {
         expect(await metric(server, "waitroom_sse_streams")).toBe(2);
 
         // Both reach their age; only the live client comes back.
-        await until(async () => (await metric(server, "waitroom_sse_streams_recycled_total")) >= 2, "both recycled");
-        await until(async () => opens >= 2 && (await metric(server, "waitroom_sse_streams")) === 1, "live is back");
+        await eventually(
+          async () => (await metric(server, "waitroom_sse_streams_recycled_total")) >= 2,
+          "both recycled",
+        );
+        await eventually(
+          async () => opens >= 2 && (await metric(server, "waitroom_sse_streams")) === 1,
+          "live is back",
+        );
         // What the server sent the vanished client was waiting unread: its stream ended, the server closed it.
         let unread = "";
         const closedByServer = new Promise<void>((resolve) => socket.once("end", () => resolve()));

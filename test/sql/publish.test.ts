@@ -5,6 +5,7 @@ import { createLogger } from "../../src/log.js";
 import { createMetrics } from "../../src/metrics.js";
 import { noticeEvents } from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
 
 /*
@@ -28,19 +29,11 @@ beforeAll(async () => {
     readNotice: (ranges) => noticeEvents(db.sql, ranges),
     onGap: (since) => gaps.push(since),
   });
-  await until(() => listener.connected, "the listener is connected");
+  await eventually(() => listener.connected, "the listener is connected", 5_000);
 });
 afterAll(async () => {
   await listener.close();
 });
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** Ids of the fence rows, which are not what a test is about. */
 const fences = new Set<number>();
@@ -53,7 +46,7 @@ async function fence(): Promise<void> {
   const id = Number(row?.event.id);
   fences.add(id);
   await db.sql`select waitroom._publish(${JSON.stringify([row?.event])}::text::jsonb)`;
-  await until(() => received.some((events) => events.some((e) => e.id === id)), "the fence arrives");
+  await eventually(() => received.some((events) => events.some((e) => e.id === id)), "the fence arrives", 5_000);
 }
 
 /** The messages announced by `work` (and nothing earlier), as lists of event types. */
