@@ -43,6 +43,7 @@ type HttpConfig = Pick<
   | "sessionTimeouts"
   | "listen"
   | "metrics"
+  | "limits"
 >;
 
 /** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
@@ -135,6 +136,7 @@ export async function startHttp(options: {
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
       metrics: config.metrics,
+      limits: config.limits,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
