@@ -3,9 +3,12 @@
  * valid admission token (from a claim), sent as `Authorization: Bearer <jwt>`
  * or `?admission_token=<jwt>`.
  *
- *   npx tsx examples/protected-app.ts [--port 3000] [--url http://localhost:8080] [--room launch] [--check]
+ *   npx tsx examples/protected-app.ts --room launch [--port 3000] [--url http://localhost:8080] [--check]
  *
- * Offline (the default): the token's signature, issuer, expiry and room are
+ * --room is the room this app is behind: a token is bound to its room (its
+ * audience), and another room's seat must not open this door.
+ *
+ * Offline (the default): the token's signature, issuer, expiry and audience are
  * verified with jose against the service's /.well-known/jwks.json; no call
  * to the service per request, but an early leave is not seen until the
  * token expires. --check also asks POST /v1/check, which sees revocations
@@ -21,10 +24,16 @@ const { values } = parseArgs({
   options: {
     port: { type: "string", default: process.env.PORT ?? "3000" },
     url: { type: "string", default: process.env.WAITROOM_URL ?? "http://localhost:8080" },
-    room: { type: "string" },
+    room: { type: "string", default: process.env.WAITROOM_ROOM },
     check: { type: "boolean", default: false },
   },
 });
+const room: string =
+  values.room ??
+  (() => {
+    console.error("--room is required: the room whose admission tokens this app accepts");
+    return process.exit(2);
+  })();
 
 const client = createClient({ baseUrl: values.url });
 // Fetches the keys once, caches them, and refetches when a token names a kid it has not seen (a key rotation).
@@ -38,16 +47,17 @@ async function verify(token: string | undefined): Promise<Verdict> {
     const { payload } = await jwtVerify(token, jwks, {
       algorithms: ["EdDSA"],
       issuer: "waitroom",
-      requiredClaims: ["sub", "room", "tid", "exp"],
+      // A token for another room's seat must not open this door.
+      audience: room,
+      requiredClaims: ["sub", "aud", "tid", "exp"],
     });
-    // A token for another room's seat must not open this door.
-    if (values.room && payload.room !== values.room) {
-      return { ok: false, status: 403, reason: `this token is for room ${String(payload.room)}` };
-    }
-    if (values.check) await client.check({ admission_token: token });
+    if (values.check) await client.check({ room, admission_token: token });
     return { ok: true, holder: String(payload.sub), expiresAt: new Date((payload.exp ?? 0) * 1000) };
   } catch (error) {
     if (error instanceof errors.JWTExpired) return { ok: false, status: 401, reason: "the admission token expired" };
+    if (error instanceof errors.JWTClaimValidationFailed && error.claim === "aud") {
+      return { ok: false, status: 403, reason: `this token is not for room ${room}` };
+    }
     if (error instanceof errors.JOSEError) return { ok: false, status: 401, reason: "not a valid admission token" };
     // From /v1/check: the seat was given back (left), taken over (superseded), or is over.
     if (error instanceof WaitroomError && error.status < 500) {

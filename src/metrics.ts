@@ -47,6 +47,11 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       help: "Event streams closed because the client read too slowly.",
       registers,
     }),
+    streamsRecycled: new Counter({
+      name: "waitroom_sse_streams_recycled_total",
+      help: "Event streams ended at their age (WAITROOM_STREAM_MAX_AGE_MS) for the client to reconnect.",
+      registers,
+    }),
     notifyChunks: new Counter({
       name: "waitroom_notify_chunks_total",
       help: "NOTIFY payloads (chunks) received.",
@@ -55,6 +60,16 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
     notifyIncomplete: new Counter({
       name: "waitroom_notify_incomplete_total",
       help: "NOTIFY messages given up with chunks missing (replayed from the events table).",
+      registers,
+    }),
+    notifyRejected: new Counter({
+      name: "waitroom_notify_rejected_total",
+      help: "NOTIFY payloads or messages ignored as malformed: not our framing, or naming no valid ledger ids (forged, most likely).",
+      registers,
+    }),
+    listenPingTimeouts: new Counter({
+      name: "waitroom_listen_ping_timeouts_total",
+      help: "Times the LISTEN connection did not answer a ping (or a connection attempt) in time and was replaced.",
       registers,
     }),
     listenReconnects: new Counter({

@@ -33,7 +33,14 @@ describe("loadConfig", () => {
       adminKey: undefined,
       serverKey: undefined,
       bodyLimitBytes: 16_384,
-      stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144, perTicket: 2 },
+      stream: {
+        keepAliveMs: 15_000,
+        refreshMs: 2_000,
+        presenceMs: 10_000,
+        bufferBytes: 262_144,
+        perTicket: 2,
+        maxAgeMs: 300_000,
+      },
       grouping: { maxJoinBatch: 500, maxReadBatch: 1000, maxInFlight: 2 },
       limits: {
         rates: {
@@ -46,6 +53,9 @@ describe("loadConfig", () => {
         trustedProxies: undefined,
         allowedOrigins: [],
       },
+      sessionTimeouts: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 60_000 },
+      listen: { pingMs: 5_000, pingTimeoutMs: 5_000 },
+      metrics: { port: undefined, key: undefined },
       logLevel: "info",
     });
   });
@@ -72,6 +82,14 @@ describe("loadConfig", () => {
       WAITROOM_JOIN_BATCH_MAX: "100",
       WAITROOM_READ_BATCH_MAX: "200",
       WAITROOM_BATCHES_IN_FLIGHT: "1",
+      WAITROOM_STATEMENT_TIMEOUT_MS: "0",
+      WAITROOM_LOCK_TIMEOUT_MS: "2500",
+      WAITROOM_IDLE_IN_TRANSACTION_TIMEOUT_MS: "120000",
+      WAITROOM_LISTEN_PING_MS: "1000",
+      WAITROOM_LISTEN_PING_TIMEOUT_MS: "3000",
+      WAITROOM_METRICS_PORT: "9100",
+      WAITROOM_METRICS_KEY: "0123456789abcdef-metrics",
+      WAITROOM_STREAM_MAX_AGE_MS: "60000",
       WAITROOM_STREAMS_PER_TICKET: "1",
       WAITROOM_RATE_LIMIT_JOIN: "120/h,burst=3",
       WAITROOM_RATE_LIMIT_HOLDER: "2/s",
@@ -115,8 +133,18 @@ describe("loadConfig", () => {
       adminKey: "0123456789abcdef-admin",
       serverKey: "0123456789abcdef-server",
       bodyLimitBytes: 4096,
-      stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536, perTicket: 1 },
+      stream: {
+        keepAliveMs: 5000,
+        refreshMs: 500,
+        presenceMs: 3000,
+        bufferBytes: 65_536,
+        perTicket: 1,
+        maxAgeMs: 60_000,
+      },
       grouping: { maxJoinBatch: 100, maxReadBatch: 200, maxInFlight: 1 },
+      sessionTimeouts: { statementTimeoutMs: 0, lockTimeoutMs: 2500, idleInTransactionTimeoutMs: 120_000 },
+      listen: { pingMs: 1000, pingTimeoutMs: 3000 },
+      metrics: { port: 9100, key: "0123456789abcdef-metrics" },
       logLevel: "debug",
     });
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");
@@ -182,9 +210,14 @@ describe("loadConfig", () => {
     expect(error.message).not.toContain("hunter2");
   });
 
-  it("never echoes a bad admin or server key", () => {
-    const error = configError({ WAITROOM_ADMIN_KEY: "short-secret", WAITROOM_SERVER_KEY: "has whitespace in it" });
-    expect(namedIn(error)).toEqual(["WAITROOM_ADMIN_KEY", "WAITROOM_SERVER_KEY"]);
+  it("never echoes a bad admin, server or metrics key", () => {
+    const error = configError({
+      WAITROOM_ADMIN_KEY: "short-secret",
+      WAITROOM_SERVER_KEY: "has whitespace in it",
+      WAITROOM_METRICS_KEY: "tiny",
+    });
+    expect(namedIn(error)).toEqual(["WAITROOM_ADMIN_KEY", "WAITROOM_METRICS_KEY", "WAITROOM_SERVER_KEY"]);
+    expect(error.message).not.toContain("tiny");
     expect(error.message).toMatch(/WAITROOM_ADMIN_KEY: .*at least 16/);
     expect(error.message).not.toContain("short-secret");
     expect(error.message).not.toContain("has whitespace");
@@ -213,6 +246,12 @@ describe("loadConfig", () => {
     ["WAITROOM_BODY_LIMIT_BYTES", "100"],
     ["WAITROOM_REFRESH_MS", "0"],
     ["WAITROOM_STREAM_BUFFER_BYTES", "lots"],
+    ["WAITROOM_STATEMENT_TIMEOUT_MS", "-1"],
+    ["WAITROOM_LOCK_TIMEOUT_MS", "10s"],
+    ["WAITROOM_IDLE_IN_TRANSACTION_TIMEOUT_MS", "86400001"],
+    ["WAITROOM_LISTEN_PING_MS", "10"],
+    ["WAITROOM_LISTEN_PING_TIMEOUT_MS", "0"],
+    ["WAITROOM_METRICS_PORT", "70000"],
     ["WAITROOM_STREAMS_PER_TICKET", "0"],
     ["WAITROOM_RATE_LIMITS", "false"],
     ["WAITROOM_RATE_LIMIT_JOIN", "10"],

@@ -120,9 +120,12 @@ export type WaitroomClient = {
   join(room: string, options?: JoinOptions): Promise<Ticket>;
   /** A handle on a ticket joined earlier (its id and token were stored). */
   ticket(ticketId: string, token: string): Ticket;
-  /** For the protected app: may this admission token (or ticket and token) proceed? Sees revocations. */
+  /**
+   * For the protected app: may this admission token (or ticket and token) proceed into `room`, the
+   * room the app protects? Sees revocations; a token of another room is refused with wrong_room.
+   */
   check(
-    input: { admission_token: string } | { ticket_id: string; token: string },
+    input: { room: string } & ({ admission_token: string } | { ticket_id: string; token: string }),
     signal?: AbortSignal,
   ): Promise<CheckResponse>;
 };

@@ -59,6 +59,8 @@ export type ErrorCode =
   | "invalid_token"
   | "unauthorized"
   | "forbidden"
+  /** POST /v1/check: the token or ticket is for another room than the one asked about. */
+  | "wrong_room"
   /** A browser's join from a page of another origin than the service's own or an allowed one. */
   | "origin_not_allowed"
   | "not_found"

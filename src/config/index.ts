@@ -100,6 +100,15 @@ const environmentSchema = z.object({
   WAITROOM_JOIN_BATCH_MAX: integer(1, 10_000).default(500),
   WAITROOM_READ_BATCH_MAX: integer(1, 10_000).default(1_000),
   WAITROOM_BATCHES_IN_FLIGHT: integer(1, 64).default(2),
+  // Hostile traffic (docs/operations.md): how long a peer may stall us, and who may read /metrics.
+  WAITROOM_STATEMENT_TIMEOUT_MS: integer(0, 86_400_000).default(30_000),
+  WAITROOM_LOCK_TIMEOUT_MS: integer(0, 86_400_000).default(10_000),
+  WAITROOM_IDLE_IN_TRANSACTION_TIMEOUT_MS: integer(0, 86_400_000).default(60_000),
+  WAITROOM_LISTEN_PING_MS: integer(100, 600_000).default(5_000),
+  WAITROOM_LISTEN_PING_TIMEOUT_MS: integer(100, 600_000).default(5_000),
+  WAITROOM_METRICS_PORT: port.optional(),
+  WAITROOM_METRICS_KEY: key.optional(),
+  WAITROOM_STREAM_MAX_AGE_MS: integer(0, 86_400_000).default(300_000),
   WAITROOM_STREAMS_PER_TICKET: integer(1, 100).default(2),
   WAITROOM_RATE_LIMITS: z.enum(["on", "off"], { error: "must be on or off" }).default("on"),
   WAITROOM_RATE_LIMIT_JOIN: rateLimit.default({ perSecond: 6 / 60, burst: 10 }),
@@ -152,6 +161,9 @@ export type Config = {
   bodyLimitBytes: number;
   stream: StreamSettings;
   grouping: GroupingSettings;
+  sessionTimeouts: SessionTimeouts;
+  listen: ListenSettings;
+  metrics: MetricsSettings;
   limits: LimitSettings;
   logLevel: (typeof logLevels)[number];
 };
@@ -166,6 +178,12 @@ export type StreamSettings = {
   presenceMs: number;
   /** A client this far behind is disconnected rather than buffered without bound. */
   bufferBytes: number;
+  /**
+   * A stream is ended (the client reconnects at once and resumes) after a random time between half
+   * this and this; 0: never. A client that vanished without closing its connection (no FIN) is
+   * otherwise only noticed when TCP gives up, some 15 minutes later, and counts as present until then.
+   */
+  maxAgeMs: number;
   /** Open streams of one ticket in a replica; a newer one ends the oldest beyond this. */
   perTicket: number;
 };
@@ -196,12 +214,42 @@ export type GroupingSettings = {
   maxInFlight: number;
 };
 
+/*
+ * Hostile traffic: timeouts wherever a peer can stall the service, and who may read /metrics.
+ */
+
+/**
+ * Set on the service's database connections, so no statement, lock wait or forgotten transaction
+ * holds a connection for ever; 0 leaves the server's own setting (no limit unless configured there).
+ */
+export type SessionTimeouts = {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+};
+
+/** The LISTEN connection's liveness check. */
+export type ListenSettings = {
+  /** A ping this often. */
+  pingMs: number;
+  /** A ping (or a connection attempt) not answered within this: the connection is dead, /readyz turns red and it is replaced. */
+  pingTimeoutMs: number;
+};
+
+export type MetricsSettings = {
+  /** Serve /metrics on this port only (the main port answers not_found); unset: on the main port. */
+  port: number | undefined;
+  /** Bearer key /metrics requires; unset: anyone who can reach it may read it. */
+  key: string | undefined;
+};
+
 /** Variables whose value must never appear in a message or a log. */
 const secret: Record<string, true> = {
   DATABASE_URL: true,
   WAITROOM_MIGRATE_URL: true,
   WAITROOM_ADMIN_KEY: true,
   WAITROOM_SERVER_KEY: true,
+  WAITROOM_METRICS_KEY: true,
 };
 
 export class ConfigError extends Error {
@@ -248,6 +296,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       refreshMs: e.WAITROOM_REFRESH_MS,
       presenceMs: e.WAITROOM_PRESENCE_MS,
       bufferBytes: e.WAITROOM_STREAM_BUFFER_BYTES,
+      maxAgeMs: e.WAITROOM_STREAM_MAX_AGE_MS,
       perTicket: e.WAITROOM_STREAMS_PER_TICKET,
     },
     grouping: {
@@ -255,6 +304,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxReadBatch: e.WAITROOM_READ_BATCH_MAX,
       maxInFlight: e.WAITROOM_BATCHES_IN_FLIGHT,
     },
+    sessionTimeouts: {
+      statementTimeoutMs: e.WAITROOM_STATEMENT_TIMEOUT_MS,
+      lockTimeoutMs: e.WAITROOM_LOCK_TIMEOUT_MS,
+      idleInTransactionTimeoutMs: e.WAITROOM_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    },
+    listen: { pingMs: e.WAITROOM_LISTEN_PING_MS, pingTimeoutMs: e.WAITROOM_LISTEN_PING_TIMEOUT_MS },
+    metrics: { port: e.WAITROOM_METRICS_PORT, key: e.WAITROOM_METRICS_KEY },
     limits: {
       rates: e.WAITROOM_RATE_LIMITS === "off" ? undefined : perReplica(e, e.WAITROOM_REPLICAS),
       trustedProxies: e.WAITROOM_TRUSTED_PROXIES,

@@ -1,12 +1,25 @@
 import pg from "pg";
 import postgres from "postgres";
+import type { SessionTimeouts } from "../config/index.js";
 
 export type Sql = postgres.Sql;
 
+export type SqlOptions = { max?: number; timeouts?: SessionTimeouts };
+
+/** Startup parameters of a connection with these timeouts; a 0 is not sent (the server's own setting stays). */
+export function timeoutParameters(timeouts: SessionTimeouts) {
+  return {
+    statement_timeout: timeouts.statementTimeoutMs,
+    lock_timeout: timeouts.lockTimeoutMs,
+    idle_in_transaction_session_timeout: timeouts.idleInTransactionTimeoutMs,
+  };
+}
+
 /** The app's postgres.js client: bigint columns (counts, positions, event ids) as numbers. */
-export function createSql(databaseUrl: string, options: { max?: number } = {}): Sql {
+export function createSql(databaseUrl: string, options: SqlOptions = {}): Sql {
   return postgres(databaseUrl, {
     max: options.max ?? 10,
+    connection: options.timeouts ? timeoutParameters(options.timeouts) : {},
     onnotice: () => {},
     types: {
       bigint: {
@@ -24,7 +37,7 @@ export function createSql(databaseUrl: string, options: { max?: number } = {}): 
  * connection, but sql.array() looks them up when a query is built: until then an array parameter
  * is sent as a scalar ("malformed array literal"). Services and tests start with this.
  */
-export async function connectSql(databaseUrl: string, options: { max?: number } = {}): Promise<Sql> {
+export async function connectSql(databaseUrl: string, options: SqlOptions = {}): Promise<Sql> {
   const sql = createSql(databaseUrl, options);
   try {
     await sql`select 1`;

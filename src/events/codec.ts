@@ -2,10 +2,13 @@
  * The NOTIFY codec. Verbs (sql/02_notify.sql) send each message on channel
  * waitroom_events as chunks '<first_id>-<last_id>:<index>/<count>:<body>' under
  * Postgres's 8000-byte payload limit; this module puts them back together and
- * says what a message is: a JSON array of ledger rows (waitroom._publish), or a
- * compact notice naming them by id ranges, '{"v": 1, "ranges": [[first, last], …]}'
- * (waitroom._publish_ids), whose rows the listener reads from the ledger.
+ * says which ledger rows a message names: a JSON array of ledger rows
+ * (waitroom._publish), or a compact notice naming them by id ranges,
+ * '{"v": 1, "ranges": [[first, last], …]}' (waitroom._publish_ids). Either way
+ * the listener reads the rows themselves from the ledger: NOTIFY is a hint.
  */
+
+import { z } from "zod";
 
 export const EVENTS_CHANNEL = "waitroom_events";
 
@@ -37,8 +40,12 @@ export type ReassemblerOptions = {
   timeoutMs: number;
   /** Messages awaiting chunks at once; beyond it the oldest is given up. Default 256. */
   maxPending?: number;
+  /** Most chunks a message may have; a chunk claiming more is malformed. Default 128 (1 MB). */
+  maxChunks?: number;
+  /** Most body bytes (UTF-16 code units) held for incomplete messages; beyond it the oldest are given up. Default 4 MB. */
+  maxPendingBytes?: number;
   onMessage: (key: string, text: string) => void;
-  /** A message given up (timed out or evicted): read events firstId..lastId from the table instead. */
+  /** A message given up (timed out, evicted, or sent twice with different text): read events firstId..lastId from the table instead. */
   onIncomplete: (info: IncompleteMessage) => void;
 };
 
@@ -66,58 +73,74 @@ export function parseChunk(payload: string): Chunk | null {
   return valid ? chunk : null;
 }
 
-type Pending = { chunk: Chunk; parts: Map<number, string>; timer: ReturnType<typeof setTimeout> };
+type Pending = { chunk: Chunk; parts: Map<number, string>; bytes: number; timer: ReturnType<typeof setTimeout> };
 
 /**
- * Collects chunks into messages: any order, duplicates ignored, messages
- * interleaved. Callbacks run synchronously inside push() or from a timer.
+ * Collects chunks into messages: any order, messages interleaved. Anyone who can connect may send
+ * chunks, so nothing a forged chunk does may hold a real message back: a single-chunk message is
+ * delivered at once, whatever came before under its key; messages are told apart by key and count;
+ * a chunk repeated with other text gives its message up (the listener then replays from the
+ * ledger); and what incomplete messages hold is bounded in number, chunks, bytes and time.
+ * Callbacks run synchronously inside push() or from a timer.
  */
 export class Reassembler {
   readonly #options: ReassemblerOptions;
   readonly #maxPending: number;
-  /** Insertion order is age: the first entry is the oldest. */
+  readonly #maxChunks: number;
+  readonly #maxPendingBytes: number;
+  /** By key and count; insertion order is age: the first entry is the oldest. */
   readonly #pending = new Map<string, Pending>();
-  /** Keys recently delivered or given up, so their late or repeated chunks do not start a new message. */
-  readonly #settled = new Set<string>();
+  #pendingBytes = 0;
   #closed = false;
 
   constructor(options: ReassemblerOptions) {
     this.#options = options;
     this.#maxPending = Math.max(1, options.maxPending ?? 256);
+    this.#maxChunks = Math.max(1, options.maxChunks ?? 128);
+    this.#maxPendingBytes = options.maxPendingBytes ?? 4 * 1024 * 1024;
   }
 
   /** Feed one NOTIFY payload. false when it was malformed or could not be used. */
   push(payload: string): boolean {
     if (this.#closed) return false;
     const chunk = parseChunk(payload);
-    if (!chunk) return false;
-    if (this.#settled.has(chunk.key)) return true;
+    if (!chunk || chunk.count > this.#maxChunks) return false;
     if (chunk.count === 1) {
-      this.#settle(chunk.key);
       this.#options.onMessage(chunk.key, chunk.body);
       return true;
     }
-    let pending = this.#pending.get(chunk.key);
+    const id = `${chunk.key}/${chunk.count}`;
+    let pending = this.#pending.get(id);
     if (!pending) {
-      if (this.#pending.size >= this.#maxPending) {
-        const [oldest] = this.#pending.values();
-        if (oldest) this.#giveUp(oldest);
-      }
-      const timer = setTimeout(() => this.#expire(chunk.key), this.#options.timeoutMs);
+      if (this.#pending.size >= this.#maxPending) this.#giveUpOldest();
+      const timer = setTimeout(() => this.#expire(id), this.#options.timeoutMs);
       timer.unref?.(); // a half-received message must not keep the process alive
-      pending = { chunk, parts: new Map(), timer };
-      this.#pending.set(chunk.key, pending);
-    } else if (pending.chunk.count !== chunk.count) {
-      return false; // same key, other shape: not part of this message
+      pending = { chunk, parts: new Map(), bytes: 0, timer };
+      this.#pending.set(id, pending);
     }
-    if (!pending.parts.has(chunk.index)) pending.parts.set(chunk.index, chunk.body);
-    if (pending.parts.size < chunk.count) return true;
-
+    const known = pending.parts.get(chunk.index);
+    if (known !== undefined) {
+      // A repeat is harmless; the same chunk with other text means one of them is forged.
+      if (known !== chunk.body) this.#giveUp(id, pending);
+      return known === chunk.body;
+    }
+    pending.parts.set(chunk.index, chunk.body);
+    pending.bytes += chunk.body.length;
+    this.#pendingBytes += chunk.body.length;
+    if (pending.parts.size < chunk.count) {
+      while (this.#pendingBytes > this.#maxPendingBytes && this.#pending.size > 0) this.#giveUpOldest();
+      return true;
+    }
     const bodies: string[] = [];
     for (let i = 1; i <= chunk.count; i++) bodies.push(pending.parts.get(i) ?? "");
-    this.#forget(pending);
+    this.#forget(id, pending);
     this.#options.onMessage(chunk.key, bodies.join(""));
     return true;
+  }
+
+  /** Messages awaiting chunks now. */
+  get pending(): number {
+    return this.#pending.size;
   }
 
   /** Drop everything pending without reporting it, and stop the timers. */
@@ -125,72 +148,72 @@ export class Reassembler {
     this.#closed = true;
     for (const pending of this.#pending.values()) clearTimeout(pending.timer);
     this.#pending.clear();
-    this.#settled.clear();
+    this.#pendingBytes = 0;
   }
 
-  #expire(key: string): void {
-    const pending = this.#pending.get(key);
-    if (pending) this.#giveUp(pending);
+  #expire(id: string): void {
+    const pending = this.#pending.get(id);
+    if (pending) this.#giveUp(id, pending);
   }
 
-  #giveUp(pending: Pending): void {
-    this.#forget(pending);
+  #giveUpOldest(): void {
+    const [oldest] = this.#pending;
+    if (oldest) this.#giveUp(...oldest);
+  }
+
+  #giveUp(id: string, pending: Pending): void {
+    this.#forget(id, pending);
     const { key, firstId, lastId, count } = pending.chunk;
     this.#options.onIncomplete({ key, firstId, lastId, received: pending.parts.size, count });
   }
 
-  #forget(pending: Pending): void {
+  #forget(id: string, pending: Pending): void {
     clearTimeout(pending.timer);
-    this.#pending.delete(pending.chunk.key);
-    this.#settle(pending.chunk.key);
-  }
-
-  #settle(key: string): void {
-    this.#settled.add(key);
-    // Remember as many settled keys as messages may be pending: enough to absorb stragglers.
-    if (this.#settled.size > this.#maxPending) {
-      const [oldest] = this.#settled;
-      if (oldest !== undefined) this.#settled.delete(oldest);
-    }
+    this.#pending.delete(id);
+    this.#pendingBytes -= pending.bytes;
   }
 }
 
 /** Ledger ids first to last, both included. */
 export type IdRange = readonly [first: number, last: number];
 
-/** A reassembled message: the events themselves, or a compact notice of the ledger rows to read. */
-export type Message = { kind: "events"; events: LedgerEvent[] } | { kind: "notice"; ranges: IdRange[] };
-
-/** The compact notice format this codec reads; another version is undecodable here. */
-const NOTICE_VERSION = 1;
-
-const isId = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 1;
+const ledgerId = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 
 /**
- * What a reassembled message holds; throws unless it is a JSON array of events or a notice of this
- * version whose ranges are pairs of ids. Their order and number are for waitroom.notice_events to
- * check: it refuses what waitroom._publish_ids never sends.
+ * The two forms a message takes (sql/02_notify.sql). Only the ids are used: anyone who can connect
+ * may NOTIFY, so a row's content in a message is never shown to a client; the listener reads the
+ * rows the ids name from the ledger.
  */
-export function decodeMessage(text: string): Message {
-  const value: unknown = JSON.parse(text);
-  if (Array.isArray(value)) {
-    for (const event of value as unknown[]) {
-      if (typeof event !== "object" || event === null || !Number.isSafeInteger((event as { id?: unknown }).id)) {
-        throw new TypeError("event message holds an item without an integer id");
-      }
-    }
-    return { kind: "events", events: value as LedgerEvent[] };
+const messageSchema = z.union([
+  z.array(z.looseObject({ id: ledgerId })),
+  z.strictObject({
+    v: z.literal(1),
+    ranges: z.array(z.tuple([ledgerId, ledgerId]).refine(([first, last]) => first <= last)).min(1),
+  }),
+]);
+
+/** Ranges in ascending order, overlapping or adjacent ones merged. */
+export function mergeRanges(ranges: readonly IdRange[]): IdRange[] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const merged: [number, number][] = [];
+  for (const [first, last] of sorted) {
+    const previous = merged.at(-1);
+    if (previous && first <= previous[1] + 1) previous[1] = Math.max(previous[1], last);
+    else merged.push([first, last]);
   }
-  if (typeof value !== "object" || value === null || (value as { v?: unknown }).v !== NOTICE_VERSION) {
-    throw new TypeError(`event message is neither a JSON array nor a version ${NOTICE_VERSION} notice`);
+  return merged;
+}
+
+/**
+ * The ledger ids a reassembled message names, as ascending disjoint ranges: those of a JSON array of
+ * rows (waitroom._publish), or of a version 1 notice (waitroom._publish_ids). Throws for anything
+ * else. How many ids a read may name is waitroom.notice_events's to refuse.
+ */
+export function decodeMessage(text: string): IdRange[] {
+  const parsed = messageSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) {
+    throw new TypeError("event message is neither a JSON array of rows with ids nor a version 1 notice");
   }
-  const ranges: unknown = (value as { ranges?: unknown }).ranges;
-  if (
-    !Array.isArray(ranges) ||
-    ranges.length === 0 ||
-    !ranges.every((range) => Array.isArray(range) && range.length === 2 && isId(range[0]) && isId(range[1]))
-  ) {
-    throw new TypeError("notice ranges are not a list of [first, last] ledger ids");
-  }
-  return { kind: "notice", ranges: ranges as IdRange[] };
+  const value = parsed.data;
+  return mergeRanges(Array.isArray(value) ? value.map(({ id }) => [id, id] as const) : value.ranges);
 }

@@ -44,6 +44,14 @@ type Subscriber = {
   shown: StreamData;
   /** Ids of events already sent (bounded), so replay and live delivery never repeat one. */
   sent: Set<number>;
+  /**
+   * An event that would end the stream (the ticket ended, the room was deleted), held until the next
+   * read of the ticket's state agrees: a forged notice may name a real but old row (of an earlier
+   * instance of the ticket, or of a room of the same name deleted long ago).
+   */
+  ending: LedgerEvent | undefined;
+  /** performance.now() after which the stream is ended for its client to reconnect (Infinity: never). */
+  recycleAt: number;
   closed: boolean;
 };
 
@@ -134,7 +142,10 @@ export class Hub {
       timer.unref();
       this.#timers.push(timer);
     };
-    every(this.#settings.keepAliveMs, () => this.#broadcast(": keep-alive\n\n"));
+    every(this.#settings.keepAliveMs, () => {
+      this.#recycle();
+      this.#broadcast(": keep-alive\n\n");
+    });
     every(this.#settings.refreshMs, () => {
       for (const room of this.#rooms.keys()) this.refresh(room);
     });
@@ -177,6 +188,7 @@ export class Hub {
       for (const event of missed) this.#sendEvent(subscriber, event);
       this.#sendState(subscriber, state, true);
       for (const event of heard) if (event.room_id === subscriber.roomId) this.#sendEvent(subscriber, event);
+      if (subscriber.ending) this.refresh(subscriber.roomId);
       return { kind: "streaming", unsubscribe: () => this.#remove(subscriber) };
     } finally {
       hearing.delete(heard);
@@ -198,7 +210,15 @@ export class Hub {
         for (const hearing of this.#opening.values()) for (const heard of hearing) heard.push(event);
       }
       const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
-      for (const subscriber of [...(audience ?? [])]) this.#sendEvent(subscriber, event);
+      for (const subscriber of [...(audience ?? [])]) {
+        try {
+          this.#sendEvent(subscriber, event);
+        } catch (error) {
+          // One stream's trouble ends that stream (its client reconnects), never anyone else's.
+          this.#log.error({ err: error, event: event.id }, "could not send an event to a stream");
+          this.#end(subscriber);
+        }
+      }
     }
     for (const room of touched) this.refresh(room);
   }
@@ -243,9 +263,25 @@ export class Hub {
     }
   }
 
-  #sayGoodbye(client: StreamClient): void {
-    client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
+  #sayGoodbye(client: StreamClient, why = "server shutting down", retryMs = 500): void {
+    client.write(`${formatSse({ retry: retryMs }).trimEnd()}\n: ${why}, reconnect\n\n`);
     client.close();
+  }
+
+  /**
+   * End streams past their age: a live client reconnects at once and resumes with Last-Event-ID; one
+   * that vanished without closing its connection stops counting as present.
+   */
+  #recycle(): void {
+    const now = performance.now();
+    for (const subscribers of this.#rooms.values()) {
+      for (const subscriber of [...subscribers]) {
+        if (subscriber.recycleAt > now) continue;
+        this.#metrics.streamsRecycled.inc();
+        this.#sayGoodbye(subscriber.client, "stream recycled", 50);
+        this.#end(subscriber);
+      }
+    }
   }
 
   async #refreshRoom(room: string): Promise<void> {
@@ -261,9 +297,12 @@ export class Hub {
   /** Send the state if it moved (or always, for the snapshot); ends the stream when the ticket is over. */
   #sendState(subscriber: Subscriber, state: TicketState | undefined, snapshot: boolean): void {
     if (subscriber.closed) return;
+    const { ending } = subscriber;
+    subscriber.ending = undefined;
     if (!state) {
       // Deleted with its room, or purged.
-      this.#write(subscriber, formatSse({ event: "ended", data: { ...subscriber.shown, status: "ended" } }));
+      if (ending) this.#writeEvent(subscriber, ending);
+      else this.#write(subscriber, formatSse({ event: "ended", data: { ...subscriber.shown, status: "ended" } }));
       this.#end(subscriber);
       return;
     }
@@ -274,10 +313,13 @@ export class Hub {
       return;
     }
     if (terminalStatuses.has(state.status)) {
-      this.#write(subscriber, formatSse({ event: "ended", data }));
+      if (ending?.ticket_id) this.#writeEvent(subscriber, ending);
+      else this.#write(subscriber, formatSse({ event: "ended", data }));
       this.#end(subscriber);
       return;
     }
+    if (ending)
+      this.#log.warn({ event: ending.id, ticket: subscriber.ticketId }, "ignored an end the ticket's state denies");
     if (!snapshot && !moved(subscriber.shown, data)) return;
     subscriber.shown = data;
     this.#write(subscriber, formatSse({ event: "state", data }));
@@ -286,6 +328,17 @@ export class Hub {
   #sendEvent(subscriber: Subscriber, event: LedgerEvent): void {
     const name = streamEventName[event.type];
     if (!name || subscriber.closed || subscriber.sent.has(event.id)) return;
+    if (name === "ended" || event.type === "room_deleted") {
+      // Held for the state read that follows every delivery (deliver → refresh), which confirms or denies it.
+      subscriber.ending ??= event;
+      return;
+    }
+    this.#writeEvent(subscriber, event);
+  }
+
+  /** Write a ledger event as its named SSE event; ends the stream after an end. */
+  #writeEvent(subscriber: Subscriber, event: LedgerEvent): void {
+    const name = streamEventName[event.type] as string;
     subscriber.sent.add(event.id);
     if (subscriber.sent.size > SENT_IDS_KEPT) {
       const [oldest] = subscriber.sent;
@@ -338,6 +391,12 @@ export class Hub {
       client,
       shown: ticketView(state),
       sent: new Set(),
+      ending: undefined,
+      // Spread over half the age to the whole, so streams opened together do not all reconnect together.
+      recycleAt:
+        this.#settings.maxAgeMs > 0
+          ? performance.now() + this.#settings.maxAgeMs * (0.5 + Math.random() / 2)
+          : Number.POSITIVE_INFINITY,
       closed: false,
     };
     const inRoom = this.#rooms.get(subscriber.roomId) ?? new Set();

@@ -1,6 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { LimitSettings } from "../config/index.js";
+import type { LimitSettings, MetricsSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import type { Hub } from "../events/hub.js";
 import type { Logger } from "../log.js";
@@ -30,7 +30,12 @@ export type AppDeps = {
   log: Logger;
   /** The LISTEN connection, for /readyz. */
   listener: { readonly connected: boolean };
-  settings: Secrets & { bodyLimitBytes: number; streamBufferBytes: number; limits: LimitSettings };
+  settings: Secrets & {
+    bodyLimitBytes: number;
+    streamBufferBytes: number;
+    limits: LimitSettings;
+    metrics: MetricsSettings;
+  };
 };
 
 /** /v1/rooms/{room} → a pattern matching any concrete path of that route. */
@@ -107,7 +112,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens }));
   serve((router) => mountRooms(router, sql));
-  serve((router) => mountOps(router, { sql, metrics, listener, document: describe }));
+  serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
   mountPages(app);
 

@@ -70,9 +70,10 @@ export const claimResponse = z.object({
   expires_at: z.iso.datetime(),
 });
 
+/** `room` is the room the caller protects: a token or ticket of another room is refused (wrong_room). */
 export const checkRequest = z.union([
-  z.strictObject({ admission_token: z.string().min(1).max(4096) }),
-  z.strictObject({ ticket_id: ticketId, token: text(256) }),
+  z.strictObject({ room: roomId, admission_token: z.string().min(1).max(4096) }),
+  z.strictObject({ room: roomId, ticket_id: ticketId, token: text(256) }),
 ]);
 
 export const checkResponse = z.object({
@@ -173,6 +174,7 @@ export const errorCodes = {
   invalid_token: 401,
   unauthorized: 401,
   forbidden: 403,
+  wrong_room: 403,
   origin_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,

@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { createAdaptorServer } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Config } from "../config/index.js";
-import { connectSql } from "../db/client.js";
+import { connectSql, type Sql } from "../db/client.js";
 import { Hub } from "../events/hub.js";
 import { type Listener, startListener } from "../events/listener.js";
 import type { Logger } from "../log.js";
@@ -13,11 +13,16 @@ import { createGroupedQueue } from "../queue/grouped.js";
 import { noticeEvents } from "../queue/index.js";
 import { createTokenIssuer } from "../tokens/index.js";
 import { type AppEnv, createApp } from "./app.js";
+import { createMetricsApp } from "./metrics-endpoint.js";
 
 export type HttpService = {
   /** http://host:port of the listening server. */
   url: string;
+  /** http://host:port of the metrics port, when WAITROOM_METRICS_PORT is set. */
+  metricsUrl: string | undefined;
   app: Hono<AppEnv>;
+  /** The service's connection pool (diagnostics and tests). */
+  sql: Sql;
   hub: Hub;
   listener: Listener;
   /** Stop accepting, tell streams to reconnect elsewhere, drain, close the database connections. */
@@ -35,6 +40,9 @@ type HttpConfig = Pick<
   | "stream"
   | "grouping"
   | "shutdownTimeoutMs"
+  | "sessionTimeouts"
+  | "listen"
+  | "metrics"
   | "limits"
 >;
 
@@ -95,7 +103,7 @@ export async function startHttp(options: {
   processMetrics?: boolean;
 }): Promise<HttpService> {
   const { databaseUrl, config, log } = options;
-  const sql = await connectSql(databaseUrl);
+  const sql = await connectSql(databaseUrl, { timeouts: config.sessionTimeouts });
   const metrics = createMetrics({ processMetrics: options.processMetrics });
   const grouped = createGroupedQueue(sql, config.grouping, (kind, size) => {
     metrics.batchSize.observe({ kind }, size);
@@ -108,7 +116,10 @@ export async function startHttp(options: {
     metrics,
     onEvents: (events) => hub.deliver(events),
     readNotice: (ranges) => noticeEvents(sql, ranges),
-    onGap: (since) => void hub.replay(since),
+    onGap: (since) => hub.replay(since),
+    pingMs: config.listen.pingMs,
+    pingTimeoutMs: config.listen.pingTimeoutMs,
+    timeouts: config.sessionTimeouts,
   });
   const tokens = createTokenIssuer({ sql, log });
   const app = createApp({
@@ -124,31 +135,51 @@ export async function startHttp(options: {
       serverKey: config.serverKey,
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
+      metrics: config.metrics,
       limits: config.limits,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
   server.on("clientError", answerUnparsable);
+  const metricsServer =
+    config.metrics.port === undefined
+      ? undefined
+      : (createAdaptorServer({
+          fetch: createMetricsApp(metrics, config.metrics).fetch,
+          hostname: config.host,
+        }) as Server);
   const release = async () => {
     await listener.close();
     await sql.end({ timeout: Math.max(1, Math.floor(config.shutdownTimeoutMs / 4000)) });
   };
-  let address: AddressInfo;
+  const urlOf = (address: AddressInfo) =>
+    `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  let url: string;
+  let metricsUrl: string | undefined;
   try {
-    address = await listen(server, config.port, config.host, config.listenBacklog);
+    url = urlOf(await listen(server, config.port, config.host, config.listenBacklog));
+    if (metricsServer && config.metrics.port !== undefined) {
+      metricsUrl = urlOf(await listen(metricsServer, config.metrics.port, config.host, 511));
+    }
   } catch (error) {
     hub.close();
+    if (server.listening) server.close();
     await release();
     throw error;
   }
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host}:${address.port}`,
+    url,
+    metricsUrl,
     app,
+    sql,
     hub,
     listener,
     async close() {
-      const drained = closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log);
+      const drainMs = Math.floor(config.shutdownTimeoutMs / 2);
+      const drained = Promise.all([
+        closeServer(server, drainMs, log),
+        metricsServer ? closeServer(metricsServer, drainMs, log) : undefined,
+      ]);
       hub.close();
       await drained;
       await release();

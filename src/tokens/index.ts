@@ -24,8 +24,11 @@ export type VerifiedAdmission = {
 
 export type TokenIssuer = {
   sign(claims: AdmissionClaims): Promise<{ token: string; kid: string }>;
-  /** Signature, issuer and expiry only; revocation is waitroom.check_admission's job. Throws only TokenError for bad tokens. */
-  verify(token: string): Promise<VerifiedAdmission>;
+  /**
+   * Signature, issuer, expiry and audience: the token must have been issued for `room`, the room the
+   * caller protects. Revocation is waitroom.check_admission's job. Throws only TokenError for bad tokens.
+   */
+  verify(token: string, room: string): Promise<VerifiedAdmission>;
   /** Public keys for /.well-known/jwks.json. */
   jwks(): Promise<{ keys: JWK[] }>;
   /** Retire the current key (it stays in the JWKS for retiredKeyTtlSeconds) and return the new kid. */
@@ -41,11 +44,14 @@ export type TokenIssuerOptions = {
   retiredKeyTtlSeconds?: number;
 };
 
+/** wrong_room: a valid token, but for another room's seat. */
+export type TokenErrorCode = "invalid_token" | "expired" | "wrong_room";
+
 export class TokenError extends Error {
   override readonly name = "TokenError";
-  readonly code: "invalid_token" | "expired";
+  readonly code: TokenErrorCode;
 
-  constructor(code: "invalid_token" | "expired", message: string) {
+  constructor(code: TokenErrorCode, message: string) {
     super(message);
     this.code = code;
   }
@@ -84,10 +90,13 @@ export function createTokenIssuer({
   return {
     async sign({ holder, room, ticketId, instance, expiresAt }) {
       const { kid, privateKey } = await keys.signingKey();
+      // The audience binds the token to its room: a verifier that checks aud (every JWT library can)
+      // refuses another room's seat. `room` says the same for verifiers written before aud was set.
       const token = await new SignJWT({ room, tid: ticketId, ins: instance })
         .setProtectedHeader({ alg: ALG, kid, typ: "JWT" })
         .setSubject(holder ?? ticketId)
         .setIssuer(ISSUER)
+        .setAudience(room)
         .setIssuedAt()
         // Never outlives the seat: a fractional second rounds down.
         .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
@@ -95,7 +104,7 @@ export function createTokenIssuer({
       return { token, kid };
     },
 
-    async verify(token) {
+    async verify(token, expectedRoom) {
       const kid = signingKid(token);
       const key = await keys.publicKey(kid);
       if (!key) throw invalid("admission token was signed by an unknown key");
@@ -105,17 +114,18 @@ export function createTokenIssuer({
           algorithms: [ALG],
           issuer: ISSUER,
           typ: "JWT",
-          requiredClaims: ["sub", "exp", "room", "tid", "ins"],
+          requiredClaims: ["sub", "exp", "aud", "room", "tid", "ins"],
         }));
       } catch (error) {
         if (error instanceof errors.JWTExpired) throw new TokenError("expired", "admission token has expired");
         const reason = error instanceof errors.JOSEError ? `: ${error.message}` : "";
         throw invalid(`admission token is invalid${reason}`);
       }
-      const { sub, room, tid, ins, exp } = payload;
+      const { sub, aud, room, tid, ins, exp } = payload;
       if (
         typeof sub !== "string" ||
         typeof room !== "string" ||
+        aud !== room ||
         typeof tid !== "string" ||
         !UUID.test(tid) ||
         typeof ins !== "number" ||
@@ -126,6 +136,9 @@ export function createTokenIssuer({
         typeof exp !== "number"
       ) {
         throw invalid("admission token claims are malformed");
+      }
+      if (room !== expectedRoom) {
+        throw new TokenError("wrong_room", `the admission token is for room '${room}', not '${expectedRoom}'`);
       }
       return { ticketId: tid, room, holder: sub, instance: ins, expiresAt: new Date(exp * 1000), kid };
     },

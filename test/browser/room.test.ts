@@ -123,7 +123,7 @@ describe("the waiting-room page", () => {
       // The gate agrees.
       const check = await server.request("/v1/check", {
         method: "POST",
-        body: { admission_token: claimed.admission_token },
+        body: { room, admission_token: claimed.admission_token },
       });
       expect(check.status).toBe(200);
       await page.locator("#token-details summary").click();

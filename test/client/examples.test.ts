@@ -20,7 +20,7 @@ class Example {
     this.child = spawn(process.execPath, ["--import", "tsx", `examples/${file}`, ...args], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, WAITROOM_SERVER_KEY: undefined, WAITROOM_URL: undefined },
+      env: { ...process.env, WAITROOM_SERVER_KEY: undefined, WAITROOM_URL: undefined, WAITROOM_ROOM: undefined },
     });
     const collect = (chunk: Buffer) => {
       this.output += chunk.toString();
@@ -67,7 +67,7 @@ describe("the examples", () => {
       select ticket_id, token from waitroom.join(${room})`;
 
     const offline = start("protected-app.ts", ["--port", "0", "--url", server.url, "--room", room]);
-    const online = start("protected-app.ts", ["--port", "0", "--url", server.url, "--check"]);
+    const online = start("protected-app.ts", ["--port", "0", "--url", server.url, "--room", room, "--check"]);
     const client = start("node-client.ts", [room, "--url", server.url, "--hold", "60"]);
 
     await client.waitFor(/position 1 of 1/);
@@ -99,6 +99,10 @@ describe("the examples", () => {
 
     const elsewhere = start("protected-app.ts", ["--port", "0", "--url", server.url, "--room", "another-room"]);
     const [, elsewhereUrl] = await elsewhere.waitFor(/on (http:\S+)/);
-    expect(await get(elsewhereUrl, bearer)).toEqual({ status: 403, text: `this token is for room ${room}\n` });
+    expect(await get(elsewhereUrl, bearer)).toEqual({ status: 403, text: "this token is not for room another-room\n" });
+    // --room is required: an app that accepted any room's token would let every queue's seats in.
+    const roomless = start("protected-app.ts", ["--port", "0", "--url", server.url]);
+    expect(await roomless.exited).toBe(2);
+    expect(roomless.output).toMatch(/--room is required/);
   });
 });

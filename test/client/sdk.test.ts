@@ -173,7 +173,7 @@ describe("the client SDK against the real server", () => {
     expect(payload).toMatchObject({ room, tid: mine.id, sub: mine.id });
     expect(payload.exp).toBe(Math.floor(Date.parse(claim.expires_at) / 1000));
     // …or online, which also sees revocations.
-    expect(await client.check({ admission_token: claim.admission_token })).toEqual({
+    expect(await client.check({ room, admission_token: claim.admission_token })).toEqual({
       ok: true,
       status: "active",
       ticket_id: mine.id,
@@ -196,7 +196,9 @@ describe("the client SDK against the real server", () => {
     expect(moves).toEqual([...moves].sort((a, b) => b - a));
 
     expect(await mine.state()).toMatchObject({ ticket_id: mine.id, room_id: room, status: "left", position: null });
-    const revoked = await client.check({ admission_token: claim.admission_token }).catch((error: unknown) => error);
+    const revoked = await client
+      .check({ room, admission_token: claim.admission_token })
+      .catch((error: unknown) => error);
     expect(revoked).toMatchObject({ name: "WaitroomError", status: 410, code: "left" });
     // The subscription is over: its heartbeat timer stopped with it.
     const heartbeats = to("/heartbeat").length;
@@ -356,6 +358,7 @@ describe("the client SDK against the real server", () => {
       invalid_token: true,
       unauthorized: true,
       forbidden: true,
+      wrong_room: true,
       origin_not_allowed: true,
       not_found: true,
       method_not_allowed: true,

@@ -3,8 +3,10 @@ import { createSql } from "../../src/db/client.js";
 import {
   decodeMessage,
   EVENTS_CHANNEL,
+  type IdRange,
   type IncompleteMessage,
   type LedgerEvent,
+  mergeRanges,
   parseChunk,
   Reassembler,
 } from "../../src/events/codec.js";
@@ -122,14 +124,17 @@ describe("Reassembler on chunks from Postgres", () => {
       const incomplete: IncompleteMessage[] = [];
       const reassembler = new Reassembler({
         timeoutMs: 60_000,
+        maxChunks: 1000,
         onMessage: (key, text) => delivered.push([key, text]),
         onIncomplete: (info) => incomplete.push(info),
       });
       for (const payload of shuffle(random, [...payloads, ...duplicates])) expect(reassembler.push(payload)).toBe(true);
       reassembler.close();
       expect(incomplete).toEqual([]);
-      expect(delivered).toHaveLength(2);
-      expect(new Map(delivered)).toEqual(new Map(pair.map((c) => [c.key, c.message])));
+      // Each message whole; a repeated one may come twice (reading its ids again is harmless).
+      const expected = new Map(pair.map((c) => [c.key, c.message]));
+      expect(new Map(delivered)).toEqual(expected);
+      for (const [key, text] of delivered) expect(text).toBe(expected.get(key));
     }
   });
 });
@@ -178,11 +183,19 @@ function fakeEvents(firstId: number, count: number, note = "x"): LedgerEvent[] {
   }));
 }
 
-/** The events of a full-row message; fails on a notice. */
+/** The rows a full-row message carries (a listener uses only their ids); fails on a notice. */
 function decodeEvents(text: string): LedgerEvent[] {
-  const message = decodeMessage(text);
-  if (message.kind !== "events") throw new Error(`expected events, got a ${message.kind}`);
-  return message.events;
+  const rows: unknown = JSON.parse(text);
+  if (!Array.isArray(rows)) throw new Error(`expected rows, got ${text.slice(0, 40)}`);
+  const ids = rows.map((row: LedgerEvent) => row.id).sort((a, b) => a - b);
+  expect(decodeMessage(text)).toEqual(mergeRanges(ids.map((id) => [id, id])));
+  return rows as LedgerEvent[];
+}
+
+/** The ranges of a compact notice; fails on a full-row message. */
+function decodeNotice(text: string): IdRange[] {
+  if (!text.startsWith("{")) throw new Error(`expected a notice, got ${text.slice(0, 40)}`);
+  return decodeMessage(text);
 }
 
 describe("waitroom._publish over LISTEN", () => {
@@ -284,8 +297,7 @@ const publishIds = (ids: readonly number[] | null) =>
 const notices = (payloads: string[]) =>
   payloads.flatMap((payload) => {
     const body = parseChunk(payload)?.body ?? "";
-    const message = body.startsWith("{") ? decodeMessage(body) : null;
-    return message?.kind === "notice" ? [{ payload, ranges: message.ranges }] : [];
+    return body.startsWith("{") ? [{ payload, ranges: decodeNotice(body) }] : [];
   });
 
 describe("waitroom._publish_ids over LISTEN", () => {
@@ -314,7 +326,7 @@ describe("waitroom._publish_ids over LISTEN", () => {
       for (const ids of [many, wide, huge]) {
         await publishIds(ids);
         const key = `${ids[0]}-${ids.at(-1)}`;
-        expect(decodeMessage(await message(key))).toEqual({ kind: "notice", ranges: [[ids[0], ids.at(-1)]] });
+        expect(decodeNotice(await message(key))).toEqual([[ids[0], ids.at(-1)]]);
       }
       expect(payloads).toHaveLength(3);
       for (const payload of payloads) expect(Buffer.byteLength(payload)).toBeLessThan(100);
@@ -330,16 +342,13 @@ describe("waitroom._publish_ids over LISTEN", () => {
       const ids = [9_000_000_120, 1005, 1001, 1002, 1003, 1004, 1010, 1012, 1013, 9_000_000_121, 1003];
       ids.push(...Array.from({ length: 100 }, (_, i) => 5000 + i));
       await publishIds(ids);
-      expect(decodeMessage(await message("1001-9000000121"))).toEqual({
-        kind: "notice",
-        ranges: [
-          [1001, 1005],
-          [1010, 1010],
-          [1012, 1013],
-          [5000, 5099],
-          [9_000_000_120, 9_000_000_121],
-        ],
-      });
+      expect(decodeNotice(await message("1001-9000000121"))).toEqual([
+        [1001, 1005],
+        [1010, 1010],
+        [1012, 1013],
+        [5000, 5099],
+        [9_000_000_120, 9_000_000_121],
+      ]);
     } finally {
       await close();
     }
@@ -463,12 +472,12 @@ describe("Reassembler", () => {
     vi.useRealTimers();
   });
 
-  function collect(maxPending?: number) {
+  function collect(limits: { maxPending?: number; maxChunks?: number; maxPendingBytes?: number } = {}) {
     const messages: [string, string][] = [];
     const incomplete: IncompleteMessage[] = [];
     const reassembler = new Reassembler({
       timeoutMs: 1000,
-      maxPending,
+      ...limits,
       onMessage: (key, text) => messages.push([key, text]),
       onIncomplete: (info) => incomplete.push(info),
     });
@@ -482,7 +491,18 @@ describe("Reassembler", () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it("gives up an incomplete message after timeoutMs with its ids, and ignores its late chunks", () => {
+  it("delivers every single-chunk message, even under a key seen before: a forged one holds no real one back", () => {
+    const { reassembler, messages } = collect();
+    reassembler.push("5-5:1/1:junk");
+    reassembler.push("5-5:1/2:junk");
+    reassembler.push("5-5:1/1:[5]");
+    expect(messages).toEqual([
+      ["5-5", "junk"],
+      ["5-5", "[5]"],
+    ]);
+  });
+
+  it("gives up an incomplete message after timeoutMs with its ids; a late chunk starts over and is given up too", () => {
     const { reassembler, messages, incomplete } = collect();
     reassembler.push("10-20:3/3:c");
     reassembler.push("10-20:1/3:a");
@@ -491,32 +511,38 @@ describe("Reassembler", () => {
     vi.advanceTimersByTime(1);
     expect(incomplete).toEqual([{ key: "10-20", firstId: 10, lastId: 20, received: 2, count: 3 }]);
     reassembler.push("10-20:2/3:b");
+    vi.advanceTimersByTime(1000);
+    expect(incomplete).toHaveLength(2);
     expect(messages).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it("ignores duplicate chunks, during and after their message", () => {
-    const { reassembler, messages } = collect();
+  it("ignores a repeated chunk; the same chunk with other text gives its message up", () => {
+    const { reassembler, messages, incomplete } = collect();
     reassembler.push("1-2:2/2:b");
-    reassembler.push("1-2:2/2:X");
+    expect(reassembler.push("1-2:2/2:b")).toBe(true);
     reassembler.push("1-2:1/2:a");
-    reassembler.push("1-2:1/2:a");
-    reassembler.push("1-2:2/2:b");
     expect(messages).toEqual([["1-2", "ab"]]);
+
+    reassembler.push("3-4:1/2:a");
+    expect(reassembler.push("3-4:1/2:X")).toBe(false);
+    expect(incomplete).toEqual([{ key: "3-4", firstId: 3, lastId: 4, received: 1, count: 2 }]);
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it("ignores a chunk whose count disagrees with its message", () => {
-    const { reassembler, messages } = collect();
+  it("keeps messages of one key but other counts apart", () => {
+    const { reassembler, messages, incomplete } = collect();
     reassembler.push("1-2:1/3:a");
-    expect(reassembler.push("1-2:2/2:b")).toBe(false);
+    reassembler.push("1-2:2/2:X");
     reassembler.push("1-2:2/3:b");
     reassembler.push("1-2:3/3:c");
     expect(messages).toEqual([["1-2", "abc"]]);
+    vi.advanceTimersByTime(1000);
+    expect(incomplete).toEqual([{ key: "1-2", firstId: 1, lastId: 2, received: 1, count: 2 }]);
   });
 
   it("gives up the oldest pending message beyond maxPending", () => {
-    const { reassembler, messages, incomplete } = collect(2);
+    const { reassembler, messages, incomplete } = collect({ maxPending: 2 });
     reassembler.push("1-1:1/2:a");
     reassembler.push("2-2:1/2:b");
     reassembler.push("3-3:1/2:c");
@@ -528,6 +554,26 @@ describe("Reassembler", () => {
       ["3-3", "cC"],
       ["2-2", "bB"],
     ]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("bounds what incomplete messages hold: chunks per message and bytes in all", () => {
+    const { reassembler, messages, incomplete } = collect({ maxChunks: 4, maxPendingBytes: 10 });
+    expect(reassembler.push("1-1:1/5:a")).toBe(false);
+    expect(reassembler.pending).toBe(0);
+    reassembler.push("2-2:1/4:123456");
+    reassembler.push("3-3:1/2:1234");
+    expect(incomplete).toEqual([]);
+    reassembler.push("4-4:1/2:1");
+    // 11 bytes held: the oldest goes.
+    expect(incomplete).toEqual([{ key: "2-2", firstId: 2, lastId: 2, received: 1, count: 4 }]);
+    reassembler.push("3-3:2/2:5");
+    reassembler.push("4-4:2/2:2");
+    expect(messages).toEqual([
+      ["3-3", "12345"],
+      ["4-4", "12"],
+    ]);
+    expect(reassembler.pending).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
   });
 
@@ -580,31 +626,40 @@ describe("Reassembler", () => {
 });
 
 describe("decodeMessage", () => {
-  it("returns the events of a JSON array", () => {
-    const events = fakeEvents(1, 2);
-    expect(decodeMessage(JSON.stringify(events))).toEqual({ kind: "events", events });
-    expect(decodeMessage("[]")).toEqual({ kind: "events", events: [] });
+  it("returns the ids of the rows of a JSON array, as ranges; nothing else of them", () => {
+    expect(decodeMessage(JSON.stringify(fakeEvents(1, 2)))).toEqual([[1, 2]]);
+    expect(decodeMessage('[{"id": 9, "type": "ended"}, {"id": 3}, {"id": 4}, {"id": 9}]')).toEqual([
+      [3, 4],
+      [9, 9],
+    ]);
+    expect(decodeMessage("[]")).toEqual([]);
   });
 
-  it("returns the id ranges of a version 1 notice, as waitroom._publish_ids writes it", () => {
-    expect(decodeMessage('{"v": 1, "ranges": [[5, 9], [12, 12], [9007199254740991, 9007199254740991]]}')).toEqual({
-      kind: "notice",
-      ranges: [
-        [5, 9],
-        [12, 12],
-        [9007199254740991, 9007199254740991],
-      ],
-    });
+  it("returns the id ranges of a version 1 notice, as waitroom._publish_ids writes it, merged", () => {
+    expect(decodeMessage('{"v": 1, "ranges": [[5, 9], [12, 12], [9007199254740991, 9007199254740991]]}')).toEqual([
+      [5, 9],
+      [12, 12],
+      [9007199254740991, 9007199254740991],
+    ]);
+    // What _publish_ids never sends still names only these ids, once each.
+    expect(decodeMessage('{"v": 1, "ranges": [[12, 20], [1, 3], [2, 5], [6, 6]]}')).toEqual([
+      [1, 6],
+      [12, 20],
+    ]);
   });
 
-  it("throws on anything else: another version, ranges that are not pairs of ids", () => {
+  it("throws on anything else: another version, ranges that are not pairs of ids, rows without ids", () => {
     const undecodable = [
       '{"id": 1}',
       "null",
       "1",
       '"x"',
       "[1]",
+      "[null]",
       '[{"id": "1"}]',
+      '[{"id": 0}]',
+      '[{"id": 1.5}]',
+      '[{"type": "ended", "ticket_id": "0190a0e0-0000-7000-8000-000000000001"}]',
       '{"v": 2, "ranges": [[1, 2]]}',
       '{"v": "1", "ranges": [[1, 2]]}',
       '{"ranges": [[1, 2]]}',
@@ -614,9 +669,11 @@ describe("decodeMessage", () => {
       '{"v": 1, "ranges": [[1]]}',
       '{"v": 1, "ranges": [[1, 2, 3]]}',
       '{"v": 1, "ranges": [[0, 2]]}',
+      '{"v": 1, "ranges": [[3, 2]]}',
       '{"v": 1, "ranges": [[1, 2.5]]}',
       '{"v": 1, "ranges": [["1", 2]]}',
       '{"v": 1, "ranges": [[1, 9007199254740992]]}',
+      '{"v": 1, "ranges": [[1, 2]], "rows": [{"id": 1, "type": "ended"}]}',
     ];
     for (const text of undecodable) expect(() => decodeMessage(text), text).toThrow(TypeError);
     expect(() => decodeMessage("[")).toThrow(SyntaxError);

@@ -44,12 +44,26 @@ async function until(check: () => boolean | Promise<boolean>, what: string, time
   }
 }
 
-const event = (id: number, type = "admitted"): LedgerEvent => ({
+/** `count` real ledger rows (as a full-row message carries them); long, so a message of 20 needs several chunks. */
+async function ledgerRows(count: number, noteRepeats = 500): Promise<LedgerEvent[]> {
+  const room = uniqueRoomId("rows");
+  const rows = await db.sql<{ event: LedgerEvent }[]>`
+    insert into waitroom.events as e (room_id, type, data)
+    select ${room}, 'room_health', jsonb_build_object('note', repeat('é€😀', ${noteRepeats}))
+      from generate_series(1, ${count})
+    returning to_jsonb(e) as event`;
+  return rows.map((row) => row.event);
+}
+
+const publish = (events: unknown) => db.sql`select waitroom._publish(${JSON.stringify(events)}::text::jsonb)`;
+
+/** A stand-in for ledger rows, for a readNotice of the test's own. */
+const fakeEvent = (id: number): LedgerEvent => ({
   id,
   room_id: "r",
   ticket_id: null,
-  type,
-  data: { note: "é€😀".repeat(500) },
+  type: "admitted",
+  data: {},
   created_at: new Date().toISOString(),
 });
 
@@ -74,20 +88,25 @@ async function admittedRows(room: string): Promise<LedgerEvent[]> {
   return rows.map((row) => row.event);
 }
 
+/** Ids of the fence rows: not the events a test is about. */
+const fences = new Set<number>();
+const notFence = (event: LedgerEvent) => !fences.has(event.id);
+
 /** A fence message, and its arrival: a listener handles messages in order, so everything before it is in. */
-let fences = 0;
 async function fence(probe: Probe): Promise<void> {
-  const id = 1_000_000_000_000 + ++fences;
-  await db.sql`select waitroom._publish(${JSON.stringify([event(id, "fence")])}::text::jsonb)`;
-  await until(() => probe.batches.some((batch) => batch.some((e) => e.id === id)), "the fence arrives");
+  const [row] = await ledgerRows(1);
+  if (!row) throw new Error("no fence row");
+  fences.add(row.id);
+  await publish([row]);
+  await until(() => probe.batches.some((batch) => batch.some((e) => e.id === row.id)), "the fence arrives");
 }
 
 describe("the LISTEN connection", () => {
   it("delivers published batches, reassembled from their chunks", async () => {
     const probe = listen();
     await until(() => probe.listener.connected, "connected");
-    const batch = Array.from({ length: 20 }, (_, i) => event(i + 1));
-    await db.sql`select waitroom._publish(${JSON.stringify(batch)}::text::jsonb)`;
+    const batch = await ledgerRows(20);
+    await publish(batch);
     await until(() => probe.batches.length === 1, "the batch arrives");
     expect(probe.batches[0]).toEqual(batch);
     expect(probe.gaps).toEqual([]);
@@ -112,9 +131,10 @@ describe("the LISTEN connection", () => {
     await db.sql`select pg_terminate_backend(${firstPid})`;
     await until(() => probe.gaps.length === 1 && probe.listener.connected, "reconnected");
     expect(probe.listener.backendPid).not.toBe(firstPid);
-    await db.sql`select waitroom._publish(${JSON.stringify([event(1000)])}::text::jsonb)`;
+    const rows = await ledgerRows(1);
+    await publish(rows);
     await until(() => probe.batches.length === 1, "a batch after the reconnect");
-    expect(probe.batches[0]?.[0]?.id).toBe(1000);
+    expect(probe.batches[0]).toEqual(rows);
   });
 
   it("delivers an admission of 10,000 from one compact notice: every event once, as in full", async () => {
@@ -136,28 +156,59 @@ describe("the LISTEN connection", () => {
       expect(probe.gaps).toEqual([]);
 
       // What went over the wire: one notice of one range, not 3 MB of rows.
-      const ours = payloads.filter((payload) => !payload.includes('"fence"'));
+      const ours = payloads.filter((payload) => !fences.has(parseChunk(payload)?.firstId ?? 0));
       expect(ours).toHaveLength(1);
       expect(Buffer.byteLength(ours[0] ?? "")).toBeLessThan(100);
       const chunk = parseChunk(ours[0] ?? "");
       expect(chunk).toMatchObject({ firstId: rows[0]?.id, lastId: rows.at(-1)?.id, count: 1 });
-      expect(decodeMessage(chunk?.body ?? "")).toEqual({ kind: "notice", ranges: [[rows[0]?.id, rows.at(-1)?.id]] });
+      expect(chunk?.body).toMatch(/^\{"v": 1/);
+      expect(decodeMessage(chunk?.body ?? "")).toEqual([[rows[0]?.id, rows.at(-1)?.id]]);
     } finally {
       await raw.end({ timeout: 5 });
     }
   });
 
   it("holds back a message that arrives while a notice before it is being read", async () => {
-    let release: (events: LedgerEvent[]) => void = () => {};
-    const probe = listen({ readNotice: () => new Promise((resolve) => (release = resolve)) });
+    const reads: { ranges: readonly IdRange[]; release: (events: LedgerEvent[]) => void }[] = [];
+    const probe = listen({ readNotice: (ranges) => new Promise((release) => reads.push({ ranges, release })) });
     await until(() => probe.listener.connected, "connected");
     await db.sql`select pg_notify('waitroom_events', '501-600:1/1:{"v": 1, "ranges": [[501, 600]]}')`;
-    await db.sql`select waitroom._publish(${JSON.stringify([event(601)])}::text::jsonb)`;
+    await db.sql`select pg_notify('waitroom_events', '601-601:1/1:[{"id": 601}]')`;
     await until(async () => (await chunksHeard(probe)) === 2, "both messages are heard");
-    expect(probe.batches).toEqual([]);
-    release([event(550)]);
+    expect(reads.map((r) => r.ranges)).toEqual([[[501, 600]]]);
+    reads[0]?.release([fakeEvent(550), fakeEvent(601)]); // a row outside the notice's ranges is not its own
+    await until(() => reads.length === 2, "the second is read");
+    expect(reads[1]?.ranges).toEqual([[601, 601]]);
+    reads[1]?.release([fakeEvent(601)]);
     await until(() => probe.batches.length === 2, "both are delivered");
     expect(probe.batches.map((batch) => batch.map((e) => e.id))).toEqual([[550], [601]]);
+  });
+
+  it("reads messages that arrived together with one query, and delivers each its own rows in order", async () => {
+    const reads: (readonly IdRange[])[] = [];
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const probe = listen({
+      readNotice: async (ranges) => {
+        reads.push(ranges);
+        if (reads.length === 1) await held;
+        return noticeEvents(db.sql, ranges);
+      },
+    });
+    await until(() => probe.listener.connected, "connected");
+    const [first, ...rest] = await ledgerRows(4, 1); // one payload each
+    await publish([first]);
+    await until(() => reads.length === 1, "the first is being read");
+    // Three messages while the first is read: the second and fourth name the same row.
+    await publish([rest[0]]);
+    await publish([rest[1], rest[2]]);
+    await publish([rest[0]]);
+    await until(async () => (await chunksHeard(probe)) === 4, "all are heard");
+    release();
+    await until(() => probe.batches.length === 4, "all are delivered");
+    expect(reads).toHaveLength(2);
+    expect(reads[1]).toEqual([[rest[0]?.id, rest[2]?.id]]);
+    expect(probe.batches).toEqual([[first], [rest[0]], [rest[1], rest[2]], [rest[0]]]);
   });
 
   it("reports a gap when a notice's rows cannot be read, and goes on delivering", async () => {
@@ -217,16 +268,18 @@ describe("the LISTEN connection", () => {
       const first = Number(ledger[0]?.id);
       const last = Number(ledger.at(-1)?.id);
 
-      // Refused by the ledger: too many ids, overlapping ranges. Ignored, nothing replayed.
+      // Refused by the ledger: too many ids. Ignored, nothing replayed.
       await forge('1-9000000000000:1/1:{"v": 1, "ranges": [[1, 9000000000000]]}');
-      await forge(`1-2:1/1:{"v": 1, "ranges": [[${first}, ${last}], [${first}, ${last}]]}`);
+      await forge(`1-2:1/1:{"v": 1, "ranges": [[1, ${first}], [${last}, ${last + 30000}]]}`);
       await fence(probe);
-      expect(probe.batches.flat().filter((e) => e.type !== "fence")).toEqual([]);
+      expect(probe.batches.flat().filter(notFence)).toEqual([]);
       expect(probe.gaps).toEqual([]);
 
       // Real ids: the real rows, without the joins and the room's creation, which streams never see.
+      // Overlapping ranges name each row once.
       probe.batches.length = 0;
       await forge(`${first}-${last}:1/1:{"v": 1, "ranges": [[${first}, ${last}]]}`);
+      await forge(`${first}-${last}:1/1:{"v": 1, "ranges": [[${first}, ${last}], [${first}, ${last}]]}`);
       await fence(probe);
       expect(ledger.map((row) => row.type)).toEqual([
         "room_created",
@@ -235,11 +288,23 @@ describe("the LISTEN connection", () => {
         "joined",
         ...Array(3).fill("admitted"),
       ]);
-      expect(probe.batches.flat().filter((e) => e.type !== "fence")).toEqual(await admittedRows(room));
+      const admitted = await admittedRows(room);
+      expect(probe.batches.filter((batch) => batch.every(notFence))).toEqual([admitted, admitted]);
+
+      // Rows in full with made-up content: only their ids count, and the ledger's rows are delivered.
+      probe.batches.length = 0;
+      const real = admitted[0] as LedgerEvent;
+      const lie = { ...real, type: "ended", data: { reason: "forged" }, ticket_id: real.ticket_id };
+      await forge(`${real.id}-${real.id}:1/1:${JSON.stringify([lie])}`);
+      await forge(`${1e15}-${1e15}:1/1:${JSON.stringify([{ ...lie, id: 1e15 }])}`); // no such row: nothing
+      await fence(probe);
+      expect(probe.batches.filter((batch) => batch.every(notFence))).toEqual([[real]]);
+      expect(probe.gaps).toEqual([]);
 
       // Undecodable (a notice of another version, say): a message was lost, replay.
       await forge('7-8:1/1:{"v": 1, "ranges": "all"}');
       await until(() => probe.gaps.length === 1, "the gap is reported");
+      expect(probe.listener.connected).toBe(true);
     } finally {
       await db.sql.unsafe(`drop role ${forger}`);
     }

@@ -240,7 +240,7 @@ describe("the admin API", () => {
     // Tokens of the old key still verify, offline and at the gate.
     const set = createRemoteJWKSet(new URL(`${server.url}/.well-known/jwks.json`));
     await expect(jwtVerify(admission_token, set)).resolves.toMatchObject({ payload: { tid: ticket.ticket_id } });
-    const check = await server.request("/v1/check", { method: "POST", body: { admission_token } });
+    const check = await server.request("/v1/check", { method: "POST", body: { room: id, admission_token } });
     expect(check.status).toBe(200);
 
     // New claims are signed with the new key.

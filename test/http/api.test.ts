@@ -211,7 +211,7 @@ describe("tickets", () => {
     expect(await failure(await leave(first, first.token))).toEqual({ status: 409, code: "superseded" });
     const check = await server.request("/v1/check", {
       method: "POST",
-      body: { ticket_id: first.ticket_id, token: first.token },
+      body: { room, ticket_id: first.ticket_id, token: first.token },
     });
     expect(await failure(check)).toEqual({ status: 409, code: "superseded" });
 
@@ -246,7 +246,7 @@ describe("tickets", () => {
     const room = await createRoom({ capacity: 1, session_seconds: 300 });
     const ticket = await join(room);
     expect(await failure(await post(ticket, "claim", ticket.token))).toEqual({ status: 428, code: "not_admitted" });
-    const gate = (body: unknown) => server.request("/v1/check", { method: "POST", body });
+    const gate = (body: object) => server.request("/v1/check", { method: "POST", body: { room, ...body } });
     expect(await failure(await gate({ ticket_id: ticket.ticket_id, token: ticket.token }))).toEqual({
       status: 428,
       code: "not_admitted",
@@ -272,6 +272,13 @@ describe("tickets", () => {
     expect(decodeJwt(seat.admission_token)).toMatchObject({ room, tid: ticket.ticket_id, sub: ticket.ticket_id });
 
     expect(await failure(await post(ticket, "claim", ticket.token))).toEqual({ status: 409, code: "already_claimed" });
+    // The seat is room A's: a gate protecting room B refuses it, whether shown the JWT or the ticket.
+    const elsewhere = await createRoom();
+    const wrongRoom = { status: 403, code: "wrong_room" };
+    expect(await failure(await gate({ admission_token: seat.admission_token, room: elsewhere }))).toEqual(wrongRoom);
+    expect(await failure(await gate({ ticket_id: ticket.ticket_id, token: ticket.token, room: elsewhere }))).toEqual(
+      wrongRoom,
+    );
     const ok = await gate({ admission_token: seat.admission_token });
     expect(ok.status).toBe(200);
     expect(checkResponse.parse(await ok.json())).toEqual({
@@ -372,7 +379,7 @@ describe("tickets", () => {
     // A re-join of the holder revokes the admission token at the gate.
     const rejoined = await join(room, { holder: "vip@example.com" });
     expect(rejoined).toMatchObject({ ticket_id: vip.ticket_id, status: "active" });
-    const revoked = await server.request("/v1/check", { method: "POST", body: { admission_token } });
+    const revoked = await server.request("/v1/check", { method: "POST", body: { room, admission_token } });
     expect(await failure(revoked)).toEqual({ status: 409, code: "superseded" });
 
     // Any well-formed Unicode holder is kept exactly.

@@ -439,22 +439,27 @@ function buildCorpus(f: Fixture): Case[] {
   // --- POST /v1/check ---
   const checkBodies: unknown[] = [
     {},
-    { admission_token: "" },
-    { admission_token: 5 },
-    { admission_token: null },
-    { admission_token: ["a.b.c"] },
-    { admission_token: "x".repeat(4097) },
-    { ticket_id: "x", token: "y" },
-    { ticket_id: f.queued.ticket_id },
-    { token: f.queued.token },
-    { ticket_id: f.queued.ticket_id, token: "" },
-    { ticket_id: f.queued.ticket_id, token: "x".repeat(257) },
-    { ticket_id: f.queued.ticket_id, token: 5 },
-    { ticket_id: 5, token: f.queued.token },
-    { ticket_id: f.queued.ticket_id.toUpperCase().replace(/-/g, ""), token: f.queued.token },
-    { ticket_id: f.queued.ticket_id, token: f.queued.token, admission_token: f.admissionToken },
-    { admission_token: f.admissionToken, extra: 1 },
-    { ticket_id: f.active.ticket_id, token: f.active.token, extra: true },
+    { admission_token: f.admissionToken },
+    { ticket_id: f.active.ticket_id, token: f.active.token },
+    { room: "", admission_token: f.admissionToken },
+    { room: 5, admission_token: f.admissionToken },
+    { room: "not a room id!", admission_token: f.admissionToken },
+    { room: f.room, admission_token: "" },
+    { room: f.room, admission_token: 5 },
+    { room: f.room, admission_token: null },
+    { room: f.room, admission_token: ["a.b.c"] },
+    { room: f.room, admission_token: "x".repeat(4097) },
+    { room: f.room, ticket_id: "x", token: "y" },
+    { room: f.room, ticket_id: f.queued.ticket_id },
+    { room: f.room, token: f.queued.token },
+    { room: f.room, ticket_id: f.queued.ticket_id, token: "" },
+    { room: f.room, ticket_id: f.queued.ticket_id, token: "x".repeat(257) },
+    { room: f.room, ticket_id: f.queued.ticket_id, token: 5 },
+    { room: f.room, ticket_id: 5, token: f.queued.token },
+    { room: f.room, ticket_id: f.queued.ticket_id.toUpperCase().replace(/-/g, ""), token: f.queued.token },
+    { room: f.room, ticket_id: f.queued.ticket_id, token: f.queued.token, admission_token: f.admissionToken },
+    { room: f.room, admission_token: f.admissionToken, extra: 1 },
+    { room: f.room, ticket_id: f.active.ticket_id, token: f.active.token, extra: true },
   ];
   for (const body of checkBodies) {
     add({
@@ -474,8 +479,14 @@ function buildCorpus(f: Fixture): Case[] {
     ["queued ticket", { ticket_id: f.queued.ticket_id, token: f.queued.token }, "not_admitted"],
     ["left ticket", { ticket_id: f.left.ticket_id, token: f.left.token }, "left"],
     ["superseded token", { ticket_id: f.held.ticket_id, token: f.held.oldToken }, "superseded"],
+    [
+      "ticket of another room",
+      { ticket_id: f.active.ticket_id, token: f.active.token, room: f.closedRoom },
+      "wrong_room",
+    ],
+    ["admission token of another room", { admission_token: f.admissionToken, room: f.closedRoom }, "wrong_room"],
   ] as const) {
-    add({ name: `check: ${what}`, method: "post", path: "/v1/check", body, expect: code });
+    add({ name: `check: ${what}`, method: "post", path: "/v1/check", body: { room: f.room, ...body }, expect: code });
   }
   // JWT garbage.
   const [header = "", payload = "", signature = ""] = f.admissionToken.split(".");
@@ -514,7 +525,7 @@ function buildCorpus(f: Fixture): Case[] {
       name: `check: JWT ${what}`,
       method: "post",
       path: "/v1/check",
-      body: { admission_token: token },
+      body: { room: f.room, admission_token: token },
       expect: "invalid_token",
     });
   }
@@ -645,9 +656,12 @@ function buildCorpus(f: Fixture): Case[] {
     [
       "/v1/check",
       {},
-      ["admission_token", "ticket_id", "token", "extra"],
+      ["room", "admission_token", "ticket_id", "token", "extra"],
       "post",
-      (b: object) => ("admission_token" in b ? b : { ticket_id: f.queued.ticket_id, token: f.queued.token, ...b }),
+      (b: object) => ({
+        room: f.room,
+        ...("admission_token" in b ? b : { ticket_id: f.queued.ticket_id, token: f.queued.token, ...b }),
+      }),
       checkRequest,
     ],
     [`/v1/rooms/${f.room}`, admin, [...settingNames, "extra"], "put", (b: object) => b, roomSettings],
@@ -823,7 +837,7 @@ async function forgedTokenCases(f: Fixture): Promise<Case[]> {
   const now = Math.floor(Date.now() / 1000);
   const sign = (claims: Record<string, unknown>, header: Record<string, unknown> = {}) =>
     new SignJWT(claims).setProtectedHeader({ alg: "EdDSA", kid: f.signingKey.kid, typ: "JWT", ...header }).sign(key);
-  const base = { iss: "waitroom", sub: f.active.ticket_id, room: f.room, tid: f.active.ticket_id, ins: 1 };
+  const base = { iss: "waitroom", sub: f.active.ticket_id, aud: f.room, room: f.room, tid: f.active.ticket_id, ins: 1 };
   const cases: Array<[string, Promise<string>, ErrorCode]> = [
     ["expired", sign({ ...base, exp: now - 60 }), "expired"],
     ["unknown ticket", sign({ ...base, tid: randomUUID(), exp: now + 600 }), "not_found"],
@@ -844,6 +858,13 @@ async function forgedTokenCases(f: Fixture): Promise<Case[]> {
     ],
     ["no exp", sign({ ...base }), "invalid_token"],
     ["no room", sign({ ...base, room: undefined, exp: now + 600 }), "invalid_token"],
+    ["no aud", sign({ ...base, aud: undefined, exp: now + 600 }), "invalid_token"],
+    ["aud another room than room", sign({ ...base, aud: f.closedRoom, exp: now + 600 }), "invalid_token"],
+    [
+      "room and aud another room",
+      sign({ ...base, aud: f.closedRoom, room: f.closedRoom, exp: now + 600 }),
+      "wrong_room",
+    ],
     ["wrong issuer", sign({ ...base, iss: "someone-else", exp: now + 600 }), "invalid_token"],
     ["no typ", sign({ ...base, exp: now + 600 }, { typ: undefined }), "invalid_token"],
     ["exp as string", sign({ ...base, exp: String(now + 600) }), "invalid_token"],
@@ -853,7 +874,7 @@ async function forgedTokenCases(f: Fixture): Promise<Case[]> {
       name: `check: signed token, ${what}`,
       method: "post",
       path: "/v1/check",
-      body: { admission_token: await token },
+      body: { room: f.room, admission_token: await token },
       expect: code,
     })),
   );

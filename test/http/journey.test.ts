@@ -61,7 +61,7 @@ describe("the journey of one ticket over HTTP", () => {
       expect(payload.exp).toBe(Math.floor(Date.parse(expires_at) / 1000));
 
       const check = async (body: unknown) => {
-        const response = await server.request("/v1/check", { method: "POST", body });
+        const response = await server.request("/v1/check", { method: "POST", body: { room, ...(body as object) } });
         return { status: response.status, body: (await response.json()) as Record<string, unknown> };
       };
       expect(await check({ admission_token })).toEqual({

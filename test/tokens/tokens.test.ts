@@ -52,8 +52,8 @@ async function currentKids(): Promise<string[]> {
   return rows.map((row) => row.kid);
 }
 
-async function rejection(issuerUnderTest: TokenIssuer, token: string): Promise<TokenError> {
-  const error = await issuerUnderTest.verify(token).then(
+async function rejection(issuerUnderTest: TokenIssuer, token: string, room = "launch"): Promise<TokenError> {
+  const error = await issuerUnderTest.verify(token, room).then(
     () => undefined,
     (caught: unknown) => caught,
   );
@@ -99,6 +99,7 @@ describe("sign", () => {
     expect(protectedHeader).toEqual({ alg: "EdDSA", kid, typ: "JWT" });
     expect(payload).toEqual({
       sub: "user-42",
+      aud: room,
       room,
       tid: ticket.ticket_id,
       ins: 1,
@@ -109,7 +110,7 @@ describe("sign", () => {
     expect(payload.iat).toBeGreaterThanOrEqual(issuedAt);
     expect(payload.exp).toBeGreaterThan(issuedAt + 500);
 
-    expect(await tokens.verify(token)).toEqual({
+    expect(await tokens.verify(token, room)).toEqual({
       ticketId: ticket.ticket_id,
       room,
       holder: "user-42",
@@ -122,7 +123,10 @@ describe("sign", () => {
   it("uses the ticket id as subject for anonymous tickets", async () => {
     const tokens = issuer();
     const { token } = await tokens.sign(claims({ holder: null }));
-    expect(await tokens.verify(token)).toMatchObject({ holder: claims().ticketId, ticketId: claims().ticketId });
+    expect(await tokens.verify(token, "launch")).toMatchObject({
+      holder: claims().ticketId,
+      ticketId: claims().ticketId,
+    });
   });
 
   it("creates the first key exactly once when ten replicas sign at the same moment", async () => {
@@ -143,7 +147,7 @@ describe("rotate", () => {
     expect(kid).not.toBe(before.kid);
     expect(await currentKids()).toEqual([kid]);
 
-    expect(await tokens.verify(before.token)).toMatchObject({ kid: before.kid });
+    expect(await tokens.verify(before.token, "launch")).toMatchObject({ kid: before.kid });
     const after = await tokens.sign(claims());
     expect(after.kid).toBe(kid);
     expect(decodeProtectedHeader(after.token).kid).toBe(kid);
@@ -156,10 +160,10 @@ describe("rotate", () => {
 
   it("is verified at once by another replica whose cache predates the rotation", async () => {
     const [a, b] = [issuer(), issuer({ cacheMs: 3_600_000 })] as const;
-    await b.verify((await a.sign(claims())).token); // b has read the keys and caches them for an hour
+    await b.verify((await a.sign(claims())).token, "launch"); // b has read the keys and caches them for an hour
     await a.rotate();
     const { token, kid } = await a.sign(claims());
-    expect(await b.verify(token)).toMatchObject({ kid });
+    expect(await b.verify(token, "launch")).toMatchObject({ kid });
     expect((await b.jwks()).keys.map((key) => key.kid)).toContain(kid);
   });
 
@@ -240,12 +244,20 @@ describe("verify", () => {
   });
 
   it.each([
-    ["tid", { sub: "user-1", room: "launch", ins: 1 }],
-    ["a non-uuid tid", { sub: "user-1", room: "launch", tid: "1; drop table", ins: 1 }],
-    ["ins", { sub: "user-1", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001" }],
-    ["an integer ins", { sub: "user-1", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: "1" }],
-    ["room", { sub: "user-1", tid: "0190a0e0-0000-7000-8000-000000000001", ins: 1 }],
-    ["sub", { room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: 1 }],
+    ["tid", { sub: "user-1", aud: "launch", room: "launch", ins: 1 }],
+    ["a non-uuid tid", { sub: "user-1", aud: "launch", room: "launch", tid: "1; drop table", ins: 1 }],
+    ["ins", { sub: "user-1", aud: "launch", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001" }],
+    [
+      "an integer ins",
+      { sub: "user-1", aud: "launch", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: "1" },
+    ],
+    ["room", { sub: "user-1", aud: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: 1 }],
+    ["aud", { sub: "user-1", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: 1 }],
+    [
+      "an aud equal to its room",
+      { sub: "user-1", aud: "vip", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: 1 },
+    ],
+    ["sub", { aud: "launch", room: "launch", tid: "0190a0e0-0000-7000-8000-000000000001", ins: 1 }],
   ])("rejects a properly signed token lacking %s", async (_, payload) => {
     const tokens = issuer();
     await tokens.sign(claims());
@@ -256,7 +268,7 @@ describe("verify", () => {
   it("rejects a properly signed token from another issuer or without exp", async () => {
     const tokens = issuer();
     await tokens.sign(claims());
-    const base = { sub: "user-1", room: "launch", tid: claims().ticketId, ins: 1 };
+    const base = { sub: "user-1", aud: "launch", room: "launch", tid: claims().ticketId, ins: 1 };
     const exp = Math.floor(Date.now() / 1000) + 600;
     for (const payload of [
       { ...base, iss: "evil", exp },
@@ -264,6 +276,18 @@ describe("verify", () => {
     ]) {
       expect(await rejection(tokens, await signWithCurrentKey(payload))).toMatchObject({ code: "invalid_token" });
     }
+  });
+
+  it("answers wrong_room for a valid token of another room", async () => {
+    const tokens = issuer();
+    const { token } = await tokens.sign(claims());
+    expect(await tokens.verify(token, "launch")).toMatchObject({ room: "launch" });
+    const error = await rejection(tokens, token, "vip");
+    expect(error).toMatchObject({ code: "wrong_room", name: "TokenError" });
+    expect(error.message).toBe("the admission token is for room 'launch', not 'vip'");
+    // Verifiers that only know the standard claims refuse it too.
+    const elsewhere = jwtVerify(token, createLocalJWKSet(await tokens.jwks()), { audience: "vip" });
+    await expect(elsewhere).rejects.toMatchObject({ claim: "aud" });
   });
 
   it("answers expired for a token past its seat expiry", async () => {

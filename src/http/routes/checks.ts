@@ -4,7 +4,7 @@ import type { GroupedQueue } from "../../queue/grouped.js";
 import * as queue from "../../queue/index.js";
 import type { TokenIssuer } from "../../tokens/index.js";
 import { checkRequest, checkResponse } from "../contracts.js";
-import { verdictError } from "../errors.js";
+import { ApiError, verdictError } from "../errors.js";
 import { callers, defineRoute, type Router } from "../route.js";
 
 /*
@@ -18,7 +18,7 @@ export const checkRoute = defineRoute({
   summary: "May this visitor proceed?",
   description:
     "For the protected app: checks an admission token (signature, expiry, and revocation in the database), " +
-    "or a ticket id with its token.",
+    "or a ticket id with its token, for the room the app protects: another room's seat is wrong_room.",
   tags: ["admission"],
   request: { body: { content: { "application/json": { schema: checkRequest } }, required: true } },
   responses: {
@@ -27,6 +27,7 @@ export const checkRoute = defineRoute({
   "x-rate-limit": "check",
   errors: [
     "invalid_token",
+    "wrong_room",
     "not_found",
     "superseded",
     "not_admitted",
@@ -72,7 +73,7 @@ export function mountChecks({ mount }: Router, deps: { sql: Sql; grouped: Groupe
   mount(checkRoute, async (c) => {
     const check = c.req.valid("json");
     if ("admission_token" in check) {
-      const admission = await tokens.verify(check.admission_token);
+      const admission = await tokens.verify(check.admission_token, check.room);
       const verdict = await queue.checkAdmission(sql, admission.ticketId, admission.instance);
       if (!verdict.ok || !verdict.expires_at || !verdict.status) throw verdictError(verdict.code);
       return c.json(
@@ -88,6 +89,9 @@ export function mountChecks({ mount }: Router, deps: { sql: Sql; grouped: Groupe
     }
     const { code, state } = await grouped.tokenState({ ticketId: check.ticket_id, token: check.token });
     if (code !== "ok" || !state?.expires_at) throw verdictError(code);
+    if (state.room_id !== check.room) {
+      throw new ApiError("wrong_room", `the ticket is in room '${state.room_id}', not '${check.room}'`);
+    }
     return c.json(
       {
         ok: true as const,

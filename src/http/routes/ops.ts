@@ -1,7 +1,9 @@
 import { z } from "@hono/zod-openapi";
+import type { MetricsSettings } from "../../config/index.js";
 import type { Sql } from "../../db/client.js";
 import type { Metrics } from "../../metrics.js";
 import { ApiError } from "../errors.js";
+import { authorizeMetrics } from "../metrics-endpoint.js";
 import type { OpenApiDocument } from "../openapi.js";
 import { defineRoute, type Router } from "../route.js";
 
@@ -37,12 +39,14 @@ export const metricsRoute = defineRoute({
   method: "get",
   path: "/metrics",
   summary: "Prometheus metrics",
-  description: "Requests, errors, joins, claims, streams, batches, NOTIFY traffic and the process.",
+  description:
+    "Requests, errors, joins, claims, streams, batches, NOTIFY traffic and the process. Requires the bearer key " +
+    "WAITROOM_METRICS_KEY when set; not_found here when served on WAITROOM_METRICS_PORT instead.",
   tags: ["operations"],
   responses: {
     200: { description: "Metrics in the Prometheus text format.", content: { "text/plain": { schema: z.string() } } },
   },
-  errors: [],
+  errors: ["unauthorized", "not_found"],
 });
 
 export const openApiRoute = defineRoute({
@@ -67,6 +71,8 @@ export type OpsDeps = {
   listener: { readonly connected: boolean };
   /** The OpenAPI document of the whole app. */
   document: () => OpenApiDocument;
+  /** Who may read /metrics, and on which port. */
+  metricsAccess: MetricsSettings;
 };
 
 export function mountOps({ mount }: Router, deps: OpsDeps): void {
@@ -85,6 +91,7 @@ export function mountOps({ mount }: Router, deps: OpsDeps): void {
   });
 
   mount(metricsRoute, async (c) => {
+    authorizeMetrics(c, deps.metricsAccess, false);
     return c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType });
   });
 

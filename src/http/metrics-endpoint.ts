@@ -1,0 +1,38 @@
+import type { Context } from "hono";
+import { Hono } from "hono";
+import type { MetricsSettings } from "../config/index.js";
+import type { Metrics } from "../metrics.js";
+import { ApiError } from "./errors.js";
+import { sameSecret } from "./route.js";
+
+/*
+ * /metrics names rooms, counts and error codes: worth keeping from the public. With
+ * WAITROOM_METRICS_KEY it asks for a bearer key; with WAITROOM_METRICS_PORT it is served on a port
+ * of its own (for the scraper's network only) and the main port answers not_found.
+ */
+
+/** Throws unless this request may read the metrics here; `onOwnPort`: asked on the metrics port. */
+export function authorizeMetrics(c: Context, settings: MetricsSettings, onOwnPort: boolean): void {
+  if (settings.port !== undefined && !onOwnPort) {
+    throw new ApiError("not_found", "metrics are served on their own port (WAITROOM_METRICS_PORT)");
+  }
+  if (settings.key === undefined) return;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
+  if (!match?.[1] || !sameSecret(match[1], settings.key)) {
+    throw new ApiError("unauthorized", "the metrics key is required (Authorization: Bearer <key>)");
+  }
+}
+
+/** The app of the metrics port: /metrics and nothing else, errors in the one envelope. */
+export function createMetricsApp(metrics: Metrics, settings: MetricsSettings): Hono {
+  const app = new Hono();
+  app.get("/metrics", async (c) => {
+    authorizeMetrics(c, settings, true);
+    return c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType });
+  });
+  const answer = (c: Context, error: ApiError) =>
+    c.json({ error: { code: error.code, message: error.message } }, error.status);
+  app.notFound((c) => answer(c, new ApiError("not_found", `no route ${c.req.method} ${c.req.path}`)));
+  app.onError((error, c) => answer(c, error instanceof ApiError ? error : new ApiError("internal", "internal error")));
+  return app;
+}
