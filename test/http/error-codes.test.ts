@@ -5,7 +5,7 @@ import { type ErrorCode, errorCodes } from "../../src/http/contracts.js";
 import type { Route } from "../../src/http/route.js";
 import { checkRoute, rotateRoute } from "../../src/http/routes/checks.js";
 import { routes } from "../../src/http/routes/index.js";
-import { readyRoute } from "../../src/http/routes/ops.js";
+import { metricsRoute, readyRoute } from "../../src/http/routes/ops.js";
 import {
   deleteRoomRoute,
   getRoomRoute,
@@ -44,9 +44,12 @@ const keyless = useTestServer(db, { env: { WAITROOM_ADMIN_KEY: "" } });
 const limited = useTestServer(db, {
   env: Object.fromEntries(Object.keys(testLimits).map((name) => [name, "1/h"])),
 });
-const services = { server, keyless, limited };
+/** /metrics behind a key, and /metrics on a port of its own (the main port then has none). */
+const metricsKeyed = useTestServer(db, { env: { WAITROOM_METRICS_KEY: "metrics-key-for-tests-0123456789" } });
+const metricsApart = useTestServer(db, { env: { WAITROOM_METRICS_PORT: "0" } });
+const services = { server, keyless, limited, metricsKeyed, metricsApart };
 
-type Ticket = { ticket_id: string; token: string };
+type Ticket = { ticket_id: string; token: string; room: string };
 type TicketState = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
 
 /** What one scenario sends to its route. */
@@ -107,7 +110,7 @@ async function ticketIn(state: TicketState): Promise<Ticket> {
   const [seen] = await db.sql<{ status: string }[]>`
     select status from waitroom.check(${ticket.ticket_id}::uuid, ${ticket.token})`;
   expect(seen?.status).toBe(state);
-  return ticket;
+  return { ...ticket, room };
 }
 
 /** A ticket whose holder joined again: `token` is the first, superseded one. */
@@ -117,23 +120,32 @@ async function supersededTicket(): Promise<Ticket> {
   const before = await join(db.sql, room, { holder: "ada", now });
   const after = await join(db.sql, room, { holder: "ada", now });
   expect(after.ticket_id).toBe(before.ticket_id);
-  return before;
+  return { ...before, room };
 }
 
 /** The claims and key id of a real admission token, signed by a key that is not the service's. */
-async function forgedAdmissionToken(): Promise<string> {
+async function admissionToken(): Promise<{ token: string; room: string }> {
   const ticket = await ticketIn("admitted");
   const claimed = await server.request(`/v1/tickets/${ticket.ticket_id}/claim`, {
     method: "POST",
     token: ticket.token,
   });
   expect(claimed.status).toBe(200);
-  const genuine = ((await claimed.json()) as { admission_token: string }).admission_token;
+  return { token: ((await claimed.json()) as { admission_token: string }).admission_token, room: ticket.room };
+}
+
+async function forgedAdmissionToken(): Promise<{ admission_token: string; room: string }> {
+  const { token: genuine, room } = await admissionToken();
   // The genuine token passes: only the signature is forged.
-  expect((await server.request("/v1/check", { method: "POST", body: { admission_token: genuine } })).status).toBe(200);
+  expect((await server.request("/v1/check", { method: "POST", body: { room, admission_token: genuine } })).status).toBe(
+    200,
+  );
   const { kid } = decodeProtectedHeader(genuine);
   const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
-  return new SignJWT(decodeJwt(genuine)).setProtectedHeader({ alg: "EdDSA", kid, typ: "JWT" }).sign(privateKey);
+  const forged = await new SignJWT(decodeJwt(genuine))
+    .setProtectedHeader({ alg: "EdDSA", kid, typ: "JWT" })
+    .sign(privateKey);
+  return { admission_token: forged, room };
 }
 
 /** The keyless service's LISTEN connection is cut and cannot come back until the test is over. */
@@ -198,7 +210,9 @@ const verdicts: Array<[Route, ErrorCode, TicketState]> = [
 
 /** A ticket route's call for a ticket: the token in the header, or the ticket in /v1/check's body. */
 const presenting = (route: Route, ticket: Ticket, token = ticket.token): Call =>
-  route === checkRoute ? { body: { ticket_id: ticket.ticket_id, token } } : { params: { id: ticket.ticket_id }, token };
+  route === checkRoute
+    ? { body: { room: ticket.room, ticket_id: ticket.ticket_id, token } }
+    : { params: { id: ticket.ticket_id }, token };
 
 const scenarios: Scenario[] = [
   // --- joining ---
@@ -331,7 +345,28 @@ const scenarios: Scenario[] = [
     route: checkRoute,
     code: "invalid_token",
     given: "an admission token signed by another key",
-    arrange: async () => ({ body: { admission_token: await forgedAdmissionToken() } }),
+    arrange: async () => ({ body: await forgedAdmissionToken() }),
+  },
+  {
+    route: metricsRoute,
+    code: "unauthorized",
+    given: "no key, where WAITROOM_METRICS_KEY is set",
+    arrange: async () => ({ service: "metricsKeyed" }),
+  },
+  {
+    route: metricsRoute,
+    code: "not_found",
+    given: "the main port, where WAITROOM_METRICS_PORT serves it apart",
+    arrange: async () => ({ service: "metricsApart" }),
+  },
+  {
+    route: checkRoute,
+    code: "wrong_room",
+    given: "a genuine admission token of another room",
+    arrange: async () => {
+      const { token } = await admissionToken();
+      return { body: { room: await createRoom(), admission_token: token } };
+    },
   },
   {
     route: checkRoute,

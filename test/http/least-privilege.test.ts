@@ -44,7 +44,9 @@ describe("the service connected as its least-privileged role", () => {
         server.request(`/v1/tickets/${mine.ticket_id}/claim`, { method: "POST", token: mine.token }),
       );
       expect(
-        await ok(server.request("/v1/check", { method: "POST", body: { admission_token: claimed.admission_token } })),
+        await ok(
+          server.request("/v1/check", { method: "POST", body: { room, admission_token: claimed.admission_token } }),
+        ),
       ).toMatchObject({ ok: true, status: "active", room_id: room });
       expect(
         await ok(server.request(`/v1/tickets/${mine.ticket_id}/heartbeat`, { method: "POST", token: mine.token })),
@@ -54,7 +56,7 @@ describe("the service connected as its least-privileged role", () => {
       });
       expect(
         await ok(
-          server.request("/v1/check", { method: "POST", body: { ticket_id: mine.ticket_id, token: mine.token } }),
+          server.request("/v1/check", { method: "POST", body: { room, ticket_id: mine.ticket_id, token: mine.token } }),
         ),
       ).toMatchObject({ ok: true });
 
