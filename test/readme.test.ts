@@ -3,8 +3,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/db/embedded.js";
-import { killLaunched, startServing, terminate, waitUntil } from "./helpers/app-process.js";
+import { killLaunched, startServing, terminate } from "./helpers/app-process.js";
 import { useTestDatabase } from "./helpers/database.js";
+import { eventually } from "./helpers/eventually.js";
 
 /*
  * The README's quick start, run as a reader runs it: the first block's admin key starts the service
@@ -52,7 +53,7 @@ function terminal(env: NodeJS.ProcessEnv) {
       const marker = `@@block ${++pasted} done@@`;
       const from = stdout.length;
       bash.stdin.write(`${block}\necho '${marker}'\n`);
-      await waitUntil(() => stdout.includes(marker), 30_000, `block ${pasted} ran:\n${block}\n${stdout}\n${stderr}`);
+      await eventually(() => stdout.includes(marker), `block ${pasted} ran:\n${block}\n${stdout}\n${stderr}`, 30_000);
       return stdout.slice(from, stdout.indexOf(marker));
     },
     close: () => {
@@ -102,7 +103,7 @@ describe("the README's quick start", { timeout: 90_000 }, () => {
     // B's stream: its place, which falls to 1 once A is offered the seat.
     const bStates = () =>
       [...shell.output().matchAll(/event: state\ndata: (.*)\n/g)].map((match) => JSON.parse(match[1] as string));
-    await waitUntil(() => bStates().some((state) => state.position === 1), 10_000, "B's position is 1");
+    await eventually(() => bStates().some((state) => state.position === 1), "B's position is 1", 10_000);
     expect(bStates()[0]).toMatchObject({ ticket_id: b.ticket_id, status: "queued" });
     const positions = bStates().map((state) => state.position);
     expect(positions[0]).toBe(b.position);
@@ -117,7 +118,7 @@ describe("the README's quick start", { timeout: 90_000 }, () => {
     ]);
 
     expect((await shell.paste(leave as string)).split("\n")).toContain("204");
-    await waitUntil(() => /event: admitted\nid: \d+\ndata: .*/.test(shell.output()), 10_000, "B is admitted");
+    await eventually(() => /event: admitted\nid: \d+\ndata: .*/.test(shell.output()), "B is admitted", 10_000);
     const admitted = JSON.parse(/event: admitted\nid: \d+\ndata: (.*)\n/.exec(shell.output())?.[1] as string);
     expect(admitted).toMatchObject({ ticket_id: b.ticket_id, status: "admitted" });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { routes } from "../../src/http/contracts.js";
+import { routes } from "../../src/http/routes/index.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { useTestServer } from "../helpers/http.js";
 import { screenshot, useBrowser, watchConsole } from "./browser.js";
