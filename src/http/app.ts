@@ -98,7 +98,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens }));
-  serve((router) => mountRooms(router, sql));
+  serve((router) => mountRooms(router, { sql, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe }));
   // The waiting-room page and the admin dashboard (HTML + vanilla ES modules, no build step).
   mountPages(app);

@@ -1,3 +1,4 @@
+import { EventSource } from "eventsource";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
 import { room as roomContract, roomList } from "../../src/http/contracts.js";
@@ -258,6 +259,48 @@ describe("the admin API", () => {
     const again = await server.request("/v1/keys/rotate", { method: "POST", token: ADMIN_KEY });
     const { kid: third } = (await again.json()) as { kid: string };
     expect((await jwks()).map((key) => key.kid)).toEqual([third, kid, oldKid]);
+  });
+
+  it("streams the rooms to an operator: at once as GET /v1/rooms answers them, then on every change", async () => {
+    const id = uniqueRoomId("watched");
+    expect((await put(id, { capacity: 1 })).status).toBe(201);
+    const answered = roomList.parse(await (await server.request("/v1/rooms", { token: ADMIN_KEY })).json());
+
+    // The key goes in a header, as the dashboard sends it with fetch.
+    const source = new EventSource(`${server.url}/v1/events/rooms`, {
+      fetch: (input, init) =>
+        fetch(input, { ...init, headers: { ...init?.headers, authorization: `Bearer ${ADMIN_KEY}` } }),
+    });
+    const received: Room[][] = [];
+    let wake = () => {};
+    source.addEventListener("rooms", (message) => {
+      received.push(roomList.parse(JSON.parse(message.data)).rooms);
+      wake();
+    });
+    /** The first message from `from` on whose room `id` matches; resolved by the stream's own events. */
+    const next = async (match: (room: Room) => boolean, from = 0): Promise<number> => {
+      for (;;) {
+        const index = received.findIndex((rooms, i) => i >= from && rooms.some((r) => r.id === id && match(r)));
+        if (index >= 0) return index;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    };
+    try {
+      const first = await next(() => true);
+      expect(first).toBe(0);
+      expect(received[0]?.find((r) => r.id === id)).toEqual(answered.rooms.find((r) => r.id === id));
+
+      await join(id);
+      const queued = await next((r) => r.stats.queued === 1);
+      expect(received[queued]?.find((r) => r.id === id)?.stats.queued).toBe(1);
+
+      expect((await server.request(`/v1/rooms/${id}/pause`, { method: "POST", token: ADMIN_KEY })).status).toBe(200);
+      await next((r) => r.mode === "paused", queued);
+    } finally {
+      source.close();
+    }
   });
 
   it("refuses every admin route without the key or with a wrong one (401)", async () => {
