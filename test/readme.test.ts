@@ -53,7 +53,7 @@ function terminal(env: NodeJS.ProcessEnv) {
       const marker = `@@block ${++pasted} done@@`;
       const from = stdout.length;
       bash.stdin.write(`${block}\necho '${marker}'\n`);
-      await eventually(() => stdout.includes(marker), `block ${pasted} ran:\n${block}\n${stdout}\n${stderr}`, 30_000);
+      await eventually(() => stdout.includes(marker), `block ${pasted} ran:\n${block}`, 30_000);
       return stdout.slice(from, stdout.indexOf(marker));
     },
     close: () => {
@@ -103,10 +103,10 @@ describe("the README's quick start", { timeout: 90_000 }, () => {
     // B's stream: its place, which falls to 1 once A is offered the seat.
     const bStates = () =>
       [...shell.output().matchAll(/event: state\ndata: (.*)\n/g)].map((match) => JSON.parse(match[1] as string));
-    await eventually(() => bStates().some((state) => state.position === 1), "B's position is 1", 10_000);
+    await eventually(() => bStates().some((state) => state.position === 1), "B's position is 1");
     expect(bStates()[0]).toMatchObject({ ticket_id: b.ticket_id, status: "queued" });
     const positions = bStates().map((state) => state.position);
-    expect(positions[0]).toBe(b.position);
+    expect(positions[0]).toBeLessThanOrEqual(b.position); // A may have been offered the seat before the stream opened
     expect(positions).toEqual([...positions].sort((x, y) => y - x)); // it only ever falls
 
     const [offer, claimed] = answers(await shell.paste(claim as string));
@@ -118,7 +118,7 @@ describe("the README's quick start", { timeout: 90_000 }, () => {
     ]);
 
     expect((await shell.paste(leave as string)).split("\n")).toContain("204");
-    await eventually(() => /event: admitted\nid: \d+\ndata: .*/.test(shell.output()), "B is admitted", 10_000);
+    await eventually(() => /event: admitted\nid: \d+\ndata: .*/.test(shell.output()), "B is admitted");
     const admitted = JSON.parse(/event: admitted\nid: \d+\ndata: (.*)\n/.exec(shell.output())?.[1] as string);
     expect(admitted).toMatchObject({ ticket_id: b.ticket_id, status: "admitted" });
 

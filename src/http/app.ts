@@ -100,7 +100,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   serve((router) => mountChecks(router, { sql, grouped, tokens }));
   serve((router) => mountRooms(router, { sql, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe }));
-  // The waiting-room page and the admin dashboard (HTML + vanilla ES modules, no build step).
+  // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
   mountPages(app);
 
   const known = allowedMethods(describe());

@@ -9,6 +9,6 @@ window.Scalar.createApiReference("#reference", {
   mcp: { disabled: true },
   hideClientButton: true,
   operationTitleSource: "summary",
-  // The routes are grouped by tag; a reader sees every operation without opening each group.
+  // A small API: every operation listed at once, not folded under its tag.
   defaultOpenAllTags: true,
 });
