@@ -670,7 +670,6 @@ function buildCorpus(f: Fixture): Case[] {
 
   // --- unknown routes and wrong methods ---
   const unknownPaths = [
-    "/",
     "/v1",
     "/v1/",
     "/v2/rooms",
