@@ -65,6 +65,12 @@ const TOUCH_BATCH = 10_000;
 /** First SSE lines: how long clients wait before reconnecting. */
 export const RETRY_MS = 2_000;
 
+/** Shutdown: the client reconnects in half a second (to another replica); the stream closes. */
+export function sayGoodbye(client: StreamClient): void {
+  client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
+  client.close();
+}
+
 export function formatSse(message: { event?: string; id?: number; data?: unknown; retry?: number }): string {
   let text = "";
   if (message.retry !== undefined) text += `retry: ${message.retry}\n`;
@@ -168,7 +174,7 @@ export class Hub {
       if (!state) return { kind: "refused", code };
       if (missed.length === 0 && terminalStatuses.has(state.status)) return { kind: "over" };
       if (this.#closed) {
-        this.#sayGoodbye(client);
+        sayGoodbye(client);
         return { kind: "streaming", unsubscribe: () => {} };
       }
       const subscriber = this.#add(state, client);
@@ -235,15 +241,10 @@ export class Hub {
     for (const timer of this.#timers) clearInterval(timer);
     for (const subscribers of this.#rooms.values()) {
       for (const subscriber of [...subscribers]) {
-        this.#sayGoodbye(subscriber.client);
+        sayGoodbye(subscriber.client);
         this.#end(subscriber);
       }
     }
-  }
-
-  #sayGoodbye(client: StreamClient): void {
-    client.write(`${formatSse({ retry: 500 }).trimEnd()}\n: server shutting down, reconnect\n\n`);
-    client.close();
   }
 
   async #refreshRoom(room: string): Promise<void> {

@@ -2,6 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { Sql } from "../db/client.js";
 import type { Hub } from "../events/hub.js";
+import type { RoomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { GroupedQueue } from "../queue/grouped.js";
@@ -23,6 +24,8 @@ export type AppDeps = {
   /** Joins and ticket reads, grouped with those arriving at the same moment. */
   grouped: GroupedQueue;
   hub: Hub;
+  /** The rooms, streamed to the operators' dashboards. */
+  rooms: RoomsFeed;
   tokens: TokenIssuer;
   metrics: Metrics;
   log: Logger;
@@ -47,7 +50,7 @@ function allowedMethods(document: OpenApiDocument) {
 
 /** The HTTP application: the routers of each concern, the pages, and what every request shares. */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { sql, grouped, hub, tokens, metrics, log, listener, settings } = deps;
+  const { sql, grouped, hub, rooms, tokens, metrics, log, listener, settings } = deps;
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
 
   const fail = (c: Context<AppEnv>, error: ApiError) => {
@@ -98,7 +101,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens }));
-  serve((router) => mountRooms(router, { sql, streamBufferBytes: settings.streamBufferBytes }));
+  serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe }));
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
   mountPages(app);

@@ -7,6 +7,7 @@ import type { Config } from "../config/index.js";
 import { connectSql } from "../db/client.js";
 import { Hub } from "../events/hub.js";
 import { type Listener, startListener } from "../events/listener.js";
+import { roomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import { createMetrics } from "../metrics.js";
 import { createGroupedQueue } from "../queue/grouped.js";
@@ -109,11 +110,13 @@ export async function startHttp(options: {
     readNotice: (ranges) => noticeEvents(sql, ranges),
     onGap: (since) => void hub.replay(since),
   });
+  const rooms = roomsFeed(sql);
   const tokens = createTokenIssuer({ sql, log });
   const app = createApp({
     sql,
     grouped,
     hub,
+    rooms,
     tokens,
     metrics,
     log,
@@ -136,6 +139,7 @@ export async function startHttp(options: {
     address = await listen(server, config.port, config.host, config.listenBacklog);
   } catch (error) {
     hub.close();
+    rooms.close();
     await release();
     throw error;
   }
@@ -148,6 +152,7 @@ export async function startHttp(options: {
     async close() {
       const drained = closeServer(server, Math.floor(config.shutdownTimeoutMs / 2), log);
       hub.close();
+      rooms.close();
       await drained;
       await release();
     },

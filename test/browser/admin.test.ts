@@ -180,6 +180,15 @@ describe("the admin dashboard", () => {
         expect(total(admitted)).toBe(2);
         expect(total(joinedSeries)).toBe(total(hour.buckets.map((b) => b.joined)));
         expect(["s", "min", "h"]).toContain(await page.locator("#chart-waits").getAttribute("data-unit"));
+        // The depth chart's current minute follows the stream.
+        const lastDepth = async () =>
+          (JSON.parse((await page.locator("#chart-depth").getAttribute("data-values")) ?? "[[]]") as number[][])[0]?.at(
+            -1,
+          );
+        expect(await lastDepth()).toBe(4);
+        await join(room);
+        await expect.poll(lastDepth).toBe(5);
+        await expect.poll(() => stat("queued")).toBe("5");
         expect(await page.locator("#chart-waits .summary").textContent()).toMatch(
           /latest median is \d+(\.\d)? (s|min|h)\./,
         );

@@ -1,9 +1,12 @@
 import { EventSource } from "eventsource";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/index.js";
 import { room as roomContract, roomList } from "../../src/http/contracts.js";
+import { startHttp } from "../../src/http/server.js";
+import { createLogger } from "../../src/log.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { ADMIN_KEY, SERVER_KEY, type TestServer, useTestServer } from "../helpers/http.js";
+import { ADMIN_KEY, SERVER_KEY, type TestServer, testEnvironment, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
 import { apiRoutes as routes } from "../helpers/routes.js";
 
@@ -411,5 +414,30 @@ describe("the admin API without WAITROOM_ADMIN_KEY", () => {
     expect(await roomRows(id)).toBe(0);
     // The rest of the API still works.
     expect((await server.request("/healthz")).status).toBe(200);
+  });
+});
+
+describe("the rooms stream when the service stops", () => {
+  it("tells the dashboard to reconnect (to another replica) and ends, instead of holding the shutdown", async () => {
+    const http = await startHttp({
+      databaseUrl: db.url,
+      config: loadConfig(testEnvironment()),
+      log: createLogger("silent"),
+    });
+    const response = await fetch(`${http.url}/v1/events/rooms`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    expect(response.status).toBe(200);
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    const read = async () => {
+      const part = await reader.read();
+      if (!part.done) text += decoder.decode(part.value, { stream: true });
+      return !part.done;
+    };
+    let text = "";
+    while (!text.includes("event: rooms")) await read();
+    const closed = http.close();
+    while (await read()) {}
+    await closed;
+    expect(text).toMatch(/retry: 500\n: server shutting down, reconnect\n\n$/);
   });
 });

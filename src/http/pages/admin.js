@@ -520,7 +520,10 @@ function showRoom(room) {
   }
   updateCard(card, room);
   void refreshGlance(room.id);
-  if (room.id === selectedRoom) void refreshHistory();
+  if (room.id === selectedRoom) {
+    showLiveDepth(room);
+    void refreshHistory();
+  }
 }
 
 /** The whole list, as the stream sends it: cards in id order, gone rooms removed. */
@@ -655,7 +658,7 @@ function barPaths() {
   return window.uPlot.paths.bars({ size: [0.7, 24], align: 0 });
 }
 
-const chartState = { fetchedAt: 0, pending: false, plots: {} };
+const chartState = { fetchedAt: 0, pending: false, plots: {}, depth: undefined };
 
 function draw(name, data, summary) {
   const chart = charts[name];
@@ -683,6 +686,15 @@ new ResizeObserver(() => {
   }
 }).observe($("charts-title").parentElement);
 
+/** The depth chart's current minute follows the stream, between reads of the history. */
+function showLiveDepth(room) {
+  const depth = chartState.depth;
+  if (!depth || depth.room !== room.id || depth.data[1].at(-1) === room.stats.queued) return;
+  depth.data[1][depth.data[1].length - 1] = room.stats.queued;
+  chartState.plots.depth?.setData(depth.data);
+  $("chart-depth").dataset.values = JSON.stringify(depth.data.slice(1));
+}
+
 function drawHistory(result, room) {
   const b = result.buckets;
   const times = b.map((bucket) => Date.parse(bucket.minute) / 1000);
@@ -702,6 +714,7 @@ function drawHistory(result, room) {
   const span = result.minutes >= 60 ? `${result.minutes / 60} h` : `${result.minutes} min`;
   const medians = medianSeconds.filter((v) => v != null);
 
+  chartState.depth = { room: result.room_id, data: [times, depth] };
   draw(
     "depth",
     [times, depth],

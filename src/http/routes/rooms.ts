@@ -1,7 +1,8 @@
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { z } from "@hono/zod-openapi";
 import type { Sql } from "../../db/client.js";
-import { formatSse, RETRY_MS, type StreamClient } from "../../events/hub.js";
+import { formatSse, RETRY_MS } from "../../events/hub.js";
+import { ROOMS_FEED_EVERY_MS, type RoomsFeed } from "../../events/rooms-feed.js";
 import * as queue from "../../queue/index.js";
 import { historyQuery, room, roomHistory, roomList, roomParams, roomSettings } from "../contracts.js";
 import { ApiError } from "../errors.js";
@@ -100,18 +101,13 @@ const modeRoute = (action: "pause" | "resume", summary: string, description: str
 export const pauseRoute = modeRoute("pause", "Pause admission", "Stop admitting; joins are still accepted.");
 export const resumeRoute = modeRoute("resume", "Resume admission", "Admit again (mode open).");
 
-/** How often the rooms stream reads the rooms: one query for all its subscribers. */
-export const ROOMS_STREAM_EVERY_MS = 1_000;
-/** A comment line this often keeps proxies from closing a quiet stream. */
-const KEEPALIVE_EVERY = 15;
-
 export const roomsStreamRoute = defineRoute({
   method: "get",
   path: "/v1/events/rooms",
   summary: "Stream the rooms (Server-Sent Events)",
   description:
     "The admin dashboard's feed. `event: rooms` events whose data is what GET /v1/rooms answers: one at once, " +
-    `then one whenever a room's settings or numbers change (the rooms are read every ${ROOMS_STREAM_EVERY_MS / 1000} s, ` +
+    `then one whenever a room's settings or numbers change (the rooms are read every ${ROOMS_FEED_EVERY_MS / 1000} s, ` +
     "once for all subscribers). The admin key goes in the Authorization header: read the stream with fetch, " +
     "since EventSource cannot send headers and a key in the URL would end up in logs.",
   tags: ["rooms"],
@@ -120,53 +116,9 @@ export const roomsStreamRoute = defineRoute({
   errors: [],
 });
 
-/**
- * The rooms, read once a second while anyone watches and sent to every watcher when they change. A
- * poll on the server, not a NOTIFY: the numbers (waits, admissions in the last minute) change with
- * time as well as with events, and one query for every dashboard is cheap.
- */
-function roomsFeed(sql: Sql) {
-  const watchers = new Set<StreamClient>();
-  let timer: NodeJS.Timeout | undefined;
-  let latest: string | undefined;
-  let ticks = 0;
-  const read = async () => {
-    try {
-      const rooms = await queue.listRooms(sql);
-      const text = formatSse({ event: "rooms", data: { rooms } });
-      if (text !== latest) {
-        latest = text;
-        for (const watcher of watchers) watcher.write(text);
-      } else if (++ticks % KEEPALIVE_EVERY === 0) {
-        for (const watcher of watchers) watcher.write(": keepalive\n\n");
-      }
-    } catch {
-      // The database is away: the watchers keep the last numbers, and the next read tries again.
-    }
-  };
-  return {
-    watch(watcher: StreamClient): () => void {
-      watchers.add(watcher);
-      if (latest) watcher.write(latest);
-      if (!timer) {
-        void read();
-        timer = setInterval(read, ROOMS_STREAM_EVERY_MS).unref();
-      }
-      return () => {
-        watchers.delete(watcher);
-        if (watchers.size > 0) return;
-        clearInterval(timer);
-        timer = undefined;
-        // Stale once nobody watches: the next watcher waits for a fresh read.
-        latest = undefined;
-      };
-    },
-  };
-}
-
 export function mountRooms(
   { mount }: Router,
-  { sql, streamBufferBytes }: { sql: Sql; streamBufferBytes: number },
+  { sql, rooms, streamBufferBytes }: { sql: Sql; rooms: RoomsFeed; streamBufferBytes: number },
 ): void {
   const oneRoom = async (id: string) => {
     const [found] = await queue.listRooms(sql, id);
@@ -203,14 +155,13 @@ export function mountRooms(
     return c.body(null, 204);
   });
 
-  const feed = roomsFeed(sql);
   mount(roomsStreamRoute, async (c) => {
     // Hono answers HEAD with this handler and drops the body without cancelling it: open no stream.
     if (c.req.method === "HEAD") return c.body(null, 200, sseHeaders);
     let unwatch = () => {};
     const stream = sseResponse(c.env.outgoing, streamBufferBytes, () => unwatch());
     stream.client.write(formatSse({ retry: RETRY_MS }));
-    if (stream.start()) unwatch = feed.watch(stream.client);
+    if (stream.start()) unwatch = rooms.watch(stream.client);
     return RESPONSE_ALREADY_SENT as unknown as Response;
   });
 
