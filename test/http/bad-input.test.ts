@@ -669,6 +669,8 @@ function buildCorpus(f: Fixture): Case[] {
   }
 
   // --- unknown routes and wrong methods ---
+  // GET / is the landing page; nothing else answers at /.
+  add({ name: "post unknown /", method: "post", path: "/", headers: admin, expect: "not_found" });
   const unknownPaths = [
     "/v1",
     "/v1/",
