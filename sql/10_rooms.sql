@@ -46,10 +46,11 @@ as $$
 begin
   update waitroom.rooms
      set (capacity, admit_per_minute, session_seconds, grace_seconds, claim_seconds, idle_seconds,
-          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, shuffle_seed, health_url, updated_at)
+          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, shuffle_seed, health_url, updated_at,
+          max_queued)
        = (r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds, r.idle_seconds,
           r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds, r.shuffle_seed, r.health_url,
-          r.updated_at)
+          r.updated_at, r.max_queued)
    where id = r.id;
 exception
   when check_violation then

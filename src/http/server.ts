@@ -36,6 +36,7 @@ type HttpConfig = Pick<
   | "stream"
   | "grouping"
   | "shutdownTimeoutMs"
+  | "limits"
 >;
 
 /** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
@@ -126,6 +127,7 @@ export async function startHttp(options: {
       serverKey: config.serverKey,
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
+      limits: config.limits,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;

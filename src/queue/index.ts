@@ -52,6 +52,8 @@ export type RoomSettings = {
   tick_ms?: number;
   retention_seconds?: number;
   health_url?: string | null;
+  /** Most tickets queued at once; null: no cap. */
+  max_queued?: number | null;
   shuffle_seed?: number;
 };
 
@@ -188,7 +190,7 @@ export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[
   return sql<RoomWithStats[]>`
     select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
            r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
-           r.health_url, r.created_at, r.updated_at,
+           r.health_url, r.max_queued, r.created_at, r.updated_at,
            jsonb_build_object(
              'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
              'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,

@@ -393,7 +393,10 @@ async function join(note = "") {
   if (code === "not_found")
     setState("unknown", `No waiting room is called “${room}”. Check the address you were given.`);
   else if (code === "room_closed") setState("closed", "It is not taking new arrivals right now.");
-  else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
+  else if (code === "room_full") setState("error", "This waiting room is full right now. Try again in a few minutes.");
+  else if (code === "rate_limited") {
+    setState("error", "Too many people joined from your network just now. Wait a moment, then join again.");
+  } else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
 }
 
 async function leave({ unloading = false } = {}) {

@@ -42,7 +42,9 @@ export const joinRoute = defineRoute({
       content: { "application/json": { schema: joinResponse } },
     },
   },
-  errors: ["forbidden", "not_found", "room_closed"],
+  "x-rate-limit": "join",
+  "x-checks-origin": true,
+  errors: ["forbidden", "not_found", "room_closed", "room_full"],
 });
 
 export const ticketRoute = defineRoute({
@@ -54,6 +56,7 @@ export const ticketRoute = defineRoute({
   security: callers.ticket,
   request: { params: ticketParams },
   responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  "x-rate-limit": "ticket",
   errors: ["superseded"],
 });
 
@@ -80,6 +83,7 @@ export const eventsRoute = defineRoute({
     200: { description: "The stream.", content: { "text/event-stream": { schema: z.string() } } },
     204: { description: "The ticket is over and the client has seen how it ended: stop reconnecting." },
   },
+  "x-rate-limit": "stream",
   errors: ["superseded"],
 });
 
@@ -97,6 +101,7 @@ export const claimRoute = defineRoute({
       content: { "application/json": { schema: claimResponse } },
     },
   },
+  "x-rate-limit": "ticket",
   errors: ["superseded", "already_claimed", "not_admitted", "expired", "ended", "left", "draining"],
 });
 
@@ -109,6 +114,7 @@ export const heartbeatRoute = defineRoute({
   security: callers.ticket,
   request: { params: ticketParams },
   responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  "x-rate-limit": "ticket",
   errors: ["superseded", "expired", "ended", "left", "draining"],
 });
 
@@ -121,6 +127,7 @@ export const leaveRoute = defineRoute({
   security: callers.ticket,
   request: { params: ticketParams },
   responses: { 204: { description: "Left." } },
+  "x-rate-limit": "ticket",
   errors: ["superseded", "expired", "ended", "left"],
 });
 

@@ -1,0 +1,448 @@
+import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from "jose";
+import { describe, expect, inject, it, onTestFinished } from "vitest";
+import { withClient } from "../../src/db/client.js";
+import { type ErrorCode, errorCodes } from "../../src/http/contracts.js";
+import type { Route } from "../../src/http/route.js";
+import { checkRoute, rotateRoute } from "../../src/http/routes/checks.js";
+import { routes } from "../../src/http/routes/index.js";
+import { readyRoute } from "../../src/http/routes/ops.js";
+import {
+  deleteRoomRoute,
+  getRoomRoute,
+  historyRoute,
+  listRoomsRoute,
+  pauseRoute,
+  putRoomRoute,
+  resumeRoute,
+} from "../../src/http/routes/rooms.js";
+import {
+  claimRoute,
+  eventsRoute,
+  heartbeatRoute,
+  joinRoute,
+  leaveRoute,
+  ticketRoute,
+} from "../../src/http/routes/tickets.js";
+import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
+import { ADMIN_KEY, SERVER_KEY, testLimits, useTestServer } from "../helpers/http.js";
+import { admit, first, join, uniqueRoomId, verdict } from "../helpers/queue.js";
+
+/*
+ * Every error code a route documents (x-error-codes in /openapi.json) is one it really answers:
+ * one scenario per (route, code) puts a real service in the state that makes the route give that
+ * code, and the pairs answered must be exactly the documented ones. The other half (a route never
+ * answers a code it does not document) is checked by useTestServer on every HTTP test file.
+ * Codes any route may answer (payload_too_large, unavailable, internal) are not listed per route.
+ */
+
+const db = useTestDatabase();
+const server = useTestServer(db);
+/** The same service without WAITROOM_ADMIN_KEY: the admin API is disabled. */
+const keyless = useTestServer(db, { env: { WAITROOM_ADMIN_KEY: "" } });
+/** The same service allowing a client one call an hour of each kind. */
+const limited = useTestServer(db, {
+  env: Object.fromEntries(Object.keys(testLimits).map((name) => [name, "1/h"])),
+});
+const services = { server, keyless, limited };
+
+type Ticket = { ticket_id: string; token: string };
+type TicketState = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
+
+/** What one scenario sends to its route. */
+type Call = {
+  /** Path parameters by name (the route's path has the placeholders). */
+  params?: Record<string, string>;
+  token?: string;
+  headers?: Record<string, string>;
+  /** JSON-encoded unless a string. */
+  body?: unknown;
+  /** The service that answers (default: server). */
+  service?: keyof typeof services;
+};
+
+type Scenario = {
+  route: Route;
+  code: ErrorCode;
+  /** The state the request meets, in words. */
+  given: string;
+  /** Puts the service in that state (undoing what outlives the test with onTestFinished) and says what to send. */
+  arrange: () => Promise<Call>;
+};
+
+const pair = (route: Route, code: string) => `${route.method.toUpperCase()} ${route.path} → ${code}`;
+
+async function databaseNow(): Promise<Date> {
+  return first(await db.sql<{ now: Date }[]>`select now()`).now;
+}
+
+async function createRoom(settings: Record<string, unknown> = {}, capacity = 1): Promise<string> {
+  const id = uniqueRoomId("codes");
+  await db.sql`select waitroom.create_room(${id}, ${capacity}, ${db.sql.json(settings as never)})`;
+  return id;
+}
+
+/**
+ * A ticket that is in `state` now, by the database's clock. Where a horizon must have passed, it
+ * joined, was admitted and claimed two minutes ago with a 60 s claim window and a 60 s session
+ * (grace 0: ended; grace an hour: draining); every other horizon is an hour away.
+ */
+async function ticketIn(state: TicketState): Promise<Ticket> {
+  const lapsed = state === "expired" || state === "draining" || state === "ended";
+  const room = await createRoom({
+    idle_seconds: 3600,
+    claim_seconds: lapsed ? 60 : 3600,
+    session_seconds: lapsed ? 60 : 3600,
+    grace_seconds: state === "ended" ? 0 : 3600,
+  });
+  const now = await databaseNow();
+  const at = lapsed ? new Date(now.getTime() - 120_000) : now;
+  const ticket = await join(db.sql, room, { now: at });
+  if (state !== "queued") expect(await admit(db.sql, room, at)).toEqual([ticket.ticket_id]);
+  if (state === "left") expect((await verdict(db.sql, "leave", ticket, at)).ok).toBe(true);
+  if (state === "active" || state === "draining" || state === "ended") {
+    expect((await verdict(db.sql, "claim", ticket, at)).ok).toBe(true);
+  }
+  // The state as the service sees it now.
+  const [seen] = await db.sql<{ status: string }[]>`
+    select status from waitroom.check(${ticket.ticket_id}::uuid, ${ticket.token})`;
+  expect(seen?.status).toBe(state);
+  return ticket;
+}
+
+/** A ticket whose holder joined again: `token` is the first, superseded one. */
+async function supersededTicket(): Promise<Ticket> {
+  const room = await createRoom({ idle_seconds: 3600 }, 0);
+  const now = await databaseNow();
+  const before = await join(db.sql, room, { holder: "ada", now });
+  const after = await join(db.sql, room, { holder: "ada", now });
+  expect(after.ticket_id).toBe(before.ticket_id);
+  return before;
+}
+
+/** The claims and key id of a real admission token, signed by a key that is not the service's. */
+async function forgedAdmissionToken(): Promise<string> {
+  const ticket = await ticketIn("admitted");
+  const claimed = await server.request(`/v1/tickets/${ticket.ticket_id}/claim`, {
+    method: "POST",
+    token: ticket.token,
+  });
+  expect(claimed.status).toBe(200);
+  const genuine = ((await claimed.json()) as { admission_token: string }).admission_token;
+  // The genuine token passes: only the signature is forged.
+  expect((await server.request("/v1/check", { method: "POST", body: { admission_token: genuine } })).status).toBe(200);
+  const { kid } = decodeProtectedHeader(genuine);
+  const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+  return new SignJWT(decodeJwt(genuine)).setProtectedHeader({ alg: "EdDSA", kid, typ: "JWT" }).sign(privateKey);
+}
+
+/** The keyless service's LISTEN connection is cut and cannot come back until the test is over. */
+async function listenerDown(): Promise<void> {
+  const database = new URL(db.url).pathname.slice(1);
+  const allowConnections = (allow: boolean) =>
+    withClient(inject("serverUrl"), (client) =>
+      client.query(`alter database "${database}" allow_connections ${allow}`),
+    );
+  await eventually(() => keyless.listener.connected, "the LISTEN connection is up");
+  const pid = keyless.listener.backendPid;
+  // No new connection to the database (those open stay): the listener cannot reconnect.
+  await allowConnections(false);
+  onTestFinished(async () => {
+    await allowConnections(true);
+    await eventually(() => keyless.listener.connected, "the LISTEN connection is back", 30_000);
+  });
+  await withClient(inject("serverUrl"), (client) => client.query("select pg_terminate_backend($1, 5000)", [pid]));
+  await eventually(() => !keyless.listener.connected, "the service sees the LISTEN connection lost");
+}
+
+const ticketRoutes = [ticketRoute, eventsRoute, claimRoute, heartbeatRoute, leaveRoute];
+const adminRoutes = [
+  rotateRoute,
+  listRoomsRoute,
+  getRoomRoute,
+  putRoomRoute,
+  deleteRoomRoute,
+  historyRoute,
+  pauseRoute,
+  resumeRoute,
+];
+/** What an admin route would do, on an existing room, with the right key. */
+const adminCall = (route: Route, room: string): Call => ({
+  params: { room },
+  body: route === putRoomRoute ? { capacity: 2 } : undefined,
+});
+const textBody = { headers: { "content-type": "text/plain" }, body: "holder=ada" };
+
+/** What the queue's rules refuse, by route, code and the ticket's state. */
+const verdicts: Array<[Route, ErrorCode, TicketState]> = [
+  [claimRoute, "not_admitted", "queued"],
+  [claimRoute, "already_claimed", "active"],
+  [claimRoute, "draining", "draining"],
+  [claimRoute, "ended", "ended"],
+  [claimRoute, "expired", "expired"],
+  [claimRoute, "left", "left"],
+  [heartbeatRoute, "draining", "draining"],
+  [heartbeatRoute, "ended", "ended"],
+  [heartbeatRoute, "expired", "expired"],
+  [heartbeatRoute, "left", "left"],
+  [leaveRoute, "ended", "ended"],
+  [leaveRoute, "expired", "expired"],
+  [leaveRoute, "left", "left"],
+  [checkRoute, "not_admitted", "queued"],
+  [checkRoute, "not_claimed", "admitted"],
+  [checkRoute, "draining", "draining"],
+  [checkRoute, "ended", "ended"],
+  [checkRoute, "expired", "expired"],
+  [checkRoute, "left", "left"],
+];
+
+/** A ticket route's call for a ticket: the token in the header, or the ticket in /v1/check's body. */
+const presenting = (route: Route, ticket: Ticket, token = ticket.token): Call =>
+  route === checkRoute ? { body: { ticket_id: ticket.ticket_id, token } } : { params: { id: ticket.ticket_id }, token };
+
+const scenarios: Scenario[] = [
+  // --- joining ---
+  {
+    route: joinRoute,
+    code: "invalid_request",
+    given: "a room id that cannot be one",
+    arrange: async () => ({ params: { room: "Not-A-Room" } }),
+  },
+  {
+    route: joinRoute,
+    code: "unsupported_media_type",
+    given: "a body that is not JSON",
+    arrange: async () => ({ params: { room: await createRoom() }, ...textBody }),
+  },
+  {
+    route: joinRoute,
+    code: "unauthorized",
+    given: "a wrong server key",
+    arrange: async () => ({ params: { room: await createRoom() }, token: `${SERVER_KEY}x`, body: {} }),
+  },
+  {
+    route: joinRoute,
+    code: "forbidden",
+    given: "a holder without the server key",
+    arrange: async () => ({ params: { room: await createRoom() }, body: { holder: "mallory" } }),
+  },
+  {
+    route: joinRoute,
+    code: "not_found",
+    given: "a room that does not exist",
+    arrange: async () => ({ params: { room: uniqueRoomId("nowhere") }, body: {} }),
+  },
+  {
+    route: joinRoute,
+    code: "origin_not_allowed",
+    given: "a browser on another site",
+    arrange: async () => ({
+      params: { room: await createRoom() },
+      headers: { origin: "https://elsewhere.example", "sec-fetch-site": "cross-site" },
+    }),
+  },
+  {
+    route: joinRoute,
+    code: "room_full",
+    given: "a room whose queue holds max_queued tickets",
+    arrange: async () => {
+      const room = await createRoom({ idle_seconds: 3600, max_queued: 1 }, 0);
+      await join(db.sql, room, { now: await databaseNow() });
+      return { params: { room }, body: {} };
+    },
+  },
+  {
+    route: joinRoute,
+    code: "room_closed",
+    given: "a closed room",
+    arrange: async () => ({ params: { room: await createRoom({ mode: "closed" }) }, body: {} }),
+  },
+
+  // --- every route a ticket's token opens ---
+  ...ticketRoutes.flatMap((route): Scenario[] => [
+    {
+      route,
+      code: "unauthorized",
+      given: "no token",
+      arrange: async () => ({ params: { id: (await ticketIn("queued")).ticket_id } }),
+    },
+    {
+      route,
+      code: "not_found",
+      given: "another ticket's token",
+      arrange: async () => ({
+        params: { id: (await ticketIn("queued")).ticket_id },
+        token: (await ticketIn("queued")).token,
+      }),
+    },
+    {
+      route,
+      code: "invalid_request",
+      given: "a ticket id that is not a UUID",
+      arrange: async () => ({ params: { id: "not-a-uuid" }, token: (await ticketIn("queued")).token }),
+    },
+    {
+      route,
+      code: "superseded",
+      given: "the token of a ticket its holder joined again",
+      arrange: async () => presenting(route, await supersededTicket()),
+    },
+  ]),
+  // Valid calls the limited service counts (answered not_found, or rate_limited once the hour's call is spent).
+  ...[joinRoute, ...ticketRoutes, checkRoute].map(
+    (route): Scenario => ({
+      route,
+      code: "rate_limited",
+      given: "the client's call of the hour spent",
+      arrange: async () => {
+        const call: Call =
+          route === joinRoute
+            ? { params: { room: uniqueRoomId("nowhere") }, service: "limited" }
+            : { ...presenting(route, await ticketIn("queued"), (await ticketIn("queued")).token), service: "limited" };
+        const spent = await send(route, call);
+        expect(((await spent.json()) as { error: { code: string } }).error.code).toMatch(/^(not_found|rate_limited)$/);
+        return call;
+      },
+    }),
+  ),
+  ...verdicts.map(
+    ([route, code, state]): Scenario => ({
+      route,
+      code,
+      given: `a ticket that is ${state}`,
+      arrange: async () => presenting(route, await ticketIn(state)),
+    }),
+  ),
+
+  // --- the protected app's check ---
+  {
+    route: checkRoute,
+    code: "invalid_request",
+    given: "neither an admission token nor a ticket",
+    arrange: async () => ({ body: {} }),
+  },
+  {
+    route: checkRoute,
+    code: "unsupported_media_type",
+    given: "a body that is not JSON",
+    arrange: async () => textBody,
+  },
+  {
+    route: checkRoute,
+    code: "invalid_token",
+    given: "an admission token signed by another key",
+    arrange: async () => ({ body: { admission_token: await forgedAdmissionToken() } }),
+  },
+  {
+    route: checkRoute,
+    code: "not_found",
+    given: "a ticket with another ticket's token",
+    arrange: async () => presenting(checkRoute, await ticketIn("active"), (await ticketIn("active")).token),
+  },
+  {
+    route: checkRoute,
+    code: "superseded",
+    given: "the token of a ticket its holder joined again",
+    arrange: async () => presenting(checkRoute, await supersededTicket()),
+  },
+
+  // --- the admin API ---
+  ...adminRoutes.flatMap((route): Scenario[] => [
+    {
+      route,
+      code: "unauthorized",
+      given: "a wrong admin key",
+      arrange: async () => ({ ...adminCall(route, await createRoom()), token: `${ADMIN_KEY}x` }),
+    },
+    {
+      route,
+      code: "forbidden",
+      given: "the admin API disabled (no WAITROOM_ADMIN_KEY)",
+      arrange: async () => ({ ...adminCall(route, await createRoom()), token: ADMIN_KEY, service: "keyless" }),
+    },
+  ]),
+  ...[getRoomRoute, deleteRoomRoute, historyRoute, pauseRoute, resumeRoute].flatMap((route): Scenario[] => [
+    {
+      route,
+      code: "invalid_request",
+      given: "a room id that cannot be one",
+      arrange: async () => ({ params: { room: "Not-A-Room" }, token: ADMIN_KEY }),
+    },
+    {
+      route,
+      code: "not_found",
+      given: "a room that does not exist",
+      arrange: async () => ({ params: { room: uniqueRoomId("nowhere") }, token: ADMIN_KEY }),
+    },
+  ]),
+  {
+    route: putRoomRoute,
+    code: "invalid_request",
+    given: "a capacity below 0",
+    arrange: async () => ({ params: { room: await createRoom() }, token: ADMIN_KEY, body: { capacity: -1 } }),
+  },
+  {
+    route: putRoomRoute,
+    code: "unsupported_media_type",
+    given: "a body that is not JSON",
+    arrange: async () => ({ params: { room: await createRoom() }, token: ADMIN_KEY, ...textBody }),
+  },
+
+  // --- operations ---
+  {
+    route: readyRoute,
+    code: "not_ready",
+    given: "the LISTEN connection lost",
+    arrange: async () => {
+      await listenerDown();
+      return { service: "keyless" };
+    },
+  },
+];
+
+/** The request a call makes to its route: the route's own method and path, so no scenario can miss it. */
+function send(route: Route, call: Call): Promise<Response> {
+  const path = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const value = call.params?.[name];
+    if (value === undefined) throw new Error(`${pair(route, "?")}: no value for {${name}}`);
+    return encodeURIComponent(value);
+  });
+  const { token, headers, body } = call;
+  return services[call.service ?? "server"].request(path, {
+    method: route.method.toUpperCase(),
+    token,
+    headers,
+    body,
+  });
+}
+
+describe("documented error codes", () => {
+  /** The (route, code) pairs the routes really answered. */
+  const answered = new Set<string>();
+
+  it("has one scenario per (route, code)", () => {
+    const keys = scenarios.map((scenario) => pair(scenario.route, scenario.code));
+    expect(keys.filter((key, i) => keys.indexOf(key) !== i)).toEqual([]);
+  });
+
+  for (const scenario of scenarios) {
+    it(`${pair(scenario.route, scenario.code)} given ${scenario.given}`, async () => {
+      const response = await send(scenario.route, await scenario.arrange());
+      const body = (await response.json()) as { error?: { code?: string; message?: string } };
+      const code = body.error?.code ?? `(status ${response.status}, no error)`;
+      answered.add(pair(scenario.route, code));
+      expect({ status: response.status, code, message: typeof body.error?.message }).toEqual({
+        status: errorCodes[scenario.code],
+        code: scenario.code,
+        message: "string",
+      });
+    });
+  }
+
+  // After the scenarios (tests in a file run in order): a code documented without a scenario, or
+  // answered without being documented, fails here.
+  it("answered every documented code of every route, and nothing else", () => {
+    const documented = routes.flatMap((route) => route["x-error-codes"].map((code) => pair(route, code)));
+    expect([...answered].sort()).toEqual(documented.sort());
+  });
+});
