@@ -7,7 +7,7 @@ create type waitroom.verdict as (
   expires_at timestamptz
 );
 comment on type waitroom.verdict is
-  'Answer of check/claim/heartbeat/leave: ok, a precise code (ok, unknown, superseded, queued, not_claimed, already_claimed, draining, ended, expired, left), the ticket status and the deadline that matters for it.';
+  'Answer of check/heartbeat/leave (and the first four columns of claim_result): ok, a precise code (ok, unknown, superseded, queued, not_claimed, already_claimed, draining, ended, expired, left), the ticket status and the deadline that matters for it.';
 
 create type waitroom.sweep_result as (
   offers_expired   bigint,
@@ -18,3 +18,37 @@ create type waitroom.sweep_result as (
   events_purged    bigint
 );
 comment on type waitroom.sweep_result is 'What one waitroom.sweep() call changed, by kind.';
+
+create type waitroom.claim_result as (
+  ok         boolean,
+  code       text,
+  status     text,
+  expires_at timestamptz,
+  holder     text,
+  room_id    text,
+  "instance" integer
+);
+comment on type waitroom.claim_result is
+  'Answer of claim: the verdict (ok, code, status, expires_at) and, when ok, what an admission token carries: the ticket''s holder (null for an anonymous one), room and instance; null on any other answer.';
+
+create type waitroom.room_listing as (
+  id                 text,
+  capacity           integer,
+  admit_per_minute   integer,
+  session_seconds    integer,
+  grace_seconds      integer,
+  claim_seconds      integer,
+  idle_seconds       integer,
+  renew_on_heartbeat boolean,
+  mode               text,
+  opens_at           timestamptz,
+  tick_ms            integer,
+  retention_seconds  integer,
+  health_url         text,
+  max_queued         integer,
+  created_at         timestamptz,
+  updated_at         timestamptz,
+  stats              jsonb
+);
+comment on type waitroom.room_listing is
+  'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds and health.';

@@ -1,10 +1,35 @@
 -- Private helpers (underscore-prefixed): not granted to the app role.
 
--- The clock every time-dependent verb uses; tests pin it with p_now.
+-- Who may pin the clock. A verb runs as its owner (security definer), so the
+-- caller is session_user: the role that logged in, which only a superuser can
+-- change. The service's role is neither the owner nor in waitroom_clock, so it
+-- cannot move time (an admission deadline, a session's end) for anyone.
+create function waitroom._pinned_clock(p_now timestamptz) returns timestamptz
+language plpgsql stable parallel safe
+as $$
+begin
+  if p_now is not null
+     and not pg_has_role(session_user, 'waitroom_clock', 'member')
+     and not pg_has_role(session_user, (select n.nspowner from pg_namespace n where n.nspname = 'waitroom'), 'member')
+  then
+    perform waitroom._fail('WR403', format(
+      'role %I may not pass p_now: only the owner of schema waitroom and members of waitroom_clock may pin the clock',
+      session_user));
+  end if;
+  return p_now;
+end
+$$;
+comment on function waitroom._pinned_clock(timestamptz) is
+  'p_now, after checking that the session user may pin the clock (the schema owner, a superuser or a member of waitroom_clock); WR403 otherwise. Null stays null, unchecked.';
+
+-- The clock every time-dependent verb uses; tests and DBAs pin it with p_now.
+-- The check runs only when p_now is given: the service's calls (p_now null)
+-- cost a coalesce, as before, and this stays inlinable.
 create function waitroom._now(p_now timestamptz) returns timestamptz
 language sql stable parallel safe
-as $$ select coalesce(p_now, now()) $$;
-comment on function waitroom._now(timestamptz) is 'p_now when given, else the transaction time: the injectable clock.';
+as $$ select case when p_now is null then now() else waitroom._pinned_clock(p_now) end $$;
+comment on function waitroom._now(timestamptz) is
+  'p_now when given (and the session user may pin the clock, see _pinned_clock), else the transaction time: the injectable clock.';
 
 -- Tokens are compared by hash only. Stable, as convert_to is: an immutable
 -- wrapper around it is never inlined, and a call per row cost join_many ≈ 6%.
@@ -43,7 +68,7 @@ begin
 end
 $$;
 comment on function waitroom._fail(text, text) is
-  'Raise a waitroom error: WR400 invalid argument, WR404 unknown room, WR409 room exists, WR503 room closed, WRFUL queue full (max_queued).';
+  'Raise a waitroom error: WR400 invalid argument, WR403 not allowed (p_now from a role that may not pin the clock), WR404 unknown room, WR409 room exists, WR503 room closed, WRFUL queue full (max_queued).';
 
 create function waitroom._room(p_room text) returns waitroom.rooms
 language plpgsql stable
@@ -78,15 +103,16 @@ as $$
 $$;
 comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger; returns it as JSON.';
 
--- Shard chosen by backend so concurrent writers rarely share a row.
-create function waitroom._dequeue(p_room text, p_count bigint) returns void
+-- Only bumps a tally: the queue numbers drawn minus this sum is the depth
+-- (_depth). Shard chosen by backend so concurrent writers rarely share a row.
+create function waitroom._tally_dequeued(p_room text, p_count bigint) returns void
 language sql
 as $$
   update waitroom.queue_tally
      set dequeued = dequeued + p_count
    where room_id = p_room and shard = pg_backend_pid() % 16
 $$;
-comment on function waitroom._dequeue(text, bigint) is
+comment on function waitroom._tally_dequeued(text, bigint) is
   'Record that p_count queue numbers of the room no longer stand for queued tickets.';
 
 create function waitroom._depth(p_room text) returns bigint
@@ -144,138 +170,6 @@ end
 $$;
 comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, timestamptz) is
   'Verdict for a ticket and presented token hash: wrong tokens learn nothing beyond "unknown".';
-
--- State transitions driven by time, for one room or all; each kind bounded
--- by p_limit, rows picked with SKIP LOCKED so concurrent callers share work.
-create function waitroom._expire(p_room text, p_limit integer, p_now timestamptz)
-returns table (
-  offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint, freed_rooms text[],
-  event_ids bigint[]
-)
-language plpgsql
-as $$
-#variable_conflict use_column
-declare
-  v_freed  text[];
-  v_rooms  text[];
-  v_counts bigint[];
-  v_ids    bigint[];
-begin
-  -- Offers nobody claimed in time: the seat goes back to the pool.
-  with lapsed as (
-    select t.id
-      from waitroom.rooms r
-      join waitroom.tickets t on t.room_id = r.id
-     where (p_room is null or r.id = p_room)
-       and t.status = 'admitted' and t.claim_deadline <= p_now
-     limit p_limit
-       for update of t skip locked
-  ), done as (
-    update waitroom.tickets t
-       set status = 'expired', ended_at = p_now, end_reason = 'claim_timeout'
-      from lapsed where t.id = lapsed.id
-    returning t.id, t.room_id
-  )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
-    into offers_expired, freed_rooms, event_ids
-    from logged l;
-
-  -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
-  -- room's cutoff fixed before the scan, so the presence index bounds it: a
-  -- live queue of a million costs an index probe, not a read of every ticket.
-  with idle as (
-    select t.id
-      from waitroom.rooms r
-     cross join lateral (
-       select q.id
-         from waitroom.tickets q
-        where q.room_id = r.id and q.status = 'queued'
-          and q.last_seen_at <= p_now - make_interval(secs => r.idle_seconds)
-        order by q.last_seen_at
-        limit p_limit
-          for update skip locked
-     ) t
-     where (p_room is null or r.id = p_room)
-     limit p_limit
-  ), done as (
-    update waitroom.tickets t
-       set status = 'expired', ended_at = p_now, end_reason = 'idle'
-      from idle where t.id = idle.id
-    returning t.id, t.room_id
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
-    returning e.id
-  )
-  select g.rooms, g.counts, l.ids
-    into v_rooms, v_counts, v_ids
-    from (select array_agg(room_id) as rooms, array_agg(n) as counts
-            from (select room_id, count(*) as n from done group by room_id) per_room) g,
-         (select coalesce(array_agg(l.id), '{}') as ids from logged l) l;
-  perform waitroom._dequeue(v_rooms[i], v_counts[i]) from generate_subscripts(v_rooms, 1) i;
-  idle_expired := coalesce((select sum(n) from unnest(v_counts) n), 0);
-  event_ids := event_ids || v_ids;
-
-  -- Sessions past expiry + grace end (straight from active when sweep lagged).
-  with over as (
-    select t.id
-      from waitroom.rooms r
-      join waitroom.tickets t on t.room_id = r.id
-     where (p_room is null or r.id = p_room)
-       and t.status in ('active', 'draining')
-       and t.expires_at <= p_now - make_interval(secs => r.grace_seconds)
-     limit p_limit
-       for update of t skip locked
-  ), done as (
-    update waitroom.tickets t
-       set status = 'ended', ended_at = p_now, end_reason = 'session_over'
-      from over where t.id = over.id
-    returning t.id, t.room_id
-  )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
-    into sessions_ended, v_freed, v_ids
-    from logged l;
-  event_ids := event_ids || v_ids;
-  freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
-
-  -- Sessions past expiry start draining.
-  with due as (
-    select t.id
-      from waitroom.rooms r
-      join waitroom.tickets t on t.room_id = r.id
-     where (p_room is null or r.id = p_room)
-       and t.status = 'active' and t.expires_at <= p_now
-     limit p_limit
-       for update of t skip locked
-  ), done as (
-    update waitroom.tickets t
-       set status = 'draining'
-      from due where t.id = due.id
-    returning t.id, t.room_id, t.expires_at
-  )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done
-    returning e.id
-  )
-  select count(*), coalesce(array_agg(l.id), '{}') into sessions_drained, v_ids from logged l;
-  event_ids := event_ids || v_ids;
-
-  return next;
-end
-$$;
-comment on function waitroom._expire(text, integer, timestamptz) is
-  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back, event_ids the ids of the ledger rows written (for waitroom._publish_ids).';
 
 -- Admission ticks are graphile-worker jobs, one chain per room: job_key
 -- admit:<room> collapses duplicates, queue_name keeps a room's ticks serial.

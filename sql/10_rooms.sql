@@ -39,19 +39,17 @@ end
 $$;
 comment on function waitroom._apply_settings(waitroom.rooms, jsonb) is 'Room row with p_settings applied; WR400 on unknown keys or values of the wrong type.';
 
--- Write a room row back; constraint violations become WR400 naming the rule.
+-- Write a room row back: the settings (_room_settings, the one list of them)
+-- and updated_at. Constraint violations become WR400 naming the rule.
 create function waitroom._save_room(r waitroom.rooms) returns void
 language plpgsql
 as $$
+declare
+  v_columns text := (select string_agg(format('%I', s), ', ') from unnest(waitroom._room_settings() || 'updated_at'::text) s);
 begin
-  update waitroom.rooms
-     set (capacity, admit_per_minute, session_seconds, grace_seconds, claim_seconds, idle_seconds,
-          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, shuffle_seed, health_url, updated_at,
-          max_queued)
-       = (r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds, r.idle_seconds,
-          r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds, r.shuffle_seed, r.health_url,
-          r.updated_at, r.max_queued)
-   where id = r.id;
+  execute format('update waitroom.rooms set (%1$s) = (select %1$s from (select ($1).*) given) where id = ($1).id',
+                 v_columns)
+    using r;
 exception
   when check_violation then
     perform waitroom._fail('WR400', format('invalid settings for room %L: %s', r.id, sqlerrm));
@@ -169,6 +167,7 @@ create function waitroom.delete_room(p_room text, p_now timestamptz default null
 language plpgsql
 as $$
 declare
+  v_now timestamptz := waitroom._now(p_now);
   r waitroom.rooms;
 begin
   perform waitroom._lock_room(p_room);
@@ -177,9 +176,42 @@ begin
   delete from waitroom.queue_tally where room_id = p_room;
   delete from waitroom.rooms where id = p_room;
   execute format('drop sequence %s', r.queue_seq);
-  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_deleted', '{}', waitroom._now(p_now))));
+  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_deleted', '{}', v_now)));
   return r;
 end
 $$;
 comment on function waitroom.delete_room(text, timestamptz) is
   'Delete a room and all its tickets; the ledger keeps its events until retention. WR404 if unknown.';
+
+-- PUT /v1/rooms/{room}: one verb that creates the room or, when it exists
+-- (or a concurrent call created it first), changes it.
+create function waitroom.put_room(p_room text, p_settings jsonb, p_now timestamptz default null) returns boolean
+language plpgsql
+as $$
+declare
+  v_capacity integer;
+begin
+  if exists (select from waitroom.rooms where id = p_room) then
+    perform waitroom.configure_room(p_room, p_settings, p_now);
+    return false;
+  end if;
+  begin
+    v_capacity := (p_settings ->> 'capacity')::integer;
+  exception when data_exception then
+    perform waitroom._fail('WR400', format('invalid settings: capacity: %s', sqlerrm));
+  end;
+  if v_capacity is null then
+    perform waitroom._fail('WR400', 'capacity is required to create a room');
+  end if;
+  begin
+    perform waitroom.create_room(p_room, v_capacity, p_settings - 'capacity', p_now);
+    return true;
+  exception when sqlstate 'WR409' then
+    -- Created by a concurrent call meanwhile: ours is a change.
+    perform waitroom.configure_room(p_room, p_settings, p_now);
+    return false;
+  end;
+end
+$$;
+comment on function waitroom.put_room(text, jsonb, timestamptz) is
+  'Create the room with p_settings (capacity required) or, if it exists, configure it with them. Returns true when it created the room. Errors as create_room and configure_room.';

@@ -12,7 +12,7 @@
 -- that fit it, and what a join means lives in the helpers both call: which
 -- rooms take joins (_join_room), which arguments are valid (_join_error),
 -- which replaced tokens are kept (_supersede), what the ledger says
--- (_joined_data, _rejoined_data), with the shared _admit, _dequeue and
+-- (_joined_data, _rejoined_data), with the shared _admit, _tally_dequeued and
 -- _depth, taken in the same lock order. Measured the same way, join with
 -- these helpers stays within 2% of the single-row join it replaced.
 
@@ -166,7 +166,7 @@ begin
   -- The tally last, after the ticket row and the room's admission lock:
   -- the order every verb takes them in (no deadlock).
   if v_lost > 0 then
-    perform waitroom._dequeue(p_room, v_lost);
+    perform waitroom._tally_dequeued(p_room, v_lost);
   end if;
 
   token := v_token;
@@ -439,7 +439,7 @@ begin
   -- The tally last, after the ticket rows and the room's admission lock:
   -- the order every verb takes them in (no deadlock).
   if v_lost > 0 then
-    perform waitroom._dequeue(p_room, v_lost);
+    perform waitroom._tally_dequeued(p_room, v_lost);
   end if;
 
   v_depth := waitroom._depth(p_room);

@@ -34,7 +34,7 @@ begin
   -- The clock is read after the lock, not at transaction start: admissions
   -- committed by whoever held the lock before must fall inside the rate
   -- window, and ours must be stamped later than theirs.
-  v_now := coalesce(p_now, clock_timestamp());
+  v_now := coalesce(waitroom._pinned_clock(p_now), clock_timestamp());
   r := waitroom._room(p_room);
   if r.mode not in ('open', 'passthrough') or r.opens_at > v_now then
     return;
@@ -99,7 +99,7 @@ begin
       into v_logged, v_tickets, v_holders, v_priorities
       from done d;
     if v_logged is not null then
-      perform waitroom._dequeue(p_room, cardinality(v_logged));
+      perform waitroom._tally_dequeued(p_room, cardinality(v_logged));
       v_event_ids := v_event_ids || v_logged;
     end if;
   end if;

@@ -3,7 +3,7 @@
 -- with a precise code, never exceptions, and change nothing.
 
 create function waitroom.claim(p_ticket uuid, p_token text, p_now timestamptz default null)
-returns waitroom.verdict
+returns waitroom.claim_result
 language plpgsql
 as $$
 declare
@@ -25,7 +25,7 @@ begin
   if found then
     perform waitroom._publish(jsonb_build_array(
       waitroom._event(t.room_id, t.id, 'active', jsonb_build_object('expires_at', t.expires_at), v_now)));
-    return row(true, 'ok', 'active', t.expires_at)::waitroom.verdict;
+    return row(true, 'ok', 'active', t.expires_at, t.holder, t.room_id, t.instance)::waitroom.claim_result;
   end if;
 
   select * into t from waitroom.tickets where id = p_ticket;
@@ -34,11 +34,11 @@ begin
   if v.code = 'ok' then
     v := row(false, 'already_claimed', v.status, v.expires_at)::waitroom.verdict;
   end if;
-  return v;
+  return row(v.ok, v.code, v.status, v.expires_at, null, null, null)::waitroom.claim_result;
 end
 $$;
 comment on function waitroom.claim(uuid, text, timestamptz) is
-  'Turn an admission offer into an active seat for session_seconds. Exactly one concurrent caller wins; others get already_claimed. Codes: ok, unknown, superseded, queued, already_claimed, draining, ended, expired, left.';
+  'Turn an admission offer into an active seat for session_seconds. Exactly one concurrent caller wins; others get already_claimed. Codes: ok, unknown, superseded, queued, already_claimed, draining, ended, expired, left. The winner also learns holder, room_id and instance (for the admission token).';
 
 create function waitroom.heartbeat(p_ticket uuid, p_token text, p_now timestamptz default null)
 returns waitroom.verdict
@@ -78,6 +78,39 @@ $$;
 comment on function waitroom.heartbeat(uuid, text, timestamptz) is
   'The holder is present: refreshes last_seen_at of a queued, admitted or active ticket and, where the room renews on heartbeat, extends an active seat to now + session_seconds. ok = recorded.';
 
+-- POST /v1/tickets/{id}/heartbeat in one round trip: the heartbeat, then the
+-- state it left (read in a later statement, so an extended seat shows).
+create function waitroom.heartbeat_state(p_ticket uuid, p_token text, p_now timestamptz default null)
+returns table (
+  code        text,
+  ticket_id   uuid,
+  room_id     text,
+  status      text,
+  "position"  bigint,
+  depth       bigint,
+  approximate boolean,
+  eta_seconds integer,
+  eta_low_seconds  integer,
+  eta_high_seconds integer,
+  expires_at  timestamptz,
+  instance    integer
+)
+language plpgsql
+as $$
+#variable_conflict use_column
+declare
+  v waitroom.verdict := waitroom.heartbeat(p_ticket, p_token, p_now);
+begin
+  return query
+  select v.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate, s.eta_seconds,
+         s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance
+    from (select 1) one
+    left join waitroom.ticket_states(array[p_ticket], array[p_token], p_now) s on v.ok;
+end
+$$;
+comment on function waitroom.heartbeat_state(uuid, text, timestamptz) is
+  'heartbeat, then the ticket''s state as ticket_states shows it: one row whose code is heartbeat''s (ok = recorded); the state columns are null unless ok.';
+
 create function waitroom.leave(p_ticket uuid, p_token text, p_now timestamptz default null)
 returns waitroom.verdict
 language plpgsql
@@ -107,7 +140,7 @@ begin
     return waitroom._verdict(t, r, v_hash, v_now);
   end if;
   if v_from = 'queued' then
-    perform waitroom._dequeue(r.id, 1);
+    perform waitroom._tally_dequeued(r.id, 1);
   else
     perform waitroom._wake(r.id);
   end if;

@@ -44,6 +44,27 @@ select r.id as room_id,
 comment on view waitroom.room_stats is
   'One row per room: queued, admitted (offers), active, draining, free_seats, admissions in the last minute, the oldest current wait, the median wait of admissions in the last 15 minutes, and health: null without a health_url, else healthy, unhealthy or unknown (not probed yet; admission waits). oldest_wait reads every queued ticket of the room.';
 
+-- The admin API's rooms, built here so the view stays the one definition of the numbers.
+create function waitroom.list_rooms(p_room text default null) returns setof waitroom.room_listing
+language sql stable
+as $$
+  select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
+         r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
+         r.health_url, r.max_queued, r.created_at, r.updated_at,
+         jsonb_build_object(
+           'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
+           'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,
+           'oldest_wait_seconds', extract(epoch from s.oldest_wait)::float8,
+           'median_wait_seconds', extract(epoch from s.median_wait)::float8,
+           'health', s.health)
+    from waitroom.rooms r
+    join waitroom.room_stats s on s.room_id = r.id
+   where p_room is null or r.id = p_room
+   order by r.id
+$$;
+comment on function waitroom.list_rooms(text) is
+  'Every room (or only p_room; no row if unknown) with its settings and live numbers from room_stats, in id order: what GET /v1/rooms shows.';
+
 create view waitroom.queue as
 select t.room_id,
        row_number() over (partition by t.room_id order by t.priority desc, t.seq) as "position",

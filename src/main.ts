@@ -44,7 +44,7 @@ async function serve({ config, log, shutdown }: Context, parts: { worker: boolea
   try {
     const database = await openDatabase(config, log, { signal: shutdown });
     closers.push(() => database.close());
-    await migrate(database.url, log, { signal: shutdown });
+    await migrate(database.migrateUrl, log, { signal: shutdown });
     shutdown.throwIfAborted();
 
     if (parts.worker) {
@@ -88,7 +88,7 @@ async function serve({ config, log, shutdown }: Context, parts: { worker: boolea
 async function migrateOnly({ config, log, shutdown }: Context): Promise<void> {
   const database = await openDatabase(config, log, { signal: shutdown });
   try {
-    await migrate(database.url, log, { signal: shutdown });
+    await migrate(database.migrateUrl, log, { signal: shutdown });
   } finally {
     await database.close();
   }

@@ -80,6 +80,7 @@ const originList = z.string().transform((value, context): string[] =>
 /** Environment variables the service reads; unset values take these defaults. */
 const environmentSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
+  WAITROOM_MIGRATE_URL: postgresUrl.optional(),
   PORT: port.default(8080),
   HOST: z.string().trim().min(1).default("0.0.0.0"),
   WAITROOM_LISTEN_BACKLOG: integer(1, 65_535).default(65_535),
@@ -118,8 +119,13 @@ const environmentSchema = z.object({
 });
 
 export type Config = {
-  /** Unset: an embedded PostgreSQL is started in `dataDir`. */
+  /** The service's (least-privileged) connection. Unset: an embedded PostgreSQL is started in `dataDir`. */
   databaseUrl: string | undefined;
+  /**
+   * The owner's connection, for migrations only. Unset: migrate through databaseUrl, which then needs the
+   * owner's privileges only when the schema is not current.
+   */
+  migrateUrl: string | undefined;
   port: number;
   host: string;
   /**
@@ -191,7 +197,12 @@ export type GroupingSettings = {
 };
 
 /** Variables whose value must never appear in a message or a log. */
-const secret: Record<string, true> = { DATABASE_URL: true, WAITROOM_ADMIN_KEY: true, WAITROOM_SERVER_KEY: true };
+const secret: Record<string, true> = {
+  DATABASE_URL: true,
+  WAITROOM_MIGRATE_URL: true,
+  WAITROOM_ADMIN_KEY: true,
+  WAITROOM_SERVER_KEY: true,
+};
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -201,7 +212,13 @@ export class ConfigError extends Error {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "not set", as in most shells' habits.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
-  const parsed = environmentSchema.safeParse(present);
+  const parsed = environmentSchema
+    // The embedded database migrates as its own superuser: an owner URL without a service URL is a mistake.
+    .refine((e) => e.WAITROOM_MIGRATE_URL === undefined || e.DATABASE_URL !== undefined, {
+      path: ["WAITROOM_MIGRATE_URL"],
+      message: "needs DATABASE_URL (the service's connection); unset, the embedded database is used",
+    })
+    .safeParse(present);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = issue.path.join(".");
@@ -213,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
+    migrateUrl: e.WAITROOM_MIGRATE_URL,
     port: e.PORT,
     host: e.HOST,
     listenBacklog: e.WAITROOM_LISTEN_BACKLOG,

@@ -96,8 +96,9 @@ async function ensureTraversable(path: string, log: Logger): Promise<void> {
   }
 }
 
-async function readOrCreatePassword(dataDir: string): Promise<string> {
-  const file = join(dataDir, "password");
+/** The password kept in dataDir/name (created on first use, readable by this user only). */
+export async function readOrCreatePassword(dataDir: string, name = "password"): Promise<string> {
+  const file = join(dataDir, name);
   try {
     return (await readFile(file, "utf8")).trim();
   } catch {

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runMigrations as installWorkerSchema } from "graphile-worker";
@@ -20,6 +21,12 @@ const SQL_STATE_TABLE = "public.waitroom_sql_state";
 
 /** Bump when the way sql/ is applied changes, so every database re-applies it once. */
 const APPLY_VERSION = "1";
+
+/**
+ * Part of the checksum: a new graphile-worker may bring migrations of its own, which the owner must run
+ * (the service's role cannot), so an upgrade makes the next migrate do the whole job once.
+ */
+const WORKER_VERSION = (createRequire(import.meta.url)("graphile-worker/package.json") as { version: string }).version;
 
 /*
  * sql/ holds every function, view and standalone type of schema waitroom and
@@ -101,7 +108,7 @@ type SqlFile = { name: string; text: string };
 async function readSqlDirectory(dir: string): Promise<{ files: SqlFile[]; checksum: string }> {
   const names = (await readdir(dir)).filter((name) => name.endsWith(".sql")).sort();
   const files = await Promise.all(names.map(async (name) => ({ name, text: await readFile(join(dir, name), "utf8") })));
-  const hash = createHash("sha256").update(`apply-version ${APPLY_VERSION}\0`);
+  const hash = createHash("sha256").update(`apply-version ${APPLY_VERSION}\0graphile-worker ${WORKER_VERSION}\0`);
   for (const file of files) hash.update(`${file.name}\0${file.text}\0`);
   return { files, checksum: hash.digest("hex") };
 }
@@ -109,6 +116,29 @@ async function readSqlDirectory(dir: string): Promise<{ files: SqlFile[]; checks
 async function fingerprint(client: pg.Client): Promise<string> {
   const { rows } = await client.query<{ fingerprint: string }>(catalogFingerprint);
   return rows[0]?.fingerprint ?? "";
+}
+
+/** Names of the migrations in dir, in the order node-pg-migrate applies them (as it records them). */
+async function migrationNames(dir: string): Promise<string[]> {
+  return (await readdir(dir))
+    .filter((name) => name.endsWith(".sql"))
+    .sort()
+    .map((name) => name.replace(/\.sql$/, ""));
+}
+
+/**
+ * Whether every migration and sql/ (checksum and catalog fingerprint) are as this release would leave them,
+ * read through waitroom.schema_state: no privilege beyond the service's role, no lock, no write.
+ */
+async function schemaIsCurrent(client: pg.Client, migrations: string[], checksum: string): Promise<boolean> {
+  const { rows: found } = await client.query("select to_regprocedure('waitroom.schema_state()') is not null as ok");
+  if (!found[0]?.ok) return false;
+  const { rows } = await client.query<{ migrations: string[]; checksum: string; fingerprint: string }>(
+    "select * from waitroom.schema_state()",
+  );
+  const state = rows[0];
+  if (!state || state.checksum !== checksum || state.migrations.join("\n") !== migrations.join("\n")) return false;
+  return state.fingerprint === (await fingerprint(client));
 }
 
 /*
@@ -221,11 +251,17 @@ export async function migrate(databaseUrl: string, log: Logger, options: Migrate
   try {
     await client.connect();
     signal?.throwIfAborted();
+    // A start against a current schema (the common case) must not need the owner's privileges.
+    const dir = options.migrationsDir ?? migrationsDir;
+    if (await schemaIsCurrent(client, await migrationNames(dir), checksum)) {
+      log.info({ sqlFiles: files.length }, "database already up to date");
+      return { migrations: [], sqlApplied: false };
+    }
     await client.query("set client_min_messages = warning");
     await client.query("select pg_advisory_lock($1::bigint)", [MIGRATE_LOCK]);
     const applied = await runner({
       dbClient: client,
-      dir: options.migrationsDir ?? migrationsDir,
+      dir,
       migrationsTable: MIGRATIONS_TABLE,
       direction: "up",
       noLock: true,

@@ -38,6 +38,8 @@ const sqlErrors: Record<string, ErrorCode> = {
   WR404: "not_found",
   WR503: "room_closed",
   WRFUL: "room_full",
+  // p_now from a role that may not pin the clock: the service never sends one.
+  WR403: "forbidden",
 };
 
 /** The database is unreachable or going away: an outage to retry after, not a bug. */

@@ -109,20 +109,30 @@ export async function ticketStates(sql: Sql, presented: readonly PresentedToken[
   }));
 }
 
-export type Claimed = Verdict & { holder: string | null; room_id: string; instance: number };
+/** The answer of claim (waitroom.claim_result): the winner also learns what its admission token carries. */
+export type Claimed =
+  | {
+      ok: true;
+      code: "ok";
+      status: TicketStatus;
+      expires_at: Date;
+      holder: string | null;
+      room_id: string;
+      instance: number;
+    }
+  | (Verdict & { ok: false; holder: null; room_id: null; instance: null });
 
 export async function claim(sql: Sql, ticketId: string, token: string): Promise<Claimed> {
-  // The ticket row is read in the statement's snapshot: holder, room and instance do not change on claim.
-  const [row] = await sql<Claimed[]>`
-    select c.*, t.holder, t.room_id, t.instance
-      from waitroom.claim(${ticketId}, ${token}) c
-      left join waitroom.tickets t on t.id = ${ticketId}`;
+  const [row] = await sql<Claimed[]>`select * from waitroom.claim(${ticketId}, ${token})`;
   return row as Claimed;
 }
 
-export async function heartbeat(sql: Sql, ticketId: string, token: string): Promise<Verdict> {
-  const [row] = await sql<Verdict[]>`select * from waitroom.heartbeat(${ticketId}, ${token})`;
-  return row as Verdict;
+/** Heartbeat and the state it left, in one round trip (waitroom.heartbeat_state); state only when code is ok. */
+export async function heartbeat(sql: Sql, ticketId: string, token: string): Promise<TokenState> {
+  const [row] = await sql<(TicketState & { code: string })[]>`
+    select * from waitroom.heartbeat_state(${ticketId}, ${token})`;
+  const { code, ...state } = row as TicketState & { code: string };
+  return { code, state: state.ticket_id === null ? undefined : state };
 }
 
 export async function leave(sql: Sql, ticketId: string, token: string): Promise<Verdict> {
@@ -172,9 +182,10 @@ export async function noticeEvents(sql: Sql, ranges: readonly IdRange[]): Promis
   return row?.events ?? [];
 }
 
-export async function createRoom(sql: Sql, room: string, settings: RoomSettings): Promise<void> {
-  const { capacity, ...rest } = settings;
-  await sql`select waitroom.create_room(${room}, ${capacity ?? null}, ${sql.json(rest)})`;
+/** Create the room or, if it exists, change it (waitroom.put_room); true when it was created. */
+export async function putRoom(sql: Sql, room: string, settings: RoomSettings): Promise<boolean> {
+  const [row] = await sql<{ created: boolean }[]>`select waitroom.put_room(${room}, ${sql.json(settings)}) as created`;
+  return row?.created ?? false;
 }
 
 export async function configureRoom(sql: Sql, room: string, settings: RoomSettings): Promise<void> {
@@ -185,22 +196,9 @@ export async function deleteRoom(sql: Sql, room: string): Promise<void> {
   await sql`select waitroom.delete_room(${room})`;
 }
 
-/** Rooms with their live numbers from waitroom.room_stats; one room when `room` is given. */
+/** Rooms with their live numbers (waitroom.list_rooms); one room when `room` is given. */
 export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[]> {
-  return sql<RoomWithStats[]>`
-    select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
-           r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
-           r.health_url, r.max_queued, r.created_at, r.updated_at,
-           jsonb_build_object(
-             'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
-             'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,
-             'oldest_wait_seconds', extract(epoch from s.oldest_wait)::float8,
-             'median_wait_seconds', extract(epoch from s.median_wait)::float8,
-             'health', s.health) as stats
-      from waitroom.rooms r
-      join waitroom.room_stats s on s.room_id = r.id
-     where ${room ?? null}::text is null or r.id = ${room ?? null}
-     order by r.id`;
+  return sql<RoomWithStats[]>`select * from waitroom.list_rooms(${room ?? null})`;
 }
 
 /** One minute of a room's ledger (waitroom.history). */

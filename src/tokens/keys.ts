@@ -25,9 +25,6 @@ type KeySet = {
   current?: { kid: string; privateKey: CryptoKey };
 };
 
-/** Serialises key creation and rotation across processes (2001 is the per-room lock). */
-const KEY_LOCK_CLASS = 2002;
-
 /** Our kids are RFC 7638 SHA-256 thumbprints; anything else cannot be ours and never costs a reload. */
 const KID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
@@ -43,18 +40,21 @@ async function generateKey(): Promise<{ kid: string; publicJwk: JWK; privateJwk:
   return { kid: await calculateJwkThumbprint(publicJwk), publicJwk, privateJwk: await exportJWK(privateKey) };
 }
 
-/** Signing keys kept in waitroom.signing_keys, so every replica signs and publishes the same ones. */
+/**
+ * Signing keys kept in waitroom.signing_keys, so every replica signs and publishes the same ones; reached
+ * only through waitroom.published_keys, current_signing_key and add_signing_key.
+ */
 export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyStoreOptions): KeyStore {
   let cache: KeySet | undefined;
   let loading: { startedAt: number; promise: Promise<KeySet> } | undefined;
 
   async function read(startedAt: number): Promise<KeySet> {
-    // Only the current key's private half leaves the database.
+    // The public halves of every listed key, and the private half of the current one only.
     const rows = await sql<KeyRow[]>`
-      select kid, public_jwk, case when retired_at is null then private_jwk end as private_jwk
-        from waitroom.signing_keys
-       where retired_at is null or retired_at > now() - make_interval(secs => ${retiredKeyTtlSeconds})
-       order by retired_at desc nulls first, created_at desc`;
+      select k.kid, k.public_jwk, c.private_jwk
+        from waitroom.published_keys(${retiredKeyTtlSeconds}) with ordinality k(kid, public_jwk, current, listed)
+        left join waitroom.current_signing_key() c on c.kid = k.kid
+       order by k.listed`;
     const set: KeySet = { loadedAt: startedAt, keys: new Map() };
     for (const row of rows) {
       const jwk: PublicJwk = {
@@ -92,23 +92,13 @@ export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyS
   const cached = () => load(performance.now() - cacheMs);
   const reload = () => load(performance.now());
 
-  /** Insert a new current key under the lock; without retire, only if there is none (first use). */
-  async function insertKey(retire: boolean): Promise<string> {
+  /** Add a new current key (waitroom.add_signing_key); without rotate, only if there is none (first use). */
+  async function addKey(rotate: boolean): Promise<string> {
     const key = await generateKey();
-    const kid = await sql.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(${KEY_LOCK_CLASS}, 0)`;
-      if (retire) {
-        await tx`update waitroom.signing_keys set retired_at = now() where retired_at is null`;
-      } else {
-        const [current] = await tx<{ kid: string }[]>`select kid from waitroom.signing_keys where retired_at is null`;
-        if (current) return current.kid;
-      }
-      await tx`
-        insert into waitroom.signing_keys (kid, public_jwk, private_jwk)
-        values (${key.kid}, ${sql.json(key.publicJwk)}, ${sql.json(key.privateJwk)})`;
-      log.info({ kid: key.kid }, retire ? "signing key rotated" : "signing key created");
-      return key.kid;
-    });
+    const [row] = await sql<{ kid: string }[]>`
+      select waitroom.add_signing_key(${key.kid}, ${sql.json(key.publicJwk)}, ${sql.json(key.privateJwk)}, ${rotate}) as kid`;
+    const kid = row?.kid ?? key.kid;
+    if (kid === key.kid) log.info({ kid }, rotate ? "signing key rotated" : "signing key created");
     await reload();
     return kid;
   }
@@ -117,7 +107,7 @@ export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyS
     async signingKey() {
       let current = (await cached()).current;
       if (!current) {
-        await insertKey(false);
+        await addKey(false);
         current = (await cached()).current;
       }
       if (!current) throw new Error("no current signing key after creating one");
@@ -132,6 +122,6 @@ export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyS
     async listed() {
       return [...(await cached()).keys.values()].map((key) => key.jwk);
     },
-    rotate: () => insertKey(true),
+    rotate: () => addKey(true),
   };
 }

@@ -14,6 +14,8 @@ declare module "vitest" {
     serverUrl: string;
     /** Migrated database that each test file clones. */
     templateDatabase: string;
+    /** The service's login role: a member of waitroom_app and waitroom_worker, nothing else. */
+    serviceRole: { name: string; password: string };
   }
 }
 
@@ -21,6 +23,8 @@ declare module "vitest" {
  * One PostgreSQL for the whole run: TEST_DATABASE_URL or DATABASE_URL when
  * set (the role needs CREATEDB), else an embedded server in a temporary
  * directory. A template database is migrated once; every test file clones it.
+ * The services under test connect as a least-privileged login role made here,
+ * as an operator would make it (docs/operations.md).
  */
 export default async function setup(project: TestProject) {
   const log = createLogger(process.env.LOG_LEVEL ?? "warn");
@@ -45,12 +49,19 @@ export default async function setup(project: TestProject) {
   const templateUrl = new URL(serverUrl);
   templateUrl.pathname = `/${templateDatabase}`;
   await migrate(templateUrl.toString(), log);
+  // Roles are cluster-wide: one per run, so that runs sharing a server do not share it.
+  const serviceRole = { name: `waitroom_service_${process.pid}`, password: randomBytes(18).toString("base64url") };
+  await admin.query(`drop role if exists ${serviceRole.name}`);
+  await admin.query(`create role ${serviceRole.name} login password '${serviceRole.password}'`);
+  await admin.query(`grant waitroom_app, waitroom_worker to ${serviceRole.name}`);
 
   project.provide("serverUrl", serverUrl);
   project.provide("templateDatabase", templateDatabase);
+  project.provide("serviceRole", serviceRole);
 
   return async () => {
     await admin.query(`drop database if exists ${templateDatabase} with (force)`);
+    await admin.query(`drop role if exists ${serviceRole.name}`);
     await admin.end();
     if (embedded) {
       await embedded.stop();

@@ -44,7 +44,7 @@ export type TestServer = HttpService & {
   ): Promise<Response>;
 };
 
-/** A real HTTP server (and, with `worker`, the real scheduler) on the test file's database. */
+/** A real HTTP server (and, with `worker`, the real scheduler) on the test file's database, as the service's role. */
 export function useTestServer(
   db: TestDatabase,
   options: { worker?: boolean; env?: Record<string, string> } = {},
@@ -54,9 +54,9 @@ export function useTestServer(
   beforeAll(async () => {
     const config = loadConfig(testEnvironment(options.env));
     const log = createLogger(config.logLevel);
-    const http = await startHttp({ databaseUrl: db.url, config, log });
+    const http = await startHttp({ databaseUrl: db.serviceUrl, config, log });
     if (options.worker) {
-      scheduler = await startWorker({ databaseUrl: db.url, log, concurrency: 4, sweepIntervalMs: 1000 });
+      scheduler = await startWorker({ databaseUrl: db.serviceUrl, log, concurrency: 4, sweepIntervalMs: 1000 });
     }
     Object.assign(server, http, {
       request: (path: string, init: Parameters<TestServer["request"]>[1] = {}) => {

@@ -33,7 +33,7 @@ async function leave(base: string, ticket: Ticket): Promise<void> {
 async function startApp(port: number): Promise<Running> {
   const env = testEnvironment({
     PORT: String(port),
-    DATABASE_URL: db.url,
+    DATABASE_URL: db.serviceUrl,
     WAITROOM_SHUTDOWN_TIMEOUT_MS: "5000",
     // debug logs every request: none may show a token (the stream takes it in the query string).
     LOG_LEVEL: "debug",

@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { z } from "zod";
 import { loadConfig } from "../../src/config/index.js";
 import { createSql } from "../../src/db/client.js";
-import { type EmbeddedPostgres, freePort, startEmbeddedPostgres } from "../../src/db/embedded.js";
+import { type Database, openDatabase } from "../../src/db/database.js";
+import { freePort } from "../../src/db/embedded.js";
 import { migrate } from "../../src/db/migrate.js";
 import type { joinResponse } from "../../src/http/contracts.js";
 import { type HttpService, startHttp } from "../../src/http/server.js";
@@ -24,14 +25,14 @@ import { StreamRecorder, testEnvironment } from "../helpers/http.js";
 
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
 const dataDir = join(tmpdir(), `waitroom-restart-${randomBytes(5).toString("hex")}`);
-let postgres: EmbeddedPostgres | undefined;
+let postgres: Database | undefined;
 let http: HttpService | undefined;
 let scheduler: Scheduler | undefined;
 
 afterAll(async () => {
   await scheduler?.stop().catch(() => {});
   await http?.close().catch(() => {});
-  await postgres?.stop();
+  await postgres?.close();
   await rm(dataDir, { recursive: true, force: true });
 }, 60_000);
 
@@ -40,14 +41,16 @@ type Ticket = z.infer<typeof joinResponse>;
 describe("a restarted database", { timeout: 120_000 }, () => {
   it("answers 503 during the outage, loses nothing and carries on by itself afterwards", async () => {
     const port = await freePort();
-    const start = () => startEmbeddedPostgres({ dataDir, port, durable: true, log });
+    // The embedded database as `start` opens it: the service connects as its least-privileged role.
+    const config = loadConfig({ WAITROOM_DATA_DIR: dataDir, WAITROOM_EMBEDDED_PG_PORT: String(port) });
+    const start = () => openDatabase(config, log);
     postgres = await start();
     const url = postgres.url;
-    await migrate(url, log);
+    await migrate(postgres.migrateUrl, log);
     http = await startHttp({ databaseUrl: url, config: loadConfig(testEnvironment()), log });
     scheduler = await startWorker({ databaseUrl: url, log, concurrency: 2, sweepIntervalMs: 1000 });
     const base = http.url;
-    const sql = createSql(url, { max: 1 });
+    const sql = createSql(postgres.migrateUrl, { max: 1 });
     await sql`select waitroom.create_room('encore', 1, '{"idle_seconds": 3600, "claim_seconds": 3600}')`;
     await sql.end();
 
@@ -61,7 +64,7 @@ describe("a restarted database", { timeout: 120_000 }, () => {
     try {
       await stream.next((m) => m.event === "state" && m.data.position === 1, 15_000);
 
-      await postgres.stop();
+      await postgres.close();
       const during = await join();
       expect(during.status).toBe(503);
       expect(during.body).toEqual({ error: { code: "unavailable", message: expect.any(String) } });

@@ -116,7 +116,7 @@ describe("the opening rush", () => {
 
   it("gives one holder one ticket, however its joins are spread over batches and replicas", async () => {
     const config = loadConfig(testEnvironment(unlimited));
-    const replica = await startHttp({ databaseUrl: db.url, config, log: createLogger(config.logLevel) });
+    const replica = await startHttp({ databaseUrl: db.serviceUrl, config, log: createLogger(config.logLevel) });
     replicas.push(replica);
     const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
     const responses = await Promise.all(

@@ -32,6 +32,10 @@ describe("claim", () => {
       code: "ok",
       status: "active",
       expires_at: at(69.999),
+      // What the admission token carries; an anonymous ticket has no holder.
+      holder: null,
+      room_id: expect.any(String),
+      instance: 1,
     });
     expect(await ticketRow(db.sql, ticket.ticket_id)).toMatchObject({ status: "active", claimed_at: at(9.999) });
     expect(await eventTypes(db.sql, ticket.ticket_id)).toEqual(["joined", "admitted", "active"]);
@@ -67,6 +71,8 @@ describe("claim", () => {
         code: "unknown",
         status: null,
         expires_at: null,
+        // claim tells only its winner what an admission token carries.
+        ...(verb === "claim" ? { holder: null, room_id: null, instance: null } : {}),
       });
       expect(
         await verdict(db.sql, verb, { ticket_id: "00000000-0000-4000-8000-000000000000", token: ticket.token }, at(1)),

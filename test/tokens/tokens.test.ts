@@ -20,7 +20,8 @@ import { admit, createRoom, first, join } from "../helpers/queue.js";
 const db = useTestDatabase();
 const log = createLogger("silent");
 
-const issuer = (options: { sql?: Sql; cacheMs?: number } = {}) => createTokenIssuer({ sql: db.sql, log, ...options });
+const issuer = (options: { sql?: Sql; cacheMs?: number } = {}) =>
+  createTokenIssuer({ sql: db.serviceSql, log, ...options });
 
 /** Claims for a made-up seat; ticket ids must be uuids. */
 const claims = (overrides: { holder?: string | null; expiresAt?: Date } = {}) => ({

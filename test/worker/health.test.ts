@@ -49,7 +49,7 @@ async function stopUpstream(): Promise<void> {
 
 beforeAll(async () => {
   await startUpstream();
-  runner = await startWorker({ databaseUrl: db.url, log, concurrency: 2, sweepIntervalMs: 1000 });
+  runner = await startWorker({ databaseUrl: db.serviceUrl, log, concurrency: 2, sweepIntervalMs: 1000 });
 });
 afterAll(async () => {
   await runner?.stop();

@@ -31,7 +31,9 @@ describe("competing worker processes", () => {
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
     const workers: Running[] = [];
     for (let i = 0; i < WORKERS; i++) {
-      workers.push(launch({ DATABASE_URL: db.url, LOG_LEVEL: "info", WAITROOM_SWEEP_INTERVAL_MS: "500" }, "worker"));
+      workers.push(
+        launch({ DATABASE_URL: db.serviceUrl, LOG_LEVEL: "info", WAITROOM_SWEEP_INTERVAL_MS: "500" }, "worker"),
+      );
     }
     await eventually(
       () => {

@@ -13,7 +13,7 @@ const runners: Scheduler[] = [];
 beforeAll(async () => {
   // Two schedulers on one database, as two app processes would run them.
   for (let i = 0; i < 2; i++) {
-    runners.push(await startWorker({ databaseUrl: db.url, log, concurrency: 2, sweepIntervalMs: 200 }));
+    runners.push(await startWorker({ databaseUrl: db.serviceUrl, log, concurrency: 2, sweepIntervalMs: 200 }));
   }
 });
 afterAll(async () => {

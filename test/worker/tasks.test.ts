@@ -22,7 +22,8 @@ let upstream: Server;
 let upstreamStatus = 200;
 
 beforeAll(async () => {
-  pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  // The tasks run as the scheduler does: as the service's role.
+  pool = new pg.Pool({ connectionString: db.serviceUrl, max: 2 });
   utils = await makeWorkerUtils({ pgPool: pool });
   helpers = {
     query: (text, values) => pool.query(text, values),

@@ -133,21 +133,8 @@ export function mountRooms(
   mount(putRoomRoute, async (c) => {
     const { room } = c.req.valid("param");
     const changes = c.req.valid("json");
-    const [existing] = await queue.listRooms(sql, room);
-    if (existing) {
-      await queue.configureRoom(sql, room, changes);
-      return c.json(await oneRoom(room), 200);
-    }
-    if (changes.capacity === undefined) throw new ApiError("invalid_request", "capacity is required to create a room");
-    try {
-      await queue.createRoom(sql, room, changes);
-    } catch (error) {
-      // Created by a concurrent PUT meanwhile: apply ours as a change.
-      if ((error as { code?: string }).code !== "WR409") throw error;
-      await queue.configureRoom(sql, room, changes);
-      return c.json(await oneRoom(room), 200);
-    }
-    return c.json(await oneRoom(room), 201);
+    const created = await queue.putRoom(sql, room, changes);
+    return c.json(await oneRoom(room), created ? 201 : 200);
   });
 
   mount(deleteRoomRoute, async (c) => {

@@ -218,9 +218,9 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
 
   mount(heartbeatRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const verdict = await queue.heartbeat(sql, id, c.var.ticketToken);
-    if (!verdict.ok) throw verdictError(verdict.code);
-    return c.json(ticketView(await stateOf(id, c.var.ticketToken)), 200);
+    const { code, state } = await queue.heartbeat(sql, id, c.var.ticketToken);
+    if (code !== "ok" || !state) throw verdictError(code);
+    return c.json(ticketView(state), 200);
   });
 
   mount(leaveRoute, async (c) => {
