@@ -75,6 +75,12 @@ export const RETRY_MS = 2_000;
 /** A stream ended for a newer one of its ticket waits this long before it reconnects (and ends the oldest in turn). */
 const REPLACED_RETRY_MS = 30_000;
 
+/** Shutdown (or a recycled stream): the client reconnects after retryMs, to another replica; the stream closes. */
+export function sayGoodbye(client: StreamClient, why = "server shutting down", retryMs = 500): void {
+  client.write(`${formatSse({ retry: retryMs }).trimEnd()}\n: ${why}, reconnect\n\n`);
+  client.close();
+}
+
 export function formatSse(message: { event?: string; id?: number; data?: unknown; retry?: number }): string {
   let text = "";
   if (message.retry !== undefined) text += `retry: ${message.retry}\n`;
@@ -181,7 +187,7 @@ export class Hub {
       if (!state) return { kind: "refused", code };
       if (missed.length === 0 && terminalStatuses.has(state.status)) return { kind: "over" };
       if (this.#closed) {
-        this.#sayGoodbye(client);
+        sayGoodbye(client);
         return { kind: "streaming", unsubscribe: () => {} };
       }
       const subscriber = this.#add(state, client);
@@ -257,15 +263,10 @@ export class Hub {
     for (const timer of this.#timers) clearInterval(timer);
     for (const subscribers of this.#rooms.values()) {
       for (const subscriber of [...subscribers]) {
-        this.#sayGoodbye(subscriber.client);
+        sayGoodbye(subscriber.client);
         this.#end(subscriber);
       }
     }
-  }
-
-  #sayGoodbye(client: StreamClient, why = "server shutting down", retryMs = 500): void {
-    client.write(`${formatSse({ retry: retryMs }).trimEnd()}\n: ${why}, reconnect\n\n`);
-    client.close();
   }
 
   /**
@@ -278,7 +279,7 @@ export class Hub {
       for (const subscriber of [...subscribers]) {
         if (subscriber.recycleAt > now) continue;
         this.#metrics.streamsRecycled.inc();
-        this.#sayGoodbye(subscriber.client, "stream recycled", 50);
+        sayGoodbye(subscriber.client, "stream recycled", 50);
         this.#end(subscriber);
       }
     }

@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import type { LimitSettings, MetricsSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import type { Hub } from "../events/hub.js";
+import type { RoomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { GroupedQueue } from "../queue/grouped.js";
@@ -25,6 +26,8 @@ export type AppDeps = {
   /** Joins and ticket reads, grouped with those arriving at the same moment. */
   grouped: GroupedQueue;
   hub: Hub;
+  /** The rooms, streamed to the operators' dashboards. */
+  rooms: RoomsFeed;
   tokens: TokenIssuer;
   metrics: Metrics;
   log: Logger;
@@ -54,7 +57,7 @@ function allowedMethods(document: OpenApiDocument) {
 
 /** The HTTP application: the routers of each concern, the pages, and what every request shares. */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { sql, grouped, hub, tokens, metrics, log, listener, settings } = deps;
+  const { sql, grouped, hub, rooms, tokens, metrics, log, listener, settings } = deps;
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
 
   const fail = (c: Context<AppEnv>, error: ApiError) => {
@@ -111,7 +114,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens }));
-  serve((router) => mountRooms(router, sql));
+  serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
   mountPages(app);

@@ -7,6 +7,7 @@ import type { Config } from "../config/index.js";
 import { connectSql, type Sql } from "../db/client.js";
 import { Hub } from "../events/hub.js";
 import { type Listener, startListener } from "../events/listener.js";
+import { roomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import { createMetrics } from "../metrics.js";
 import { createGroupedQueue } from "../queue/grouped.js";
@@ -121,11 +122,13 @@ export async function startHttp(options: {
     pingTimeoutMs: config.listen.pingTimeoutMs,
     timeouts: config.sessionTimeouts,
   });
+  const rooms = roomsFeed(sql);
   const tokens = createTokenIssuer({ sql, log });
   const app = createApp({
     sql,
     grouped,
     hub,
+    rooms,
     tokens,
     metrics,
     log,
@@ -164,6 +167,7 @@ export async function startHttp(options: {
   } catch (error) {
     hub.close();
     if (server.listening) server.close();
+    rooms.close();
     await release();
     throw error;
   }
@@ -181,6 +185,7 @@ export async function startHttp(options: {
         metricsServer ? closeServer(metricsServer, drainMs, log) : undefined,
       ]);
       hub.close();
+      rooms.close();
       await drained;
       await release();
     },

@@ -1,8 +1,12 @@
+import { EventSource } from "eventsource";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/index.js";
 import { room as roomContract, roomList } from "../../src/http/contracts.js";
+import { startHttp } from "../../src/http/server.js";
+import { createLogger } from "../../src/log.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { ADMIN_KEY, SERVER_KEY, type TestServer, useTestServer } from "../helpers/http.js";
+import { ADMIN_KEY, SERVER_KEY, type TestServer, testEnvironment, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
 import { apiRoutes as routes } from "../helpers/routes.js";
 
@@ -260,6 +264,48 @@ describe("the admin API", () => {
     expect((await jwks()).map((key) => key.kid)).toEqual([third, kid, oldKid]);
   });
 
+  it("streams the rooms to an operator: at once as GET /v1/rooms answers them, then on every change", async () => {
+    const id = uniqueRoomId("watched");
+    expect((await put(id, { capacity: 1 })).status).toBe(201);
+    const answered = roomList.parse(await (await server.request("/v1/rooms", { token: ADMIN_KEY })).json());
+
+    // The key goes in a header, as the dashboard sends it with fetch.
+    const source = new EventSource(`${server.url}/v1/events/rooms`, {
+      fetch: (input, init) =>
+        fetch(input, { ...init, headers: { ...init?.headers, authorization: `Bearer ${ADMIN_KEY}` } }),
+    });
+    const received: Room[][] = [];
+    let wake = () => {};
+    source.addEventListener("rooms", (message) => {
+      received.push(roomList.parse(JSON.parse(message.data)).rooms);
+      wake();
+    });
+    /** The first message from `from` on whose room `id` matches; resolved by the stream's own events. */
+    const next = async (match: (room: Room) => boolean, from = 0): Promise<number> => {
+      for (;;) {
+        const index = received.findIndex((rooms, i) => i >= from && rooms.some((r) => r.id === id && match(r)));
+        if (index >= 0) return index;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    };
+    try {
+      const first = await next(() => true);
+      expect(first).toBe(0);
+      expect(received[0]?.find((r) => r.id === id)).toEqual(answered.rooms.find((r) => r.id === id));
+
+      await join(id);
+      const queued = await next((r) => r.stats.queued === 1);
+      expect(received[queued]?.find((r) => r.id === id)?.stats.queued).toBe(1);
+
+      expect((await server.request(`/v1/rooms/${id}/pause`, { method: "POST", token: ADMIN_KEY })).status).toBe(200);
+      await next((r) => r.mode === "paused", queued);
+    } finally {
+      source.close();
+    }
+  });
+
   it("refuses every admin route without the key or with a wrong one (401)", async () => {
     const id = uniqueRoomId("guarded");
     expect((await put(id, { capacity: 1 })).status).toBe(201);
@@ -368,5 +414,30 @@ describe("the admin API without WAITROOM_ADMIN_KEY", () => {
     expect(await roomRows(id)).toBe(0);
     // The rest of the API still works.
     expect((await server.request("/healthz")).status).toBe(200);
+  });
+});
+
+describe("the rooms stream when the service stops", () => {
+  it("tells the dashboard to reconnect (to another replica) and ends, instead of holding the shutdown", async () => {
+    const http = await startHttp({
+      databaseUrl: db.url,
+      config: loadConfig(testEnvironment()),
+      log: createLogger("silent"),
+    });
+    const response = await fetch(`${http.url}/v1/events/rooms`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    expect(response.status).toBe(200);
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    const read = async () => {
+      const part = await reader.read();
+      if (!part.done) text += decoder.decode(part.value, { stream: true });
+      return !part.done;
+    };
+    let text = "";
+    while (!text.includes("event: rooms")) await read();
+    const closed = http.close();
+    while (await read()) {}
+    await closed;
+    expect(text).toMatch(/retry: 500\n: server shutting down, reconnect\n\n$/);
   });
 });

@@ -14,6 +14,7 @@ import {
   pauseRoute,
   putRoomRoute,
   resumeRoute,
+  roomsStreamRoute,
 } from "../../src/http/routes/rooms.js";
 import {
   claimRoute,
@@ -177,6 +178,7 @@ const adminRoutes = [
   historyRoute,
   pauseRoute,
   resumeRoute,
+  roomsStreamRoute,
 ];
 /** What an admin route would do, on an existing room, with the right key. */
 const adminCall = (route: Route, room: string): Call => ({

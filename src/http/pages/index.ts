@@ -60,7 +60,8 @@ function securityHeaders(c: Context, options: { inlineStyles?: boolean } = {}): 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch] ?? ch);
 
-const page = (title: string, script: string | undefined, body: string) => `<!doctype html>
+/** A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its own). */
+const page = (title: string, script: string | undefined, body: string, vendor: string[] = []) => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -68,6 +69,14 @@ const page = (title: string, script: string | undefined, body: string) => `<!doc
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
 <link rel="icon" href="/favicon.ico" type="image/svg+xml">
+${vendor
+  .map((name) =>
+    name.endsWith(".css")
+      ? `<link rel="stylesheet" href="${vendorUrl(name)}">`
+      : // Deferred like the module below, and run before it, in document order.
+        `<script defer src="${vendorUrl(name)}"></script>`,
+  )
+  .join("\n")}
 <link rel="stylesheet" href="/assets/pages.css?v=${assets.get("pages.css")?.etag.slice(1, 9)}">
 ${script ? `<script type="module" src="/assets/${script}?v=${assets.get(script)?.etag.slice(1, 9)}"></script>` : ""}
 </head>
@@ -135,7 +144,7 @@ export function adminPage(): string {
     `<main id="admin" class="admin">
   <header class="admin-header">
     <h1>waitroom admin</h1>
-    <p><span id="updated" class="muted"></span> <button id="signout" type="button" hidden>Sign out</button></p>
+    <p class="header-status"><span id="live" class="live" data-live="off" hidden><span class="icon" aria-hidden="true">○</span> <span id="live-text">Connecting…</span></span> <span id="updated" class="muted"></span> <button id="signout" type="button" hidden>Sign out</button></p>
   </header>
   <noscript><p class="panel">The dashboard needs JavaScript.</p></noscript>
   <form id="login" class="panel" hidden>
@@ -148,37 +157,34 @@ export function adminPage(): string {
   <div id="dashboard" hidden>
     <section aria-labelledby="rooms-title">
       <h2 id="rooms-title">Rooms</h2>
-      <div class="table-wrap">
-        <table id="rooms">
-          <caption class="visually-hidden">Rooms with their live numbers and controls, refreshed every 2 seconds</caption>
-          <thead><tr>
-            <th scope="col">Room</th><th scope="col">Mode</th><th scope="col">Capacity</th>
-            <th scope="col">Queued</th><th scope="col">Offered</th><th scope="col">Active</th>
-            <th scope="col">Draining</th><th scope="col">Free</th><th scope="col">Admitted / min</th>
-            <th scope="col">Median wait</th><th scope="col">Oldest wait</th><th scope="col" class="controls-head">Controls</th>
-          </tr></thead>
-          <tbody></tbody>
-        </table>
-      </div>
+      <p class="muted note">Live from the service's stream. Waits and abandonment cover the last 15 minutes; p90 is the worst minute's.</p>
+      <div id="rooms" class="room-cards"></div>
       <p id="no-rooms" hidden>No rooms yet.</p>
       <form id="create" class="inline-form">
         <fieldset>
           <legend>Create a room</legend>
-          <label for="create-id">Room id</label>
-          <input id="create-id" required pattern="[a-z0-9][a-z0-9_\\-]{0,47}" placeholder="launch">
-          <label for="create-capacity">Capacity</label>
-          <input id="create-capacity" type="number" min="0" max="1000000" required value="100">
+          <span><label for="create-id">Room id</label>
+          <input id="create-id" required pattern="[a-z0-9][a-z0-9_\\-]{0,47}" placeholder="launch"></span>
+          <span><label for="create-capacity">Capacity</label>
+          <input id="create-capacity" type="number" min="0" required value="100"></span>
           <button type="submit">Create</button>
         </fieldset>
       </form>
     </section>
     <section aria-labelledby="charts-title">
-      <h2 id="charts-title">The last hour</h2>
-      <p><label for="chart-room">Room</label> <select id="chart-room"></select></p>
+      <h2 id="charts-title">History</h2>
+      <div class="chart-controls">
+        <span><label for="chart-room">Room</label> <select id="chart-room"></select></span>
+        <span role="group" aria-label="Time window" class="windows">
+          <button type="button" data-minutes="5" aria-pressed="false">5 min</button>
+          <button type="button" data-minutes="60" aria-pressed="true">1 h</button>
+          <button type="button" data-minutes="1440" aria-pressed="false">24 h</button>
+        </span>
+      </div>
       <div class="charts">
-        <figure id="chart-depth" class="chart"><figcaption>Queue depth</figcaption><div class="plot"></div></figure>
-        <figure id="chart-admissions" class="chart"><figcaption>Admissions per minute <span class="legend"><span class="key bar"></span> admitted <span class="key dashed"></span> joined</span></figcaption><div class="plot"></div></figure>
-        <figure id="chart-waits" class="chart"><figcaption>Wait before admission <span class="legend"><span class="key solid"></span> median <span class="key dotted"></span> 90th percentile</span></figcaption><div class="plot"></div></figure>
+        <figure id="chart-depth" class="chart"><figcaption>Queue depth <span class="legend"><span class="item"><span class="key area"></span> queued</span></span></figcaption><div class="plot"></div><p class="visually-hidden summary"></p></figure>
+        <figure id="chart-admissions" class="chart"><figcaption>Per minute <span class="legend"><span class="item"><span class="key bar"></span> admitted</span> <span class="item"><span class="key joined"></span> joined</span> <span class="item"><span class="key limit"></span> limit</span></span></figcaption><div class="plot"></div><p class="visually-hidden summary"></p></figure>
+        <figure id="chart-waits" class="chart"><figcaption>Wait before admission <span class="legend"><span class="item"><span class="key median"></span> median</span> <span class="item"><span class="key p90"></span> p90</span></span></figcaption><div class="plot"></div><p class="visually-hidden summary"></p></figure>
       </div>
       <details>
         <summary>The numbers behind the charts</summary>
@@ -190,14 +196,19 @@ export function adminPage(): string {
       </details>
     </section>
   </div>
+  <dialog id="confirm" aria-labelledby="confirm-title">
+    <h2 id="confirm-title">Are you sure?</h2>
+    <p id="confirm-text"></p>
+    <p class="dialog-actions"><button id="confirm-cancel" type="button">Cancel</button> <button id="confirm-ok" type="button" class="danger">Confirm</button></p>
+  </dialog>
   <div id="status" class="visually-hidden" role="status" aria-live="polite"></div>
 </main>`,
+    ["uplot.css", "uplot.js"],
   );
 }
 
 /** The API reference: Scalar's standalone renderer, from its npm package (@scalar/api-reference), reading /openapi.json. */
 export function docsPage(): string {
-  const version = (name: string) => (name === "vendor" ? scalarVersion : assets.get(name)?.etag.slice(1, 9));
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -210,33 +221,57 @@ export function docsPage(): string {
 <body>
 <noscript><p>The API reference needs JavaScript; the description itself is <a href="/openapi.json">/openapi.json</a>.</p></noscript>
 <div id="reference"></div>
-<script src="/assets/vendor/scalar-api-reference.js?v=${version("vendor")}"></script>
-<script src="/assets/docs.js?v=${version("docs.js")}"></script>
+<script src="${vendorUrl("scalar-api-reference.js")}"></script>
+<script src="/assets/docs.js?v=${assets.get("docs.js")?.etag.slice(1, 9)}"></script>
 </body>
 </html>
 `;
 }
 
-const scalarEntry = import.meta.resolve("@scalar/api-reference");
-const scalarVersion = (JSON.parse(readFileSync(new URL("../package.json", scalarEntry), "utf8")) as { version: string })
-  .version;
+/** A file of an npm package that a page uses, served by this service under /assets/vendor/ (no CDN). */
+type VendorFile = { entry: string; file: string; type: string };
+
+/** The packages' entry points sit in dist/ (or alike), one level below package.json. */
+const vendorFiles: Record<string, VendorFile> = {
+  "scalar-api-reference.js": {
+    entry: import.meta.resolve("@scalar/api-reference"),
+    file: "browser/standalone.js",
+    type: "text/javascript; charset=utf-8",
+  },
+  "uplot.js": {
+    entry: import.meta.resolve("uplot"),
+    file: "uPlot.iife.min.js",
+    type: "text/javascript; charset=utf-8",
+  },
+  "uplot.css": { entry: import.meta.resolve("uplot"), file: "uPlot.min.css", type: "text/css; charset=utf-8" },
+};
+
+const packageVersion = (entry: string) =>
+  (JSON.parse(readFileSync(new URL("../package.json", entry), "utf8")) as { version: string }).version;
+
+/** The package's version: pages link /assets/vendor/<name>?v=<version>, so an upgrade is a new URL. */
+const vendorVersions = new Map(Object.entries(vendorFiles).map(([name, file]) => [name, packageVersion(file.entry)]));
 
 type CompressedAsset = Asset & { gzipped: Buffer };
 
-/** Read and compressed on first request: 4.8 MB that most processes (and tests) never serve. */
-let scalarBundle: Promise<CompressedAsset> | undefined;
-function scalarAsset(): Promise<CompressedAsset> {
-  scalarBundle ??= (async () => {
-    const body = await readFile(new URL("browser/standalone.js", scalarEntry), "utf8");
-    return {
-      body,
-      type: "text/javascript; charset=utf-8",
-      etag: `"scalar-api-reference-${scalarVersion}"`,
-      gzipped: await promisify(gzip)(body),
-    };
-  })();
-  return scalarBundle;
+/** Read and compressed on first request: Scalar's is 4.8 MB that most processes (and tests) never serve. */
+const vendorAssets = new Map<string, Promise<CompressedAsset>>();
+function vendorAsset(name: string): Promise<CompressedAsset> | undefined {
+  const vendor = vendorFiles[name];
+  if (!vendor) return undefined;
+  let asset = vendorAssets.get(name);
+  if (!asset) {
+    asset = (async () => {
+      const body = await readFile(new URL(vendor.file, vendor.entry), "utf8");
+      const etag = `"${name.replace(/\.\w+$/, "")}-${vendorVersions.get(name)}"`;
+      return { body, type: vendor.type, etag, gzipped: await promisify(gzip)(body) };
+    })();
+    vendorAssets.set(name, asset);
+  }
+  return asset;
 }
+
+const vendorUrl = (name: string) => `/assets/vendor/${name}?v=${vendorVersions.get(name)}`;
 
 /** GET /: what this service is and where its pages are, for whoever opens its address. */
 export function landingPage(): string {
@@ -278,9 +313,10 @@ export function mountPages<E extends Env>(app: Hono<E>): void {
     return c.html(docsPage());
   });
 
-  app.get("/assets/vendor/scalar-api-reference.js", async (c) => {
-    const asset = await scalarAsset();
+  app.get("/assets/vendor/:name", async (c) => {
+    const asset = await vendorAsset(c.req.param("name"));
     securityHeaders(c);
+    if (!asset) return c.html(notFoundPage("No such file."), 404);
     c.header("content-type", asset.type);
     c.header("etag", asset.etag);
     c.header("vary", "accept-encoding");

@@ -9,6 +9,7 @@ import {
   pauseRoute,
   putRoomRoute,
   resumeRoute,
+  roomsStreamRoute,
 } from "./rooms.js";
 import { claimRoute, eventsRoute, heartbeatRoute, joinRoute, leaveRoute, ticketRoute } from "./tickets.js";
 
@@ -30,6 +31,7 @@ export const routes: readonly Route[] = [
   historyRoute,
   pauseRoute,
   resumeRoute,
+  roomsStreamRoute,
   healthRoute,
   readyRoute,
   metricsRoute,

@@ -1,8 +1,13 @@
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import { z } from "@hono/zod-openapi";
 import type { Sql } from "../../db/client.js";
+import { formatSse, RETRY_MS } from "../../events/hub.js";
+import { ROOMS_FEED_EVERY_MS, type RoomsFeed } from "../../events/rooms-feed.js";
 import * as queue from "../../queue/index.js";
 import { historyQuery, room, roomHistory, roomList, roomParams, roomSettings } from "../contracts.js";
 import { ApiError } from "../errors.js";
 import { callers, defineRoute, type Router } from "../route.js";
+import { sseHeaders, sseResponse } from "../sse.js";
 
 /*
  * Rooms, for operators (the admin key): create and configure, watch, pause and resume, delete.
@@ -96,7 +101,25 @@ const modeRoute = (action: "pause" | "resume", summary: string, description: str
 export const pauseRoute = modeRoute("pause", "Pause admission", "Stop admitting; joins are still accepted.");
 export const resumeRoute = modeRoute("resume", "Resume admission", "Admit again (mode open).");
 
-export function mountRooms({ mount }: Router, sql: Sql): void {
+export const roomsStreamRoute = defineRoute({
+  method: "get",
+  path: "/v1/events/rooms",
+  summary: "Stream the rooms (Server-Sent Events)",
+  description:
+    "The admin dashboard's feed. `event: rooms` events whose data is what GET /v1/rooms answers: one at once, " +
+    `then one whenever a room's settings or numbers change (the rooms are read every ${ROOMS_FEED_EVERY_MS / 1000} s, ` +
+    "once for all subscribers). The admin key goes in the Authorization header: read the stream with fetch, " +
+    "since EventSource cannot send headers and a key in the URL would end up in logs.",
+  tags: ["rooms"],
+  security: callers.admin,
+  responses: { 200: { description: "The stream.", content: { "text/event-stream": { schema: z.string() } } } },
+  errors: [],
+});
+
+export function mountRooms(
+  { mount }: Router,
+  { sql, rooms, streamBufferBytes }: { sql: Sql; rooms: RoomsFeed; streamBufferBytes: number },
+): void {
   const oneRoom = async (id: string) => {
     const [found] = await queue.listRooms(sql, id);
     if (!found) throw new ApiError("not_found", `room '${id}' does not exist`);
@@ -117,6 +140,16 @@ export function mountRooms({ mount }: Router, sql: Sql): void {
   mount(deleteRoomRoute, async (c) => {
     await queue.deleteRoom(sql, c.req.valid("param").room);
     return c.body(null, 204);
+  });
+
+  mount(roomsStreamRoute, async (c) => {
+    // Hono answers HEAD with this handler and drops the body without cancelling it: open no stream.
+    if (c.req.method === "HEAD") return c.body(null, 200, sseHeaders);
+    let unwatch = () => {};
+    const stream = sseResponse(c.env.outgoing, streamBufferBytes, () => unwatch());
+    stream.client.write(formatSse({ retry: RETRY_MS }));
+    if (stream.start()) unwatch = rooms.watch(stream.client);
+    return RESPONSE_ALREADY_SENT as unknown as Response;
   });
 
   mount(historyRoute, async (c) => {
