@@ -26,6 +26,14 @@ $$;
 comment on function waitroom.ticket_events(uuid, bigint, integer) is
   'Events a ticket''s stream shows (its own and its room''s) with id > p_after, oldest first: what a client resuming with Last-Event-ID missed.';
 
+-- Where a stream resumes when it has shown no ledger event yet (a recycled stream's goodbye).
+create function waitroom.latest_event_id()
+returns bigint
+language sql stable
+as $$ select coalesce(max(id), 0) from waitroom.events $$;
+comment on function waitroom.latest_event_id() is
+  'The newest ledger id (0 for an empty ledger): what a stream that has shown no event yet tells its client to resume after (Last-Event-ID), so the events it misses while reconnecting are replayed.';
+
 -- A process whose LISTEN connection dropped reads what it may have missed.
 create function waitroom.room_events(p_rooms text[], p_since timestamptz, p_limit integer default 10000)
 returns setof waitroom.events

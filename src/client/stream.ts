@@ -122,6 +122,8 @@ export async function subscribe(
 
   /** One parsed message: de-duplicated, delivered, acted on; returns why to stop, if it should. */
   const handle = (type: string, id: string | undefined, text: string): Reason | undefined => {
+    // A stream's goodbye: nothing to show, only where to resume.
+    if (type === "reconnect" && id !== undefined) lastEventId = id;
     if (!EVENT_TYPES.has(type)) return undefined; // newer servers may add events: skip, don't fail
     if (id !== undefined) {
       lastEventId = id;

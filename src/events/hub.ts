@@ -3,6 +3,7 @@ import type { Sql } from "../db/client.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import {
+  latestEventId,
   type PresentedToken,
   positions,
   roomEvents,
@@ -52,6 +53,8 @@ type Subscriber = {
   ending: LedgerEvent | undefined;
   /** performance.now() after which the stream is ended for its client to reconnect (Infinity: never). */
   recycleAt: number;
+  /** The newest ledger id this stream resumed after or was sent. */
+  resumeAfter: number;
   closed: boolean;
 };
 
@@ -75,9 +78,20 @@ export const RETRY_MS = 2_000;
 /** A stream ended for a newer one of its ticket waits this long before it reconnects (and ends the oldest in turn). */
 const REPLACED_RETRY_MS = 30_000;
 
-/** Shutdown (or a recycled stream): the client reconnects after retryMs, to another replica; the stream closes. */
-export function sayGoodbye(client: StreamClient, why = "server shutting down", retryMs = 500): void {
-  client.write(`${formatSse({ retry: retryMs }).trimEnd()}\n: ${why}, reconnect\n\n`);
+/**
+ * Shutdown (or a recycled stream): the client reconnects after retryMs, to another replica; the stream
+ * closes. With `resume`, a `reconnect` event first gives the client the ledger id to come back with as
+ * Last-Event-ID (an id in a block without data sets nothing in EventSource implementations such as
+ * the `eventsource` package), so what commits while it is away is replayed, not lost.
+ */
+export function sayGoodbye(
+  client: StreamClient,
+  why = "server shutting down",
+  retryMs = 500,
+  resume?: { id: number; data: StreamData },
+): void {
+  const goodbye = resume ? formatSse({ event: "reconnect", ...resume }) : "";
+  client.write(`${goodbye}${formatSse({ retry: retryMs }).trimEnd()}\n: ${why}, reconnect\n\n`);
   client.close();
 }
 
@@ -132,6 +146,11 @@ export class Hub {
    */
   readonly #opening = new Map<string, Set<LedgerEvent[]>>();
   #closed = false;
+  /**
+   * The newest ledger id at start or delivered since: every stream has been shown all it concerns up
+   * to here (as events or in its state). Unknown until the ledger's head is read.
+   */
+  #latestId: number | undefined;
   readonly #tickets = new Map<string, Set<Subscriber>>();
   /** Rooms being re-read; true = changed again meanwhile, read once more. */
   readonly #refreshing = new Map<string, boolean>();
@@ -156,6 +175,13 @@ export class Hub {
       for (const room of this.#rooms.keys()) this.refresh(room);
     });
     every(this.#settings.presenceMs, () => void this.#recordPresence());
+    // Until the first event arrives, streams resume after the ledger's head at start.
+    latestEventId(this.#sql).then(
+      (id) => {
+        this.#latestId = Math.max(this.#latestId ?? 0, id);
+      },
+      (error: unknown) => this.#log.warn({ err: error }, "could not read the ledger's newest id"),
+    );
   }
 
   get streams(): number {
@@ -190,7 +216,7 @@ export class Hub {
         sayGoodbye(client);
         return { kind: "streaming", unsubscribe: () => {} };
       }
-      const subscriber = this.#add(state, client);
+      const subscriber = this.#add(state, client, lastEventId ?? 0);
       for (const event of missed) this.#sendEvent(subscriber, event);
       this.#sendState(subscriber, state, true);
       for (const event of heard) if (event.room_id === subscriber.roomId) this.#sendEvent(subscriber, event);
@@ -208,6 +234,7 @@ export class Hub {
   deliver(events: readonly LedgerEvent[]): void {
     const touched = new Set<string>();
     for (const event of events) {
+      this.#latestId = Math.max(this.#latestId ?? 0, event.id);
       // Seats or places changed: everyone in the room may have moved.
       if (this.#rooms.has(event.room_id)) touched.add(event.room_id);
       if (event.ticket_id) {
@@ -263,7 +290,7 @@ export class Hub {
     for (const timer of this.#timers) clearInterval(timer);
     for (const subscribers of this.#rooms.values()) {
       for (const subscriber of [...subscribers]) {
-        sayGoodbye(subscriber.client);
+        this.#sayGoodbye(subscriber, "server shutting down", 500);
         this.#end(subscriber);
       }
     }
@@ -279,10 +306,24 @@ export class Hub {
       for (const subscriber of [...subscribers]) {
         if (subscriber.recycleAt > now) continue;
         this.#metrics.streamsRecycled.inc();
-        sayGoodbye(subscriber.client, "stream recycled", 50);
+        this.#sayGoodbye(subscriber, "stream recycled", 50);
         this.#end(subscriber);
       }
     }
+  }
+
+  /**
+   * A stream shows no id until its first ledger event, and its client would come back without
+   * Last-Event-ID and lose what commits while it is away. It resumes after the newest id this hub
+   * delivered (all it concerns up to there is in the stream, as events or in its state), but before
+   * an end still held for confirmation, which the next stream must show.
+   */
+  #sayGoodbye(subscriber: Subscriber, why: string, retryMs: number): void {
+    const { ending, resumeAfter } = subscriber;
+    let id = Math.max(this.#latestId ?? 0, resumeAfter);
+    if (ending && ending.id > resumeAfter) id = Math.min(id, ending.id - 1);
+    const known = this.#latestId !== undefined || resumeAfter > 0;
+    sayGoodbye(subscriber.client, why, retryMs, known ? { id, data: subscriber.shown } : undefined);
   }
 
   async #refreshRoom(room: string): Promise<void> {
@@ -341,6 +382,7 @@ export class Hub {
   #writeEvent(subscriber: Subscriber, event: LedgerEvent): void {
     const name = streamEventName[event.type] as string;
     subscriber.sent.add(event.id);
+    subscriber.resumeAfter = Math.max(subscriber.resumeAfter, event.id);
     if (subscriber.sent.size > SENT_IDS_KEPT) {
       const [oldest] = subscriber.sent;
       if (oldest !== undefined) subscriber.sent.delete(oldest);
@@ -384,7 +426,7 @@ export class Hub {
     }
   }
 
-  #add(state: TicketState, client: StreamClient): Subscriber {
+  #add(state: TicketState, client: StreamClient, resumeAfter: number): Subscriber {
     const subscriber: Subscriber = {
       ticketId: state.ticket_id,
       roomId: state.room_id,
@@ -398,6 +440,7 @@ export class Hub {
         this.#settings.maxAgeMs > 0
           ? performance.now() + this.#settings.maxAgeMs * (0.5 + Math.random() / 2)
           : Number.POSITIVE_INFINITY,
+      resumeAfter,
       closed: false,
     };
     const inRoom = this.#rooms.get(subscriber.roomId) ?? new Set();

@@ -163,6 +163,12 @@ export async function ticketEvents(sql: Sql, ticketId: string, afterId: number):
   return rows.map((row) => row.event);
 }
 
+/** The newest ledger id (0 for an empty ledger). */
+export async function latestEventId(sql: Sql): Promise<number> {
+  const [row] = await sql<{ id: string }[]>`select waitroom.latest_event_id()::text as id`;
+  return Number(row?.id ?? 0);
+}
+
 export async function roomEvents(sql: Sql, rooms: readonly string[], since: Date): Promise<LedgerEvent[]> {
   const rows = await sql<{ event: LedgerEvent }[]>`
     select to_jsonb(e) as event from waitroom.room_events(${sql.array(rooms as string[])}, ${since}) e`;
