@@ -21,6 +21,12 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       labelNames: ["code"] as const,
       registers,
     }),
+    undocumentedErrors: new Counter({
+      name: "waitroom_http_undocumented_errors_total",
+      help: "Error codes a route answered without documenting them in /openapi.json (a bug), by route and code.",
+      labelNames: ["route", "code"] as const,
+      registers,
+    }),
     joins: new Counter({ name: "waitroom_joins_total", help: "Tickets created or re-joined over HTTP.", registers }),
     claims: new Counter({ name: "waitroom_claims_total", help: "Seats claimed over HTTP.", registers }),
     events: new Counter({

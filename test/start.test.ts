@@ -8,7 +8,8 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/db/embedded.js";
-import { killLaunched, launch, messages, sleep, startServing, terminate, waitUntil } from "./helpers/app-process.js";
+import { killLaunched, launch, messages, sleep, startServing, terminate } from "./helpers/app-process.js";
+import { eventually } from "./helpers/eventually.js";
 
 /*
  * The real `start` command, as an operator runs it: tsx src/main.ts start with
@@ -86,7 +87,7 @@ afterAll(async () => {
     if (pid !== undefined && isAlive(pid)) {
       process.kill(pid, "SIGCONT");
       process.kill(pid, "SIGINT");
-      await waitUntil(() => !isAlive(pid), 15_000, `postgres ${pid} stops`).catch(() => process.kill(pid, "SIGKILL"));
+      await eventually(() => !isAlive(pid), `postgres ${pid} stops`, 15_000).catch(() => process.kill(pid, "SIGKILL"));
     }
     await rm(dir, { recursive: true, force: true });
   }
@@ -243,7 +244,7 @@ describe("start", { timeout: 90_000 }, () => {
       process.kill(postgresPid, "SIGCONT");
     }
     // Resumed, it acts on the fast-shutdown request it was sent and goes away by itself.
-    await waitUntil(() => !isAlive(postgresPid), 15_000, "the embedded PostgreSQL stops");
+    await eventually(() => !isAlive(postgresPid), "the embedded PostgreSQL stops", 15_000);
     await expectDatabaseStopped(dataDir, pgPort, postgresPid);
   });
 
@@ -280,7 +281,7 @@ describe("a signal during start-up", { timeout: 90_000 }, () => {
       WAITROOM_EMBEDDED_PG_PORT: String(pgPort),
       LOG_LEVEL: "info",
     });
-    await waitUntil(() => messages(running).includes(trigger), 60_000, `"${trigger}" is logged`);
+    await eventually(() => messages(running).includes(trigger), `"${trigger}" is logged`, 60_000);
     const postgresPid = postmasterPid(dataDir);
     const exit = await terminate(running);
 

@@ -1,8 +1,9 @@
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 
 /*
- * Every request and response shape of the HTTP API, in one place: routes
- * validate with these, and /openapi.json is generated from them.
+ * Every request and response shape of the HTTP API, in one place. The route
+ * definitions in routes/ validate with these, type their handlers by them,
+ * and /openapi.json is generated from the same definitions.
  */
 
 const int32 = (min: number, max = 2_147_483_647) => z.int().min(min).max(max);
@@ -21,6 +22,8 @@ export const roomId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
 export const ticketId = z.uuid({ error: "a ticket id is a UUID" });
+/** A ledger event id, as SSE carries it (empty: from the start). */
+export const eventId = z.string().regex(/^\d{0,15}$/, "Last-Event-ID must be an event id");
 export const roomParams = z.object({ room: roomId });
 export const ticketParams = z.object({ id: ticketId });
 
@@ -81,7 +84,7 @@ export const checkResponse = z.object({
 });
 
 export const roomSettings = z.strictObject({
-  capacity: int32(0, 1_000_000).optional(),
+  capacity: int32(0).optional(),
   admit_per_minute: int32(1).nullable().optional(),
   session_seconds: int32(1).optional(),
   grace_seconds: int32(0).optional(),
@@ -189,215 +192,3 @@ export type ErrorCode = keyof typeof errorCodes;
 export const errorEnvelope = z.object({
   error: z.object({ code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]), message: z.string() }),
 });
-
-export type Auth = "none" | "ticket" | "admin" | "server";
-
-/** The route table: what /openapi.json describes. */
-export type Route = {
-  method: "get" | "post" | "put" | "delete";
-  path: string;
-  summary: string;
-  auth: Auth;
-  params?: z.ZodObject;
-  body?: z.ZodType;
-  response?: { status: number; schema?: z.ZodType; contentType?: string; description: string };
-  errors: ErrorCode[];
-};
-
-export const routes: Route[] = [
-  {
-    method: "post",
-    path: "/v1/rooms/{room}/tickets",
-    summary: "Join a room's queue. holder and priority need the server key.",
-    auth: "server",
-    params: roomParams,
-    body: joinRequest,
-    response: { status: 202, schema: joinResponse, description: "The ticket, its token and where to stream it." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "room_closed", "payload_too_large"],
-  },
-  {
-    method: "get",
-    path: "/v1/tickets/{id}",
-    summary: "The ticket's state: status, position, depth, ETA.",
-    auth: "ticket",
-    params: ticketParams,
-    response: { status: 200, schema: ticketState, description: "Current state." },
-    errors: ["invalid_request", "unauthorized", "not_found", "superseded"],
-  },
-  {
-    method: "get",
-    path: "/v1/tickets/{id}/events",
-    summary:
-      "Server-Sent Events: a state snapshot, then state, admitted, active, draining, ended, superseded and room events. ?token= is accepted (EventSource cannot send headers); Last-Event-ID resumes.",
-    auth: "ticket",
-    params: ticketParams,
-    response: {
-      status: 200,
-      contentType: "text/event-stream",
-      description: "The stream; every data: line is a ticket state. 204 when the ticket is over.",
-    },
-    errors: ["invalid_request", "unauthorized", "not_found", "superseded"],
-  },
-  {
-    method: "post",
-    path: "/v1/tickets/{id}/claim",
-    summary: "Turn an admission offer into an active seat and get the signed admission token.",
-    auth: "ticket",
-    params: ticketParams,
-    response: { status: 200, schema: claimResponse, description: "The seat and its admission token." },
-    errors: [
-      "invalid_request",
-      "unauthorized",
-      "not_found",
-      "superseded",
-      "already_claimed",
-      "not_admitted",
-      "expired",
-      "ended",
-      "left",
-      "draining",
-    ],
-  },
-  {
-    method: "post",
-    path: "/v1/tickets/{id}/heartbeat",
-    summary: "The holder is present; extends an active seat where the room renews on heartbeat.",
-    auth: "ticket",
-    params: ticketParams,
-    response: { status: 200, schema: ticketState, description: "Current state." },
-    errors: ["invalid_request", "unauthorized", "not_found", "superseded", "expired", "ended", "left", "draining"],
-  },
-  {
-    method: "delete",
-    path: "/v1/tickets/{id}",
-    summary: "Leave: the place or seat is released at once.",
-    auth: "ticket",
-    params: ticketParams,
-    response: { status: 204, description: "Left." },
-    errors: ["invalid_request", "unauthorized", "not_found", "superseded", "expired", "ended", "left"],
-  },
-  {
-    method: "post",
-    path: "/v1/check",
-    summary: "For the protected app: may this admission token (or ticket and token) proceed? Sees revocations.",
-    auth: "none",
-    body: checkRequest,
-    response: { status: 200, schema: checkResponse, description: "The holder may proceed." },
-    errors: [
-      "invalid_request",
-      "invalid_token",
-      "not_found",
-      "superseded",
-      "not_admitted",
-      "not_claimed",
-      "draining",
-      "expired",
-      "ended",
-      "left",
-    ],
-  },
-  {
-    method: "get",
-    path: "/.well-known/jwks.json",
-    summary: "Public keys that verify admission tokens offline.",
-    auth: "none",
-    response: { status: 200, description: "A JSON Web Key Set." },
-    errors: [],
-  },
-  {
-    method: "get",
-    path: "/v1/rooms",
-    summary: "All rooms with their settings and live numbers.",
-    auth: "admin",
-    response: { status: 200, schema: roomList, description: "The rooms." },
-    errors: ["unauthorized", "forbidden"],
-  },
-  {
-    method: "get",
-    path: "/v1/rooms/{room}",
-    summary: "One room with its settings and live numbers.",
-    auth: "admin",
-    params: roomParams,
-    response: { status: 200, schema: room, description: "The room." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
-  },
-  {
-    method: "put",
-    path: "/v1/rooms/{room}",
-    summary: "Create a room (capacity required) or change any of its settings.",
-    auth: "admin",
-    params: roomParams,
-    body: roomSettings,
-    response: { status: 200, schema: room, description: "The room (201 when created)." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "payload_too_large"],
-  },
-  {
-    method: "delete",
-    path: "/v1/rooms/{room}",
-    summary: "Delete a room and its tickets; the ledger keeps its events until retention.",
-    auth: "admin",
-    params: roomParams,
-    response: { status: 204, description: "Deleted." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
-  },
-  {
-    method: "get",
-    path: "/v1/rooms/{room}/history",
-    summary:
-      "The room minute by minute from the ledger: joined, admitted, left, expired, median and p90 wait, depth. ?minutes= (1 to 1440, default 60).",
-    auth: "admin",
-    params: roomParams,
-    response: { status: 200, schema: roomHistory, description: "Per-minute buckets, oldest first." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
-  },
-  {
-    method: "post",
-    path: "/v1/rooms/{room}/pause",
-    summary: "Stop admitting (joins are still accepted).",
-    auth: "admin",
-    params: roomParams,
-    response: { status: 200, schema: room, description: "The room." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
-  },
-  {
-    method: "post",
-    path: "/v1/rooms/{room}/resume",
-    summary: "Admit again (mode open).",
-    auth: "admin",
-    params: roomParams,
-    response: { status: 200, schema: room, description: "The room." },
-    errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
-  },
-  {
-    method: "post",
-    path: "/v1/keys/rotate",
-    summary: "Start signing admission tokens with a new key; the old one stays in the JWKS for a day.",
-    auth: "admin",
-    response: { status: 200, description: 'The new key id: {"kid"}.' },
-    errors: ["unauthorized", "forbidden"],
-  },
-  {
-    method: "get",
-    path: "/healthz",
-    summary: "Liveness.",
-    auth: "none",
-    response: { status: 200, description: "Up." },
-    errors: [],
-  },
-  {
-    method: "get",
-    path: "/readyz",
-    summary: "Readiness: the database answers and the LISTEN connection is in place.",
-    auth: "none",
-    response: { status: 200, description: "Ready." },
-    errors: ["not_ready"],
-  },
-  {
-    method: "get",
-    path: "/metrics",
-    summary: "Prometheus metrics.",
-    auth: "none",
-    response: { status: 200, contentType: "text/plain", description: "Metrics." },
-    errors: [],
-  },
-];

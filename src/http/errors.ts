@@ -1,4 +1,3 @@
-import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 import { type ErrorCode, errorCodes } from "./contracts.js";
@@ -17,19 +16,20 @@ export class ApiError extends Error {
   }
 }
 
-export function errorResponse(c: Context, error: ApiError): Response {
-  return c.json({ error: { code: error.code, message: error.message } }, error.status);
-}
-
-/** Parse with a zod schema; a mismatch is invalid_request naming each problem. */
-export function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+/** A zod mismatch as invalid_request, naming each problem. */
+export function invalid(error: z.ZodError, what: string): ApiError {
+  const problems = error.issues.map((issue) => {
     const path = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
     return `${path}${issue.message}`;
   });
-  throw new ApiError("invalid_request", `invalid ${what}: ${problems.join("; ")}`);
+  return new ApiError("invalid_request", `invalid ${what}: ${problems.join("; ")}`);
+}
+
+/** Parse with a zod schema; a mismatch is invalid_request. */
+export function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw invalid(result.error, what);
 }
 
 /** waitroom._fail codes (SQLSTATE) → API errors; other database errors are not the caller's fault. */

@@ -1,107 +1,60 @@
-import { z } from "zod";
-import { type Auth, errorCodes, errorEnvelope, type Route, routes } from "./contracts.js";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { errorCodes } from "./contracts.js";
+import { type AppEnv, anyRouteErrors, securitySchemes } from "./route.js";
 
 /*
- * /openapi.json and /docs, generated from the route table and zod contracts
- * in contracts.ts, so the description cannot drift from what is validated.
+ * /openapi.json and /docs, generated from the route definitions that validate requests, so the
+ * description cannot drift from what is served.
  */
 
-const schema = (type: z.ZodType) => z.toJSONSchema(type, { io: "input", unrepresentable: "any" });
+export type OpenApiDocument = ReturnType<OpenAPIHono<AppEnv>["getOpenAPI31Document"]>;
 
-const security: Record<Auth, Array<Record<string, string[]>> | undefined> = {
-  none: undefined,
-  ticket: [{ ticketToken: [] }],
-  admin: [{ adminKey: [] }],
-  // Anyone may join; the server key only unlocks holder and priority.
-  server: [{}, { serverKey: [] }],
-};
-
-function parameters(route: Route) {
-  const shape = route.params?.shape ?? {};
-  return Object.entries(shape).map(([name, type]) => ({
-    name,
-    in: "path",
-    required: true,
-    schema: schema(type as z.ZodType),
-  }));
-}
-
-function operation(route: Route) {
-  const responses: Record<string, unknown> = {};
-  const { response } = route;
-  if (response) {
-    const contentType = response.contentType ?? "application/json";
-    responses[String(response.status)] = {
-      description: response.description,
-      ...(response.schema || response.contentType
-        ? { content: { [contentType]: response.schema ? { schema: schema(response.schema) } : {} } }
-        : {}),
-    };
+export function openApiDocument(app: OpenAPIHono<AppEnv>): OpenApiDocument {
+  for (const [name, scheme] of Object.entries(securitySchemes)) {
+    app.openAPIRegistry.registerComponent("securitySchemes", name, scheme);
   }
-  for (const code of route.errors) {
-    const status = String(errorCodes[code]);
-    const existing = responses[status] as { description: string } | undefined;
-    responses[status] = {
-      description: existing ? `${existing.description}, ${code}` : code,
-      content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
-    };
-  }
-  return {
-    summary: route.summary,
-    ...(security[route.auth] ? { security: security[route.auth] } : {}),
-    parameters: parameters(route),
-    ...(route.body
-      ? { requestBody: { required: false, content: { "application/json": { schema: schema(route.body) } } } }
-      : {}),
-    responses,
-  };
-}
-
-let document: unknown;
-
-export function openApiDocument(): unknown {
-  if (document) return document;
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const route of routes) {
-    const path = paths[route.path] ?? {};
-    path[route.method] = operation(route);
-    paths[route.path] = path;
-  }
-  document = {
+  return app.getOpenAPI31Document({
     openapi: "3.1.0",
     info: {
       title: "waitroom",
       version: "1",
       description:
-        'A Postgres-native waiting room. Errors are {"error": {"code", "message"}}; codes and statuses: ' +
+        "A Postgres-native waiting room: a fair admission queue whose rules live in SQL.\n\n" +
+        'Every error is `{"error": {"code", "message"}}`. Each operation lists its codes as `x-error-codes`; ' +
+        `any operation may also answer ${anyRouteErrors.map((code) => `\`${code}\` (${errorCodes[code]})`).join(", ")}. ` +
+        "Codes and statuses: " +
         Object.entries(errorCodes)
-          .map(([code, status]) => `${code} ${status}`)
+          .map(([code, status]) => `\`${code}\` ${status}`)
           .join(", "),
     },
-    paths,
-    components: {
-      schemas: { Error: schema(errorEnvelope) },
-      securitySchemes: {
-        ticketToken: { type: "http", scheme: "bearer", description: "The token join returned." },
-        adminKey: { type: "http", scheme: "bearer", description: "WAITROOM_ADMIN_KEY." },
-        serverKey: { type: "http", scheme: "bearer", description: "WAITROOM_SERVER_KEY." },
-      },
-    },
-  };
-  return document;
+    tags: [
+      { name: "tickets", description: "A visitor's place in a queue, from join to leave." },
+      { name: "admission", description: "Admission tokens, for the protected app." },
+      { name: "rooms", description: "Rooms, for operators (admin key)." },
+      { name: "operations", description: "Health, readiness, metrics and this description." },
+    ],
+  });
 }
+
+type Operation = { summary?: string; security?: Array<Record<string, string[]>>; "x-error-codes"?: string[] };
 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch] ?? ch);
 
+/** Who may call an operation, from its security requirements. */
+const callers = (operation: Operation) =>
+  (operation.security ?? [{}]).map((requirement) => Object.keys(requirement).join(" + ") || "anyone").join(" or ");
+
 /** A plain page listing the routes; the full description is /openapi.json. No scripts, no CDN. */
-export function docsPage(): string {
-  const rows = routes
-    .map(
-      (route) =>
-        `<tr><td><code>${route.method.toUpperCase()}</code></td><td><code>${escapeHtml(route.path)}</code></td>` +
-        `<td>${route.auth}</td><td>${escapeHtml(route.summary)}</td>` +
-        `<td>${route.errors.map((code) => `<code>${code}</code>`).join(" ")}</td></tr>`,
+export function docsPage(document: OpenApiDocument): string {
+  const rows = Object.entries(document.paths ?? {})
+    .flatMap(([path, item]) =>
+      Object.entries(item as Record<string, Operation>).map(
+        ([method, operation]) =>
+          `<tr><td><code>${method.toUpperCase()}</code></td><td><code>${escapeHtml(path)}</code></td>` +
+          `<td>${callers(operation)}</td><td>${escapeHtml(operation.summary ?? "")}</td>` +
+          `<td>${(operation["x-error-codes"] ?? []).map((code) => `<code>${code}</code>`).join(" ")}</td></tr>`,
+      ),
     )
     .join("\n");
   return `<!doctype html>
@@ -110,7 +63,7 @@ export function docsPage(): string {
 </head><body>
 <h1>waitroom API v1</h1>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a>. Errors: <code>{"error": {"code", "message"}}</code>.</p>
-<table><thead><tr><th>method</th><th>path</th><th>auth</th><th>what</th><th>error codes</th></tr></thead>
+<table><thead><tr><th>method</th><th>path</th><th>who may call</th><th>what</th><th>error codes</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { expect } from "vitest";
+import { eventually } from "./eventually.js";
 
 /*
  * The real app as an operator runs it: tsx src/main.ts <command> in its own
@@ -81,18 +82,6 @@ export function killLaunched(): void {
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function waitUntil(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await sleep(100);
-  }
-}
-
 export async function httpStatus(url: string): Promise<number | undefined> {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(2_000), headers: { connection: "close" } });
@@ -112,18 +101,18 @@ export async function startServing(env: Record<string, string>, httpPort: number
   void running.exited.then(() => {
     exited = true;
   });
-  await waitUntil(
+  await eventually(
     async () => {
       if (exited) throw new Error(`start exited early:\n${running.stdout}\n${running.stderr}`);
       return (await httpStatus(`http://127.0.0.1:${httpPort}/healthz`)) === 200;
     },
-    60_000,
     "/healthz answers 200",
+    60_000,
   );
-  await waitUntil(
+  await eventually(
     async () => (await httpStatus(`http://127.0.0.1:${httpPort}/readyz`)) === 200,
-    10_000,
     "/readyz answers 200",
+    10_000,
   );
   expect(await httpStatus(`http://127.0.0.1:${httpPort}/readyz`)).toBe(200);
   return running;

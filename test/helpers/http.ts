@@ -1,5 +1,5 @@
 import { EventSource } from "eventsource";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { loadConfig } from "../../src/config/index.js";
 import { type HttpService, startHttp } from "../../src/http/server.js";
 import { createLogger } from "../../src/log.js";
@@ -58,8 +58,12 @@ export function useTestServer(
     });
   });
   afterAll(async () => {
+    // Every error code answered during the file must be one /openapi.json documents for its route.
+    const text = server.url ? await (await fetch(`${server.url}/metrics`)).text() : "";
+    const undocumented = text.split("\n").filter((line) => line.startsWith("waitroom_http_undocumented_errors_total{"));
     await scheduler?.stop();
     await server.close?.();
+    expect(undocumented).toEqual([]);
   });
   return server;
 }

@@ -9,8 +9,9 @@ export const at = (seconds: number): Date => new Date(T0 + seconds * 1000);
 
 export const uniqueRoomId = (prefix = "room"): string => `${prefix}-${randomBytes(4).toString("hex")}`;
 
-export type Joined = { ticket_id: string; token: string; status: string; position: number | null; depth: number };
-export type Verdict = { ok: boolean; code: string; status: string | null; expires_at: Date | null };
+export type { Joined, Verdict } from "../../src/queue/index.js";
+
+import type { Joined, Verdict } from "../../src/queue/index.js";
 
 export async function createRoom(sql: Sql, capacity: number, settings: Record<string, unknown> = {}): Promise<string> {
   const id = uniqueRoomId();

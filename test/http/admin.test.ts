@@ -1,9 +1,10 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
-import { room as roomContract, roomList, routes } from "../../src/http/contracts.js";
+import { room as roomContract, roomList } from "../../src/http/contracts.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, SERVER_KEY, type TestServer, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
+import { apiRoutes as routes } from "../helpers/routes.js";
 
 const db = useTestDatabase();
 

@@ -1,21 +1,16 @@
 import { decodeJwt } from "jose";
 import { describe, expect, it } from "vitest";
-import {
-  checkResponse,
-  claimResponse,
-  errorCodes,
-  joinResponse,
-  routes,
-  ticketState,
-} from "../../src/http/contracts.js";
+import type { z } from "zod";
+import { checkResponse, claimResponse, errorCodes, joinResponse, ticketState } from "../../src/http/contracts.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, SERVER_KEY, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
+import { apiRoutes as routes } from "../helpers/routes.js";
 
 const db = useTestDatabase();
 const server = useTestServer(db);
 
-type Ticket = { ticket_id: string; token: string; position: number | null; depth: number; status: string };
+type Ticket = z.infer<typeof joinResponse>;
 
 async function createRoom(settings: Record<string, unknown> = { capacity: 1 }): Promise<string> {
   const id = uniqueRoomId();
@@ -60,13 +55,17 @@ describe("ops endpoints", () => {
     const response = await server.request("/openapi.json");
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toMatch(/^application\/json/);
+    type Operation = {
+      security?: Array<Record<string, string[]>>;
+      requestBody?: { content: Record<string, { schema: unknown }> };
+      responses: Record<string, unknown>;
+      parameters?: Array<{ name: string; in: string }>;
+      "x-error-codes": string[];
+    };
     const document = (await response.json()) as {
       openapi: string;
       info: { title: string; version: string };
-      paths: Record<
-        string,
-        Record<string, { responses: Record<string, unknown>; parameters: Array<{ name: string }> }>
-      >;
+      paths: Record<string, Record<string, Operation>>;
       components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> };
     };
     expect(document.openapi).toBe("3.1.0");
@@ -76,15 +75,27 @@ describe("ops endpoints", () => {
     );
     expect(described.sort()).toEqual(routes.map((route) => `${route.method} ${route.path}`).sort());
     for (const route of routes) {
-      const operation = document.paths[route.path]?.[route.method];
-      const statuses = Object.keys(operation?.responses ?? {});
-      expect(statuses).toContain(String(route.response?.status));
+      const operation = document.paths[route.path]?.[route.method] as Operation;
+      const statuses = Object.keys(operation.responses);
+      for (const status of route.statuses) expect(statuses).toContain(String(status));
+      expect(operation["x-error-codes"]).toEqual([...route.errors]);
       for (const code of route.errors) expect(statuses).toContain(String(errorCodes[code]));
       const placeholders = [...route.path.matchAll(/\{([^}]+)\}/g)].map((match) => match[1]);
-      expect(operation?.parameters.map((parameter) => parameter.name)).toEqual(placeholders);
+      const inPath = (operation.parameters ?? []).filter((parameter) => parameter.in === "path");
+      expect(inPath.map((parameter) => parameter.name)).toEqual(placeholders);
+      expect(operation.requestBody !== undefined).toBe(route.body);
+      if (route.body) expect(operation.requestBody?.content["application/json"]?.schema).toBeDefined();
     }
-    expect(document.components.schemas.Error).toBeDefined();
-    expect(Object.keys(document.components.securitySchemes).sort()).toEqual(["adminKey", "serverKey", "ticketToken"]);
+    // Anyone may join; the server key only unlocks holder and priority.
+    expect(document.paths["/v1/rooms/{room}/tickets"]?.post?.security).toEqual([{}, { serverKey: [] }]);
+    expect(document.paths["/v1/check"]?.post?.security).toBeUndefined();
+    expect(document.paths["/v1/rooms"]?.get?.security).toEqual([{ adminKey: [] }]);
+    expect(Object.keys(document.components.securitySchemes).sort()).toEqual([
+      "adminKey",
+      "serverKey",
+      "ticketToken",
+      "ticketTokenQuery",
+    ]);
   });
 
   it("lists every route on /docs", async () => {

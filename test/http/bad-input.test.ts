@@ -1,18 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { importJWK, type JWK, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import {
-  checkRequest,
-  type ErrorCode,
-  errorCodes,
-  joinRequest,
-  type Route,
-  roomSettings,
-  routes,
-} from "../../src/http/contracts.js";
+import { checkRequest, type ErrorCode, errorCodes, joinRequest, roomSettings } from "../../src/http/contracts.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, SERVER_KEY, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";
+import { seededRandom } from "../helpers/random.js";
+import { type ApiRoute as Route, apiRoutes as routes } from "../helpers/routes.js";
 
 /*
  * A seeded corpus of malformed requests against every route. Each one must be
@@ -25,16 +19,9 @@ const server = useTestServer(db);
 
 const BODY_LIMIT = 16_384;
 
-/** mulberry32: a small deterministic PRNG, so a failing case can be replayed. */
+/** Random values of a fixed seed, so the corpus is the same every run and a failing case can be replayed. */
 function prng(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
+  const next = seededRandom(seed);
   return {
     next,
     int: (below: number) => Math.floor(next() * below),
@@ -350,7 +337,7 @@ function buildCorpus(f: Fixture): Case[] {
     }
   }
   const settingsFields: Record<string, unknown[]> = {
-    capacity: [-1, 2 ** 31, 1.5, "5", null, true, 1_000_001, [], {}],
+    capacity: [-1, 2 ** 31, 1.5, "5", null, true, [], {}],
     admit_per_minute: [0, -1, 1.5, "5", 2 ** 31, true, []],
     session_seconds: [0, -1, 1.5, "5", null, 2 ** 31],
     grace_seconds: [-1, 1.5, "5", null, 2 ** 31],

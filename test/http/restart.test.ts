@@ -3,15 +3,17 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import type { z } from "zod";
 import { loadConfig } from "../../src/config/index.js";
 import { createSql } from "../../src/db/client.js";
 import { type Database, openDatabase } from "../../src/db/database.js";
 import { freePort } from "../../src/db/embedded.js";
 import { migrate } from "../../src/db/migrate.js";
+import type { joinResponse } from "../../src/http/contracts.js";
 import { type HttpService, startHttp } from "../../src/http/server.js";
 import { createLogger } from "../../src/log.js";
 import { type Scheduler, startWorker } from "../../src/worker/index.js";
-import { waitUntil } from "../helpers/app-process.js";
+import { eventually } from "../helpers/eventually.js";
 import { StreamRecorder, testEnvironment } from "../helpers/http.js";
 
 /*
@@ -34,7 +36,7 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 }, 60_000);
 
-type Ticket = { ticket_id: string; token: string; events_url: string };
+type Ticket = z.infer<typeof joinResponse>;
 
 describe("a restarted database", { timeout: 120_000 }, () => {
   it("answers 503 during the outage, loses nothing and carries on by itself afterwards", async () => {
@@ -69,7 +71,7 @@ describe("a restarted database", { timeout: 120_000 }, () => {
       expect((await fetch(`${base}/readyz`)).status).toBe(503);
 
       postgres = await start();
-      await waitUntil(async () => (await fetch(`${base}/readyz`)).status === 200, 30_000, "ready again");
+      await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, "ready again", 30_000);
 
       // Both tickets acknowledged before the outage are still there, and the seat moves on.
       const left = await fetch(`${base}/v1/tickets/${seated.ticket_id}`, {

@@ -2,7 +2,9 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import type { z } from "zod";
 import { loadConfig } from "../../src/config/index.js";
+import type { joinResponse } from "../../src/http/contracts.js";
 import { type HttpService, startHttp } from "../../src/http/server.js";
 import { createLogger } from "../../src/log.js";
 import { useTestDatabase } from "../helpers/database.js";
@@ -22,7 +24,7 @@ afterAll(async () => {
   for (const replica of replicas) await replica.close();
 });
 
-type Joined = { ticket_id: string; token: string; status: string; position: number | null };
+type Joined = z.infer<typeof joinResponse>;
 
 const joinPath = (room: string) => `/v1/rooms/${room}/tickets`;
 

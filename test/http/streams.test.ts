@@ -5,24 +5,22 @@ import { describe, expect, it } from "vitest";
 import { sseResponse } from "../../src/http/sse.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { metric as metricOf, SERVER_KEY, StreamRecorder, useTestServer } from "../helpers/http.js";
-import { createRoom } from "../helpers/queue.js";
+import { createRoom, type Joined } from "../helpers/queue.js";
 
 const db = useTestDatabase({ max: 20 });
 const server = useTestServer(db, { env: { WAITROOM_KEEPALIVE_MS: "1000", WAITROOM_PRESENCE_MS: "1000" } });
 
-type Ticket = { ticket_id: string; token: string };
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Tickets joined in SQL (fast), idle for an hour without presence. */
-async function joinMany(room: string, count: number): Promise<Ticket[]> {
+async function joinMany(room: string, count: number): Promise<Joined[]> {
   // offset 0 keeps the subquery (and its one join per row) from being flattened into two calls per row.
-  return db.sql<Ticket[]>`
+  return db.sql<Joined[]>`
     select (j).ticket_id, (j).token
       from (select waitroom.join(${room}) as j from generate_series(1, ${count}) offset 0) joined`;
 }
 
-function streamOf(ticket: Ticket): StreamRecorder {
+function streamOf(ticket: Joined): StreamRecorder {
   return new StreamRecorder(`${server.url}/v1/tickets/${ticket.ticket_id}/events?token=${ticket.token}`);
 }
 
@@ -138,7 +136,7 @@ describe("event streams", () => {
         token: SERVER_KEY,
         body: { holder: "ada" },
       });
-      return (await response.json()) as Ticket;
+      return (await response.json()) as Joined;
     };
     const first = await join();
     const stream = streamOf(first);

@@ -5,6 +5,7 @@ import { createLogger } from "../../src/log.js";
 import { createMetrics } from "../../src/metrics.js";
 import { noticeEvents } from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
 
 /*
@@ -28,19 +29,11 @@ beforeAll(async () => {
     readNotice: (ranges) => noticeEvents(db.sql, ranges),
     onGap: (since) => gaps.push(since),
   });
-  await until(() => listener.connected, "the listener is connected");
+  await eventually(() => listener.connected, "the listener is connected", 5_000);
 });
 afterAll(async () => {
   await listener.close();
 });
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** Publish a fence message and wait for it: once it is in, everything committed before it is too. */
 let fences = 0;
@@ -49,7 +42,7 @@ async function fence(): Promise<string> {
   const id = 1_000_000_000_000 + ++fences;
   const type = `fence-${id}`;
   await db.sql`select waitroom._publish(${db.sql.json([{ id, type }])})`;
-  await until(() => received.some((events) => events.some((e) => e.type === type)), "the fence arrives");
+  await eventually(() => received.some((events) => events.some((e) => e.type === type)), "the fence arrives", 5_000);
   return type;
 }
 

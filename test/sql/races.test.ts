@@ -9,12 +9,11 @@ import type postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { createSql, type Sql } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { barrier, holdLock, waitForLockWaiters } from "../helpers/queue.js";
+import { barrier, holdLock, type Joined, type Verdict, waitForLockWaiters } from "../helpers/queue.js";
+import { testRandom } from "../helpers/random.js";
 
 const db = useTestDatabase({ max: 80 });
 
-type Verdict = { ok: boolean; code: string; status: string | null; expires_at: Date | null };
-type Joined = { ticket_id: string; token: string; status: string; position: number | null; depth: number };
 type Admitted = { ticket_id: string; holder: string | null; priority: number; claim_deadline: Date };
 type Reserved = postgres.ReservedSql;
 
@@ -103,6 +102,7 @@ describe("claim under contention", () => {
 
 describe("capacity under a storm of every verb", () => {
   it("occupied seats never exceed capacity while admitters, joiners, claimers, leavers and sweep race", async () => {
+    const random = testRandom(105);
     const room = "storm";
     const capacity = 5;
     await db.sql`select waitroom.create_room(${room}, ${capacity},
@@ -193,7 +193,7 @@ describe("capacity under a storm of every verb", () => {
           continue;
         }
         // Let about a quarter of the offers lapse so expiry frees seats too.
-        if (Math.random() < 0.25) continue;
+        if (random() < 0.25) continue;
         const token = tokenOf.get(id) ?? "";
         try {
           const [v] = await conn<Verdict[]>`select * from waitroom.claim(${id}, ${token})`;
@@ -209,10 +209,10 @@ describe("capacity under a storm of every verb", () => {
     const leaver = async (conn: Reserved) => {
       await start.promise;
       while (running()) {
-        const fromSeats = seated.length > 0 && Math.random() < 0.5;
+        const fromSeats = seated.length > 0 && random() < 0.5;
         const id = fromSeats
-          ? seated.splice(Math.floor(Math.random() * seated.length), 1)[0]
-          : tickets[Math.floor(Math.random() * tickets.length)]?.id;
+          ? seated.splice(Math.floor(random() * seated.length), 1)[0]
+          : tickets[Math.floor(random() * tickets.length)]?.id;
         if (!id) {
           await delay(1);
           continue;

@@ -6,6 +6,7 @@ import { createLogger } from "../../src/log.js";
 import { probeHealth, type Scheduler, startWorker } from "../../src/worker/index.js";
 import { sleep } from "../helpers/app-process.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { first, type Joined, uniqueRoomId } from "../helpers/queue.js";
 
 /*
@@ -55,16 +56,6 @@ afterAll(async () => {
   await stopUpstream();
 });
 
-async function eventually<T>(probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await sleep(20);
-  }
-}
-
 const roomHealth = async (room: string) =>
   first(
     await db.sql<{ health: string | null; detail: string | null }[]>`
@@ -74,13 +65,13 @@ const roomHealth = async (room: string) =>
 
 const healthIs = (room: string, health: string, detail: string) => async () => {
   const now = await roomHealth(room);
-  return now.health === health && now.detail === detail ? true : undefined;
+  return now.health === health && now.detail === detail;
 };
 
 const statusOf = async (ticketId: string) =>
   first(await db.sql<{ status: string }[]>`select status from waitroom.tickets where id = ${ticketId}`).status;
 
-const admitted = (ticketId: string) => async () => ((await statusOf(ticketId)) === "admitted" ? true : undefined);
+const admitted = (ticketId: string) => async () => (await statusOf(ticketId)) === "admitted";
 
 const healthEvents = async (room: string) =>
   (
@@ -122,35 +113,35 @@ describe("health gate", () => {
     const b = first(await db.sql<Joined[]>`select * from waitroom.join(${room})`);
 
     // 503: the gate stays shut.
-    await eventually(healthIs(room, "unhealthy", "HTTP 503"));
+    await eventually(healthIs(room, "unhealthy", "HTTP 503"), "the room is unhealthy (HTTP 503)");
     await sleep(1_500);
     expect(await statusOf(a.ticket_id)).toBe("queued");
 
     // 200: admission resumes with no call from us.
     mode = "ok";
-    await eventually(admitted(a.ticket_id));
+    await eventually(admitted(a.ticket_id), "a is admitted");
     expect(await roomHealth(room)).toEqual({ health: "healthy", detail: "HTTP 200" });
     await db.sql`select * from waitroom.claim(${a.ticket_id}, ${a.token})`;
 
     // 503 again, then the seat is freed: nobody takes it.
     mode = "unavailable";
-    await eventually(healthIs(room, "unhealthy", "HTTP 503"));
+    await eventually(healthIs(room, "unhealthy", "HTTP 503"), "the room is unhealthy (HTTP 503)");
     await db.sql`select * from waitroom.leave(${a.ticket_id}, ${a.token})`;
     await sleep(1_500);
     expect(await statusOf(b.ticket_id)).toBe("queued");
 
     // No answer within 2 s, then nobody listening at all: still shut, no new event.
     mode = "hang";
-    await eventually(healthIs(room, "unhealthy", "no answer within 2000 ms"));
+    await eventually(healthIs(room, "unhealthy", "no answer within 2000 ms"), "the room is unhealthy (no answer)");
     await stopUpstream();
-    await eventually(healthIs(room, "unhealthy", "connection refused"));
+    await eventually(healthIs(room, "unhealthy", "connection refused"), "the room is unhealthy (refused)");
     expect(await statusOf(b.ticket_id)).toBe("queued");
     expect(await healthEvents(room)).toEqual([false, true, false]);
 
     // Back and healthy: the next ticket is let in by itself.
     mode = "ok";
     await startUpstream();
-    await eventually(admitted(b.ticket_id));
+    await eventually(admitted(b.ticket_id), "b is admitted");
     expect((await roomHealth(room)).health).toBe("healthy");
     expect(await healthEvents(room)).toEqual([false, true, false, true]);
 

@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { killLaunched, launch, messages, type Running, sleep, terminate, waitUntil } from "../helpers/app-process.js";
+import { killLaunched, launch, messages, type Running, sleep, terminate } from "../helpers/app-process.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { type Joined, uniqueRoomId } from "../helpers/queue.js";
+import { testRandom } from "../helpers/random.js";
 
 /*
  * Three separate `waitroom worker` processes compete for one database's
@@ -23,24 +25,24 @@ const rooms = [
   { capacity: 2, tick_ms: 150 },
 ].map((room) => ({ ...room, id: uniqueRoomId("procs") }));
 
-const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
-
 describe("competing worker processes", () => {
   it("admit nobody twice, never exceed capacity, and all do admission work", { timeout: 120_000 }, async () => {
+    const random = testRandom(29);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
     const workers: Running[] = [];
     for (let i = 0; i < WORKERS; i++) {
       workers.push(
         launch({ DATABASE_URL: db.serviceUrl, LOG_LEVEL: "info", WAITROOM_SWEEP_INTERVAL_MS: "500" }, "worker"),
       );
     }
-    await waitUntil(
+    await eventually(
       () => {
         const early = workers.find((worker) => worker.child.exitCode !== null);
         if (early) throw new Error(`a worker exited early:\n${early.stdout}\n${early.stderr}`);
         return workers.every((worker) => messages(worker).includes("scheduler running"));
       },
-      60_000,
       "every worker process runs its scheduler",
+      60_000,
     );
 
     for (const room of rooms) {
@@ -59,7 +61,7 @@ describe("competing worker processes", () => {
       while (Date.now() < deadline) {
         const [ticket] = await db.sql<Joined[]>`select * from waitroom.join(${pick(ids)})`;
         if (ticket) tokens.set(ticket.ticket_id, ticket.token);
-        await sleep(10 + Math.random() * 20);
+        await sleep(10 + random() * 20);
       }
     };
     // Offers are claimed, declined (leave) or left to lapse after claim_seconds;
@@ -72,12 +74,12 @@ describe("competing worker processes", () => {
         for (const { id, status } of offered) {
           const token = tokens.get(id);
           if (!token) continue;
-          const dice = Math.random();
+          const dice = random();
           if (status === "admitted" && dice < 0.6) await db.sql`select * from waitroom.claim(${id}, ${token})`;
           else if (status === "admitted" && dice < 0.8) await db.sql`select * from waitroom.leave(${id}, ${token})`;
           else if (status === "active" && dice < 0.3) await db.sql`select * from waitroom.leave(${id}, ${token})`;
         }
-        await sleep(15 + Math.random() * 30);
+        await sleep(15 + random() * 30);
       }
     };
     const leaver = async () => {
@@ -86,7 +88,7 @@ describe("competing worker processes", () => {
           select id from waitroom.tickets where room_id = any(${ids}) and status = 'queued' order by random() limit 1`;
         const token = queued && tokens.get(queued.id);
         if (queued && token) await db.sql`select * from waitroom.leave(${queued.id}, ${token})`;
-        await sleep(100 + Math.random() * 100);
+        await sleep(100 + random() * 100);
       }
     };
     const sampler = async () => {

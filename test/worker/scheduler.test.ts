@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log.js";
 import { type Scheduler, startWorker } from "../../src/worker/index.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { first, type Joined, uniqueRoomId } from "../helpers/queue.js";
+import { testRandom } from "../helpers/random.js";
 
 const db = useTestDatabase();
 const log = createLogger("warn");
@@ -18,17 +20,6 @@ afterAll(async () => {
   await Promise.all(runners.map((runner) => runner.stop()));
 });
 
-/** Poll until `probe` returns a value, or fail after `ms`. */
-async function eventually<T>(probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 async function createRoom(capacity: number, settings: Record<string, unknown>) {
   const room = uniqueRoomId();
   await db.sql`select waitroom.create_room(${room}, ${capacity}, ${db.sql.json(settings as never)})`;
@@ -42,8 +33,7 @@ async function statusOf(ticketId: string): Promise<string> {
   return row?.status ?? "missing";
 }
 
-const once = (ticketId: string, status: string) => async () =>
-  (await statusOf(ticketId)) === status ? true : undefined;
+const once = (ticketId: string, status: string) => async () => (await statusOf(ticketId)) === status;
 
 describe("scheduler", () => {
   it("admits on its own, tick after tick", async () => {
@@ -51,8 +41,8 @@ describe("scheduler", () => {
     const tickets = [await join(room), await join(room), await join(room)];
     const [a, b, c] = tickets;
     if (!a || !b || !c) throw new Error("joins failed");
-    await eventually(once(a.ticket_id, "admitted"));
-    await eventually(once(b.ticket_id, "admitted"));
+    await eventually(once(a.ticket_id, "admitted"), "a is admitted");
+    await eventually(once(b.ticket_id, "admitted"), "b is admitted");
     expect(await statusOf(c.ticket_id)).toBe("queued");
   });
 
@@ -62,11 +52,11 @@ describe("scheduler", () => {
     const next = await join(room);
     // Opening wakes the room: that tick admits the holder and schedules the next a minute on.
     await db.sql`select waitroom.configure_room(${room}, '{"mode": "open"}')`;
-    await eventually(once(holder.ticket_id, "admitted"));
+    await eventually(once(holder.ticket_id, "admitted"), "the holder is admitted");
     await db.sql`select * from waitroom.claim(${holder.ticket_id}, ${holder.token})`;
     const leftAt = Date.now();
     await db.sql`select * from waitroom.leave(${holder.ticket_id}, ${holder.token})`;
-    await eventually(once(next.ticket_id, "admitted"), 30_000);
+    await eventually(once(next.ticket_id, "admitted"), "the next ticket is admitted", 30_000);
     const latencyMs = Date.now() - leftAt;
     // Far below the one-minute tick: only the wake written by leave can explain it.
     expect(latencyMs).toBeLessThan(10_000);
@@ -77,9 +67,9 @@ describe("scheduler", () => {
     const sleeper = await join(room);
     const next = await join(room);
     await db.sql`select waitroom.configure_room(${room}, '{"mode": "open"}')`;
-    await eventually(once(sleeper.ticket_id, "admitted"));
-    await eventually(once(sleeper.ticket_id, "expired"));
-    await eventually(once(next.ticket_id, "admitted"));
+    await eventually(once(sleeper.ticket_id, "admitted"), "the sleeper is admitted");
+    await eventually(once(sleeper.ticket_id, "expired"), "the sleeper's offer expires");
+    await eventually(once(next.ticket_id, "admitted"), "the next ticket is admitted");
   });
 
   it("resumes a paused room when it is configured open again", async () => {
@@ -88,7 +78,7 @@ describe("scheduler", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await statusOf(ticket.ticket_id)).toBe("queued");
     await db.sql`select waitroom.configure_room(${room}, '{"mode": "open"}')`;
-    await eventually(once(ticket.ticket_id, "admitted"));
+    await eventually(once(ticket.ticket_id, "admitted"), "the ticket is admitted");
   });
 
   it("opens on schedule with the opening draw: the first seats go to the first drawn", async () => {
@@ -100,7 +90,7 @@ describe("scheduler", () => {
       const rows = await db.sql<{ id: string; admitted_at: Date }[]>`
         select id, admitted_at from waitroom.tickets where room_id = ${room} and status = 'admitted'`;
       return rows.length === 3 ? rows : undefined;
-    });
+    }, "three are admitted at the opening");
     for (const row of admitted) expect(row.admitted_at.getTime()).toBeGreaterThanOrEqual(opensAt.getTime());
     const audit = await db.sql<{ ticket_id: string; drawn_position: number; agrees: boolean }[]>`
       select ticket_id, drawn_position, agrees from waitroom.shuffle_audit(${room})`;
@@ -111,6 +101,7 @@ describe("scheduler", () => {
   });
 
   it("never admits a ticket twice nor exceeds capacity with two schedulers and churn", async () => {
+    const random = testRandom(113);
     const capacity = 3;
     const room = await createRoom(capacity, { tick_ms: 50, claim_seconds: 1, session_seconds: 1, grace_seconds: 0 });
     const deadline = Date.now() + 3_000;
@@ -118,9 +109,9 @@ describe("scheduler", () => {
     const joiner = (async () => {
       while (Date.now() < deadline) {
         const ticket = await join(room);
-        if (Math.random() < 0.5) {
+        if (random() < 0.5) {
           // Claim when offered, or leave: both free seats for the schedulers to refill.
-          void eventually(once(ticket.ticket_id, "admitted"), 2_000)
+          void eventually(once(ticket.ticket_id, "admitted"), "the ticket is admitted", 2_000)
             .then(() => db.sql`select * from waitroom.claim(${ticket.ticket_id}, ${ticket.token})`)
             .catch(() => {});
         }

@@ -1,0 +1,200 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
+import { createRoute, type Hook, OpenAPIHono, type RouteConfig, type RouteHandler } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import type { z } from "zod";
+import { jsonBody } from "./body.js";
+import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
+import { ApiError, invalid, parse } from "./errors.js";
+
+/*
+ * One definition per route: what it takes, who may call it, what it answers and which error codes
+ * it can give. mount() makes that definition the route: it validates the request, enforces the
+ * declared security, types the handler, and registers it for /openapi.json.
+ */
+
+/** The app runs on @hono/node-server, which hands every request its Node objects. */
+export type AppEnv = {
+  Bindings: HttpBindings;
+  Variables: {
+    /** The ticket's bearer token, on routes secured by ticketToken. */
+    ticketToken: string;
+    /** The caller presented the server key (a join may then set holder and priority). */
+    trusted: boolean;
+    /** The error codes the matched route documents; any other answered code is counted as undocumented. */
+    errorCodes: readonly ErrorCode[];
+  };
+};
+
+/** How callers prove who they are; routes name these in `security`, and mount() enforces them. */
+export const securitySchemes = {
+  ticketToken: { type: "http", scheme: "bearer", description: "The ticket's token, as join returned it." },
+  ticketTokenQuery: {
+    type: "apiKey",
+    in: "query",
+    name: "token",
+    description: "The ticket's token in the query string, for EventSource (which cannot send headers).",
+  },
+  adminKey: { type: "http", scheme: "bearer", description: "WAITROOM_ADMIN_KEY." },
+  serverKey: { type: "http", scheme: "bearer", description: "WAITROOM_SERVER_KEY (the protected app's backend)." },
+} as const;
+
+type Security = RouteConfig["security"];
+
+/** Who may call a route: its `security`, one of these (none: anyone). */
+export const callers: Record<"ticket" | "ticketOrQuery" | "admin" | "anyoneOrServer", Security> = {
+  ticket: [{ ticketToken: [] }],
+  /** The stream: EventSource cannot send headers. */
+  ticketOrQuery: [{ ticketToken: [] }, { ticketTokenQuery: [] }],
+  admin: [{ adminKey: [] }],
+  /** Anyone; the server key unlocks more. */
+  anyoneOrServer: [{}, { serverKey: [] }],
+};
+
+/** Codes every route may answer: a declared body over the limit, an outage, and a bug. */
+export const anyRouteErrors: readonly ErrorCode[] = ["payload_too_large", "unavailable", "internal"];
+
+/** Codes that follow from the shape of a definition, so no route has to remember them. */
+function impliedErrors(config: Pick<RouteConfig, "request" | "security">): ErrorCode[] {
+  const codes: ErrorCode[] = [];
+  const { request } = config;
+  if (request?.params || request?.query || request?.headers || request?.body) codes.push("invalid_request");
+  if (request?.body) codes.push("unsupported_media_type");
+  const schemes = new Set((config.security ?? []).flatMap((requirement) => Object.keys(requirement)));
+  if (schemes.has("adminKey")) codes.push("unauthorized", "forbidden");
+  // A missing token is unauthorized; one no ticket could have is not_found, like a wrong one.
+  if (schemes.has("ticketToken")) codes.push("unauthorized", "not_found");
+  if (schemes.has("serverKey")) codes.push("unauthorized");
+  return codes;
+}
+
+function errorResponses(codes: readonly ErrorCode[]): RouteConfig["responses"] {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of codes) byStatus.set(errorCodes[code], [...(byStatus.get(errorCodes[code]) ?? []), code]);
+  return Object.fromEntries(
+    [...byStatus].map(([status, grouped]) => [
+      String(status),
+      { description: grouped.join(", "), content: { "application/json": { schema: errorEnvelope } } },
+    ]),
+  );
+}
+
+type Definition = RouteConfig & { errors: readonly ErrorCode[] };
+type ErrorCodes = { "x-error-codes": readonly ErrorCode[] };
+/** A defined route: its definition, with every error code it can answer. */
+export type Route = RouteConfig & ErrorCodes;
+
+/**
+ * A route definition. `errors` lists the codes its handler gives; the codes implied by its shape
+ * (invalid_request for any input, unsupported_media_type for a body, what its security can refuse)
+ * are added, and all of them are documented as x-error-codes and as error responses.
+ */
+export function defineRoute<D extends Definition>({ errors, ...config }: D): Omit<D, "errors"> & ErrorCodes {
+  const codes = [...new Set([...errors, ...impliedErrors(config)])].sort();
+  return createRoute({
+    ...config,
+    responses: { ...config.responses, ...errorResponses(codes) },
+    "x-error-codes": codes,
+  }) as unknown as Omit<D, "errors"> & ErrorCodes;
+}
+
+/** Compare secrets in constant time (hashed first, so lengths do not leak either). */
+export function sameSecret(given: string, expected: string): boolean {
+  const digest = (value: string) => createHash("sha256").update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+function bearer(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  if (header === undefined) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match?.[1]) throw new ApiError("unauthorized", "Authorization must be 'Bearer <token>'");
+  return match[1];
+}
+
+export type Secrets = {
+  /** Unset: the admin endpoints answer forbidden. */
+  adminKey?: string | undefined;
+  /** Unset: nobody may set holder or priority. */
+  serverKey?: string | undefined;
+};
+
+/** The middleware that enforces a route's declared security. */
+function guards(security: Security, secrets: Secrets): MiddlewareHandler<AppEnv>[] {
+  const schemes = new Set((security ?? []).flatMap((requirement) => Object.keys(requirement)));
+  const checks: MiddlewareHandler<AppEnv>[] = [];
+  if (schemes.has("adminKey")) {
+    checks.push((c, next) => {
+      if (!secrets.adminKey) throw new ApiError("forbidden", "the admin API is disabled: set WAITROOM_ADMIN_KEY");
+      const key = bearer(c);
+      if (!key || !sameSecret(key, secrets.adminKey)) throw new ApiError("unauthorized", "the admin key is required");
+      return next();
+    });
+  }
+  if (schemes.has("ticketToken")) {
+    const inQuery = schemes.has("ticketTokenQuery");
+    checks.push((c, next) => {
+      const token = bearer(c) ?? (inQuery ? c.req.query("token") : undefined);
+      if (!token) throw new ApiError("unauthorized", "the ticket's token is required (Authorization: Bearer <token>)");
+      // No ticket has such a token (and PostgreSQL text cannot even hold a NUL).
+      if (token.length > 256 || token.includes("\u0000")) {
+        throw new ApiError("not_found", "no ticket with this id and token");
+      }
+      c.set("ticketToken", token);
+      return next();
+    });
+  }
+  if (schemes.has("serverKey")) {
+    // Anyone may call; the server key, when presented, must be right.
+    checks.push((c, next) => {
+      const key = bearer(c);
+      const trusted = key !== undefined && secrets.serverKey !== undefined && sameSecret(key, secrets.serverKey);
+      if (key !== undefined && !trusted) throw new ApiError("unauthorized", "the server key is wrong");
+      c.set("trusted", trusted);
+      return next();
+    });
+  }
+  return checks;
+}
+
+const validationTargets: Record<string, string> = { param: "path", query: "query", header: "headers", json: "body" };
+
+/** zod-openapi's validation failures answer the error envelope like every other bad input. */
+export const defaultHook: Hook<unknown, AppEnv, string, undefined> = (result) => {
+  if (!result.success) throw invalid(result.error, validationTargets[result.target] ?? result.target);
+};
+
+export type Router = {
+  app: OpenAPIHono<AppEnv>;
+  /** Serve a route by its definition. */
+  mount<R extends Route>(route: R, handler: RouteHandler<R, AppEnv>): void;
+};
+
+export function createRouter(options: { secrets: Secrets; bodyLimitBytes: number }): Router {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook });
+  return {
+    app,
+    mount(route, handler) {
+      const codes = route["x-error-codes"];
+      const middleware: MiddlewareHandler<AppEnv>[] = [
+        (c, next) => {
+          c.set("errorCodes", codes);
+          return next();
+        },
+        ...guards(route.security, options.secrets),
+      ];
+      // The body is validated with the definition's schema, but read by jsonBody, not zod-openapi.
+      const { body, ...request } = route.request ?? {};
+      const json = body?.content["application/json"];
+      const schema = json && "schema" in json ? (json.schema as z.ZodType) : undefined;
+      if (schema) {
+        middleware.push(async (c, next) => {
+          c.req.addValidatedData("json", parse(schema, await jsonBody(c, options.bodyLimitBytes), "body") as object);
+          return next();
+        });
+      }
+      app.openAPIRegistry.registerPath(route);
+      app.openapi({ ...route, request, middleware, hide: true }, handler);
+    },
+  };
+}

@@ -1,0 +1,37 @@
+import type { Route } from "../route.js";
+import { checkRoute, jwksRoute, rotateRoute } from "./checks.js";
+import { healthRoute, metricsRoute, openApiRoute, readyRoute } from "./ops.js";
+import {
+  deleteRoomRoute,
+  getRoomRoute,
+  historyRoute,
+  listRoomsRoute,
+  pauseRoute,
+  putRoomRoute,
+  resumeRoute,
+} from "./rooms.js";
+import { claimRoute, eventsRoute, heartbeatRoute, joinRoute, leaveRoute, ticketRoute } from "./tickets.js";
+
+/** Every route definition of the API, by concern: what /openapi.json describes. */
+export const routes: readonly Route[] = [
+  joinRoute,
+  ticketRoute,
+  eventsRoute,
+  claimRoute,
+  heartbeatRoute,
+  leaveRoute,
+  checkRoute,
+  jwksRoute,
+  rotateRoute,
+  listRoomsRoute,
+  getRoomRoute,
+  putRoomRoute,
+  deleteRoomRoute,
+  historyRoute,
+  pauseRoute,
+  resumeRoute,
+  healthRoute,
+  readyRoute,
+  metricsRoute,
+  openApiRoute,
+];

@@ -1,0 +1,224 @@
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import { z } from "@hono/zod-openapi";
+import type { Sql } from "../../db/client.js";
+import { formatSse, type Hub, RETRY_MS, ticketView } from "../../events/hub.js";
+import type { Metrics } from "../../metrics.js";
+import type { GroupedQueue } from "../../queue/grouped.js";
+import * as queue from "../../queue/index.js";
+import type { TokenIssuer } from "../../tokens/index.js";
+import {
+  claimResponse,
+  eventId,
+  joinRequest,
+  joinResponse,
+  roomParams,
+  ticketParams,
+  ticketState,
+} from "../contracts.js";
+import { ApiError, verdictError } from "../errors.js";
+import { callers, defineRoute, type Router } from "../route.js";
+import { sseHeaders, sseResponse } from "../sse.js";
+
+/*
+ * A visitor's ticket, from join to leave: the routes a waiting-room page and the SDK call.
+ */
+
+export const joinRoute = defineRoute({
+  method: "post",
+  path: "/v1/rooms/{room}/tickets",
+  summary: "Join a room's queue",
+  description:
+    "Anyone may join. With the server key (the protected app's backend) a join may also set `holder` " +
+    "(one live ticket per holder: re-joining supersedes the old ticket) and `priority`.",
+  tags: ["tickets"],
+  security: callers.anyoneOrServer,
+  request: {
+    params: roomParams,
+    body: { content: { "application/json": { schema: joinRequest } }, required: false },
+  },
+  responses: {
+    202: {
+      description: "The ticket, its token and where to stream it.",
+      content: { "application/json": { schema: joinResponse } },
+    },
+  },
+  errors: ["forbidden", "not_found", "room_closed"],
+});
+
+export const ticketRoute = defineRoute({
+  method: "get",
+  path: "/v1/tickets/{id}",
+  summary: "Read a ticket's state",
+  description: "Status, position, depth and estimated wait. Streams carry the same state as it changes.",
+  tags: ["tickets"],
+  security: callers.ticket,
+  request: { params: ticketParams },
+  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  errors: ["superseded"],
+});
+
+export const eventsRoute = defineRoute({
+  method: "get",
+  path: "/v1/tickets/{id}/events",
+  summary: "Stream a ticket's state (Server-Sent Events)",
+  description:
+    "A state snapshot, then `state`, `admitted`, `active`, `draining`, `ended`, `superseded` and `room` " +
+    "events; every `data:` line is a ticket state. `Last-Event-ID` (or `?lastEventId=`) resumes after an event.",
+  tags: ["tickets"],
+  security: callers.ticketOrQuery,
+  request: {
+    params: ticketParams,
+    query: z.object({
+      token: z.string().optional().describe("The ticket's token, for EventSource (which cannot send headers)."),
+      lastEventId: eventId.optional().describe("Resume after this event id, for clients that cannot set the header."),
+    }),
+    headers: z.object({
+      "last-event-id": eventId.optional().describe("Resume after this event id (EventSource sends it)."),
+    }),
+  },
+  responses: {
+    200: { description: "The stream.", content: { "text/event-stream": { schema: z.string() } } },
+    204: { description: "The ticket is over and the client has seen how it ended: stop reconnecting." },
+  },
+  errors: ["superseded"],
+});
+
+export const claimRoute = defineRoute({
+  method: "post",
+  path: "/v1/tickets/{id}/claim",
+  summary: "Claim an admission offer",
+  description: "Turns the offer into an active seat and returns the signed admission token for the protected app.",
+  tags: ["tickets"],
+  security: callers.ticket,
+  request: { params: ticketParams },
+  responses: {
+    200: {
+      description: "The seat and its admission token.",
+      content: { "application/json": { schema: claimResponse } },
+    },
+  },
+  errors: ["superseded", "already_claimed", "not_admitted", "expired", "ended", "left", "draining"],
+});
+
+export const heartbeatRoute = defineRoute({
+  method: "post",
+  path: "/v1/tickets/{id}/heartbeat",
+  summary: "Say the holder is present",
+  description: "Keeps a queued place from idling out; extends an active seat where the room renews on heartbeat.",
+  tags: ["tickets"],
+  security: callers.ticket,
+  request: { params: ticketParams },
+  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  errors: ["superseded", "expired", "ended", "left", "draining"],
+});
+
+export const leaveRoute = defineRoute({
+  method: "delete",
+  path: "/v1/tickets/{id}",
+  summary: "Leave",
+  description: "The place or seat is released at once.",
+  tags: ["tickets"],
+  security: callers.ticket,
+  request: { params: ticketParams },
+  responses: { 204: { description: "Left." } },
+  errors: ["superseded", "expired", "ended", "left"],
+});
+
+export type TicketDeps = {
+  sql: Sql;
+  grouped: GroupedQueue;
+  hub: Hub;
+  tokens: TokenIssuer;
+  metrics: Metrics;
+  streamBufferBytes: number;
+};
+
+export function mountTickets({ mount }: Router, deps: TicketDeps): void {
+  const { sql, grouped, hub, tokens, metrics } = deps;
+
+  mount(joinRoute, async (c) => {
+    const { room } = c.req.valid("param");
+    const request = c.req.valid("json");
+    if (!c.var.trusted && (request.holder !== undefined || request.priority !== undefined)) {
+      throw new ApiError("forbidden", "holder and priority may only be set with the server key");
+    }
+    const joined = await grouped.join(room, request);
+    metrics.joins.inc();
+    return c.json(
+      {
+        ...joined,
+        // join answers in O(1); the stream's first state carries the estimate.
+        eta_seconds: null,
+        events_url: `/v1/tickets/${joined.ticket_id}/events`,
+      },
+      202,
+    );
+  });
+
+  /** The ticket's state, unless the token is unknown or superseded. */
+  const stateOf = async (ticketId: string, token: string) => {
+    const { code, state } = await grouped.tokenState({ ticketId, token });
+    if (!state) throw verdictError(code);
+    return state;
+  };
+
+  mount(ticketRoute, async (c) => c.json(ticketView(await stateOf(c.req.valid("param").id, c.var.ticketToken)), 200));
+
+  mount(eventsRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const resume = c.req.valid("header")["last-event-id"] || c.req.valid("query").lastEventId || undefined;
+    const resumeAfter = resume === undefined ? undefined : Number(resume);
+    const presented = { ticketId: id, token: c.var.ticketToken };
+    // 204 tells EventSource to stop reconnecting: the ticket is over and the client has seen how it ended.
+    const over = () => c.body(null, 204);
+    if (c.req.method === "HEAD") {
+      // Hono answers HEAD with this handler and drops the body without cancelling it: open no stream.
+      const state = await stateOf(id, presented.token);
+      return queue.terminalStatuses.has(state.status) && resumeAfter === undefined
+        ? over()
+        : c.body(null, 200, sseHeaders);
+    }
+    let unsubscribe = () => {};
+    const stream = sseResponse(c.env.outgoing, deps.streamBufferBytes, () => unsubscribe());
+    stream.client.write(formatSse({ retry: RETRY_MS }));
+    const opened = await hub.open(presented, stream.client, resumeAfter);
+    if (opened.kind === "refused") throw verdictError(opened.code);
+    if (opened.kind === "over") return over();
+    unsubscribe = opened.unsubscribe;
+    // A client that left while its stream was being opened is not kept subscribed.
+    if (!stream.start()) unsubscribe();
+    // The stream was answered on Node's response itself.
+    return RESPONSE_ALREADY_SENT as unknown as ReturnType<typeof over>;
+  });
+
+  mount(claimRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const claimed = await queue.claim(sql, id, c.var.ticketToken);
+    if (!claimed.ok || !claimed.expires_at || !claimed.status) throw verdictError(claimed.code);
+    const { token } = await tokens.sign({
+      holder: claimed.holder,
+      room: claimed.room_id,
+      ticketId: id,
+      instance: claimed.instance,
+      expiresAt: claimed.expires_at,
+    });
+    metrics.claims.inc();
+    return c.json(
+      { ticket_id: id, status: claimed.status, admission_token: token, expires_at: claimed.expires_at.toISOString() },
+      200,
+    );
+  });
+
+  mount(heartbeatRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const { code, state } = await queue.heartbeat(sql, id, c.var.ticketToken);
+    if (code !== "ok" || !state) throw verdictError(code);
+    return c.json(ticketView(state), 200);
+  });
+
+  mount(leaveRoute, async (c) => {
+    const verdict = await queue.leave(sql, c.req.valid("param").id, c.var.ticketToken);
+    if (!verdict.ok) throw verdictError(verdict.code);
+    return c.body(null, 204);
+  });
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
+import { useTestDatabase } from "../helpers/database.js";
+import { at, uniqueRoomId } from "../helpers/queue.js";
+
+/*
+ * The HTTP layer validates with zod before anything reaches SQL, and SQL enforces the same rules
+ * (verbs and table constraints). The two must agree on every value: zod refusing what SQL accepts
+ * locks callers out, zod accepting what SQL refuses turns bad input into a 5xx or a different code.
+ * Each value below is put to both; the database's answer is the rule.
+ */
+
+const db = useTestDatabase();
+
+const rolledBack = Symbol("rolled back");
+
+/** Whether SQL accepts it, in a transaction that is rolled back; a refusal must be WR400, nothing else. */
+async function sqlAccepts(statement: (sql: typeof db.sql) => Promise<unknown>): Promise<boolean | string> {
+  try {
+    await db.sql.begin(async (tx) => {
+      await statement(tx as unknown as typeof db.sql);
+      throw rolledBack;
+    });
+  } catch (error) {
+    if (error === rolledBack) return true;
+    const code = (error as { code?: string }).code;
+    return code === "WR400" ? false : `refused with ${code}: ${(error as Error).message}`;
+  }
+  return "committed";
+}
+
+type Disagreement = { value: unknown; zod: boolean; sql: boolean | string };
+
+async function disagreements(
+  values: readonly unknown[],
+  zodAccepts: (value: unknown) => boolean,
+  statement: (sql: typeof db.sql, value: unknown) => Promise<unknown>,
+): Promise<Disagreement[]> {
+  const found: Disagreement[] = [];
+  for (const value of values) {
+    const zod = zodAccepts(value);
+    const sql = await sqlAccepts((tx) => statement(tx, value));
+    if (zod !== sql) found.push({ value, zod, sql });
+  }
+  return found;
+}
+
+const text = (length: number, unit = "x") => unit.repeat(length);
+
+describe("zod and the database agree", () => {
+  it("on room ids", async () => {
+    const values = ["a", "0", "a-b_c", "9z", text(48), text(49), "", "A", "-a", "_a", "a b", "é", "a/b", "a.b", "a\nb"];
+    const found = await disagreements(
+      values,
+      (value) => roomId.safeParse(value).success,
+      (sql, value) => sql`select waitroom.create_room(${value as string}, 1, '{}', ${at(0)})`,
+    );
+    expect(found).toEqual([]);
+  });
+
+  it("on holders and priorities of a join", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    // Lengths are characters (code points), as PostgreSQL counts them, not UTF-16 units.
+    const holders = ["x", text(256), text(257), "", text(256, "é"), text(256, "😀"), text(257, "😀"), "a\u200db"];
+    const byHolder = await disagreements(
+      holders,
+      (holder) => joinRequest.safeParse({ holder }).success,
+      (sql, holder) => sql`select * from waitroom.join(${room}, ${holder as string}, 0, ${at(1)})`,
+    );
+    const priorities = [-1001, -1000, -1, 0, 1, 1000, 1001, 2 ** 31 - 1, -(2 ** 31)];
+    const byPriority = await disagreements(
+      priorities,
+      (priority) => joinRequest.safeParse({ priority }).success,
+      (sql, priority) => sql`select * from waitroom.join(${room}, null, ${priority as number}, ${at(1)})`,
+    );
+    expect({ byHolder, byPriority }).toEqual({ byHolder: [], byPriority: [] });
+  });
+
+  it("on every room setting, at and around its bounds, and on which settings exist", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const candidates: Record<string, unknown[]> = {
+      capacity: [-1, 0, 1, 1_000_000, 1_000_001],
+      admit_per_minute: [0, 1, 2 ** 31 - 1, null],
+      session_seconds: [0, 1, 2 ** 31 - 1],
+      grace_seconds: [-1, 0, 1],
+      claim_seconds: [0, 1],
+      idle_seconds: [0, 1],
+      renew_on_heartbeat: [true, false],
+      mode: ["open", "paused", "passthrough", "closed", "bogus"],
+      opens_at: ["2030-01-02T00:00:00Z", "2030-01-02T00:00:00+02:00", null],
+      tick_ms: [49, 50, 60_000, 60_001],
+      retention_seconds: [3599, 3600],
+      health_url: ["http://upstream.internal/health", "https://example.com/h", null],
+      shuffle_seed: [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991],
+      // Not a setting: both must refuse it.
+      no_such_setting: [1],
+    };
+    // Every setting zod knows is tried.
+    expect(Object.keys(roomSettings.shape).filter((key) => !(key in candidates))).toEqual([]);
+    const found: Array<Disagreement & { setting: string }> = [];
+    for (const [setting, values] of Object.entries(candidates)) {
+      const differing = await disagreements(
+        values,
+        (value) => roomSettings.safeParse({ [setting]: value }).success,
+        (sql, value) =>
+          sql`select waitroom.configure_room(${room}, ${sql.json({ [setting]: value } as never)}, ${at(1)})`,
+      );
+      found.push(...differing.map((d) => ({ setting, ...d })));
+    }
+    expect(found).toEqual([]);
+  });
+});
