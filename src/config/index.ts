@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { z } from "zod";
+import type { TokenTimings } from "../tokens/index.js";
 
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -54,6 +55,9 @@ const environmentSchema = z.object({
   WAITROOM_JOIN_BATCH_MAX: integer(1, 10_000).default(500),
   WAITROOM_READ_BATCH_MAX: integer(1, 10_000).default(1_000),
   WAITROOM_BATCHES_IN_FLIGHT: integer(1, 64).default(2),
+  WAITROOM_ADMISSION_TOKEN_SECONDS: integer(10, 86_400).default(120),
+  WAITROOM_JWKS_MAX_AGE_SECONDS: integer(0, 86_400).default(300),
+  WAITROOM_KEY_CACHE_SECONDS: integer(1, 3_600).default(30),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -96,6 +100,8 @@ export type Config = {
   bodyLimitBytes: number;
   stream: StreamSettings;
   grouping: GroupingSettings;
+  /** Admission token lifetime and the key caches that staged rotation waits out (src/tokens). */
+  tokens: TokenTimings;
   logLevel: (typeof logLevels)[number];
 };
 
@@ -178,6 +184,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxJoinBatch: e.WAITROOM_JOIN_BATCH_MAX,
       maxReadBatch: e.WAITROOM_READ_BATCH_MAX,
       maxInFlight: e.WAITROOM_BATCHES_IN_FLIGHT,
+    },
+    tokens: {
+      tokenSeconds: e.WAITROOM_ADMISSION_TOKEN_SECONDS,
+      jwksMaxAgeSeconds: e.WAITROOM_JWKS_MAX_AGE_SECONDS,
+      keyCacheSeconds: e.WAITROOM_KEY_CACHE_SECONDS,
     },
     logLevel: e.LOG_LEVEL,
   };

@@ -28,7 +28,7 @@ export type AppDeps = {
   log: Logger;
   /** The LISTEN connection, for /readyz. */
   listener: { readonly connected: boolean };
-  settings: Secrets & { bodyLimitBytes: number; streamBufferBytes: number };
+  settings: Secrets & { bodyLimitBytes: number; streamBufferBytes: number; jwksMaxAgeSeconds: number };
 };
 
 /** /v1/rooms/{room} → a pattern matching any concrete path of that route. */
@@ -97,7 +97,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   serve((router) =>
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
-  serve((router) => mountChecks(router, { sql, grouped, tokens }));
+  serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
   serve((router) => mountRooms(router, sql));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe }));
   app.get("/docs", (c) => c.html(docsPage(describe())));

@@ -34,6 +34,7 @@ type HttpConfig = Pick<
   | "bodyLimitBytes"
   | "stream"
   | "grouping"
+  | "tokens"
   | "shutdownTimeoutMs"
 >;
 
@@ -109,7 +110,7 @@ export async function startHttp(options: {
     readNotice: (ranges) => noticeEvents(sql, ranges),
     onGap: (since) => void hub.replay(since),
   });
-  const tokens = createTokenIssuer({ sql, log });
+  const tokens = createTokenIssuer({ sql, log, timings: config.tokens });
   const app = createApp({
     sql,
     grouped,
@@ -123,6 +124,7 @@ export async function startHttp(options: {
       serverKey: config.serverKey,
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
+      jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
