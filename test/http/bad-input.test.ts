@@ -680,7 +680,7 @@ function buildCorpus(f: Fixture): Case[] {
     "/openapi.yaml",
     "/metrics/extra",
     "/docs/",
-    "/v1/keys",
+    "/v1/keyring",
     "/admin/",
     "/.env",
     "/v1/rooms//tickets",

@@ -494,7 +494,6 @@ describe("lock order between a join that lost a same-holder race and admit", () 
       const loserPid = pids[pair[0]] ?? -1;
       const admitterPid = pids[pair[1]] ?? -1;
       const shard = loserPid % 16;
-      const [gatePid] = await gate<{ pid: number }[]>`select pg_backend_pid() as pid`;
       const [winnerPid] = await winner<{ pid: number }[]>`select pg_backend_pid() as pid`;
 
       const blockedBy = async (pid: number, by: number | undefined) => {

@@ -2,7 +2,6 @@ import {
   base64url,
   calculateJwkThumbprint,
   createLocalJWKSet,
-  decodeProtectedHeader,
   exportJWK,
   generateKeyPair,
   importJWK,
@@ -20,8 +19,8 @@ import {
   type TokenIssuer,
   type TokenTimings,
 } from "../../src/tokens/index.js";
-import { eventually } from "../helpers/eventually.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { admit, createRoom, first, join } from "../helpers/queue.js";
 
 const db = useTestDatabase();
@@ -236,7 +235,11 @@ describe("revoke", () => {
     const tokens = issuer();
     const old = await tokens.sign(claims());
     const staged = await tokens.rotate();
-    expect(await tokens.revoke(old.kid)).toMatchObject({ kid: old.kid, state: "revoked", revoked_at: expect.any(Date) });
+    expect(await tokens.revoke(old.kid)).toMatchObject({
+      kid: old.kid,
+      state: "revoked",
+      revoked_at: expect.any(Date),
+    });
     expect((await tokens.jwks()).keys.map((key) => key.kid)).toEqual([staged.kid]);
     expect(await rejection(tokens, old.token)).toMatchObject({ code: "invalid_token" });
     expect((await tokens.sign(claims())).kid).toBe(staged.kid);
