@@ -103,28 +103,29 @@ as $$
 $$;
 comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger; returns it as JSON.';
 
--- Shard chosen by backend so concurrent writers rarely share a row.
-create function waitroom._dequeue(p_room text, p_count bigint) returns void
+-- Only bump a tally: tickets queued minus tickets dequeued is the depth
+-- (_depth). Shard chosen by backend so concurrent writers rarely share a row.
+create function waitroom._tally_dequeued(p_room text, p_count bigint) returns void
 language sql
 as $$
   update waitroom.queue_tally
      set dequeued = dequeued + p_count
    where room_id = p_room and shard = pg_backend_pid() % 16
 $$;
-comment on function waitroom._dequeue(text, bigint) is
+comment on function waitroom._tally_dequeued(text, bigint) is
   'Record that p_count queued tickets of the room are no longer queued.';
 
 -- Counted in the joins' own transactions, not read off the sequence: a
 -- number drawn by a join that rolled back, or by a backend killed mid-join,
 -- or skipped by the sequence cache a crash lost, never counted.
-create function waitroom._enqueue(p_room text, p_count bigint) returns void
+create function waitroom._tally_enqueued(p_room text, p_count bigint) returns void
 language sql
 as $$
   update waitroom.queue_tally
      set enqueued = enqueued + p_count
    where room_id = p_room and shard = pg_backend_pid() % 16
 $$;
-comment on function waitroom._enqueue(text, bigint) is
+comment on function waitroom._tally_enqueued(text, bigint) is
   'Record that p_count new tickets of the room were queued (in the transaction that queues them).';
 
 create function waitroom._depth(p_room text) returns bigint
@@ -180,138 +181,6 @@ end
 $$;
 comment on function waitroom._verdict(waitroom.tickets, waitroom.rooms, bytea, timestamptz) is
   'Verdict for a ticket and presented token hash: wrong tokens learn nothing beyond "unknown".';
-
--- State transitions driven by time, for one room or all; each kind bounded
--- by p_limit, rows picked with SKIP LOCKED so concurrent callers share work.
-create function waitroom._expire(p_room text, p_limit integer, p_now timestamptz)
-returns table (
-  offers_expired bigint, idle_expired bigint, sessions_drained bigint, sessions_ended bigint, freed_rooms text[],
-  event_ids bigint[]
-)
-language plpgsql
-as $$
-#variable_conflict use_column
-declare
-  v_freed  text[];
-  v_rooms  text[];
-  v_counts bigint[];
-  v_ids    bigint[];
-begin
-  -- Offers nobody claimed in time: the seat goes back to the pool.
-  with lapsed as (
-    select t.id
-      from waitroom.rooms r
-      join waitroom.tickets t on t.room_id = r.id
-     where (p_room is null or r.id = p_room)
-       and t.status = 'admitted' and t.claim_deadline <= p_now
-     limit p_limit
-       for update of t skip locked
-  ), done as (
-    update waitroom.tickets t
-       set status = 'expired', ended_at = p_now, end_reason = 'claim_timeout'
-      from lapsed where t.id = lapsed.id
-    returning t.id, t.room_id
-  )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
-    into offers_expired, freed_rooms, event_ids
-    from logged l;
-
-  -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
-  -- room's cutoff fixed before the scan, so the presence index bounds it: a
-  -- live queue of a million costs an index probe, not a read of every ticket.
-  with idle as (
-    select t.id
-      from waitroom.rooms r
-     cross join lateral (
-       select q.id
-         from waitroom.tickets q
-        where q.room_id = r.id and q.status = 'queued'
-          and q.last_seen_at <= p_now - make_interval(secs => r.idle_seconds)
-        order by q.last_seen_at
-        limit p_limit
-          for update skip locked
-     ) t
-     where (p_room is null or r.id = p_room)
-     limit p_limit
-  ), done as (
-    update waitroom.tickets t
-       set status = 'expired', ended_at = p_now, end_reason = 'idle'
-      from idle where t.id = idle.id
-    returning t.id, t.room_id
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
-    returning e.id
-  )
-  select g.rooms, g.counts, l.ids
-    into v_rooms, v_counts, v_ids
-    from (select array_agg(room_id) as rooms, array_agg(n) as counts
-            from (select room_id, count(*) as n from done group by room_id) per_room) g,
-         (select coalesce(array_agg(l.id), '{}') as ids from logged l) l;
-  perform waitroom._dequeue(v_rooms[i], v_counts[i]) from generate_subscripts(v_rooms, 1) i;
-  idle_expired := coalesce((select sum(n) from unnest(v_counts) n), 0);
-  event_ids := event_ids || v_ids;
-
-  -- Sessions past expiry + grace end (straight from active when sweep lagged).
-  with over as (
-    select t.id
-      from waitroom.rooms r
-      join waitroom.tickets t on t.room_id = r.id
-     where (p_room is null or r.id = p_room)
-       and t.status in ('active', 'draining')
-       and t.expires_at <= p_now - make_interval(secs => r.grace_seconds)
-     limit p_limit
-       for update of t skip locked
-  ), done as (
-    update waitroom.tickets t
-       set status = 'ended', ended_at = p_now, end_reason = 'session_over'
-      from over where t.id = over.id
-    returning t.id, t.room_id
-  )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
-    into sessions_ended, v_freed, v_ids
-    from logged l;
-  event_ids := event_ids || v_ids;
-  freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
-
-  -- Sessions past expiry start draining.
-  with due as (
-    select t.id
-      from waitroom.rooms r
-      join waitroom.tickets t on t.room_id = r.id
-     where (p_room is null or r.id = p_room)
-       and t.status = 'active' and t.expires_at <= p_now
-     limit p_limit
-       for update of t skip locked
-  ), done as (
-    update waitroom.tickets t
-       set status = 'draining'
-      from due where t.id = due.id
-    returning t.id, t.room_id, t.expires_at
-  )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done
-    returning e.id
-  )
-  select count(*), coalesce(array_agg(l.id), '{}') into sessions_drained, v_ids from logged l;
-  event_ids := event_ids || v_ids;
-
-  return next;
-end
-$$;
-comment on function waitroom._expire(text, integer, timestamptz) is
-  'Record lapsed offers, idle tickets, draining and ended sessions (one room or all), each kind bounded by p_limit; freed_rooms lists the rooms that got seats back, event_ids the ids of the ledger rows written (for waitroom._publish_ids).';
 
 -- Admission ticks are graphile-worker jobs, one chain per room: job_key
 -- admit:<room> collapses duplicates, queue_name keeps a room's ticks serial.

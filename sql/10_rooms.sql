@@ -39,18 +39,17 @@ end
 $$;
 comment on function waitroom._apply_settings(waitroom.rooms, jsonb) is 'Room row with p_settings applied; WR400 on unknown keys or values of the wrong type.';
 
--- Write a room row back; constraint violations become WR400 naming the rule.
+-- Write a room row back: the settings (_room_settings, the one list of them)
+-- and updated_at. Constraint violations become WR400 naming the rule.
 create function waitroom._save_room(r waitroom.rooms) returns void
 language plpgsql
 as $$
+declare
+  v_columns text := (select string_agg(format('%I', s), ', ') from unnest(waitroom._room_settings() || 'updated_at'::text) s);
 begin
-  update waitroom.rooms
-     set (capacity, admit_per_minute, session_seconds, grace_seconds, claim_seconds, idle_seconds,
-          renew_on_heartbeat, mode, opens_at, tick_ms, retention_seconds, shuffle_seed, health_url, updated_at)
-       = (r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds, r.idle_seconds,
-          r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds, r.shuffle_seed, r.health_url,
-          r.updated_at)
-   where id = r.id;
+  execute format('update waitroom.rooms set (%1$s) = (select %1$s from (select ($1).*) given) where id = ($1).id',
+                 v_columns)
+    using r;
 exception
   when check_violation then
     perform waitroom._fail('WR400', format('invalid settings for room %L: %s', r.id, sqlerrm));

@@ -12,7 +12,7 @@
 -- that fit it, and what a join means lives in the helpers both call: which
 -- rooms take joins (_join_room), which arguments are valid (_join_error),
 -- which replaced tokens are kept (_supersede), what the ledger says
--- (_joined_data, _rejoined_data), with the shared _admit, _enqueue, _dequeue and
+-- (_joined_data, _rejoined_data), with the shared _admit, _tally_enqueued, _tally_dequeued and
 -- _depth, taken in the same lock order. Measured the same way, join with
 -- these helpers stays within 2% of the single-row join it replaced.
 
@@ -138,7 +138,7 @@ begin
   -- The tally last, after the ticket row and the room's admission lock:
   -- the order every verb takes them in (no deadlock).
   if v_new then
-    perform waitroom._enqueue(p_room, 1);
+    perform waitroom._tally_enqueued(p_room, 1);
   end if;
 
   token := v_token;
@@ -401,7 +401,7 @@ begin
   -- The tally last, after the ticket rows and the room's admission lock:
   -- the order every verb takes them in (no deadlock). New tickets: the
   -- anonymous joins and the holders' new tickets.
-  perform waitroom._enqueue(p_room,
+  perform waitroom._tally_enqueued(p_room,
     coalesce(v_made, 0) + (select count(*) from unnest(p_holders) h where h is null)
       + case when p_holders is null then p_count else 0 end);
 

@@ -99,7 +99,7 @@ begin
       into v_logged, v_tickets, v_holders, v_priorities
       from done d;
     if v_logged is not null then
-      perform waitroom._dequeue(p_room, cardinality(v_logged));
+      perform waitroom._tally_dequeued(p_room, cardinality(v_logged));
       v_event_ids := v_event_ids || v_logged;
     end if;
   end if;

@@ -145,7 +145,7 @@ begin
     return waitroom._verdict(t, r, v_hash, v_now);
   end if;
   if v_from = 'queued' then
-    perform waitroom._dequeue(r.id, 1);
+    perform waitroom._tally_dequeued(r.id, 1);
   else
     perform waitroom._wake(r.id);
   end if;

@@ -84,6 +84,24 @@ describe("loadConfig", () => {
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");
   });
 
+  it("reads the owner's URL for migrations beside the service's, and refuses it alone", () => {
+    const service = "postgres://waitroom_service:s3rvice@db/waitroom";
+    const owner = "postgres://waitroom_owner:0wner-secret@db/waitroom";
+    expect(loadConfig({ DATABASE_URL: service, WAITROOM_MIGRATE_URL: owner })).toMatchObject({
+      databaseUrl: service,
+      migrateUrl: owner,
+    });
+    expect(loadConfig({ DATABASE_URL: service }).migrateUrl).toBeUndefined();
+    // The embedded database migrates as its own superuser: an owner URL without a service URL is a mistake.
+    const alone = configError({ WAITROOM_MIGRATE_URL: owner });
+    expect(namedIn(alone)).toEqual(["WAITROOM_MIGRATE_URL"]);
+    expect(alone.message).toMatch(/WAITROOM_MIGRATE_URL: needs DATABASE_URL/);
+    expect(alone.message).not.toContain("0wner-secret");
+    const bad = configError({ DATABASE_URL: service, WAITROOM_MIGRATE_URL: "mysql://root:0wner-secret@db/x" });
+    expect(namedIn(bad)).toEqual(["WAITROOM_MIGRATE_URL"]);
+    expect(bad.message).not.toContain("0wner-secret");
+  });
+
   it("resolves a relative data directory to an absolute path", () => {
     expect(loadConfig({ WAITROOM_DATA_DIR: "some/dir" }).dataDir).toBe(resolve("some/dir"));
   });

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { withClient } from "../src/db/client.js";
 import { migrate, sqlDir } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
+import { asServiceRole } from "./helpers/database.js";
 
 const run = promisify(execFile);
 const log = createLogger("silent");
@@ -349,5 +350,15 @@ describe("re-applying sql/", () => {
     const comment = await db.query("select obj_description('waitroom.room_stats'::regclass, 'pg_class') as c");
     expect(comment.rows[0].c).not.toBe("v3");
     expect(await migrate(url, log)).toEqual({ migrations: [], sqlApplied: false });
+  });
+
+  it("needs no privilege beyond the service's role against a current schema, and cannot migrate as it", async () => {
+    const service = asServiceRole(url);
+    expect(await migrate(service, log)).toEqual({ migrations: [], sqlApplied: false });
+    const dir = await sqlCopy();
+    await writeFile(join(dir, "99_note.sql"), "comment on view waitroom.room_stats is 'v4';\n");
+    await expect(migrate(service, log, { sqlDir: dir })).rejects.toThrow(/permission denied|must be owner/);
+    const comment = await db.query("select obj_description('waitroom.room_stats'::regclass, 'pg_class') as c");
+    expect(comment.rows[0].c).not.toBe("v4");
   });
 });

@@ -179,6 +179,14 @@ describe("start", { timeout: 90_000 }, () => {
       ),
     );
     expect(rooms.rows).toEqual([{ id: "persisted", tickets: 1 }]);
+    // The service connects as the embedded database's least-privileged role, not as its superuser.
+    const roles = await withDatabase(dataDir, pgPort, (client) =>
+      client.query(
+        `select distinct usename::text as role from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
+      ),
+    );
+    expect(roles.rows).toEqual([{ role: "waitroom_service" }]);
 
     // Killed outright: no chance to stop its database, which is left running.
     const nodePid = second.lines.find((line) => line.msg === "waitroom listening")?.pid as number;

@@ -1,4 +1,4 @@
-import { run, type Task, type TaskList } from "graphile-worker";
+import { type JobHelpers, run, type WorkerEvents } from "graphile-worker";
 import pg from "pg";
 import { z } from "zod";
 import { type Logger, workerLogger } from "../log.js";
@@ -63,11 +63,16 @@ export async function probeHealth(
   }
 }
 
+/** What the tasks use of graphile-worker's job helpers: a query on its pool, and adding a job. */
+export type TaskHelpers = Pick<JobHelpers, "query" | "addJob">;
+export type Tasks = Record<"admit" | "sweep" | "rearm", (payload: unknown, helpers: TaskHelpers) => Promise<void>>;
+
+/** The scheduler's tasks, as graphile-worker runs them (and tests call them). */
 export function createTaskList(
   { sweepIntervalMs, log }: Pick<WorkerOptions, "sweepIntervalMs" | "log">,
   activity: SchedulerActivity = noActivity(),
-): TaskList {
-  const admit: Task = async (payload, helpers) => {
+): Tasks {
+  const admit: Tasks["admit"] = async (payload, helpers) => {
     const { room } = admitPayload.parse(payload);
     // One round trip for a tick with no probe due (every tick of a room without a health gate).
     const first = await helpers.query<{ url: string | null; admitted: number | null }>(
@@ -92,7 +97,7 @@ export function createTaskList(
     activity.admitted += admitted;
     if (admitted > 0) log.debug({ room, admitted }, "admitted");
   };
-  const sweep: Task = async (_payload, helpers) => {
+  const sweep: Tasks["sweep"] = async (_payload, helpers) => {
     const { rows } = await helpers.query("select * from waitroom.sweep()");
     activity.sweeps += 1;
     log.debug({ sweep: rows[0] }, "swept");
@@ -102,7 +107,7 @@ export function createTaskList(
       { jobKey: "sweep", jobKeyMode: "preserve_run_at", runAt: new Date(Date.now() + sweepIntervalMs) },
     );
   };
-  const rearm: Task = async (_payload, helpers) => {
+  const rearm: Tasks["rearm"] = async (_payload, helpers) => {
     await helpers.query("select waitroom.rearm()");
   };
   return { admit, sweep, rearm };
@@ -113,6 +118,8 @@ const crontab = ["* * * * * sweep ?jobKey=sweep&jobKeyMode=preserve_run_at", "* 
 );
 
 export type Scheduler = {
+  /** graphile-worker's events (job:complete, …): what tests and metrics wait on instead of polling. */
+  events: WorkerEvents;
   /** Let jobs in flight finish, then close the worker's connections. */
   stop(): Promise<void>;
 };
@@ -140,6 +147,7 @@ export async function startWorker(options: WorkerOptions): Promise<Scheduler> {
     await runner.addJob("sweep", {}, { jobKey: "sweep", jobKeyMode: "preserve_run_at" });
     await runner.addJob("rearm", {}, { jobKey: "rearm" });
     return {
+      events: runner.events,
       async stop() {
         await runner.stop();
         await pool.end();

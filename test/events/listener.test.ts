@@ -24,12 +24,12 @@ function listen(options: { chunkTimeoutMs?: number; readNotice?: ReadNotice } = 
   const metrics = createMetrics();
   const probe = { batches: [], gaps: [], metrics } as unknown as Probe;
   probe.listener = startListener({
-    databaseUrl: db.url,
+    databaseUrl: db.serviceUrl,
     log,
     metrics,
     chunkTimeoutMs: options.chunkTimeoutMs,
     onEvents: (events) => probe.batches.push(events),
-    readNotice: options.readNotice ?? ((ranges) => noticeEvents(db.sql, ranges)),
+    readNotice: options.readNotice ?? ((ranges) => noticeEvents(db.serviceSql, ranges)),
     onGap: (since) => probe.gaps.push(since),
   });
   started.push(probe.listener);
@@ -166,7 +166,7 @@ describe("the LISTEN connection", () => {
       readNotice: async (ranges) => {
         reads += 1;
         if (reads === 1) throw Object.assign(new Error("connection reset"), { code: "ECONNRESET" });
-        return noticeEvents(db.sql, ranges);
+        return noticeEvents(db.serviceSql, ranges);
       },
     });
     await until(() => probe.listener.connected, "connected");

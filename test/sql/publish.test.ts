@@ -22,11 +22,11 @@ const gaps: Date[] = [];
 
 beforeAll(async () => {
   listener = startListener({
-    databaseUrl: db.url,
+    databaseUrl: db.serviceUrl,
     log: createLogger("silent"),
     metrics: createMetrics(),
     onEvents: (events) => received.push(events),
-    readNotice: (ranges) => noticeEvents(db.sql, ranges),
+    readNotice: (ranges) => noticeEvents(db.serviceSql, ranges),
     onGap: (since) => gaps.push(since),
   });
   await eventually(() => listener.connected, "the listener is connected", 5_000);

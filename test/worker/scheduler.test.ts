@@ -46,6 +46,25 @@ describe("scheduler", () => {
     expect(await statusOf(c.ticket_id)).toBe("queued");
   });
 
+  it("sweeps on its own, one interval after another (graphile-worker's job events, not polling)", async () => {
+    const [runner] = runners;
+    if (!runner) throw new Error("no scheduler");
+    const completed: unknown[] = [];
+    const twoSweeps = new Promise<void>((resolve) => {
+      const onComplete = ({ job, error }: { job: { task_identifier: string }; error: unknown }) => {
+        if (job.task_identifier !== "sweep") return;
+        completed.push(error ?? null);
+        if (completed.length < 2) return;
+        runner.events.off("job:complete", onComplete);
+        resolve();
+      };
+      runner.events.on("job:complete", onComplete);
+    });
+    await twoSweeps;
+    // Each sweep scheduled the next: two in a row on this scheduler, neither failed.
+    expect(completed).toEqual([null, null]);
+  });
+
   it("refills a seat freed by leave at once, not at the next tick (tick_ms = one minute)", async () => {
     const room = await createRoom(1, { tick_ms: 60_000, session_seconds: 600, mode: "paused" });
     const holder = await join(room);
