@@ -25,12 +25,27 @@ import { currentWalLsn, walBytesBetween } from "./lib/wal.js";
  * pgbench at the same concurrency. What the HTTP layer costs on top of the SQL.
  */
 
-/** floor: the same service answering GET /healthz, no database: what HTTP alone costs here. */
-const WORKLOADS = ["raw", "join", "http", "floor"] as const;
+/**
+ * limited: the same join against a second service with per-client limits on, set so high that
+ * nobody is over them (the load comes from one address): what the limits cost a join.
+ * floor: the same service answering GET /healthz, no database: what HTTP alone costs here.
+ */
+const WORKLOADS = ["raw", "join", "http", "limited", "floor"] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 /** The product target: the HTTP join reaches at least 0.3× the raw INSERT rate on the same box. */
 const TARGET_HTTP_TO_RAW = 0.3;
+/** The limits may cost a join at most 5 % of HTTP join throughput. */
+const TARGET_LIMITED_TO_HTTP = 0.95;
+/** Per-client limits on, each bucket far above what the load generator asks. */
+const LIMITED_ENV = {
+  WAITROOM_RATE_LIMITS: "on",
+  WAITROOM_RATE_LIMIT_JOIN: "10000000/s",
+  WAITROOM_RATE_LIMIT_HOLDER: "10000000/s",
+  WAITROOM_RATE_LIMIT_TICKET: "10000000/s",
+  WAITROOM_RATE_LIMIT_STREAM: "10000000/s",
+  WAITROOM_RATE_LIMIT_CHECK: "10000000/s",
+};
 /** Connections of the load generator, and pgbench clients: the same concurrency for all three. */
 const CONCURRENCY = 8;
 const PGBENCH_THREADS = 2;
@@ -82,13 +97,15 @@ export type HttpJoinFigures = {
   rounds: number;
   secondsPerRun: number;
   workloads: Record<Workload, HttpWorkloadFigures>;
-  /** Medians of per-round ratios. */
-  ratios: { httpToRaw: number; httpToSqlJoin: number; sqlJoinToRaw: number };
+  /** Medians of per-round ratios; limitedToHttp: the join with per-client limits on against off. */
+  ratios: { httpToRaw: number; httpToSqlJoin: number; sqlJoinToRaw: number; limitedToHttp: number };
   /** Medians over rounds of CPU ms per HTTP join, by process. */
   cpu: CpuPerRequest;
+  /** The same for the join with per-client limits on. */
+  limitedCpu: CpuPerRequest;
   /** The same for GET /healthz. */
   floorCpu: CpuPerRequest;
-  target: { httpToRaw: number; met: boolean };
+  target: { httpToRaw: number; met: boolean; limitedToHttp: number; limitsMet: boolean };
 };
 
 async function ticketCount(control: pg.Client): Promise<number> {
@@ -101,6 +118,10 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
   await disableAutovacuum(control);
   const postmasterPid = await server.postmasterPid();
   const app = await startBenchApp({ databaseUrl });
+  const limitedApp = await startBenchApp({ databaseUrl, env: LIMITED_ENV }).catch(async (error: unknown) => {
+    await app.stop();
+    throw error;
+  });
   try {
     let runNumber = 0;
     const sqlRun = async (workload: SqlWorkload, seconds: number): Promise<Measurement> => {
@@ -126,11 +147,16 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
         cpu: null,
       };
     };
-    const httpRun = async (floor: boolean, seconds: number, warmupSeconds: number): Promise<Measurement> => {
+    const httpRun = async (
+      workload: "http" | "limited" | "floor",
+      seconds: number,
+      warmupSeconds: number,
+    ): Promise<Measurement> => {
+      const floor = workload === "floor";
       const ticketsBefore = await ticketCount(control);
       const walStart = await currentWalLsn(control);
       const result = await runHttpLoad({
-        url: app.url,
+        url: workload === "limited" ? limitedApp.url : app.url,
         path: floor ? FLOOR_PATH : JOIN_PATH,
         method: floor ? "GET" : "POST",
         expectStatus: floor ? 200 : 202,
@@ -158,9 +184,9 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
       };
     };
     const run = (workload: Workload, seconds: number, httpWarmupSeconds: number) =>
-      workload === "http" || workload === "floor"
-        ? httpRun(workload === "floor", seconds, httpWarmupSeconds)
-        : sqlRun(workload, seconds);
+      workload === "raw" || workload === "join"
+        ? sqlRun(workload, seconds)
+        : httpRun(workload, seconds, httpWarmupSeconds);
 
     if (plan.warmupSeconds > 0) {
       for (const workload of WORKLOADS) {
@@ -177,13 +203,14 @@ async function measureAll(context: BenchContext, databaseUrl: string, control: p
       },
       onResult: ({ workload, round, rounds, result }) =>
         say(
-          `round ${round}/${rounds}  ${workload.padEnd(5)} ${formatCount(result.tps).padStart(7)} /s` +
+          `round ${round}/${rounds}  ${workload.padEnd(7)} ${formatCount(result.tps).padStart(7)} /s` +
             `  p50 ${formatMs(result.latencyP50Ms)}  p99 ${formatMs(result.latencyP99Ms)}` +
             (result.walBytesPerTransaction === null ? "" : `  ${formatBytes(result.walBytesPerTransaction)}/join`) +
             (result.errors > 0 ? `  ${result.errors} errors` : ""),
         ),
     });
   } finally {
+    await limitedApp.stop();
     await app.stop();
   }
 }
@@ -239,7 +266,17 @@ function verdictLine(figures: HttpJoinFigures): string {
   const { ratios, target } = figures;
   return (
     `HTTP join/raw = ${formatRatio(ratios.httpToRaw)} (target ≥ ${formatRatio(target.httpToRaw)}: ` +
-    `${target.met ? "met" : "NOT met"}), HTTP/SQL join = ${formatRatio(ratios.httpToSqlJoin)}`
+    `${target.met ? "met" : "NOT met"}), HTTP/SQL join = ${formatRatio(ratios.httpToSqlJoin)}; ` +
+    `${limitsLine(figures)}`
+  );
+}
+
+/** What the per-client limits cost: a percentage of HTTP join throughput (negative: the limited runs were faster). */
+function limitsLine({ ratios, target }: HttpJoinFigures): string {
+  const cost = Math.round((1 - ratios.limitedToHttp) * 1000) / 10;
+  return (
+    `limits on/off = ${formatRatio(ratios.limitedToHttp)} (${cost} % of throughput; target ≤ ` +
+    `${Math.round((1 - target.limitedToHttp) * 100)} %: ${target.limitsMet ? "met" : "NOT met"})`
   );
 }
 
@@ -256,6 +293,7 @@ function consoleReport(figures: HttpJoinFigures): string {
     `HTTP join throughput — ${figures.concurrency} connections/clients, ${figures.rounds} rounds × ${figures.secondsPerRun} s, interleaved (medians)`,
     textTable(["workload", "per s", "vs raw", "p50", "p99", "WAL/join", "range"], rows),
     `CPU per HTTP join: ${cpuLine(figures.cpu)}`,
+    `CPU per HTTP join, limits on: ${cpuLine(figures.limitedCpu)}`,
     `CPU per GET /healthz: ${cpuLine(figures.floorCpu)}`,
     verdictLine(figures),
   ].join("\n");
@@ -294,11 +332,13 @@ function reading(figures: HttpJoinFigures, mode: Mode): string {
       `${formatCpu(cpu.serverMs)} per join: most of what the service spends on a join is not HTTP itself.`,
   );
   const perRound = range(http.vsRaw.perRound);
+  const limitsPerRound = range(tpsRatiosByRound(figures.workloads.limited.rounds, http.rounds));
   const spread = (w: HttpWorkloadFigures) => Math.round(((w.tpsMax - w.tpsMin) / w.medianTps) * 100);
   paragraphs.push(
     `Noise: throughput moved between rounds by ${spread(raw)} % (raw), ${spread(join)} % (SQL join), ` +
-      `${spread(http)} % (HTTP join) and ${spread(floor)} % (floor) of the median (max − min); HTTP/raw, round by ` +
-      `round, ranged ${formatRatio(perRound.min)}–${formatRatio(perRound.max)}.` +
+      `${spread(http)} % (HTTP join), ${spread(figures.workloads.limited)} % (limits on) and ${spread(floor)} % (floor) ` +
+      `of the median (max − min); HTTP/raw, round by round, ranged ${formatRatio(perRound.min)}–${formatRatio(perRound.max)}, ` +
+      `and limits on/off ${formatRatio(limitsPerRound.min)}–${formatRatio(limitsPerRound.max)}.` +
       (mode === "quick" ? " This was a quick run (seconds per workload): a smoke check, not a measurement." : ""),
   );
   const failed = WORKLOADS.filter((workload) => figures.workloads[workload].errors > 0);
@@ -327,6 +367,7 @@ async function markdownReport(figures: HttpJoinFigures, mode: Mode): Promise<str
       "raw /s",
       "SQL join /s",
       "HTTP join /s",
+      "limits on /s",
       "floor /s",
       "HTTP / raw",
       "HTTP / SQL join",
@@ -339,6 +380,7 @@ async function markdownReport(figures: HttpJoinFigures, mode: Mode): Promise<str
       formatCount(at("raw", index).tps),
       formatCount(at("join", index).tps),
       formatCount(http.tps),
+      formatCount(at("limited", index).tps),
       formatCount(at("floor", index).tps),
       formatRatio(http.tps / at("raw", index).tps),
       formatRatio(http.tps / at("join", index).tps),
@@ -361,8 +403,12 @@ async function markdownReport(figures: HttpJoinFigures, mode: Mode): Promise<str
       `${figures.secondsPerRun} s after a short warm-up; latency is from sending the request to reading the whole ` +
       "answer. The baselines are the raw INSERT and the SQL `waitroom.join('bench')` of section 1, run by " +
       `\`pgbench --client=${figures.concurrency} --jobs=${PGBENCH_THREADS}\` on the same database, and the floor: the same ` +
-      "load generator against `GET /healthz` of the same service, which touches no database. " +
-      `${figures.rounds} rounds, interleaved (raw, SQL join, HTTP join, floor, raw, …), each run after ` +
+      "load generator against `GET /healthz` of the same service, which touches no database. The service runs with " +
+      "per-client limits off (`WAITROOM_RATE_LIMITS=off`: all the load comes from one address); a second one in the " +
+      "same process, on the same database, runs with them on and every bucket far above the load (" +
+      "`WAITROOM_RATE_LIMIT_JOIN=10000000/s` and so on), so that **limits on** is the same join paying for the " +
+      "limits with nobody over them. " +
+      `${figures.rounds} rounds, interleaved (raw, SQL join, HTTP join, limits on, floor, raw, …), each run after ` +
       "`VACUUM (ANALYZE)` and `CHECKPOINT`, autovacuum off; figures are medians over rounds, ratios medians of " +
       "per-round ratios, p99 the median of each run's p99. CPU per request comes from /proc over the measured " +
       "window: this process (the service), PostgreSQL's processes, and the load generator's own " +
@@ -371,6 +417,10 @@ async function markdownReport(figures: HttpJoinFigures, mode: Mode): Promise<str
     `**HTTP join / raw INSERT = ${formatRatio(figures.ratios.httpToRaw)}** — target ≥ ${formatRatio(figures.target.httpToRaw)}: ` +
       `**${figures.target.met ? "met" : "not met"}**. HTTP join / SQL join = ${formatRatio(figures.ratios.httpToSqlJoin)}; ` +
       `SQL join / raw = ${formatRatio(figures.ratios.sqlJoinToRaw)} in this run.`,
+    "",
+    `**Per-client limits on / off = ${formatRatio(figures.ratios.limitedToHttp)}** (median of per-round ratios): ` +
+      `${limitsLine(figures)}. The service's CPU per join: ${formatCpu(figures.limitedCpu.serverMs)} with the limits ` +
+      `on, ${formatCpu(figures.cpu.serverMs)} without (medians over rounds).`,
     "",
     summary,
     "",
@@ -402,19 +452,36 @@ export const httpJoinBenchmark: Benchmark<HttpJoinFigures> = {
         raw: summarise(`pgbench: \`${await statementOf("raw")}\``, rounds.raw, rounds.raw),
         join: summarise(`pgbench: \`${await statementOf("join")}\``, rounds.join, rounds.raw),
         http: summarise(`\`POST ${JOIN_PATH}\``, rounds.http, rounds.raw),
+        limited: summarise(
+          `\`POST ${JOIN_PATH}\`, per-client limits on (nobody over them)`,
+          rounds.limited,
+          rounds.raw,
+        ),
         floor: summarise(`\`GET ${FLOOR_PATH}\` (no database)`, rounds.floor, rounds.raw),
       };
       const perRoundHttpToJoin = tpsRatiosByRound(rounds.http, rounds.join);
       const httpToRaw = workloads.http.vsRaw.median;
+      const limitedToHttp = median(tpsRatiosByRound(rounds.limited, rounds.http));
       const figures: HttpJoinFigures = {
         concurrency: CONCURRENCY,
         rounds: plan.rounds,
         secondsPerRun: plan.secondsPerRun,
         workloads,
-        ratios: { httpToRaw, httpToSqlJoin: median(perRoundHttpToJoin), sqlJoinToRaw: workloads.join.vsRaw.median },
+        ratios: {
+          httpToRaw,
+          httpToSqlJoin: median(perRoundHttpToJoin),
+          sqlJoinToRaw: workloads.join.vsRaw.median,
+          limitedToHttp,
+        },
         cpu: medianCpu(rounds.http),
+        limitedCpu: medianCpu(rounds.limited),
         floorCpu: medianCpu(rounds.floor),
-        target: { httpToRaw: TARGET_HTTP_TO_RAW, met: httpToRaw >= TARGET_HTTP_TO_RAW },
+        target: {
+          httpToRaw: TARGET_HTTP_TO_RAW,
+          met: httpToRaw >= TARGET_HTTP_TO_RAW,
+          limitedToHttp: TARGET_LIMITED_TO_HTTP,
+          limitsMet: limitedToHttp >= TARGET_LIMITED_TO_HTTP,
+        },
       };
       return { console: consoleReport(figures), markdown: await markdownReport(figures, context.mode), figures };
     });

@@ -6,12 +6,19 @@ import { etaBenchmark } from "./eta.js";
 import { httpJoinBenchmark } from "./http-join.js";
 import { joinBenchmark } from "./join.js";
 import { leaveAdmitBenchmark } from "./leave-admit.js";
-import { renderBenchmarksFile, writeBenchmarksFile } from "./lib/benchmarks-file.js";
+import {
+  readOptInSections,
+  renderBenchmarksFile,
+  spliceOptInSections,
+  writeBenchmarksFile,
+  writeOptInSection,
+} from "./lib/benchmarks-file.js";
 import { describeMachine, loadAverageNow } from "./lib/machine.js";
 import { ensurePgbench } from "./lib/pgbench.js";
 import { startBenchServer } from "./lib/server.js";
 import type { BenchContext, Benchmark, Mode } from "./lib/types.js";
 import { rushBenchmark } from "./rush.js";
+import { soakBenchmark } from "./soak.js";
 import { sseFanoutBenchmark } from "./sse-fanout.js";
 
 /*
@@ -21,7 +28,9 @@ import { sseFanoutBenchmark } from "./sse-fanout.js";
  * prints a table per benchmark on stdout (progress goes to stderr), ends with
  * one JSON line of all figures, and rewrites BENCHMARKS.md: always in full
  * mode, in quick mode only with --write. --only runs some benchmarks (for
- * working on one, or profiling it) and never writes the file.
+ * working on one, or profiling it) and never writes the file — except the
+ * opt-in ones (the soak), which run only when named: a full run of one keeps
+ * its section in bench/results/<id>.md, which BENCHMARKS.md includes.
  */
 
 /** In order of BENCHMARKS.md. */
@@ -35,6 +44,9 @@ const BENCHMARKS: readonly Benchmark[] = [
   rushBenchmark,
 ];
 
+/** Too long for the default run: only with --only <id>. Their last full-mode sections live in bench/results/. */
+const OPT_IN: readonly Benchmark[] = [soakBenchmark];
+
 /**
  * Hard bounds on the whole run, setup and teardown included. A full run takes ≈ 15–16 min since the rush
  * (≈ 3.5–4.5 min of it); ~20 minutes is the most a full run may take.
@@ -47,7 +59,7 @@ type Options = { mode: Mode; write: boolean; benchmarks: readonly Benchmark[] };
 
 const USAGE =
   "usage: tsx bench/run.ts [--quick] [--write | --no-write] [--only <id>[,<id>…]]   (BENCH_QUICK=1 also selects quick mode)" +
-  `\nbenchmark ids: ${BENCHMARKS.map((benchmark) => benchmark.id).join(", ")}`;
+  `\nbenchmark ids: ${BENCHMARKS.map((benchmark) => benchmark.id).join(", ")}; opt-in: ${OPT_IN.map((benchmark) => benchmark.id).join(", ")}`;
 
 function parseOptions(args: readonly string[], env: NodeJS.ProcessEnv): Options {
   const known = new Set(["--quick", "--write", "--no-write"]);
@@ -59,7 +71,7 @@ function parseOptions(args: readonly string[], env: NodeJS.ProcessEnv): Options 
     const value = arg === "--only" ? rest[onlyAt + 1] : arg.slice("--only=".length);
     rest.splice(onlyAt, arg === "--only" ? 2 : 1);
     only = (value ?? "").split(",").filter(Boolean);
-    const ids = new Set(BENCHMARKS.map((benchmark) => benchmark.id));
+    const ids = new Set([...BENCHMARKS, ...OPT_IN].map((benchmark) => benchmark.id));
     const wrong = only.filter((id) => !ids.has(id));
     if (only.length === 0 || wrong.length > 0) throw new Error(`unknown benchmark ${wrong.join(", ")}\n${USAGE}`);
   }
@@ -68,7 +80,8 @@ function parseOptions(args: readonly string[], env: NodeJS.ProcessEnv): Options 
   const quick = args.includes("--quick") || (env.BENCH_QUICK !== undefined && !["", "0"].includes(env.BENCH_QUICK));
   // BENCHMARKS.md has a section per benchmark: a partial run must not replace it.
   const write = only === undefined && (quick ? args.includes("--write") : !args.includes("--no-write"));
-  const benchmarks = only === undefined ? BENCHMARKS : BENCHMARKS.filter((benchmark) => only.includes(benchmark.id));
+  const benchmarks =
+    only === undefined ? BENCHMARKS : [...BENCHMARKS, ...OPT_IN].filter((benchmark) => only.includes(benchmark.id));
   return { mode: quick ? "quick" : "full", write, benchmarks };
 }
 
@@ -133,16 +146,25 @@ async function main(): Promise<void> {
     const { machine, reports } = await Promise.race([suite, aborted]);
 
     for (const { report } of reports) process.stdout.write(`\n${report.console}\n`);
+    if (options.mode === "full") {
+      for (const { benchmark, report } of reports.filter(({ benchmark }) => OPT_IN.includes(benchmark))) {
+        await writeOptInSection(benchmark.id, report.markdown, startedAt);
+        say(`wrote bench/results/${benchmark.id}.md`);
+      }
+    }
     if (options.write) {
       const content = renderBenchmarksFile({
         startedAt,
         mode: options.mode,
         durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
         machine,
-        sections: reports.map(({ report }) => report.markdown),
+        sections: [...reports.map(({ report }) => report.markdown), ...(await readOptInSections(OPT_IN))],
       });
       await writeBenchmarksFile(BENCHMARKS_FILE, content);
       say(`wrote ${BENCHMARKS_FILE}`);
+    } else if (reports.some(({ benchmark }) => OPT_IN.includes(benchmark)) && options.mode === "full") {
+      await spliceOptInSections(BENCHMARKS_FILE, OPT_IN);
+      say(`updated the opt-in sections of ${BENCHMARKS_FILE}`);
     }
     // Last line of stdout: every figure, for scripts and tests.
     const figures = Object.fromEntries(reports.map(({ benchmark, report }) => [benchmark.id, report.figures]));

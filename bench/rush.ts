@@ -70,7 +70,7 @@ const PGBOSS_CALLERS = 8;
 const BATCH = 100;
 const THROUGHPUT_ROOM = "bench"; // the room bench/sql/join_many.sql joins
 const JOIN_MANY = "waitroom.join_many(text, integer, text[], integer[], timestamptz)";
-/** Per-client limits off, where the service has them: the load comes from one address. */
+/** Per-client limits off (as startBenchApp has them by default): the load comes from one address. */
 const SERVICE_ENV = { WAITROOM_RATE_LIMITS: "off" };
 /** Streams per client process: well inside a process's descriptor limit. */
 const STREAMS_PER_CLIENT_PROCESS = 5_000;

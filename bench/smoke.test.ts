@@ -71,10 +71,11 @@ describe("bench/run.ts --quick", () => {
       expect(join.ratios.joinToFloor).toBeGreaterThan(0);
       expect(stdout).toContain("join/raw =");
 
-      for (const workload of ["raw", "join", "http", "floor"] as const) {
+      for (const workload of ["raw", "join", "http", "limited", "floor"] as const) {
         expect(httpJoin.workloads[workload].medianTps, workload).toBeGreaterThan(0);
       }
       expect(httpJoin.ratios.httpToRaw).toBeGreaterThan(0);
+      expect(httpJoin.ratios.limitedToHttp).toBeGreaterThan(0);
       expect(stdout).toContain("HTTP join/raw =");
 
       expect(admission.admit.medianMs).toBeGreaterThan(0);

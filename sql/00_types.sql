@@ -45,6 +45,7 @@ create type waitroom.room_listing as (
   tick_ms            integer,
   retention_seconds  integer,
   health_url         text,
+  max_queued         integer,
   created_at         timestamptz,
   updated_at         timestamptz,
   stats              jsonb

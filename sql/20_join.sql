@@ -18,11 +18,11 @@
 
 -- Joins are refused by unknown rooms (WR404) and closed ones (WR503); paused
 -- rooms queue them.
-create function waitroom._join_room(p_room text, out mode text, out queue_seq regclass)
+create function waitroom._join_room(p_room text, out mode text, out queue_seq regclass, out max_queued integer)
 language plpgsql stable
 as $$
 begin
-  select r.mode, r.queue_seq into mode, queue_seq from waitroom.rooms r where r.id = p_room;
+  select r.mode, r.queue_seq, r.max_queued into mode, queue_seq, max_queued from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
   elsif mode = 'closed' then
@@ -31,7 +31,29 @@ begin
 end
 $$;
 comment on function waitroom._join_room(text) is
-  'The mode and queue sequence of a room that takes joins; WR404 unknown room, WR503 closed.';
+  'The mode, queue sequence and queue cap of a room that takes joins; WR404 unknown room, WR503 closed.';
+
+-- Checked before any number is drawn (a drawn number is never given back).
+-- Joins of a capped room take its join lock (advisory 2002, before any other
+-- lock of the join, so no deadlock) from the check to their commit: two joins
+-- that each fit could otherwise both pass the check and overfill the room.
+-- The callers test max_queued for null first: a room without a cap takes no
+-- lock and pays nothing.
+create function waitroom._check_room_space(p_room text, p_max_queued integer, p_joining bigint) returns void
+language plpgsql
+as $$
+begin
+  if p_max_queued is null then
+    return;
+  end if;
+  perform pg_advisory_xact_lock(2002, hashtext(p_room));
+  if waitroom._depth(p_room) + p_joining > p_max_queued then
+    perform waitroom._fail('WRFUL', format('room %L queues at most %s tickets', p_room, p_max_queued));
+  end if;
+end
+$$;
+comment on function waitroom._check_room_space(text, integer, bigint) is
+  'WRFUL unless the room''s queue has room for p_joining more tickets under p_max_queued (null: no cap); serialises the joins of a capped room (advisory lock 2002, hashtext(room)) until commit.';
 
 -- Inlined where it is called (a single SQL expression): free in both bodies.
 create function waitroom._join_error(p_holder text, p_priority integer) returns text
@@ -92,6 +114,9 @@ begin
     -- Anonymous: no unique index can conflict, so a plain insert rather than
     -- ON CONFLICT's speculative one (which writes a second WAL record to
     -- confirm the row).
+    if v_room.max_queued is not null then
+      perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
+    end if;
     insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
     values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
@@ -115,6 +140,10 @@ begin
         exit;
       end if;
 
+      -- A new ticket: a re-join above keeps its place even in a full room.
+      if v_room.max_queued is not null then
+        perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
+      end if;
       insert into waitroom.tickets (id, room_id, holder, token_hash, priority, seq, queued_at, last_seen_at)
       values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
       on conflict (room_id, holder)
@@ -151,7 +180,7 @@ begin
 end
 $$;
 comment on function waitroom.join(text, text, integer, timestamptz) is
-  'Join a room''s queue. p_holder (verified user id) makes it idempotent: a re-join keeps the place, rotates the token and supersedes the old one. Returns the bearer token once. position is exact for a new ticket in a FIFO room, an upper bound otherwise (see waitroom.position). WR404 unknown room, WR503 closed, WR400 bad holder/priority. waitroom.join_many does the same for many joins at once.';
+  'Join a room''s queue. p_holder (verified user id) makes it idempotent: a re-join keeps the place, rotates the token and supersedes the old one. Returns the bearer token once. position is exact for a new ticket in a FIFO room, an upper bound otherwise (see waitroom.position). WR404 unknown room, WR503 closed, WRFUL the room queues max_queued tickets already (a re-join of a live holder is never refused), WR400 bad holder/priority. waitroom.join_many does the same for many joins at once.';
 
 -- The group commit of an opening rush: the HTTP layer gathers the joins
 -- that arrive together and writes them with one statement, so a batch pays
@@ -232,6 +261,14 @@ begin
       into v_draws
       from (select u.holder, u.ordinal, row_number() over (partition by u.holder order by u.ordinal) = 1 as first
               from unnest(p_holders) with ordinality as u(holder, ordinal)) a;
+  end if;
+
+  -- A batch that would queue more than the cap is refused whole (the HTTP
+  -- layer then tries its joins one by one); re-joins draw no number and need
+  -- no room.
+  if v_room.max_queued is not null then
+    perform waitroom._check_room_space(p_room, v_room.max_queued,
+      case when v_draws is null then p_count else (select count(*) from unnest(v_draws) d where d) end);
   end if;
 
   -- Every join gets its id and token here, and its number in ordinal order
@@ -415,4 +452,4 @@ begin
 end
 $$;
 comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz) is
-  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders and p_priorities are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WR400 bad count, array length, holder or priority (the message names the first bad join).';
+  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders and p_priorities are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WR400 bad count, array length, holder or priority (the message names the first bad join).';

@@ -27,6 +27,12 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       labelNames: ["route", "code"] as const,
       registers,
     }),
+    rateLimited: new Counter({
+      name: "waitroom_rate_limited_total",
+      help: "Requests refused with 429 rate_limited, by the bucket they drew from.",
+      labelNames: ["bucket"] as const,
+      registers,
+    }),
     joins: new Counter({ name: "waitroom_joins_total", help: "Tickets created or re-joined over HTTP.", registers }),
     claims: new Counter({ name: "waitroom_claims_total", help: "Seats claimed over HTTP.", registers }),
     events: new Counter({

@@ -33,8 +33,19 @@ describe("loadConfig", () => {
       adminKey: undefined,
       serverKey: undefined,
       bodyLimitBytes: 16_384,
-      stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144 },
+      stream: { keepAliveMs: 15_000, refreshMs: 2_000, presenceMs: 10_000, bufferBytes: 262_144, perTicket: 2 },
       grouping: { maxJoinBatch: 500, maxReadBatch: 1000, maxInFlight: 2 },
+      limits: {
+        rates: {
+          join: { perSecond: 0.1, burst: 10 },
+          holder: { perSecond: 0.1, burst: 5 },
+          ticket: { perSecond: 2, burst: 60 },
+          stream: { perSecond: 0.5, burst: 20 },
+          check: { perSecond: 50, burst: 500 },
+        },
+        trustedProxies: undefined,
+        allowedOrigins: [],
+      },
       logLevel: "info",
     });
   });
@@ -61,9 +72,36 @@ describe("loadConfig", () => {
       WAITROOM_JOIN_BATCH_MAX: "100",
       WAITROOM_READ_BATCH_MAX: "200",
       WAITROOM_BATCHES_IN_FLIGHT: "1",
+      WAITROOM_STREAMS_PER_TICKET: "1",
+      WAITROOM_RATE_LIMIT_JOIN: "120/h,burst=3",
+      WAITROOM_RATE_LIMIT_HOLDER: "2/s",
+      WAITROOM_RATE_LIMIT_TICKET: "600/min,burst=100",
+      WAITROOM_RATE_LIMIT_STREAM: "60/min",
+      WAITROOM_RATE_LIMIT_CHECK: "1000/s,burst=2000",
+      WAITROOM_REPLICAS: "2",
+      WAITROOM_TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.7,fd00::/8",
+      WAITROOM_ALLOWED_ORIGINS: "https://Shop.example, http://localhost:3000/",
       LOG_LEVEL: "debug",
     });
-    expect(config).toEqual({
+    const { limits, ...rest } = config;
+    // Shared out between the two replicas.
+    expect(limits.rates).toEqual({
+      join: { perSecond: 120 / 3600 / 2, burst: 1 },
+      holder: { perSecond: 1, burst: 1 },
+      ticket: { perSecond: 5, burst: 50 },
+      stream: { perSecond: 0.5, burst: 30 },
+      check: { perSecond: 500, burst: 1000 },
+    });
+    expect(limits.allowedOrigins).toEqual(["https://shop.example", "http://localhost:3000"]);
+    const proxies = limits.trustedProxies;
+    expect(["10.1.2.3", "192.168.1.7", "192.168.1.8", "11.0.0.1"].map((a) => proxies?.check(a, "ipv4"))).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ]);
+    expect(proxies?.check("fd12::1", "ipv6")).toBe(true);
+    expect(rest).toEqual({
       databaseUrl: "postgresql://app:secret@db.example:5433/rooms",
       port: 9090,
       host: "127.0.0.1",
@@ -77,7 +115,7 @@ describe("loadConfig", () => {
       adminKey: "0123456789abcdef-admin",
       serverKey: "0123456789abcdef-server",
       bodyLimitBytes: 4096,
-      stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536 },
+      stream: { keepAliveMs: 5000, refreshMs: 500, presenceMs: 3000, bufferBytes: 65_536, perTicket: 1 },
       grouping: { maxJoinBatch: 100, maxReadBatch: 200, maxInFlight: 1 },
       logLevel: "debug",
     });
@@ -104,6 +142,10 @@ describe("loadConfig", () => {
 
   it("resolves a relative data directory to an absolute path", () => {
     expect(loadConfig({ WAITROOM_DATA_DIR: "some/dir" }).dataDir).toBe(resolve("some/dir"));
+  });
+
+  it("turns the per-client rate limits off", () => {
+    expect(loadConfig({ WAITROOM_RATE_LIMITS: "off" }).limits.rates).toBeUndefined();
   });
 
   it("accepts LOG_LEVEL in any case", () => {
@@ -171,6 +213,21 @@ describe("loadConfig", () => {
     ["WAITROOM_BODY_LIMIT_BYTES", "100"],
     ["WAITROOM_REFRESH_MS", "0"],
     ["WAITROOM_STREAM_BUFFER_BYTES", "lots"],
+    ["WAITROOM_STREAMS_PER_TICKET", "0"],
+    ["WAITROOM_RATE_LIMITS", "false"],
+    ["WAITROOM_RATE_LIMIT_JOIN", "10"],
+    ["WAITROOM_RATE_LIMIT_JOIN", "10/day"],
+    ["WAITROOM_RATE_LIMIT_JOIN", "0/min"],
+    ["WAITROOM_RATE_LIMIT_STREAM", "5/min,burst=0"],
+    ["WAITROOM_RATE_LIMIT_CHECK", "5/min burst 10"],
+    ["WAITROOM_REPLICAS", "0"],
+    ["WAITROOM_TRUSTED_PROXIES", "10.0.0.0/33"],
+    ["WAITROOM_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"],
+    ["WAITROOM_TRUSTED_PROXIES", "::1/129"],
+    ["WAITROOM_TRUSTED_PROXIES", "10.0.0.0/"],
+    ["WAITROOM_ALLOWED_ORIGINS", "https://shop.example/path"],
+    ["WAITROOM_ALLOWED_ORIGINS", "shop.example"],
+    ["WAITROOM_ALLOWED_ORIGINS", "ftp://shop.example"],
   ])("rejects %s=%j, naming it", (name, value) => {
     expect(namedIn(configError({ [name]: value }))).toEqual([name]);
   });

@@ -107,6 +107,7 @@ describe("migrate on an empty database", () => {
       "0001_schema",
       "0002_signing_keys",
       "0003_opening_draw_and_health",
+      "0004_room_queue_cap",
     ]);
   });
 
@@ -153,7 +154,12 @@ describe("migrate on an empty database", () => {
 
   it("records each migration once in the migrations table", async () => {
     const { rows } = await db.query("select name from public.waitroom_migrations order by id");
-    expect(rows.map((row) => row.name)).toEqual(["0001_schema", "0002_signing_keys", "0003_opening_draw_and_health"]);
+    expect(rows.map((row) => row.name)).toEqual([
+      "0001_schema",
+      "0002_signing_keys",
+      "0003_opening_draw_and_health",
+      "0004_room_queue_cap",
+    ]);
   });
 
   it("does nothing when run again, and still succeeds", async () => {
@@ -212,7 +218,12 @@ describe("migrate from separate processes", () => {
       ...logged.flatMap((lines) => lines.flatMap((line) => line.migrations ?? [])),
       ...inProcess.migrations,
     ];
-    expect(applied).toEqual(["0001_schema", "0002_signing_keys", "0003_opening_draw_and_health"]);
+    expect(applied).toEqual([
+      "0001_schema",
+      "0002_signing_keys",
+      "0003_opening_draw_and_health",
+      "0004_room_queue_cap",
+    ]);
 
     const db = await connect(url);
     const { rows } = await db.query("select name from public.waitroom_migrations order by id");
@@ -220,6 +231,7 @@ describe("migrate from separate processes", () => {
       { name: "0001_schema" },
       { name: "0002_signing_keys" },
       { name: "0003_opening_draw_and_health" },
+      { name: "0004_room_queue_cap" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",

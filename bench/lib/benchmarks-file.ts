@@ -1,4 +1,5 @@
-import { writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import type { Machine } from "./machine.js";
 import type { Mode } from "./types.js";
 
@@ -41,6 +42,7 @@ export function renderBenchmarksFile(options: {
     "npm run bench                       # full run (15–17 min), rewrites this file",
     "npm run bench -- --quick            # about a minute, a smoke run: prints only (add --write to rewrite this file)",
     "npm run bench -- --only admission   # some benchmarks (join, httpJoin, admission, sseFanout, leaveAdmit, eta, rush); prints only",
+    "npm run bench -- --only soak        # the soak (over 11 min, not in the default run); updates its section here",
     "```",
     "",
     "Each run starts its own durable PostgreSQL (fsync on) in a fresh temporary directory and removes it",
@@ -52,4 +54,40 @@ export function renderBenchmarksFile(options: {
 
 export async function writeBenchmarksFile(path: string, content: string): Promise<void> {
   await writeFile(path, content, "utf8");
+}
+
+/*
+ * Opt-in benchmarks (the soak) run only when named. The last full-mode section of each is kept in
+ * bench/results/<id>.md, so that regenerating BENCHMARKS.md keeps it, and is spliced into the file
+ * when only they ran.
+ */
+
+const resultsDir = fileURLToPath(new URL("../results/", import.meta.url));
+const resultFile = (id: string) => `${resultsDir}${id}.md`;
+
+export async function writeOptInSection(id: string, markdown: string, startedAt: Date): Promise<void> {
+  await mkdir(resultsDir, { recursive: true });
+  const when = `_Last run: ${startedAt.toISOString().replace(/\.\d+Z$/, "Z")}, on the machine described at the top (this section is kept from that run)._`;
+  const [heading, ...rest] = markdown.trim().split("\n");
+  await writeFile(resultFile(id), `${[heading, "", when, ...rest].join("\n")}\n`, "utf8");
+}
+
+export async function readOptInSections(benchmarks: readonly { id: string }[]): Promise<string[]> {
+  const sections = await Promise.all(
+    benchmarks.map((benchmark) => readFile(resultFile(benchmark.id), "utf8").catch(() => undefined)),
+  );
+  return sections.filter((section): section is string => section !== undefined);
+}
+
+/** BENCHMARKS.md with its opt-in sections (which come last) replaced by the kept ones. */
+export async function spliceOptInSections(path: string, benchmarks: readonly { id: string }[]): Promise<void> {
+  const sections = await readOptInSections(benchmarks);
+  const current = await readFile(path, "utf8");
+  const headings = sections.map((section) => section.split("\n")[0] as string);
+  const firstOptIn = Math.min(
+    ...headings.map((heading) => current.indexOf(`\n${heading}\n`)).filter((at) => at >= 0),
+    current.length,
+  );
+  const kept = current.slice(0, firstOptIn).trimEnd();
+  await writeFile(path, `${[kept, ...sections.map((section) => section.trim())].join("\n\n")}\n`, "utf8");
 }

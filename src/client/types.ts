@@ -65,9 +65,13 @@ export type ErrorCode =
   | "invalid_token"
   | "unauthorized"
   | "forbidden"
+  /** A browser's join from a page of another origin than the service's own or an allowed one. */
+  | "origin_not_allowed"
   | "not_found"
   | "method_not_allowed"
   | "superseded"
+  /** The room's queue holds its most tickets (max_queued): try again later. */
+  | "room_full"
   | "draining"
   | "ended"
   | "expired"
@@ -77,6 +81,8 @@ export type ErrorCode =
   | "headers_too_large"
   | "not_admitted"
   | "not_claimed"
+  /** Too many requests from this client: the answer's Retry-After says when to try again. */
+  | "rate_limited"
   | "not_ready"
   | "room_closed"
   /** The database is unreachable or restarting: retry shortly. */

@@ -1,3 +1,4 @@
+import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
 import type { TokenTimings } from "../tokens/index.js";
@@ -32,6 +33,51 @@ const key = z
   .regex(/^\S+$/, "must not contain whitespace")
   .min(16, "must be at least 16 characters (try: openssl rand -hex 24)");
 
+/** A token bucket: `<count>/<s|min|h>[,burst=<n>]`, e.g. `6/min,burst=10` (the burst defaults to the count). */
+const rateLimit = z
+  .string()
+  .trim()
+  .regex(/^\d+\/(s|min|h)(,burst=\d+)?$/, "must be <count>/<s|min|h>[,burst=<n>], e.g. 6/min,burst=10")
+  .transform((value): RateLimit => {
+    const [, count, unit, burst] = /^(\d+)\/(s|min|h)(?:,burst=(\d+))?$/.exec(value) as unknown as string[];
+    const seconds = { s: 1, min: 60, h: 3600 }[unit as "s" | "min" | "h"];
+    return { perSecond: Number(count) / seconds, burst: Number(burst ?? count) };
+  })
+  .refine((limit) => limit.perSecond > 0 && limit.burst >= 1, "count and burst must be at least 1");
+
+/** Comma-separated CIDRs (a bare address is a /32 or /128), as a BlockList to test peers against. */
+const cidrList = z.string().transform((value, context): BlockList => {
+  const list = new BlockList();
+  for (const entry of value.split(",").map((part) => part.trim())) {
+    const [address = "", prefix, extra] = entry.split("/");
+    const family = isIP(address);
+    const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+    const wellFormed = family !== 0 && extra === undefined && (prefix === undefined || /^\d+$/.test(prefix));
+    if (!wellFormed || bits > (family === 6 ? 128 : 32)) {
+      context.addIssue({ code: "custom", message: `${JSON.stringify(entry)} is not an address or CIDR` });
+      return z.NEVER;
+    }
+    list.addSubnet(address, bits, family === 6 ? "ipv6" : "ipv4");
+  }
+  return list;
+});
+
+/** Comma-separated origins (scheme://host[:port]), normalised as browsers send them in Origin. */
+const originList = z.string().transform((value, context): string[] =>
+  value.split(",").map((entry) => {
+    const trimmed = entry.trim();
+    try {
+      const url = new URL(trimmed);
+      if (/^https?:$/.test(url.protocol) && url.origin === trimmed.replace(/\/$/, "").toLowerCase()) return url.origin;
+    } catch {}
+    context.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(trimmed)} is not an origin like https://shop.example`,
+    });
+    return "";
+  }),
+);
+
 /** Environment variables the service reads; unset values take these defaults. */
 const environmentSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
@@ -58,6 +104,16 @@ const environmentSchema = z.object({
   WAITROOM_ADMISSION_TOKEN_SECONDS: integer(10, 86_400).default(120),
   WAITROOM_JWKS_MAX_AGE_SECONDS: integer(0, 86_400).default(300),
   WAITROOM_KEY_CACHE_SECONDS: integer(1, 3_600).default(30),
+  WAITROOM_STREAMS_PER_TICKET: integer(1, 100).default(2),
+  WAITROOM_RATE_LIMITS: z.enum(["on", "off"], { error: "must be on or off" }).default("on"),
+  WAITROOM_RATE_LIMIT_JOIN: rateLimit.default({ perSecond: 6 / 60, burst: 10 }),
+  WAITROOM_RATE_LIMIT_HOLDER: rateLimit.default({ perSecond: 6 / 60, burst: 5 }),
+  WAITROOM_RATE_LIMIT_TICKET: rateLimit.default({ perSecond: 2, burst: 60 }),
+  WAITROOM_RATE_LIMIT_STREAM: rateLimit.default({ perSecond: 30 / 60, burst: 20 }),
+  WAITROOM_RATE_LIMIT_CHECK: rateLimit.default({ perSecond: 50, burst: 500 }),
+  WAITROOM_REPLICAS: integer(1, 1000).default(1),
+  WAITROOM_TRUSTED_PROXIES: cidrList.optional(),
+  WAITROOM_ALLOWED_ORIGINS: originList.default([]),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -102,6 +158,7 @@ export type Config = {
   grouping: GroupingSettings;
   /** Admission token lifetime and the key caches that staged rotation waits out (src/tokens). */
   tokens: TokenTimings;
+  limits: LimitSettings;
   logLevel: (typeof logLevels)[number];
 };
 
@@ -115,6 +172,24 @@ export type StreamSettings = {
   presenceMs: number;
   /** A client this far behind is disconnected rather than buffered without bound. */
   bufferBytes: number;
+  /** Open streams of one ticket in a replica; a newer one ends the oldest beyond this. */
+  perTicket: number;
+};
+
+/** A token bucket: refills at perSecond, holds at most burst. */
+export type RateLimit = { perSecond: number; burst: number };
+
+/** What each request draws from; docs/operations.md, "Hostile traffic", explains the defaults. */
+export type RateBucket = "join" | "holder" | "ticket" | "stream" | "check";
+
+/** Limits on what one client may do, and how the client and its browser are recognised. */
+export type LimitSettings = {
+  /** Per-client rate limits, per replica (the deployment's figures divided by `replicas`); off: none. */
+  rates: Record<RateBucket, RateLimit> | undefined;
+  /** Peers whose X-Forwarded-For (and X-Forwarded-Host) are believed; unset: none. */
+  trustedProxies: BlockList | undefined;
+  /** Origins besides the service's own from which browsers may join anonymously. */
+  allowedOrigins: readonly string[];
 };
 
 /** How calls arriving together are grouped into one statement (src/queue/grouped.ts). */
@@ -179,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       refreshMs: e.WAITROOM_REFRESH_MS,
       presenceMs: e.WAITROOM_PRESENCE_MS,
       bufferBytes: e.WAITROOM_STREAM_BUFFER_BYTES,
+      perTicket: e.WAITROOM_STREAMS_PER_TICKET,
     },
     grouping: {
       maxJoinBatch: e.WAITROOM_JOIN_BATCH_MAX,
@@ -190,6 +266,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       jwksMaxAgeSeconds: e.WAITROOM_JWKS_MAX_AGE_SECONDS,
       keyCacheSeconds: e.WAITROOM_KEY_CACHE_SECONDS,
     },
+    limits: {
+      rates: e.WAITROOM_RATE_LIMITS === "off" ? undefined : perReplica(e, e.WAITROOM_REPLICAS),
+      trustedProxies: e.WAITROOM_TRUSTED_PROXIES,
+      allowedOrigins: e.WAITROOM_ALLOWED_ORIGINS,
+    },
     logLevel: e.LOG_LEVEL,
+  };
+}
+
+/**
+ * Each replica keeps its own buckets: the deployment's limits are shared out, so a client whose
+ * requests a load balancer spreads over every replica gets about the deployment's figure in all.
+ */
+function perReplica(e: z.infer<typeof environmentSchema>, replicas: number): Record<RateBucket, RateLimit> {
+  const share = ({ perSecond, burst }: RateLimit): RateLimit => ({
+    perSecond: perSecond / replicas,
+    burst: Math.max(1, Math.floor(burst / replicas)),
+  });
+  return {
+    join: share(e.WAITROOM_RATE_LIMIT_JOIN),
+    holder: share(e.WAITROOM_RATE_LIMIT_HOLDER),
+    ticket: share(e.WAITROOM_RATE_LIMIT_TICKET),
+    stream: share(e.WAITROOM_RATE_LIMIT_STREAM),
+    check: share(e.WAITROOM_RATE_LIMIT_CHECK),
   };
 }

@@ -64,6 +64,8 @@ const SENT_IDS_KEPT = 256;
 const TOUCH_BATCH = 10_000;
 /** First SSE lines: how long clients wait before reconnecting. */
 export const RETRY_MS = 2_000;
+/** A stream ended for a newer one of its ticket waits this long before it reconnects (and ends the oldest in turn). */
+const REPLACED_RETRY_MS = 30_000;
 
 export function formatSse(message: { event?: string; id?: number; data?: unknown; retry?: number }): string {
   let text = "";
@@ -345,6 +347,13 @@ export class Hub {
     forTicket.add(subscriber);
     this.#tickets.set(subscriber.ticketId, forTicket);
     this.#metrics.streams.inc();
+    // The newest streams of a ticket are the live ones (an older one may be a tab closed or a
+    // connection that died unnoticed): beyond the cap, the oldest ends.
+    const [oldest] = forTicket;
+    if (forTicket.size > this.#settings.perTicket && oldest) {
+      oldest.client.write(`retry: ${REPLACED_RETRY_MS}\n: replaced by a newer stream of this ticket\n\n`);
+      this.#end(oldest);
+    }
     return subscriber;
   }
 

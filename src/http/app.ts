@@ -1,5 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import type { LimitSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import type { Hub } from "../events/hub.js";
 import type { Logger } from "../log.js";
@@ -8,6 +9,7 @@ import type { GroupedQueue } from "../queue/grouped.js";
 import { TokenError, type TokenIssuer } from "../tokens/index.js";
 import { tooLarge } from "./body.js";
 import { ApiError, fromDatabaseError } from "./errors.js";
+import { createLimiter } from "./limits.js";
 import { docsPage, type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages/index.js";
 import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
@@ -28,7 +30,12 @@ export type AppDeps = {
   log: Logger;
   /** The LISTEN connection, for /readyz. */
   listener: { readonly connected: boolean };
-  settings: Secrets & { bodyLimitBytes: number; streamBufferBytes: number; jwksMaxAgeSeconds: number };
+  settings: Secrets & {
+    bodyLimitBytes: number;
+    streamBufferBytes: number;
+    jwksMaxAgeSeconds: number;
+    limits: LimitSettings;
+  };
 };
 
 /** /v1/rooms/{room} → a pattern matching any concrete path of that route. */
@@ -87,7 +94,13 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     document ??= openApiDocument(app);
     return document;
   };
-  const options = { secrets: settings, bodyLimitBytes: settings.bodyLimitBytes };
+  const options = {
+    secrets: settings,
+    bodyLimitBytes: settings.bodyLimitBytes,
+    limits: settings.limits,
+    // One set of buckets for every router: a client's calls count together whatever route they take.
+    limiter: createLimiter(settings.limits, metrics),
+  };
   /** Each concern is its own router; all share the root's middleware, errors and description. */
   const serve = (mount: (router: Router) => void) => {
     const router = createRouter(options);

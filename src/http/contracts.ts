@@ -132,6 +132,10 @@ export const roomSettings = z.strictObject({
     .nullable()
     .optional()
     .describe("Upstream health check: admission pauses while it does not answer 2xx."),
+  max_queued: int32(1)
+    .nullable()
+    .optional()
+    .describe("Most tickets queued at once: a join beyond it is refused with room_full; null: no cap."),
   shuffle_seed: z
     .int()
     .min(-9_007_199_254_740_991)
@@ -154,6 +158,7 @@ export const room = z.object({
   tick_ms: z.int(),
   retention_seconds: z.int(),
   health_url: z.string().nullable(),
+  max_queued: z.int().nullable(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
   stats: z.object({
@@ -199,9 +204,11 @@ export const errorCodes = {
   invalid_token: 401,
   unauthorized: 401,
   forbidden: 403,
+  origin_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
   superseded: 409,
+  room_full: 409,
   draining: 410,
   ended: 410,
   expired: 410,
@@ -211,6 +218,7 @@ export const errorCodes = {
   headers_too_large: 431,
   not_admitted: 428,
   not_claimed: 428,
+  rate_limited: 429,
   not_ready: 503,
   room_closed: 503,
   unavailable: 503,

@@ -37,6 +37,7 @@ const sqlErrors: Record<string, ErrorCode> = {
   WR400: "invalid_request",
   WR404: "not_found",
   WR503: "room_closed",
+  WRFUL: "room_full",
 };
 
 /** The database is unreachable or going away: an outage to retry after, not a bug. */

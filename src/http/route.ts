@@ -3,9 +3,11 @@ import type { HttpBindings } from "@hono/node-server";
 import { createRoute, type Hook, OpenAPIHono, type RouteConfig, type RouteHandler } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import type { z } from "zod";
+import type { LimitSettings, RateBucket } from "../config/index.js";
 import { jsonBody } from "./body.js";
 import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
 import { ApiError, invalid, parse } from "./errors.js";
+import { checkOrigin, type Limiter } from "./limits.js";
 
 /*
  * One definition per route: what it takes, who may call it, what it answers and which error codes
@@ -54,9 +56,19 @@ export const callers: Record<"ticket" | "ticketOrQuery" | "admin" | "anyoneOrSer
 /** Codes every route may answer: a declared body over the limit, an outage, and a bug. */
 export const anyRouteErrors: readonly ErrorCode[] = ["payload_too_large", "unavailable", "internal"];
 
+/** What a route does about hostile traffic, declared with it (and shown in /openapi.json). */
+type Defences = {
+  /** The token bucket a call draws from, per client address (docs/operations.md, "Hostile traffic"). */
+  "x-rate-limit"?: RateBucket;
+  /** A browser's call (Origin or Sec-Fetch-Site sent) must come from an allowed origin, unless the server key is presented. */
+  "x-checks-origin"?: true;
+};
+
 /** Codes that follow from the shape of a definition, so no route has to remember them. */
-function impliedErrors(config: Pick<RouteConfig, "request" | "security">): ErrorCode[] {
+function impliedErrors(config: Pick<RouteConfig, "request" | "security"> & Defences): ErrorCode[] {
   const codes: ErrorCode[] = [];
+  if (config["x-rate-limit"]) codes.push("rate_limited");
+  if (config["x-checks-origin"]) codes.push("origin_not_allowed");
   const { request } = config;
   if (request?.params || request?.query || request?.headers || request?.body) codes.push("invalid_request");
   if (request?.body) codes.push("unsupported_media_type");
@@ -79,10 +91,10 @@ function errorResponses(codes: readonly ErrorCode[]): RouteConfig["responses"] {
   );
 }
 
-type Definition = RouteConfig & { errors: readonly ErrorCode[] };
+type Definition = RouteConfig & Defences & { errors: readonly ErrorCode[] };
 type ErrorCodes = { "x-error-codes": readonly ErrorCode[] };
 /** A defined route: its definition, with every error code it can answer. */
-export type Route = RouteConfig & ErrorCodes;
+export type Route = RouteConfig & Defences & ErrorCodes;
 
 /**
  * A route definition. `errors` lists the codes its handler gives; the codes implied by its shape
@@ -170,7 +182,34 @@ export type Router = {
   mount<R extends Route>(route: R, handler: RouteHandler<R, AppEnv>): void;
 };
 
-export function createRouter(options: { secrets: Secrets; bodyLimitBytes: number }): Router {
+/**
+ * A call drawing from a route's bucket, by client address. The server key speaks for many users
+ * from one address: its calls draw per holder instead (identified joins), or not at all.
+ */
+function rateLimit(bucket: RateBucket, limiter: Limiter): MiddlewareHandler<AppEnv> {
+  return (c, next) => {
+    if (!c.var.trusted) {
+      limiter.take(c, bucket, limiter.address(c));
+    } else {
+      // Only join takes the server key, and its body names the holder (a route without a body: none).
+      const holder = (c.req as unknown as { valid(target: "json"): { holder?: string } | undefined }).valid(
+        "json",
+      )?.holder;
+      if (holder !== undefined) limiter.take(c, "holder", holder);
+    }
+    return next();
+  };
+}
+
+export type RouterOptions = {
+  secrets: Secrets;
+  bodyLimitBytes: number;
+  limits: LimitSettings;
+  /** Absent: per-client rate limits are off. */
+  limiter: Limiter | undefined;
+};
+
+export function createRouter(options: RouterOptions): Router {
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
   return {
     app,
@@ -183,6 +222,13 @@ export function createRouter(options: { secrets: Secrets; bodyLimitBytes: number
         },
         ...guards(route.security, options.secrets),
       ];
+      // Before anything is read or counted: another site's page must not spend its visitors' limits.
+      if (route["x-checks-origin"]) {
+        middleware.push((c, next) => {
+          if (!c.var.trusted) checkOrigin(c, options.limits);
+          return next();
+        });
+      }
       // The body is validated with the definition's schema, but read by jsonBody, not zod-openapi.
       const { body, ...request } = route.request ?? {};
       const json = body?.content["application/json"];
@@ -193,6 +239,9 @@ export function createRouter(options: { secrets: Secrets; bodyLimitBytes: number
           return next();
         });
       }
+      // Last: a refused or invalid call costs no token.
+      const bucket = route["x-rate-limit"];
+      if (bucket && options.limiter) middleware.push(rateLimit(bucket, options.limiter));
       app.openAPIRegistry.registerPath(route);
       app.openapi({ ...route, request, middleware, hide: true }, handler);
     },

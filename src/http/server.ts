@@ -36,6 +36,7 @@ type HttpConfig = Pick<
   | "grouping"
   | "tokens"
   | "shutdownTimeoutMs"
+  | "limits"
 >;
 
 /** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
@@ -125,6 +126,7 @@ export async function startHttp(options: {
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
       jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
+      limits: config.limits,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;

@@ -24,31 +24,45 @@ export type GroupedQueue = {
 
 const answered = <T>(values: T[]): BatchAnswer<T>[] => values.map((value) => ({ ok: true, value }));
 
-/** An invalid argument names one join of the batch (SQLSTATE WR400): the others deserve their own answers. */
-const concernsOneJoin = (error: unknown) => (error as { code?: unknown }).code === "WR400";
+const sqlState = (error: unknown) => (error as { code?: unknown }).code;
 
 export function createGroupedQueue(
   sql: Sql,
   settings: GroupingSettings,
   onBatch?: (kind: "join" | "read", size: number) => void,
 ): GroupedQueue {
+  const alone = (room: string, request: JoinRequest): Promise<BatchAnswer<Joined>> =>
+    joinMany(sql, room, [request]).then(
+      ([joined]): BatchAnswer<Joined> =>
+        joined ? { ok: true, value: joined } : { ok: false, error: new Error("join_many answered no row") },
+      (error: unknown): BatchAnswer<Joined> => ({ ok: false, error }),
+    );
+  /**
+   * A batch larger than the room's queue has room for (WRFUL): its joins one after another, in
+   * arrival order, so the first take what room is left. Once one is refused, the anonymous ones
+   * after it are refused without a statement (they would need room too); re-joins still go through.
+   */
+  const untilFull = async (room: string, requests: JoinRequest[]): Promise<BatchAnswer<Joined>[]> => {
+    const answers: BatchAnswer<Joined>[] = [];
+    let full: BatchAnswer<Joined> | undefined;
+    for (const request of requests) {
+      const answer = full && request.holder === undefined ? full : await alone(room, request);
+      if (!answer.ok && sqlState(answer.error) === "WRFUL") full = answer;
+      answers.push(answer);
+    }
+    return answers;
+  };
   const joins = new KeyedBatcher<JoinRequest, Joined>(
     async (room, requests) => {
       try {
         return answered(await joinMany(sql, room, requests));
       } catch (error) {
         // The statement wrote nothing. An unknown or closed room, or an outage, is every caller's
-        // answer; a bad holder or priority is one caller's, so each join is tried alone.
-        if (requests.length === 1 || !concernsOneJoin(error)) throw error;
-        return Promise.all(
-          requests.map((request) =>
-            joinMany(sql, room, [request]).then(
-              ([joined]): BatchAnswer<Joined> =>
-                joined ? { ok: true, value: joined } : { ok: false, error: new Error("join_many answered no row") },
-              (alone: unknown): BatchAnswer<Joined> => ({ ok: false, error: alone }),
-            ),
-          ),
-        );
+        // answer; a bad holder or priority (WR400) is one caller's, so each join is tried alone.
+        if (requests.length === 1) throw error;
+        if (sqlState(error) === "WR400") return Promise.all(requests.map((request) => alone(room, request)));
+        if (sqlState(error) === "WRFUL") return untilFull(room, requests);
+        throw error;
       }
     },
     {

@@ -52,6 +52,8 @@ export type RoomSettings = {
   tick_ms?: number;
   retention_seconds?: number;
   health_url?: string | null;
+  /** Most tickets queued at once; null: no cap. */
+  max_queued?: number | null;
   shuffle_seed?: number;
 };
 

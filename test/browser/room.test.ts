@@ -188,4 +188,19 @@ describe("the waiting-room page", () => {
       await page.close();
     }
   });
+
+  it("says so when the room's queue is full", async () => {
+    const room = await createRoom({ capacity: 0, max_queued: 1 });
+    await join(room);
+    const page = await chrome.browser.newPage();
+    try {
+      await page.goto(`${server.url}/rooms/${room}`);
+      await page.locator("#panel[data-state='error']").waitFor({ timeout: 10_000 });
+      expect(await page.locator("#detail").textContent()).toBe(
+        "This waiting room is full right now. Try again in a few minutes.",
+      );
+    } finally {
+      await page.close();
+    }
+  });
 });

@@ -9,7 +9,20 @@ import type { TestDatabase } from "./database.js";
 export const ADMIN_KEY = "admin-key-for-tests-0123456789";
 export const SERVER_KEY = "server-key-for-tests-0123456789";
 
-/** Environment of a test server: fast stream timers, keys set, logs off. */
+/**
+ * Per-client limits of a test server: on, as in production, so every call goes through them, but
+ * high, since a test file makes all its calls from one address. A test of the limits themselves
+ * sets its own, or "" for the service's defaults; a load test sets WAITROOM_RATE_LIMITS=off.
+ */
+export const testLimits = {
+  WAITROOM_RATE_LIMIT_JOIN: "100000/s",
+  WAITROOM_RATE_LIMIT_HOLDER: "100000/s",
+  WAITROOM_RATE_LIMIT_TICKET: "100000/s",
+  WAITROOM_RATE_LIMIT_STREAM: "100000/s",
+  WAITROOM_RATE_LIMIT_CHECK: "100000/s",
+};
+
+/** Environment of a test server: fast stream timers, keys set, limits high, logs off. */
 export const testEnvironment = (overrides: Record<string, string> = {}): Record<string, string> => ({
   PORT: "0",
   HOST: "127.0.0.1",
@@ -18,6 +31,7 @@ export const testEnvironment = (overrides: Record<string, string> = {}): Record<
   WAITROOM_REFRESH_MS: "300",
   WAITROOM_PRESENCE_MS: "1000",
   WAITROOM_KEEPALIVE_MS: "5000",
+  ...testLimits,
   LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
   ...overrides,
 });

@@ -94,6 +94,7 @@ describe("zod and the database agree", () => {
       retention_seconds: [3599, 3600],
       health_url: ["http://upstream.internal/health", "https://example.com/h", null],
       shuffle_seed: [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991],
+      max_queued: [-1, 0, 1, 2 ** 31 - 1, null],
       // Not a setting: both must refuse it.
       no_such_setting: [1],
     };

@@ -18,7 +18,9 @@ import { createRoom } from "../helpers/queue.js";
  */
 
 const db = useTestDatabase({ max: 20 });
-const server = useTestServer(db);
+/** A rush from one address: per-client limits off, as for a load test. */
+const unlimited = { WAITROOM_RATE_LIMITS: "off" };
+const server = useTestServer(db, { env: unlimited });
 const replicas: HttpService[] = [];
 afterAll(async () => {
   for (const replica of replicas) await replica.close();
@@ -113,7 +115,7 @@ describe("the opening rush", () => {
   });
 
   it("gives one holder one ticket, however its joins are spread over batches and replicas", async () => {
-    const config = loadConfig(testEnvironment());
+    const config = loadConfig(testEnvironment(unlimited));
     const replica = await startHttp({ databaseUrl: db.serviceUrl, config, log: createLogger(config.logLevel) });
     replicas.push(replica);
     const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });

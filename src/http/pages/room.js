@@ -408,7 +408,10 @@ async function join(note = "") {
   const code = answer.data?.error?.code;
   if (code === "not_found") setState("gone", "There is no waiting room with this name.");
   else if (code === "room_closed") setState("gone", "This waiting room is closed to new arrivals right now.");
-  else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
+  else if (code === "room_full") setState("error", "This waiting room is full right now. Try again in a few minutes.");
+  else if (code === "rate_limited") {
+    setState("error", "Too many people joined from your network just now. Wait a moment, then join again.");
+  } else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
 }
 
 async function leave({ unloading = false } = {}) {

@@ -24,6 +24,7 @@ export const checkRoute = defineRoute({
   responses: {
     200: { description: "The holder may proceed.", content: { "application/json": { schema: checkResponse } } },
   },
+  "x-rate-limit": "check",
   errors: [
     "invalid_token",
     "not_found",

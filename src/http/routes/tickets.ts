@@ -43,7 +43,9 @@ export const joinRoute = defineRoute({
       content: { "application/json": { schema: joinResponse } },
     },
   },
-  errors: ["forbidden", "not_found", "room_closed"],
+  "x-rate-limit": "join",
+  "x-checks-origin": true,
+  errors: ["forbidden", "not_found", "room_closed", "room_full"],
 });
 
 export const ticketRoute = defineRoute({
@@ -55,6 +57,7 @@ export const ticketRoute = defineRoute({
   security: callers.ticket,
   request: { params: ticketParams },
   responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  "x-rate-limit": "ticket",
   errors: ["superseded"],
 });
 
@@ -81,6 +84,7 @@ export const eventsRoute = defineRoute({
     200: { description: "The stream.", content: { "text/event-stream": { schema: z.string() } } },
     204: { description: "The ticket is over and the client has seen how it ended: stop reconnecting." },
   },
+  "x-rate-limit": "stream",
   errors: ["superseded"],
 });
 
@@ -101,6 +105,7 @@ export const claimRoute = defineRoute({
       content: { "application/json": { schema: claimResponse } },
     },
   },
+  "x-rate-limit": "ticket",
   errors: ["superseded", "not_admitted", "expired", "ended", "left"],
 });
 
@@ -121,6 +126,7 @@ export const heartbeatRoute = defineRoute({
       content: { "application/json": { schema: heartbeatResponse } },
     },
   },
+  "x-rate-limit": "ticket",
   errors: ["superseded", "expired", "ended", "left", "draining"],
 });
 
@@ -133,6 +139,7 @@ export const leaveRoute = defineRoute({
   security: callers.ticket,
   request: { params: ticketParams },
   responses: { 204: { description: "Left." } },
+  "x-rate-limit": "ticket",
   errors: ["superseded", "expired", "ended", "left"],
 });
 
