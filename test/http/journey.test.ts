@@ -50,9 +50,10 @@ describe("the journey of one ticket over HTTP", () => {
 
       const claim = await server.request(`/v1/tickets/${mine.ticket_id}/claim`, { method: "POST", token: mine.token });
       expect(claim.status).toBe(200);
-      const { admission_token, admission_expires_at } = (await claim.json()) as {
+      const { admission_token, admission_expires_at, expires_at } = (await claim.json()) as {
         admission_token: string;
         admission_expires_at: string;
+        expires_at: string;
       };
       await stream.next((m) => m.event === "active");
 
