@@ -228,13 +228,6 @@ function buildCorpus(f: Fixture): Case[] {
     headers: bearer(f.queued.token),
     expect: "not_admitted",
   });
-  add({
-    name: "claim an active ticket",
-    method: "post",
-    path: `/v1/tickets/${f.active.ticket_id}/claim`,
-    headers: bearer(f.active.token),
-    expect: "already_claimed",
-  });
   for (const [method, path, code] of [
     ["post", "claim", "left"],
     ["post", "heartbeat", "left"],
@@ -702,7 +695,7 @@ function buildCorpus(f: Fixture): Case[] {
     "/openapi.yaml",
     "/metrics/extra",
     "/docs/",
-    "/v1/keys",
+    "/v1/keyring",
     "/admin/",
     "/.env",
     "/v1/rooms//tickets",
