@@ -701,7 +701,9 @@ function buildCorpus(f: Fixture): Case[] {
     "/v1/rooms//tickets",
   ];
   for (let i = 0; i < 15; i++) {
-    unknownPaths.push(`/${random.string(1 + random.int(20), "abcdefghijklmnopqrstuvwxyz0123456789-_.~")}`);
+    const path = `/${random.string(1 + random.int(20), "abcdefghijklmnopqrstuvwxyz0123456789-_.~")}`;
+    // "/." and "/.." are "/" once the URL is resolved: the landing page.
+    if (!/^\/\.{1,2}$/.test(path)) unknownPaths.push(path);
   }
   for (const path of unknownPaths) {
     for (const method of ["get", "post"]) {

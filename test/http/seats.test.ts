@@ -57,7 +57,9 @@ const heartbeat = async (ticket: Ticket) => {
   return heartbeatResponse.parse(await response.json());
 };
 
-const check = (admission_token: string) => server.request("/v1/check", { method: "POST", body: { admission_token } });
+/** The protected app of the token's own room asks. */
+const check = (admission_token: string) =>
+  server.request("/v1/check", { method: "POST", body: { room: decodeJwt(admission_token).aud, admission_token } });
 
 const jwks = async () => createLocalJWKSet(await (await server.request("/.well-known/jwks.json")).json());
 
