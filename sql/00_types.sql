@@ -52,3 +52,14 @@ create type waitroom.room_listing as (
 );
 comment on type waitroom.room_listing is
   'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds and health.';
+
+create type waitroom.signing_key as (
+  kid          text,
+  state        text,
+  created_at   timestamptz,
+  activates_at timestamptz,
+  retired_at   timestamptz,
+  revoked_at   timestamptz
+);
+comment on type waitroom.signing_key is
+  'A signing key as operators see it (never its private half): state staged (published, not signing yet), current (signs), retired (replaced; still verifies its tokens) or revoked (refused at once); when it was published, starts or started signing, was retired, was revoked.';

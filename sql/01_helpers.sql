@@ -103,7 +103,7 @@ as $$
 $$;
 comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger; returns it as JSON.';
 
--- Only bumps a tally: the queue numbers drawn minus this sum is the depth
+-- Only bump a tally: tickets queued minus tickets dequeued is the depth
 -- (_depth). Shard chosen by backend so concurrent writers rarely share a row.
 create function waitroom._tally_dequeued(p_room text, p_count bigint) returns void
 language sql
@@ -113,17 +113,28 @@ as $$
    where room_id = p_room and shard = pg_backend_pid() % 16
 $$;
 comment on function waitroom._tally_dequeued(text, bigint) is
-  'Record that p_count queue numbers of the room no longer stand for queued tickets.';
+  'Record that p_count queued tickets of the room are no longer queued.';
+
+-- Counted in the joins' own transactions, not read off the sequence: a
+-- number drawn by a join that rolled back, or by a backend killed mid-join,
+-- or skipped by the sequence cache a crash lost, never counted.
+create function waitroom._tally_enqueued(p_room text, p_count bigint) returns void
+language sql
+as $$
+  update waitroom.queue_tally
+     set enqueued = enqueued + p_count
+   where room_id = p_room and shard = pg_backend_pid() % 16
+$$;
+comment on function waitroom._tally_enqueued(text, bigint) is
+  'Record that p_count new tickets of the room were queued (in the transaction that queues them).';
 
 create function waitroom._depth(p_room text) returns bigint
 language sql stable
 as $$
-  select coalesce(pg_sequence_last_value(r.queue_seq), 0)
-       - (select coalesce(sum(q.dequeued), 0) from waitroom.queue_tally q where q.room_id = r.id)
-    from waitroom.rooms r
-   where r.id = p_room
+  select coalesce(sum(q.enqueued - q.dequeued), 0)::bigint from waitroom.queue_tally q where q.room_id = p_room
 $$;
-comment on function waitroom._depth(text) is 'Number of queued tickets in the room, in O(1): numbers drawn minus numbers dequeued.';
+comment on function waitroom._depth(text) is
+  'Number of queued tickets in the room, in O(1): tickets queued minus tickets dequeued, both counted transactionally.';
 
 -- The status a ticket has at p_now, whether or not sweep has recorded it yet:
 -- horizons decide, so answers never depend on when maintenance last ran.

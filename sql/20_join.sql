@@ -12,7 +12,7 @@
 -- that fit it, and what a join means lives in the helpers both call: which
 -- rooms take joins (_join_room), which arguments are valid (_join_error),
 -- which replaced tokens are kept (_supersede), what the ledger says
--- (_joined_data, _rejoined_data), with the shared _admit, _tally_dequeued and
+-- (_joined_data, _rejoined_data), with the shared _admit, _tally_enqueued, _tally_dequeued and
 -- _depth, taken in the same lock order. Measured the same way, join with
 -- these helpers stays within 2% of the single-row join it replaced.
 
@@ -102,7 +102,7 @@ declare
   v_hash     bytea := waitroom._hash(v_token);
   v_room     record := waitroom._join_room(p_room);
   v_instance integer;
-  v_lost     integer := 0;
+  v_new      boolean := false;
 begin
   -- One test on the way of a valid join: plpgsql sets up each expression
   -- again in every transaction, and a join is usually a transaction alone.
@@ -120,6 +120,7 @@ begin
     insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
     values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
+    v_new := true;
     perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
   else
     loop
@@ -150,12 +151,12 @@ begin
       do nothing
       returning id, status into ticket_id, status;
       if found then
+        v_new := true;
         perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
         exit;
       end if;
-      -- A concurrent join of the same holder won: its ticket is ours to re-join,
-      -- and the number we drew stands for no ticket.
-      v_lost := v_lost + 1;
+      -- A concurrent join of the same holder won: its ticket is ours to
+      -- re-join (the number we drew stands for no ticket, and is not counted).
     end loop;
   end if;
 
@@ -165,8 +166,8 @@ begin
   end if;
   -- The tally last, after the ticket row and the room's admission lock:
   -- the order every verb takes them in (no deadlock).
-  if v_lost > 0 then
-    perform waitroom._tally_dequeued(p_room, v_lost);
+  if v_new then
+    perform waitroom._tally_enqueued(p_room, 1);
   end if;
 
   token := v_token;
@@ -219,7 +220,7 @@ declare
   v_seqs       bigint[];
   v_firsts     bigint[];
   v_behind     bigint[];
-  v_lost       bigint := 0;
+  v_made       bigint;
   v_unnumbered uuid[];
   v_admitted   uuid[];
   v_depth      bigint;
@@ -233,10 +234,8 @@ begin
   if p_priorities is not null and (array_ndims(p_priorities) <> 1 or cardinality(p_priorities) <> p_count) then
     perform waitroom._fail('WR400', format('p_priorities must be null or an array of p_count (%s) priorities', p_count));
   end if;
-  -- Everything is checked before the first number is drawn: a sequence does
-  -- not roll back, so a batch refused halfway would leave depth counting
-  -- tickets that do not exist. The first bad join is named, where a serial
-  -- run would have stopped.
+  -- Everything is checked before the first number is drawn, and the first
+  -- bad join is named, where a serial run would have stopped.
   if p_holders is not null or p_priorities is not null then
     select a.ordinal, waitroom._join_error(a.holder, coalesce(a.priority, 0))
       into v_bad, v_error
@@ -252,8 +251,7 @@ begin
   if p_holders is not null then
     -- Which joins draw a queue number: the anonymous ones and the first join
     -- of each holder that has no live ticket in this snapshot (a hint: the
-    -- insert below decides). A re-join draws none, so it costs the tally
-    -- nothing.
+    -- insert below decides). A re-join draws none.
     select array_agg(case when a.holder is null then true
                           else a.first and not exists (
                             select from waitroom.tickets t
@@ -347,8 +345,9 @@ begin
       returning t.id, t.holder, t.status, t.instance, t.priority, t.seq
     ), settled as (
       select h.holder, h.first_ordinal, h.joins, k.id, k.status, k.instance, k.priority,
-             -- A number drawn for nobody: a concurrent join made the ticket.
-             k.id <> h.new_id and h.seq is not null as lost,
+             -- The holder's new ticket (a number drawn for nobody, when a
+             -- concurrent join made it, is not counted).
+             k.id = h.new_id as made,
              k.id = h.new_id and h.seq is null as unnumbered,
              case when k.id = h.new_id and h.seq is null then null else k.seq end as seq
         from per_holder h
@@ -376,9 +375,9 @@ begin
            array_agg(coalesce(w.priority, a.priority, 0) order by a.ordinal),
            array_agg(case when w.ordinal is null then a.seq else w.seq end order by a.ordinal),
            array_agg(coalesce(w.first_ordinal, a.ordinal) order by a.ordinal),
-           (select count(*) from settled s where s.lost),
+           (select count(*) from settled s where s.made),
            (select array_agg(s.id order by s.first_ordinal) from settled s where s.unnumbered)
-      into v_ids, v_statuses, v_priorities, v_seqs, v_firsts, v_lost, v_unnumbered
+      into v_ids, v_statuses, v_priorities, v_seqs, v_firsts, v_made, v_unnumbered
       from unnest(p_priorities, v_new_ids, v_seqs) with ordinality as a(priority, new_id, seq, ordinal)
       left join answered w on w.ordinal = a.ordinal;
 
@@ -437,10 +436,11 @@ begin
     end if;
   end if;
   -- The tally last, after the ticket rows and the room's admission lock:
-  -- the order every verb takes them in (no deadlock).
-  if v_lost > 0 then
-    perform waitroom._tally_dequeued(p_room, v_lost);
-  end if;
+  -- the order every verb takes them in (no deadlock). New tickets: the
+  -- anonymous joins and the holders' new tickets.
+  perform waitroom._tally_enqueued(p_room,
+    coalesce(v_made, 0) + (select count(*) from unnest(p_holders) h where h is null)
+      + case when p_holders is null then p_count else 0 end);
 
   v_depth := waitroom._depth(p_room);
   return query

@@ -28,17 +28,20 @@ begin
     return row(true, 'ok', 'active', t.expires_at, t.holder, t.room_id, t.instance)::waitroom.claim_result;
   end if;
 
+  -- A retry by the current token of a seat it holds (the answer to the
+  -- first claim was lost, or the token is being refreshed): the same seat
+  -- again, unchanged, with nothing written.
   select * into t from waitroom.tickets where id = p_ticket;
   select * into r from waitroom.rooms where id = t.room_id;
   v := waitroom._verdict(t, r, v_hash, v_now);
-  if v.code = 'ok' then
-    v := row(false, 'already_claimed', v.status, v.expires_at)::waitroom.verdict;
+  if v.status in ('active', 'draining') then
+    return row(true, 'ok', v.status, v.expires_at, t.holder, t.room_id, t.instance)::waitroom.claim_result;
   end if;
   return row(v.ok, v.code, v.status, v.expires_at, null, null, null)::waitroom.claim_result;
 end
 $$;
 comment on function waitroom.claim(uuid, text, timestamptz) is
-  'Turn an admission offer into an active seat for session_seconds. Exactly one concurrent caller wins; others get already_claimed. Codes: ok, unknown, superseded, queued, already_claimed, draining, ended, expired, left. The winner also learns holder, room_id and instance (for the admission token).';
+  'Turn an admission offer into an active seat for session_seconds, and publish its active event. Idempotent for the ticket''s current token: of any number of calls (concurrent or retried) one makes the seat, and every one answers ok with the same seat (status active or draining, the same expires_at) while it is held; only the first writes anything. Codes: ok, unknown, superseded (an older token of a re-joined ticket), queued, ended, expired, left. ok also carries holder, room_id and instance (what an admission token says).';
 
 create function waitroom.heartbeat(p_ticket uuid, p_token text, p_now timestamptz default null)
 returns waitroom.verdict
@@ -93,7 +96,8 @@ returns table (
   eta_low_seconds  integer,
   eta_high_seconds integer,
   expires_at  timestamptz,
-  instance    integer
+  instance    integer,
+  holder      text
 )
 language plpgsql
 as $$
@@ -103,13 +107,14 @@ declare
 begin
   return query
   select v.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate, s.eta_seconds,
-         s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance
+         s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance, t.holder
     from (select 1) one
-    left join waitroom.ticket_states(array[p_ticket], array[p_token], p_now) s on v.ok;
+    left join waitroom.ticket_states(array[p_ticket], array[p_token], p_now) s on v.ok
+    left join waitroom.tickets t on t.id = s.ticket_id;
 end
 $$;
 comment on function waitroom.heartbeat_state(uuid, text, timestamptz) is
-  'heartbeat, then the ticket''s state as ticket_states shows it: one row whose code is heartbeat''s (ok = recorded); the state columns are null unless ok.';
+  'heartbeat, then the ticket''s state as ticket_states shows it, and its holder (what a refreshed admission token says): one row whose code is heartbeat''s (ok = recorded); the other columns are null unless ok.';
 
 create function waitroom.leave(p_ticket uuid, p_token text, p_now timestamptz default null)
 returns waitroom.verdict

@@ -1,4 +1,5 @@
 import { reachableUrl, startBanner } from "./cli/banner.js";
+import { keysCommand, keysUsage } from "./cli/keys.js";
 import { ApiFailure, roomsCommand, roomsUsage, topCommand, UsageError } from "./cli/rooms.js";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
 import { openDatabase } from "./db/database.js";
@@ -15,6 +16,7 @@ const usage = `usage: waitroom <command>
   worker    migrate, then run only the scheduler (admission ticks and sweeps)
   migrate   apply migrations and sql/ to the database, then exit
   rooms     manage rooms of a running service (waitroom rooms --help)
+  keys      list, rotate or revoke the signing keys of a running service (waitroom keys --help)
   top       a live view of every room of a running service (Ctrl-C quits)
 
   Configuration is environment variables (README.md, "Configuration"): PORT, HOST,
@@ -103,7 +105,7 @@ const commands: Record<string, (context: Context) => Promise<void>> = {
 /** The operator commands that talk to a running service: exit 0 done, 1 the service said no, 2 bad usage. */
 async function operatorCommand(name: string, args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`${roomsUsage}\n`);
+    process.stdout.write(`${name === "keys" ? keysUsage : roomsUsage}\n`);
     return 0;
   }
   const stop = new AbortController();
@@ -111,11 +113,12 @@ async function operatorCommand(name: string, args: string[]): Promise<number> {
   process.once("SIGTERM", () => stop.abort());
   try {
     if (name === "rooms") await roomsCommand(args, process.env, process.stdout);
+    else if (name === "keys") await keysCommand(args, process.env, process.stdout);
     else await topCommand(args, process.env, process.stdout, stop.signal);
     return 0;
   } catch (error) {
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      process.stderr.write(`${(error as Error).message}\n\n${roomsUsage}\n`);
+      process.stderr.write(`${(error as Error).message}\n\n${name === "keys" ? keysUsage : roomsUsage}\n`);
       return 2;
     }
     if (error instanceof ApiFailure) {
@@ -133,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  if (name === "rooms" || name === "top") return operatorCommand(name, argv.slice(1));
+  if (name === "rooms" || name === "top" || name === "keys") return operatorCommand(name, argv.slice(1));
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     process.stderr.write(`${usage}\n`);

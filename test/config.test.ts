@@ -21,6 +21,8 @@ describe("loadConfig", () => {
   it("applies the defaults to an empty environment", () => {
     expect(loadConfig({})).toEqual({
       databaseUrl: undefined,
+      migrateUrl: undefined,
+      tokens: { tokenSeconds: 120, jwksMaxAgeSeconds: 300, keyCacheSeconds: 30 },
       port: 8080,
       host: "0.0.0.0",
       listenBacklog: 65_535,
@@ -90,6 +92,9 @@ describe("loadConfig", () => {
       WAITROOM_METRICS_PORT: "9100",
       WAITROOM_METRICS_KEY: "0123456789abcdef-metrics",
       WAITROOM_STREAM_MAX_AGE_MS: "60000",
+      WAITROOM_ADMISSION_TOKEN_SECONDS: "60",
+      WAITROOM_JWKS_MAX_AGE_SECONDS: "120",
+      WAITROOM_KEY_CACHE_SECONDS: "10",
       WAITROOM_STREAMS_PER_TICKET: "1",
       WAITROOM_RATE_LIMIT_JOIN: "120/h,burst=3",
       WAITROOM_RATE_LIMIT_HOLDER: "2/s",
@@ -121,6 +126,8 @@ describe("loadConfig", () => {
     expect(proxies?.check("fd12::1", "ipv6")).toBe(true);
     expect(rest).toEqual({
       databaseUrl: "postgresql://app:secret@db.example:5433/rooms",
+      migrateUrl: undefined,
+      tokens: { tokenSeconds: 60, jwksMaxAgeSeconds: 120, keyCacheSeconds: 10 },
       port: 9090,
       host: "127.0.0.1",
       listenBacklog: 1024,

@@ -108,6 +108,7 @@ describe("migrate on an empty database", () => {
       "0002_signing_keys",
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
+      "0005_seats",
     ]);
   });
 
@@ -159,6 +160,7 @@ describe("migrate on an empty database", () => {
       "0002_signing_keys",
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
+      "0005_seats",
     ]);
   });
 
@@ -223,6 +225,7 @@ describe("migrate from separate processes", () => {
       "0002_signing_keys",
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
+      "0005_seats",
     ]);
 
     const db = await connect(url);
@@ -232,6 +235,7 @@ describe("migrate from separate processes", () => {
       { name: "0002_signing_keys" },
       { name: "0003_opening_draw_and_health" },
       { name: "0004_room_queue_cap" },
+      { name: "0005_seats" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",

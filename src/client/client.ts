@@ -1,6 +1,13 @@
-import { errorFrom } from "./errors.js";
+import { errorFrom, WaitroomError } from "./errors.js";
 import { type SubscribeEnd, type SubscribeOptions, subscribe } from "./stream.js";
-import type { CheckResponse, ClaimResponse, JoinResponse, TicketState, WaitroomEvent } from "./types.js";
+import type {
+  CheckResponse,
+  ClaimResponse,
+  HeartbeatResponse,
+  JoinResponse,
+  TicketState,
+  WaitroomEvent,
+} from "./types.js";
 
 export type ClientOptions = {
   /** Where the service is, e.g. "https://queue.example.com" (a path prefix is kept). */
@@ -53,6 +60,29 @@ export class Http {
   }
 }
 
+/** How often a claim whose answer was lost is sent in all, and the pause before the n-th retry (n × this). */
+const CLAIM_ATTEMPTS = 4;
+const CLAIM_RETRY_MS = 250;
+
+/** The request may have reached the service and its answer been lost: a network failure or a gateway's. */
+function answerLost(error: unknown): boolean {
+  if (error instanceof WaitroomError) return error.status === 502 || error.status === 503 || error.status === 504;
+  // fetch rejects with a TypeError when the connection fails; an abort is the caller's choice.
+  return error instanceof TypeError;
+}
+
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
 /** A handle on one ticket: everything its holder may do, authenticated by the ticket's token. */
 export class Ticket {
   readonly id: string;
@@ -60,7 +90,7 @@ export class Ticket {
   readonly token: string;
   /** The answer of join (position, depth…), when this handle came from join(). */
   readonly joined: JoinResponse | undefined;
-  /** The last successful claim through this handle (autoClaim included). */
+  /** The seat's latest admission token through this handle: from a claim (autoClaim included) or a heartbeat. */
   admission: ClaimResponse | undefined;
   readonly #http: Http;
 
@@ -80,20 +110,50 @@ export class Ticket {
     return this.#http.json<TicketState>(this.path, { bearer: this.token, signal });
   }
 
-  /** Take the offered seat; the admission token is what the protected app verifies. */
+  /**
+   * Take the offered seat; the admission token is what the protected app verifies. A claim is idempotent
+   * for the ticket's token, so one whose answer was lost (the network failed, or a gateway said 502, 503
+   * or 504) is sent again, up to CLAIM_ATTEMPTS times: a retry answers the same seat.
+   */
   async claim(signal?: AbortSignal): Promise<ClaimResponse> {
-    const claimed = await this.#http.json<ClaimResponse>(`${this.path}/claim`, {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const claimed = await this.#http.json<ClaimResponse>(`${this.path}/claim`, {
+          method: "POST",
+          bearer: this.token,
+          signal,
+        });
+        this.admission = claimed;
+        return claimed;
+      } catch (error) {
+        if (attempt >= CLAIM_ATTEMPTS || signal?.aborted || !answerLost(error)) throw error;
+        await pause(CLAIM_RETRY_MS * attempt, signal);
+      }
+    }
+  }
+
+  /**
+   * Still here: extends an active seat where the room renews on heartbeat. While the ticket holds a seat
+   * the answer carries a fresh admission token, kept in `admission`: heartbeat more often than the token
+   * lives (admission_expires_at) and hand the protected app `admission.admission_token`. An open stream
+   * counts as presence already, but renews neither the seat nor the token.
+   */
+  async heartbeat(signal?: AbortSignal): Promise<HeartbeatResponse> {
+    const state = await this.#http.json<HeartbeatResponse>(`${this.path}/heartbeat`, {
       method: "POST",
       bearer: this.token,
       signal,
     });
-    this.admission = claimed;
-    return claimed;
-  }
-
-  /** Still here: extends an active seat where the room renews on heartbeat. An open stream counts as presence already. */
-  heartbeat(signal?: AbortSignal): Promise<TicketState> {
-    return this.#http.json<TicketState>(`${this.path}/heartbeat`, { method: "POST", bearer: this.token, signal });
+    if (state.admission_token && state.admission_expires_at && state.expires_at) {
+      this.admission = {
+        ticket_id: state.ticket_id,
+        status: state.status,
+        admission_token: state.admission_token,
+        admission_expires_at: state.admission_expires_at,
+        expires_at: state.expires_at,
+      };
+    }
+    return state;
   }
 
   /** Give up the place or seat; it goes to the next in line at once. */

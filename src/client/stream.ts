@@ -11,7 +11,10 @@ export type SubscribeOptions = {
   /** Claim the seat as soon as the ticket is admitted; the result goes to onClaim and ticket.admission. */
   autoClaim?: boolean;
   onClaim?: (claim: ClaimResponse) => void;
-  /** Heartbeat this often while the seat is active (for rooms that renew on heartbeat); off when unset. */
+  /**
+   * Heartbeat this often while the seat is active: it renews the seat where the room renews on heartbeat,
+   * and keeps ticket.admission's token current (set it below WAITROOM_ADMISSION_TOKEN_SECONDS); off when unset.
+   */
   heartbeatMs?: number;
   /** Whatever went wrong without ending the subscription: a dropped connection, a failed claim or heartbeat, an error thrown by onEvent. */
   onError?: (error: unknown) => void;
@@ -110,7 +113,8 @@ export async function subscribe(
           }
         },
         (error: unknown) => {
-          // Taken by another tab, or lapsed: no point retrying. A network error may be retried on the next event.
+          // Superseded or lapsed: no point retrying. (ticket.claim already retried a lost answer; a network
+          // error that outlasted that may be retried on the next event.)
           if (error instanceof WaitroomError) claimSettled = true;
           report(error);
         },

@@ -41,10 +41,16 @@ export type JoinResponse = {
 export type ClaimResponse = {
   ticket_id: string;
   status: TicketStatus;
-  /** Ed25519-signed JWT for the protected app. */
+  /** Ed25519-signed JWT for the protected app; short-lived: heartbeats hand out fresh ones. */
   admission_token: string;
+  /** When admission_token expires (its exp): never after the seat. */
+  admission_expires_at: string;
+  /** When the seat ends (heartbeats may extend it). */
   expires_at: string;
 };
+
+/** A heartbeat's answer: the state and, while the ticket holds a seat, a fresh admission token. */
+export type HeartbeatResponse = TicketState & { admission_token?: string; admission_expires_at?: string };
 
 export type CheckResponse = {
   ok: true;
@@ -65,7 +71,6 @@ export type ErrorCode =
   | "origin_not_allowed"
   | "not_found"
   | "method_not_allowed"
-  | "already_claimed"
   | "superseded"
   /** The room's queue holds its most tickets (max_queued): try again later. */
   | "room_full"

@@ -1,6 +1,7 @@
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
+import type { TokenTimings } from "../tokens/index.js";
 
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -109,6 +110,9 @@ const environmentSchema = z.object({
   WAITROOM_METRICS_PORT: port.optional(),
   WAITROOM_METRICS_KEY: key.optional(),
   WAITROOM_STREAM_MAX_AGE_MS: integer(0, 86_400_000).default(300_000),
+  WAITROOM_ADMISSION_TOKEN_SECONDS: integer(10, 86_400).default(120),
+  WAITROOM_JWKS_MAX_AGE_SECONDS: integer(0, 86_400).default(300),
+  WAITROOM_KEY_CACHE_SECONDS: integer(1, 3_600).default(30),
   WAITROOM_STREAMS_PER_TICKET: integer(1, 100).default(2),
   WAITROOM_RATE_LIMITS: z.enum(["on", "off"], { error: "must be on or off" }).default("on"),
   WAITROOM_RATE_LIMIT_JOIN: rateLimit.default({ perSecond: 6 / 60, burst: 10 }),
@@ -164,6 +168,8 @@ export type Config = {
   sessionTimeouts: SessionTimeouts;
   listen: ListenSettings;
   metrics: MetricsSettings;
+  /** Admission token lifetime and the key caches that staged rotation waits out (src/tokens). */
+  tokens: TokenTimings;
   limits: LimitSettings;
   logLevel: (typeof logLevels)[number];
 };
@@ -311,6 +317,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     listen: { pingMs: e.WAITROOM_LISTEN_PING_MS, pingTimeoutMs: e.WAITROOM_LISTEN_PING_TIMEOUT_MS },
     metrics: { port: e.WAITROOM_METRICS_PORT, key: e.WAITROOM_METRICS_KEY },
+    tokens: {
+      tokenSeconds: e.WAITROOM_ADMISSION_TOKEN_SECONDS,
+      jwksMaxAgeSeconds: e.WAITROOM_JWKS_MAX_AGE_SECONDS,
+      keyCacheSeconds: e.WAITROOM_KEY_CACHE_SECONDS,
+    },
     limits: {
       rates: e.WAITROOM_RATE_LIMITS === "off" ? undefined : perReplica(e, e.WAITROOM_REPLICAS),
       trustedProxies: e.WAITROOM_TRUSTED_PROXIES,

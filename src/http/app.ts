@@ -36,6 +36,7 @@ export type AppDeps = {
   settings: Secrets & {
     bodyLimitBytes: number;
     streamBufferBytes: number;
+    jwksMaxAgeSeconds: number;
     limits: LimitSettings;
     metrics: MetricsSettings;
   };
@@ -113,7 +114,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   serve((router) =>
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
-  serve((router) => mountChecks(router, { sql, grouped, tokens }));
+  serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).

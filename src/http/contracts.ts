@@ -63,11 +63,42 @@ export const joinResponse = z.object({
   events_url: z.string().describe("The ticket's event stream (text/event-stream)."),
 });
 
+const admissionToken = z
+  .string()
+  .describe(
+    "Ed25519-signed JWT for the protected app: sub, room, tid, ins, exp; kid. Short-lived: see admission_expires_at.",
+  );
+const admissionExpiresAt = z.iso
+  .datetime()
+  .describe(
+    "When admission_token expires (its exp): WAITROOM_ADMISSION_TOKEN_SECONDS after signing, or with the seat.",
+  );
+
 export const claimResponse = z.object({
   ticket_id: z.uuid(),
   status,
-  admission_token: z.string().describe("Ed25519-signed JWT for the protected app: sub, room, tid, ins, exp; kid."),
-  expires_at: z.iso.datetime(),
+  admission_token: admissionToken,
+  admission_expires_at: admissionExpiresAt,
+  expires_at: z.iso.datetime().describe("When the seat ends (heartbeats may extend it)."),
+});
+
+/** A heartbeat's answer: the state, and for a held seat a fresh admission token. */
+export const heartbeatResponse = ticketState.extend({
+  admission_token: admissionToken.optional().describe("A fresh admission token, while the ticket holds a seat."),
+  admission_expires_at: admissionExpiresAt.optional(),
+});
+
+export const kidParams = z.object({
+  kid: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "a key id: 43 base64url characters"),
+});
+
+export const signingKey = z.object({
+  kid: z.string(),
+  state: z.enum(["staged", "current", "retired", "revoked"]),
+  created_at: z.iso.datetime().describe("Published in the JWKS since."),
+  activates_at: z.iso.datetime().describe("Signs from (staged: will sign from)."),
+  retired_at: z.iso.datetime().nullable(),
+  revoked_at: z.iso.datetime().nullable(),
 });
 
 /** `room` is the room the caller protects: a token or ticket of another room is refused (wrong_room). */
@@ -178,7 +209,6 @@ export const errorCodes = {
   origin_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
-  already_claimed: 409,
   superseded: 409,
   room_full: 409,
   draining: 410,

@@ -65,7 +65,7 @@ const verdictErrors: Record<string, { code: ErrorCode; message: string }> = {
   superseded: { code: "superseded", message: "this ticket was re-joined elsewhere; its token is no longer valid" },
   queued: { code: "not_admitted", message: "the ticket is still waiting in the queue" },
   not_claimed: { code: "not_claimed", message: "the ticket was admitted but its seat is not claimed yet" },
-  already_claimed: { code: "already_claimed", message: "the seat was already claimed" },
+  key_revoked: { code: "invalid_token", message: "admission token was signed by a revoked key" },
   draining: { code: "draining", message: "the session is over; its grace period is running out" },
   ended: { code: "ended", message: "the session has ended" },
   expired: { code: "expired", message: "the ticket expired" },

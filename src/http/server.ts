@@ -40,6 +40,7 @@ type HttpConfig = Pick<
   | "bodyLimitBytes"
   | "stream"
   | "grouping"
+  | "tokens"
   | "shutdownTimeoutMs"
   | "sessionTimeouts"
   | "listen"
@@ -123,7 +124,7 @@ export async function startHttp(options: {
     timeouts: config.sessionTimeouts,
   });
   const rooms = roomsFeed(sql);
-  const tokens = createTokenIssuer({ sql, log });
+  const tokens = createTokenIssuer({ sql, log, timings: config.tokens });
   const app = createApp({
     sql,
     grouped,
@@ -139,6 +140,7 @@ export async function startHttp(options: {
       bodyLimitBytes: config.bodyLimitBytes,
       streamBufferBytes: config.stream.bufferBytes,
       metrics: config.metrics,
+      jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
       limits: config.limits,
     },
   });

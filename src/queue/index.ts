@@ -128,11 +128,15 @@ export async function claim(sql: Sql, ticketId: string, token: string): Promise<
 }
 
 /** Heartbeat and the state it left, in one round trip (waitroom.heartbeat_state); state only when code is ok. */
-export async function heartbeat(sql: Sql, ticketId: string, token: string): Promise<TokenState> {
-  const [row] = await sql<(TicketState & { code: string })[]>`
+export async function heartbeat(
+  sql: Sql,
+  ticketId: string,
+  token: string,
+): Promise<TokenState & { holder: string | null }> {
+  const [row] = await sql<(TicketState & { code: string; holder: string | null })[]>`
     select * from waitroom.heartbeat_state(${ticketId}, ${token})`;
-  const { code, ...state } = row as TicketState & { code: string };
-  return { code, state: state.ticket_id === null ? undefined : state };
+  const { code, holder, ...state } = row as TicketState & { code: string; holder: string | null };
+  return { code, holder, state: state.ticket_id === null ? undefined : state };
 }
 
 export async function leave(sql: Sql, ticketId: string, token: string): Promise<Verdict> {
@@ -140,9 +144,13 @@ export async function leave(sql: Sql, ticketId: string, token: string): Promise<
   return row as Verdict;
 }
 
-/** Revocation check of a signed admission token's ticket and instance. */
-export async function checkAdmission(sql: Sql, ticketId: string, instance: number): Promise<Verdict> {
-  const [row] = await sql<Verdict[]>`select * from waitroom.check_admission(${ticketId}, ${instance})`;
+/** Revocation check of a verified admission token: its ticket and instance, and the key that signed it. */
+export async function checkAdmission(
+  sql: Sql,
+  admission: { ticketId: string; instance: number; kid: string },
+): Promise<Verdict> {
+  const [row] = await sql<Verdict[]>`
+    select * from waitroom.check_admission(${admission.ticketId}, ${admission.instance}, ${admission.kid})`;
   return row as Verdict;
 }
 

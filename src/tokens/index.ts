@@ -1,7 +1,9 @@
 import { decodeProtectedHeader, errors, type JWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { Sql } from "../db/client.js";
 import type { Logger } from "../log.js";
-import { createKeyStore } from "./keys.js";
+import { createKeyStore, type SigningKey } from "./keys.js";
+
+export type { SigningKey } from "./keys.js";
 
 /** What a claim puts in an admission token. */
 export type AdmissionClaims = {
@@ -22,8 +24,12 @@ export type VerifiedAdmission = {
   kid: string;
 };
 
+/** A signed admission token and when it expires (never after the seat). */
+export type SignedAdmission = { token: string; kid: string; expiresAt: Date };
+
 export type TokenIssuer = {
-  sign(claims: AdmissionClaims): Promise<{ token: string; kid: string }>;
+  /** An admission token for the seat: it expires after tokenSeconds, or with the seat if that is sooner. */
+  sign(claims: AdmissionClaims): Promise<SignedAdmission>;
   /**
    * Signature, issuer, expiry and audience: the token must have been issued for `room`, the room the
    * caller protects. Revocation is waitroom.check_admission's job. Throws only TokenError for bad tokens.
@@ -31,21 +37,46 @@ export type TokenIssuer = {
   verify(token: string, room: string): Promise<VerifiedAdmission>;
   /** Public keys for /.well-known/jwks.json. */
   jwks(): Promise<{ keys: JWK[] }>;
-  /** Retire the current key (it stays in the JWKS for retiredKeyTtlSeconds) and return the new kid. */
-  rotate(): Promise<string>;
+  /** Stage the next key: published now, signing after stageSeconds (a key already staged is returned instead). */
+  rotate(): Promise<SigningKey>;
+  /** Emergency revoke of a key: unlisted, and its tokens refused by /v1/check, at once. */
+  revoke(kid: string): Promise<SigningKey>;
+  /** Every key kept, newest first, with its state. */
+  keys(): Promise<SigningKey[]>;
 };
 
-export type TokenIssuerOptions = {
-  sql: Sql;
-  log: Logger;
-  /** How long keys read from the database are trusted before reading again. */
-  cacheMs?: number;
-  /** How long a retired key stays listed: longer than any session, so every token it signed can still verify. */
-  retiredKeyTtlSeconds?: number;
+/** How long admission tokens and keys live; derived figures follow from these three (see tokenTimings). */
+export type TokenTimings = {
+  /** Most an admission token lives; heartbeats and claim retries hand out fresh ones. */
+  tokenSeconds: number;
+  /** How long relying parties may cache the JWKS (its Cache-Control max-age). */
+  jwksMaxAgeSeconds: number;
+  /** How long a replica trusts the keys it read from the database. */
+  keyCacheSeconds: number;
 };
 
 /** wrong_room: a valid token, but for another room's seat. */
 export type TokenErrorCode = "invalid_token" | "expired" | "wrong_room";
+
+/** A verifier's clock may run this far behind ours when it checks exp. */
+const CLOCK_LEEWAY_SECONDS = 60;
+
+/**
+ * stageSeconds: a rotated key is published this long before it signs, so a relying party that cached the
+ * JWKS just before another replica's key cache saw the key still learns it before its first token.
+ * retiredKeyTtlSeconds: a retired key stays listed until the last token it can have signed (by a replica
+ * still caching it) has expired, with a verifier's clock leeway.
+ */
+export function tokenTimings({ tokenSeconds, jwksMaxAgeSeconds, keyCacheSeconds }: TokenTimings) {
+  return {
+    stageSeconds: jwksMaxAgeSeconds + keyCacheSeconds,
+    retiredKeyTtlSeconds: tokenSeconds + keyCacheSeconds + CLOCK_LEEWAY_SECONDS,
+  };
+}
+
+export const defaultTokenTimings: TokenTimings = { tokenSeconds: 120, jwksMaxAgeSeconds: 300, keyCacheSeconds: 30 };
+
+export type TokenIssuerOptions = { sql: Sql; log: Logger; timings?: TokenTimings };
 
 export class TokenError extends Error {
   override readonly name = "TokenError";
@@ -79,29 +110,25 @@ function signingKid(token: unknown): string {
 }
 
 /** Admission tokens: Ed25519-signed JWTs issued on claim, checked offline against the JWKS or by POST /v1/check. */
-export function createTokenIssuer({
-  sql,
-  log,
-  cacheMs = 30_000,
-  retiredKeyTtlSeconds = 86_400,
-}: TokenIssuerOptions): TokenIssuer {
-  const keys = createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds });
+export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: TokenIssuerOptions): TokenIssuer {
+  const keys = createKeyStore({ sql, log, cacheMs: timings.keyCacheSeconds * 1000, ...tokenTimings(timings) });
 
   return {
     async sign({ holder, room, ticketId, instance, expiresAt }) {
       const { kid, privateKey } = await keys.signingKey();
       // The audience binds the token to its room: a verifier that checks aud (every JWT library can)
       // refuses another room's seat. `room` says the same for verifiers written before aud was set.
+      // Never outlives the seat nor tokenSeconds; a fractional second rounds down.
+      const exp = Math.floor(Math.min(expiresAt.getTime(), Date.now() + timings.tokenSeconds * 1000) / 1000);
       const token = await new SignJWT({ room, tid: ticketId, ins: instance })
         .setProtectedHeader({ alg: ALG, kid, typ: "JWT" })
         .setSubject(holder ?? ticketId)
         .setIssuer(ISSUER)
         .setAudience(room)
         .setIssuedAt()
-        // Never outlives the seat: a fractional second rounds down.
-        .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+        .setExpirationTime(exp)
         .sign(privateKey);
-      return { token, kid };
+      return { token, kid, expiresAt: new Date(exp * 1000) };
     },
 
     async verify(token, expectedRoom) {
@@ -148,5 +175,7 @@ export function createTokenIssuer({
     },
 
     rotate: () => keys.rotate(),
+    revoke: (kid) => keys.revoke(kid),
+    keys: () => keys.list(),
   };
 }

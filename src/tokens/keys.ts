@@ -5,17 +5,39 @@ import type { Logger } from "../log.js";
 /** A public key as published in the JWKS: nothing else, never the private part. */
 export type PublicJwk = { kty: "OKP"; crv: "Ed25519"; x: string; kid: string; alg: "EdDSA"; use: "sig" };
 
-export type KeyStoreOptions = { sql: Sql; log: Logger; cacheMs: number; retiredKeyTtlSeconds: number };
+export type KeyStoreOptions = {
+  sql: Sql;
+  log: Logger;
+  cacheMs: number;
+  /** How long a retired key stays listed (and a revoked one kept): every token it signed has expired by then. */
+  retiredKeyTtlSeconds: number;
+  /** How long a rotated key is published before it signs. */
+  stageSeconds: number;
+};
+
+/** A key as operators see it (waitroom.signing_key): never its private half. */
+export type SigningKey = {
+  kid: string;
+  state: "staged" | "current" | "retired" | "revoked";
+  created_at: Date;
+  activates_at: Date;
+  retired_at: Date | null;
+  revoked_at: Date | null;
+};
 
 export type KeyStore = {
   /** The current key, created on first use. */
   signingKey(): Promise<{ kid: string; privateKey: CryptoKey }>;
-  /** A listed (current or recently retired) key; an unknown kid reloads from the database once. */
+  /** A listed (current, staged or recently retired) key; an unknown kid reloads from the database once. */
   publicKey(kid: string): Promise<CryptoKey | undefined>;
-  /** The JWKS entries: current key first, then retired ones still listed. */
+  /** The JWKS entries: current key first, then the staged and retired ones still listed. */
   listed(): Promise<PublicJwk[]>;
-  /** Retire the current key and make a new one current; returns its kid. */
-  rotate(): Promise<string>;
+  /** Stage a new key (published now, signing after stageSeconds), or the one already staged. */
+  rotate(): Promise<SigningKey>;
+  /** Emergency revoke: unlisted and refused at once; throws WR404 for an unknown kid. */
+  revoke(kid: string): Promise<SigningKey>;
+  /** Every key kept, newest first. */
+  list(): Promise<SigningKey[]>;
 };
 
 type KeyRow = { kid: string; public_jwk: JWK; private_jwk: JWK | null };
@@ -42,13 +64,15 @@ async function generateKey(): Promise<{ kid: string; publicJwk: JWK; privateJwk:
 
 /**
  * Signing keys kept in waitroom.signing_keys, so every replica signs and publishes the same ones; reached
- * only through waitroom.published_keys, current_signing_key and add_signing_key.
+ * only through the functions of sql/87_signing_keys.sql.
  */
-export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyStoreOptions): KeyStore {
+export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds, stageSeconds }: KeyStoreOptions): KeyStore {
   let cache: KeySet | undefined;
   let loading: { startedAt: number; promise: Promise<KeySet> } | undefined;
 
   async function read(startedAt: number): Promise<KeySet> {
+    // Upkeep first, as often as any replica reads: replaced keys lose their private halves, expired ones go.
+    await sql`select waitroom.retire_signing_keys(${retiredKeyTtlSeconds})`;
     // The public halves of every listed key, and the private half of the current one only.
     const rows = await sql<KeyRow[]>`
       select k.kid, k.public_jwk, c.private_jwk
@@ -92,15 +116,21 @@ export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyS
   const cached = () => load(performance.now() - cacheMs);
   const reload = () => load(performance.now());
 
-  /** Add a new current key (waitroom.add_signing_key); without rotate, only if there is none (first use). */
-  async function addKey(rotate: boolean): Promise<string> {
+  /** waitroom.add_signing_key: a key signing at once if none signs (first use), or a staged next key (rotate). */
+  async function addKey(rotate: boolean): Promise<SigningKey> {
     const key = await generateKey();
-    const [row] = await sql<{ kid: string }[]>`
-      select waitroom.add_signing_key(${key.kid}, ${sql.json(key.publicJwk)}, ${sql.json(key.privateJwk)}, ${rotate}) as kid`;
-    const kid = row?.kid ?? key.kid;
-    if (kid === key.kid) log.info({ kid }, rotate ? "signing key rotated" : "signing key created");
+    const [added] = await sql<SigningKey[]>`
+      select * from waitroom.add_signing_key(${key.kid}, ${sql.json(key.publicJwk)}, ${sql.json(key.privateJwk)},
+                                             ${rotate}, ${rotate ? stageSeconds : 0})`;
+    if (!added) throw new Error("add_signing_key returned no key");
+    if (added.kid === key.kid) {
+      log.info(
+        { kid: added.kid, activates_at: added.activates_at },
+        rotate ? "signing key staged" : "signing key created",
+      );
+    }
     await reload();
-    return kid;
+    return added;
   }
 
   return {
@@ -123,5 +153,13 @@ export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds }: KeyS
       return [...(await cached()).keys.values()].map((key) => key.jwk);
     },
     rotate: () => addKey(true),
+    async revoke(kid) {
+      const [revoked] = await sql<SigningKey[]>`select * from waitroom.revoke_signing_key(${kid})`;
+      if (!revoked) throw new Error("revoke_signing_key returned no key");
+      log.warn({ kid }, "signing key revoked");
+      await reload();
+      return revoked;
+    },
+    list: () => sql<SigningKey[]>`select * from waitroom.list_signing_keys()`,
   };
 }

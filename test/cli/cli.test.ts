@@ -148,3 +148,45 @@ describe("the rooms table", () => {
     expect(roomsTable([room], painter({ write: () => {}, isTTY: true }, { NO_COLOR: "1" }))).not.toContain("\u001b[");
   });
 });
+
+describe("waitroom keys", () => {
+  it("rotates (stages), lists and revokes signing keys", async () => {
+    // A claim's signature creates the first key.
+    const room = uniqueRoomId("cli-keys");
+    await db.sql`select waitroom.create_room(${room}, 1)`;
+    const [ticket] = await db.sql<{ ticket_id: string; token: string }[]>`select * from waitroom.join(${room})`;
+    await db.sql`select * from waitroom.admit(${room})`;
+    const claimed = await fetch(`${server.url}/v1/tickets/${ticket?.ticket_id}/claim`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ticket?.token}` },
+    });
+    expect(claimed.status).toBe(200);
+
+    const rotated = await waitroom(["keys", "rotate"]);
+    expect(rotated).toMatchObject({ code: 0, stderr: "" });
+    const [staged] = rotated.stdout.split(" ");
+    expect(rotated.stdout).toMatch(/^[A-Za-z0-9_-]{43} +staged +published \S+ +signs from \S+\n$/);
+
+    const list = await waitroom(["keys", "list"]);
+    expect(list.code).toBe(0);
+    const lines = list.stdout.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(new RegExp(`^${staged} +staged `));
+    expect(lines[1]).toMatch(/ +current +published /);
+    const current = lines[1]?.split(" ")[0] ?? "";
+
+    const revoked = await waitroom(["keys", "revoke", current]);
+    expect(revoked).toMatchObject({ code: 0, stderr: "" });
+    expect(revoked.stdout).toMatch(new RegExp(`^${current} +revoked +published \\S+ +revoked \\S+\n$`));
+    const jwks = (await (await fetch(`${server.url}/.well-known/jwks.json`)).json()) as {
+      keys: Array<{ kid: string }>;
+    };
+    expect(jwks.keys.map((key) => key.kid)).toEqual([staged]);
+
+    expect(await waitroom(["keys", "revoke", "A".repeat(43)])).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^not_found: /),
+    });
+    expect(await waitroom(["keys", "revoke"])).toMatchObject({ code: 2 });
+  });
+});

@@ -15,7 +15,7 @@ const db = useTestDatabase();
 type Room = ReturnType<typeof roomContract.parse>;
 
 const adminRoutes = routes.filter((route) => route.auth === "admin");
-const concrete = (path: string, room: string) => path.replace("{room}", room);
+const concrete = (path: string, room: string) => path.replace("{room}", room).replace("{kid}", "A".repeat(43));
 
 async function errorOf(response: Response): Promise<{ status: number; code: string }> {
   const body = (await response.json()) as { error: { code: string; message: string } };
@@ -212,10 +212,11 @@ describe("the admin API", () => {
     expect((await get(id)).capacity).toBe(4);
   });
 
-  it("rotates signing keys: the new kid is published and the old one stays", async () => {
+  it("stages the next signing key: published at once, signing only after the caches' lifetimes", async () => {
     const jwks = async () => {
       const response = await server.request("/.well-known/jwks.json");
       expect(response.status).toBe(200);
+      expect(response.headers.get("cache-control")).toBe("public, max-age=300");
       return ((await response.json()) as { keys: Array<{ kid: string; kty: string; d?: string }> }).keys;
     };
     // A token signed before the rotation.
@@ -234,34 +235,35 @@ describe("the admin API", () => {
 
     const rotated = await server.request("/v1/keys/rotate", { method: "POST", token: ADMIN_KEY });
     expect(rotated.status).toBe(200);
-    const { kid } = (await rotated.json()) as { kid: string };
-    expect(kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(kid).not.toBe(oldKid);
+    const staged = (await rotated.json()) as { kid: string; state: string; created_at: string; activates_at: string };
+    expect(staged).toMatchObject({ kid: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), state: "staged" });
+    expect(staged.kid).not.toBe(oldKid);
+    // Defaults: the JWKS cache lifetime (300 s) plus the replicas' key cache lifetime (30 s).
+    expect(Date.parse(staged.activates_at) - Date.parse(staged.created_at)).toBe(330_000);
     const keys = await jwks();
-    expect(keys.map((key) => key.kid)).toEqual([kid, oldKid]);
+    expect(keys.map((key) => key.kid)).toEqual([oldKid, staged.kid]);
     expect(keys.every((key) => key.kty === "OKP" && key.d === undefined)).toBe(true);
 
-    // Tokens of the old key still verify, offline and at the gate.
+    // Tokens of the current key still verify, offline and at the gate; it still signs (a retried claim).
     const set = createRemoteJWKSet(new URL(`${server.url}/.well-known/jwks.json`));
     await expect(jwtVerify(admission_token, set)).resolves.toMatchObject({ payload: { tid: ticket.ticket_id } });
     const check = await server.request("/v1/check", { method: "POST", body: { room: id, admission_token } });
     expect(check.status).toBe(200);
-
-    // New claims are signed with the new key.
-    const second = await join(id);
-    await server.request(`/v1/tickets/${ticket.ticket_id}`, { method: "DELETE", token: ticket.token });
-    await db.sql`select * from waitroom.admit(${id})`;
-    const claimed = await server.request(`/v1/tickets/${second.ticket_id}/claim`, {
+    const retried = await server.request(`/v1/tickets/${ticket.ticket_id}/claim`, {
       method: "POST",
-      token: second.token,
+      token: ticket.token,
     });
-    expect(claimed.status).toBe(200);
-    const next = (await claimed.json()) as { admission_token: string };
-    expect(decodeProtectedHeader(next.admission_token).kid).toBe(kid);
+    const next = (await retried.json()) as { admission_token: string };
+    expect(decodeProtectedHeader(next.admission_token).kid).toBe(oldKid);
 
+    // One rotation at a time; the listing shows both keys.
     const again = await server.request("/v1/keys/rotate", { method: "POST", token: ADMIN_KEY });
-    const { kid: third } = (await again.json()) as { kid: string };
-    expect((await jwks()).map((key) => key.kid)).toEqual([third, kid, oldKid]);
+    expect(await again.json()).toEqual(staged);
+    const listed = await server.request("/v1/keys", { token: ADMIN_KEY });
+    expect(((await listed.json()) as { keys: Array<{ kid: string; state: string }> }).keys).toEqual([
+      expect.objectContaining({ kid: staged.kid, state: "staged" }),
+      expect.objectContaining({ kid: oldKid, state: "current" }),
+    ]);
   });
 
   it("streams the rooms to an operator: at once as GET /v1/rooms answers them, then on every change", async () => {

@@ -1,13 +1,29 @@
 import { randomUUID } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
 import { admit, at, createRoom, type Joined, join, ticketRow, type Verdict, verdict } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 
-async function checkAdmission(ticketId: string, instance: number | null, now: Date): Promise<Verdict> {
+/** A live signing key's kid (the key that signed the tokens checked here). */
+async function addKey(): Promise<string> {
+  const { publicKey, privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(publicJwk);
+  const privateJwk = await exportJWK(privateKey);
+  await db.sql`select waitroom.add_signing_key(${kid}, ${db.sql.json(publicJwk)}, ${db.sql.json(privateJwk)}, true)`;
+  return kid;
+}
+
+let liveKid = "";
+beforeAll(async () => {
+  liveKid = await addKey();
+});
+
+async function checkAdmission(ticketId: string, instance: number | null, now: Date, kid = liveKid): Promise<Verdict> {
   const [row] = await db.sql<Verdict[]>`
-    select * from waitroom.check_admission(${ticketId}::uuid, ${instance}::integer, ${now})`;
+    select * from waitroom.check_admission(${ticketId}::uuid, ${instance}::integer, ${kid}, ${now})`;
   if (!row) throw new Error("check_admission returned no row");
   return row;
 }
@@ -21,6 +37,21 @@ async function admittedTicket(holder: string | undefined = "user-1"): Promise<{ 
 }
 
 describe("check_admission", () => {
+  it("refuses the tokens of a revoked key, and of a key no longer kept, at once", async () => {
+    const { ticket } = await admittedTicket();
+    await verdict(db.sql, "claim", ticket, at(1));
+    const revoked = await addKey();
+    expect(await checkAdmission(ticket.ticket_id, 1, at(2), revoked)).toMatchObject({ ok: true });
+    await db.sql`select waitroom.revoke_signing_key(${revoked})`;
+    expect(await checkAdmission(ticket.ticket_id, 1, at(2), revoked)).toEqual({
+      ok: false,
+      code: "key_revoked",
+      status: null,
+      expires_at: null,
+    });
+    expect(await checkAdmission(ticket.ticket_id, 1, at(2), "A".repeat(43))).toMatchObject({ code: "key_revoked" });
+  });
+
   it("says ok for an active claimed seat, like check with the bearer token", async () => {
     const { ticket } = await admittedTicket();
     await verdict(db.sql, "claim", ticket, at(1));
@@ -102,7 +133,7 @@ describe("check_admission", () => {
       select p.provolatile as volatile, p.prosecdef as definer,
              has_function_privilege('waitroom_app', p.oid, 'execute') as granted
         from pg_proc p
-       where p.oid = 'waitroom.check_admission(uuid, integer, timestamptz)'::regprocedure`;
+       where p.oid = 'waitroom.check_admission(uuid, integer, text, timestamptz)'::regprocedure`;
     expect(fn).toEqual({ volatile: "s", definer: true, granted: true });
   });
 });

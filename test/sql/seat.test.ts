@@ -46,14 +46,42 @@ describe("claim", () => {
     expect(await verdict(db.sql, "claim", ticket, at(10))).toMatchObject({ ok: false, code: "expired" });
   });
 
-  it("answers already_claimed to a second claim", async () => {
+  it("answers a retried claim by the current token with the same seat, writing nothing", async () => {
+    const { room, ticket } = await admittedTicket();
+    const first = await verdict(db.sql, "claim", ticket, at(1));
+    const before = await snapshot(room);
+    // While active, and while draining (the seat's end has passed, grace has not).
+    for (const [now, status] of [
+      [at(2), "active"],
+      [at(60.5), "active"],
+      [at(61), "draining"],
+    ] as const) {
+      expect(await verdict(db.sql, "claim", ticket, now)).toEqual({ ...first, status });
+    }
+    expect(await snapshot(room)).toEqual(before);
+    expect(await eventTypes(db.sql, ticket.ticket_id)).toEqual(["joined", "admitted", "active"]);
+  });
+
+  it("still refuses a superseded token once the holder re-joined, and answers the new token's seat", async () => {
+    const room = await createRoom(db.sql, 1, { claim_seconds: 10, session_seconds: 60 });
+    const old = await join(db.sql, room, { holder: "ada" });
+    await admit(db.sql, room, at(0));
+    const claimed = await verdict(db.sql, "claim", old, at(1));
+    const rejoined = await join(db.sql, room, { holder: "ada", now: at(2) });
+    expect(await verdict(db.sql, "claim", old, at(3))).toMatchObject({ ok: false, code: "superseded", instance: null });
+    expect(await verdict(db.sql, "claim", rejoined, at(3))).toMatchObject({
+      ok: true,
+      status: "active",
+      expires_at: claimed.expires_at,
+      holder: "ada",
+      instance: 2,
+    });
+  });
+
+  it("ends its answers with the seat: a claim after grace answers ended", async () => {
     const { ticket } = await admittedTicket();
     await verdict(db.sql, "claim", ticket, at(1));
-    expect(await verdict(db.sql, "claim", ticket, at(2))).toMatchObject({
-      ok: false,
-      code: "already_claimed",
-      status: "active",
-    });
+    expect(await verdict(db.sql, "claim", ticket, at(66))).toMatchObject({ ok: false, code: "ended" });
   });
 
   it("answers queued before admission", async () => {

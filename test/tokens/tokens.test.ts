@@ -2,7 +2,6 @@ import {
   base64url,
   calculateJwkThumbprint,
   createLocalJWKSet,
-  decodeProtectedHeader,
   exportJWK,
   generateKeyPair,
   importJWK,
@@ -13,15 +12,25 @@ import {
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { createSql, type Sql } from "../../src/db/client.js";
 import { createLogger } from "../../src/log.js";
-import { createTokenIssuer, TokenError, type TokenIssuer } from "../../src/tokens/index.js";
+import {
+  createTokenIssuer,
+  type SigningKey,
+  TokenError,
+  type TokenIssuer,
+  type TokenTimings,
+} from "../../src/tokens/index.js";
 import { useTestDatabase } from "../helpers/database.js";
+import { eventually } from "../helpers/eventually.js";
 import { admit, createRoom, first, join } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 const log = createLogger("silent");
 
-const issuer = (options: { sql?: Sql; cacheMs?: number } = {}) =>
-  createTokenIssuer({ sql: db.serviceSql, log, ...options });
+/** Figures short enough to wait out: a rotated key signs 2 s after it is published. */
+const quick: TokenTimings = { tokenSeconds: 120, jwksMaxAgeSeconds: 1, keyCacheSeconds: 1 };
+
+const issuer = (options: { sql?: Sql; timings?: Partial<TokenTimings> } = {}) =>
+  createTokenIssuer({ sql: options.sql ?? db.serviceSql, log, timings: { ...quick, ...options.timings } });
 
 /** Claims for a made-up seat; ticket ids must be uuids. */
 const claims = (overrides: { holder?: string | null; expiresAt?: Date } = {}) => ({
@@ -48,9 +57,16 @@ function replicas(count: number): TokenIssuer[] {
 }
 
 async function currentKids(): Promise<string[]> {
-  const rows = await db.sql<{ kid: string }[]>`select kid from waitroom.signing_keys where retired_at is null`;
+  const rows = await db.sql<SigningKey[]>`select * from waitroom.list_signing_keys() where state = 'current'`;
   return rows.map((row) => row.kid);
 }
+
+/** Sign until the issuer signs with `kid` (a staged key activates when its time has come). */
+const signedBy = (tokens: TokenIssuer, kid: string) =>
+  eventually(async () => {
+    const signed = await tokens.sign(claims());
+    return signed.kid === kid && signed;
+  }, `tokens are signed by ${kid}`);
 
 async function rejection(issuerUnderTest: TokenIssuer, token: string, room = "launch"): Promise<TokenError> {
   const error = await issuerUnderTest.verify(token, room).then(
@@ -64,7 +80,7 @@ async function rejection(issuerUnderTest: TokenIssuer, token: string, room = "la
 /** Sign arbitrary claims with the real current key, to test what verify demands beyond a good signature. */
 async function signWithCurrentKey(payload: Record<string, unknown>) {
   const [row] = await db.sql<{ kid: string; private_jwk: JWK }[]>`
-    select kid, private_jwk from waitroom.signing_keys where retired_at is null`;
+    select kid, private_jwk from waitroom.current_signing_key()`;
   if (!row) throw new Error("no current key");
   const key = await importJWK(row.private_jwk, "EdDSA");
   return new SignJWT(payload).setProtectedHeader({ alg: "EdDSA", kid: row.kid, typ: "JWT" }).sign(key);
@@ -75,7 +91,7 @@ beforeEach(async () => {
 });
 
 describe("sign", () => {
-  it("issues a JWT that a standard JOSE library verifies against the JWKS, exp = seat expiry", async () => {
+  it("issues a JWT that a standard JOSE library verifies against the JWKS, exp = tokenSeconds from now", async () => {
     const room = await createRoom(db.sql, 1);
     const ticket = await join(db.sql, room, { holder: "user-42", now: new Date() });
     await admit(db.sql, room, new Date());
@@ -105,19 +121,28 @@ describe("sign", () => {
       ins: 1,
       iss: "waitroom",
       iat: expect.any(Number),
-      exp: Math.floor(seat.expires_at.getTime() / 1000),
+      exp: expect.any(Number),
     });
     expect(payload.iat).toBeGreaterThanOrEqual(issuedAt);
-    expect(payload.exp).toBeGreaterThan(issuedAt + 500);
+    // Short-lived: tokenSeconds (120 s) from signing, before the seat (300 s) ends.
+    expect(payload.exp).toBeGreaterThanOrEqual(issuedAt + 120);
+    expect(payload.exp).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000) + 120);
+    expect(payload.exp).toBeLessThan(Math.floor(seat.expires_at.getTime() / 1000));
 
     expect(await tokens.verify(token, room)).toEqual({
       ticketId: ticket.ticket_id,
       room,
       holder: "user-42",
       instance: 1,
-      expiresAt: new Date(Math.floor(seat.expires_at.getTime() / 1000) * 1000),
+      expiresAt: new Date((payload.exp ?? 0) * 1000),
       kid,
     });
+  });
+
+  it("never outlives the seat", async () => {
+    const seatEnds = new Date(Date.now() + 30_500);
+    const signed = await issuer().sign(claims({ expiresAt: seatEnds }));
+    expect(signed.expiresAt).toEqual(new Date(Math.floor(seatEnds.getTime() / 1000) * 1000));
   });
 
   it("uses the ticket id as subject for anonymous tickets", async () => {
@@ -140,49 +165,100 @@ describe("sign", () => {
 });
 
 describe("rotate", () => {
-  it("switches signing to a new key while tokens of the old one still verify", async () => {
+  it("publishes the next key before any token it signs exists, then retires the old one", async () => {
     const tokens = issuer();
     const before = await tokens.sign(claims());
-    const kid = await tokens.rotate();
-    expect(kid).not.toBe(before.kid);
-    expect(await currentKids()).toEqual([kid]);
+    const staged = await tokens.rotate();
+    expect(staged).toMatchObject({ state: "staged" });
+    expect(staged.kid).not.toBe(before.kid);
+    // Published for the JWKS cache lifetime plus the replicas' key cache lifetime before it signs.
+    expect(staged.activates_at.getTime() - staged.created_at.getTime()).toBe(
+      (quick.jwksMaxAgeSeconds + quick.keyCacheSeconds) * 1000,
+    );
+    expect((await tokens.jwks()).keys.map((key) => key.kid)).toEqual([before.kid, staged.kid]);
+    // Meanwhile the old key signs; a second rotation changes nothing.
+    expect((await tokens.sign(claims())).kid).toBe(before.kid);
+    expect(await tokens.rotate()).toEqual(staged);
 
+    const after = await signedBy(tokens, staged.kid);
+    const { iat } = JSON.parse(new TextDecoder().decode(base64url.decode(after.token.split(".")[1] ?? "")));
+    expect(iat * 1000).toBeGreaterThanOrEqual(Math.floor(staged.activates_at.getTime() / 1000) * 1000);
+    expect(await currentKids()).toEqual([staged.kid]);
+    // The old key's tokens still verify; its private half is gone from the database.
     expect(await tokens.verify(before.token, "launch")).toMatchObject({ kid: before.kid });
-    const after = await tokens.sign(claims());
-    expect(after.kid).toBe(kid);
-    expect(decodeProtectedHeader(after.token).kid).toBe(kid);
-    expect((await tokens.jwks()).keys.map((key) => key.kid)).toEqual([kid, before.kid]);
+    await issuer({ timings: { keyCacheSeconds: 1 } }).jwks(); // any replica's read does the upkeep
+    const [old] = await db.sql<{ private_jwk: unknown; retired_at: Date | null }[]>`
+      select private_jwk, retired_at from waitroom.signing_keys where kid = ${before.kid}`;
+    expect(old).toEqual({ private_jwk: null, retired_at: staged.activates_at });
 
     // An independent verifier holding the JWKS accepts both.
     const jwks = createLocalJWKSet(await tokens.jwks());
     for (const { token } of [before, after]) await expect(jwtVerify(token, jwks)).resolves.toBeTruthy();
   });
 
-  it("is verified at once by another replica whose cache predates the rotation", async () => {
-    const [a, b] = [issuer(), issuer({ cacheMs: 3_600_000 })] as const;
-    await b.verify((await a.sign(claims())).token, "launch"); // b has read the keys and caches them for an hour
-    await a.rotate();
-    const { token, kid } = await a.sign(claims());
-    expect(await b.verify(token, "launch")).toMatchObject({ kid });
-    expect((await b.jwks()).keys.map((key) => key.kid)).toContain(kid);
+  it("a replica whose key cache predates the rotation lists the staged key before it signs", async () => {
+    const [a, b] = [issuer(), issuer()] as const;
+    const old = await a.sign(claims());
+    await b.jwks(); // b caches the keys for keyCacheSeconds
+    const staged = await a.rotate();
+    const seen = await eventually(async () => {
+      const listed = (await b.jwks()).keys.some((key) => key.kid === staged.kid);
+      return listed && new Date();
+    }, "the other replica lists the staged key");
+    const signed = await signedBy(a, staged.kid);
+    expect(seen.getTime()).toBeLessThanOrEqual(staged.activates_at.getTime());
+    expect(await b.verify(signed.token, "launch")).toMatchObject({ kid: staged.kid });
+    expect(await b.verify(old.token, "launch")).toMatchObject({ kid: old.kid });
   });
 
-  it("leaves exactly one current key when replicas rotate concurrently", async () => {
+  it("stages exactly one key when replicas rotate concurrently", async () => {
     await issuer().sign(claims());
-    const kids = await Promise.all(replicas(5).map((replica) => replica.rotate()));
-    expect(new Set(kids).size).toBe(5);
-    const current = await currentKids();
-    expect(current).toHaveLength(1);
-    expect(kids).toContain(current[0]);
+    const staged = await Promise.all(replicas(5).map((replica) => replica.rotate()));
+    expect(new Set(staged.map((key) => key.kid)).size).toBe(1);
+    const keys = await db.sql<SigningKey[]>`select * from waitroom.list_signing_keys()`;
+    expect(keys.map((key) => key.state).sort()).toEqual(["current", "staged"]);
   });
 
   it("drops a retired key from the JWKS and verification once its listing period is over", async () => {
-    const tokens = issuer({ cacheMs: 0 });
+    const tokens = issuer({ timings: { keyCacheSeconds: 1 } });
     const old = await tokens.sign(claims());
-    await tokens.rotate();
-    await db.sql`update waitroom.signing_keys set retired_at = now() - interval '86401 seconds' where kid = ${old.kid}`;
-    expect((await tokens.jwks()).keys.map((key) => key.kid)).not.toContain(old.kid);
+    const staged = await tokens.rotate();
+    await signedBy(tokens, staged.kid);
+    await db.sql`update waitroom.signing_keys set retired_at = now() - interval '1 day' where kid = ${old.kid}`;
+    await eventually(
+      async () => !(await tokens.jwks()).keys.some((key) => key.kid === old.kid),
+      "the retired key is unlisted",
+    );
     expect(await rejection(tokens, old.token)).toMatchObject({ code: "invalid_token" });
+    expect((await tokens.keys()).map((key) => key.kid)).toEqual([staged.kid]);
+  });
+});
+
+describe("revoke", () => {
+  it("unlists a key at once and signs with the staged key instead", async () => {
+    const tokens = issuer();
+    const old = await tokens.sign(claims());
+    const staged = await tokens.rotate();
+    expect(await tokens.revoke(old.kid)).toMatchObject({
+      kid: old.kid,
+      state: "revoked",
+      revoked_at: expect.any(Date),
+    });
+    expect((await tokens.jwks()).keys.map((key) => key.kid)).toEqual([staged.kid]);
+    expect(await rejection(tokens, old.token)).toMatchObject({ code: "invalid_token" });
+    expect((await tokens.sign(claims())).kid).toBe(staged.kid);
+    const [row] = await db.sql`select private_jwk from waitroom.signing_keys where kid = ${old.kid}`;
+    expect(row).toEqual({ private_jwk: null });
+  });
+
+  it("without a staged key, the next signature makes a new key; an unknown kid is WR404", async () => {
+    const tokens = issuer();
+    const old = await tokens.sign(claims());
+    await tokens.revoke(old.kid);
+    const next = await tokens.sign(claims());
+    expect(next.kid).not.toBe(old.kid);
+    expect(await currentKids()).toEqual([next.kid]);
+    await expect(tokens.revoke("A".repeat(43))).rejects.toMatchObject({ code: "WR404" });
   });
 });
 

@@ -13,7 +13,7 @@ const $ = (id) => document.getElementById(id);
 const live = new Set(["queued", "admitted", "active", "draining"]);
 const streamEvents = ["state", "admitted", "active", "draining", "ended", "superseded", "room"];
 
-/** @type {{ticket_id: string, token: string, events_url: string, start_position: number, admission_token?: string, expires_at?: string, left?: "unload" | "button"} | null} */
+/** @type {{ticket_id: string, token: string, events_url: string, start_position: number, admission_token?: string, admission_expires_at?: string, expires_at?: string, left?: "unload" | "button"} | null} */
 let ticket = readTicket();
 /** @type {EventSource | undefined} */
 let source;
@@ -24,6 +24,7 @@ let over = false;
 let reloading = false;
 let recoverDelay = 1000;
 let recoverTimer;
+let refreshTimer;
 
 function readTicket() {
   try {
@@ -189,13 +190,44 @@ function renderActive(data) {
   $("expires").textContent = expires
     ? `${draining ? "Grace period ends" : "Your seat is yours until"} ${clock.format(new Date(expires))}.`
     : "";
-  if (ticket?.admission_token) {
-    $("admission-token").value = ticket.admission_token;
-    $("token-details").hidden = false;
-  } else {
-    $("token-details").hidden = true;
-    if (!draining) $("detail").textContent = "Your seat was claimed in another tab or window.";
+  $("token-details").hidden = !ticket?.admission_token;
+  if (ticket?.admission_token) $("admission-token").value = ticket.admission_token;
+  if (!draining) keepTokenFresh();
+}
+
+/**
+ * Admission tokens are short-lived: while the seat is held, a heartbeat halfway to the token's expiry
+ * brings a fresh one (and extends the seat where the room renews on heartbeat).
+ */
+function keepTokenFresh() {
+  clearTimeout(refreshTimer);
+  if (!ticket?.admission_expires_at) return;
+  const wait = Math.max((new Date(ticket.admission_expires_at).getTime() - Date.now()) / 2, 5000);
+  refreshTimer = setTimeout(refreshToken, wait);
+}
+
+async function refreshToken() {
+  if (over || !ticket) return;
+  let answer;
+  try {
+    answer = await api(`/v1/tickets/${ticket.ticket_id}/heartbeat`, { method: "POST", token: ticket.token });
+  } catch {
+    // Offline for a moment: try again soon.
   }
+  if (answer?.ok && answer.data.admission_token) {
+    keepAdmission(answer.data);
+    return render(answer.data);
+  }
+  if (answer && !answer.ok && answer.status < 500) return; // the stream tells how the seat ended
+  refreshTimer = setTimeout(refreshToken, 5000);
+}
+
+/** The admission token of a claim or heartbeat answer, kept for this tab (and shown). */
+function keepAdmission(data) {
+  ticket.admission_token = data.admission_token;
+  ticket.admission_expires_at = data.admission_expires_at;
+  ticket.expires_at = data.expires_at;
+  saveTicket();
 }
 
 const endings = {
@@ -226,6 +258,8 @@ function render(data) {
   } else if (data.status === "active" || data.status === "draining") {
     // Our own claim's `active` event can beat the claim's answer (which carries the token): wait for it.
     if (claiming && data.status === "active") return;
+    // A seat without its token here (the claim's answer was lost): a claim is idempotent, ask again.
+    if (!ticket?.admission_token && data.status === "active") return void claim();
     renderActive(data);
   } else if (data.status === "superseded") superseded();
   else renderEnded(data.status, data.reason);
@@ -255,6 +289,7 @@ function roomEvent(change) {
 /* ---------- The stream ---------- */
 
 function closeStream() {
+  clearTimeout(refreshTimer);
   source?.close();
   source = undefined;
   clearTimeout(recoverTimer);
@@ -332,7 +367,7 @@ async function recover() {
 
 async function claim() {
   if (claiming || !ticket) return;
-  if (ticket.admission_token) return renderActive({ status: "active", expires_at: ticket.expires_at });
+  if (ticket.admission_token) return renderActive({ ...shown, status: "active", expires_at: ticket.expires_at });
   claiming = true;
   let answer;
   try {
@@ -350,17 +385,12 @@ async function claim() {
   }
   if (!answer || over || !ticket) return;
   if (answer.ok) {
-    ticket.admission_token = answer.data.admission_token;
-    ticket.expires_at = answer.data.expires_at;
-    saveTicket();
-    return render({ ...shown, status: "active", position: null, expires_at: answer.data.expires_at });
+    keepAdmission(answer.data);
+    return render({ ...shown, status: answer.data.status, position: null, expires_at: answer.data.expires_at });
   }
   const code = answer.data?.error?.code;
-  if (code === "already_claimed") return render({ ...shown, status: "active", position: null });
   if (code === "superseded") return superseded();
-  if (code === "expired" || code === "ended" || code === "left" || code === "draining") {
-    return renderEnded(code === "draining" ? "ended" : code);
-  }
+  if (code === "expired" || code === "ended" || code === "left") return renderEnded(code);
   // not_admitted: the stream says when. Anything else: the stream or a reload tries again.
 }
 

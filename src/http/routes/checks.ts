@@ -2,8 +2,8 @@ import { z } from "@hono/zod-openapi";
 import type { Sql } from "../../db/client.js";
 import type { GroupedQueue } from "../../queue/grouped.js";
 import * as queue from "../../queue/index.js";
-import type { TokenIssuer } from "../../tokens/index.js";
-import { checkRequest, checkResponse } from "../contracts.js";
+import type { SigningKey, TokenIssuer } from "../../tokens/index.js";
+import { checkRequest, checkResponse, kidParams, signingKey } from "../contracts.js";
 import { ApiError, verdictError } from "../errors.js";
 import { callers, defineRoute, type Router } from "../route.js";
 
@@ -43,7 +43,9 @@ export const jwksRoute = defineRoute({
   method: "get",
   path: "/.well-known/jwks.json",
   summary: "Keys that verify admission tokens",
-  description: "A JSON Web Key Set of the Ed25519 public keys; cacheable for five minutes.",
+  description:
+    "A JSON Web Key Set of the Ed25519 public keys: the current key, the staged next one and recently retired ones; " +
+    "cacheable for WAITROOM_JWKS_MAX_AGE_SECONDS (five minutes by default).",
   tags: ["admission"],
   responses: {
     200: {
@@ -54,27 +56,60 @@ export const jwksRoute = defineRoute({
   errors: [],
 });
 
-export const rotateRoute = defineRoute({
-  method: "post",
-  path: "/v1/keys/rotate",
-  summary: "Rotate the signing key",
-  description: "Start signing admission tokens with a new key; the old one stays in the JWKS for a day.",
+const keysBody = (description: string, schema: z.ZodType) => ({
+  200: { description, content: { "application/json": { schema } } },
+});
+
+export const listKeysRoute = defineRoute({
+  method: "get",
+  path: "/v1/keys",
+  summary: "List the signing keys",
+  description: "Every key kept, newest first: staged (published, not signing yet), current, retired or revoked.",
   tags: ["admission"],
   security: callers.admin,
-  responses: {
-    200: { description: "The new key id.", content: { "application/json": { schema: z.object({ kid: z.string() }) } } },
-  },
+  responses: keysBody("The keys.", z.object({ keys: z.array(signingKey) })),
   errors: [],
 });
 
-export function mountChecks({ mount }: Router, deps: { sql: Sql; grouped: GroupedQueue; tokens: TokenIssuer }): void {
+export const rotateRoute = defineRoute({
+  method: "post",
+  path: "/v1/keys/rotate",
+  summary: "Stage the next signing key",
+  description:
+    "Publishes a new key in the JWKS now; it starts signing after the JWKS cache lifetime plus the replicas' " +
+    "key cache lifetime (`activates_at`), so verifiers know it before any token it signs exists. The current key " +
+    "then retires: its private half is destroyed, its public half listed until its last tokens have expired. " +
+    "With a key already staged, answers that key and changes nothing.",
+  tags: ["admission"],
+  security: callers.admin,
+  responses: keysBody("The staged key.", signingKey),
+  errors: [],
+});
+
+export const revokeRoute = defineRoute({
+  method: "post",
+  path: "/v1/keys/{kid}/revoke",
+  summary: "Revoke a signing key (emergency)",
+  description:
+    "At once: /v1/check refuses every token the key signed (invalid_token), the JWKS no longer lists it and " +
+    "its private half is destroyed. A revoked current key is replaced by the staged key, or by a new key.",
+  tags: ["admission"],
+  security: callers.admin,
+  request: { params: kidParams },
+  responses: keysBody("The revoked key.", signingKey),
+  errors: ["not_found"],
+});
+
+export type CheckDeps = { sql: Sql; grouped: GroupedQueue; tokens: TokenIssuer; jwksMaxAgeSeconds: number };
+
+export function mountChecks({ mount }: Router, deps: CheckDeps): void {
   const { sql, grouped, tokens } = deps;
 
   mount(checkRoute, async (c) => {
     const check = c.req.valid("json");
     if ("admission_token" in check) {
       const admission = await tokens.verify(check.admission_token, check.room);
-      const verdict = await queue.checkAdmission(sql, admission.ticketId, admission.instance);
+      const verdict = await queue.checkAdmission(sql, admission);
       if (!verdict.ok || !verdict.expires_at || !verdict.status) throw verdictError(verdict.code);
       return c.json(
         {
@@ -105,9 +140,18 @@ export function mountChecks({ mount }: Router, deps: { sql: Sql; grouped: Groupe
   });
 
   mount(jwksRoute, async (c) => {
-    c.header("cache-control", "public, max-age=300");
+    c.header("cache-control", `public, max-age=${deps.jwksMaxAgeSeconds}`);
     return c.json(await tokens.jwks(), 200);
   });
 
-  mount(rotateRoute, async (c) => c.json({ kid: await tokens.rotate() }, 200));
+  const shown = (key: SigningKey) => ({
+    ...key,
+    created_at: key.created_at.toISOString(),
+    activates_at: key.activates_at.toISOString(),
+    retired_at: key.retired_at?.toISOString() ?? null,
+    revoked_at: key.revoked_at?.toISOString() ?? null,
+  });
+  mount(listKeysRoute, async (c) => c.json({ keys: (await tokens.keys()).map(shown) }, 200));
+  mount(rotateRoute, async (c) => c.json(shown(await tokens.rotate()), 200));
+  mount(revokeRoute, async (c) => c.json(shown(await tokens.revoke(c.req.valid("param").kid)), 200));
 }

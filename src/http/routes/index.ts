@@ -1,5 +1,5 @@
 import type { Route } from "../route.js";
-import { checkRoute, jwksRoute, rotateRoute } from "./checks.js";
+import { checkRoute, jwksRoute, listKeysRoute, revokeRoute, rotateRoute } from "./checks.js";
 import { healthRoute, metricsRoute, openApiRoute, readyRoute } from "./ops.js";
 import {
   deleteRoomRoute,
@@ -23,7 +23,9 @@ export const routes: readonly Route[] = [
   leaveRoute,
   checkRoute,
   jwksRoute,
+  listKeysRoute,
   rotateRoute,
+  revokeRoute,
   listRoomsRoute,
   getRoomRoute,
   putRoomRoute,

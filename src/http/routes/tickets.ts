@@ -9,6 +9,7 @@ import type { TokenIssuer } from "../../tokens/index.js";
 import {
   claimResponse,
   eventId,
+  heartbeatResponse,
   joinRequest,
   joinResponse,
   roomParams,
@@ -91,7 +92,10 @@ export const claimRoute = defineRoute({
   method: "post",
   path: "/v1/tickets/{id}/claim",
   summary: "Claim an admission offer",
-  description: "Turns the offer into an active seat and returns the signed admission token for the protected app.",
+  description:
+    "Turns the offer into an active seat and returns a signed admission token for the protected app. " +
+    "Idempotent: retried with the ticket's current token while the seat is held (active or draining), it " +
+    "answers the same seat (the same `expires_at`) with a freshly signed token and changes nothing.",
   tags: ["tickets"],
   security: callers.ticket,
   request: { params: ticketParams },
@@ -102,18 +106,26 @@ export const claimRoute = defineRoute({
     },
   },
   "x-rate-limit": "ticket",
-  errors: ["superseded", "already_claimed", "not_admitted", "expired", "ended", "left", "draining"],
+  errors: ["superseded", "not_admitted", "expired", "ended", "left"],
 });
 
 export const heartbeatRoute = defineRoute({
   method: "post",
   path: "/v1/tickets/{id}/heartbeat",
   summary: "Say the holder is present",
-  description: "Keeps a queued place from idling out; extends an active seat where the room renews on heartbeat.",
+  description:
+    "Keeps a queued place from idling out; extends an active seat where the room renews on heartbeat. " +
+    "While the ticket holds a seat the answer carries a fresh admission token: heartbeat more often than " +
+    "WAITROOM_ADMISSION_TOKEN_SECONDS to keep the token handed to the protected app current.",
   tags: ["tickets"],
   security: callers.ticket,
   request: { params: ticketParams },
-  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  responses: {
+    200: {
+      description: "Current state (and, for a held seat, a fresh admission token).",
+      content: { "application/json": { schema: heartbeatResponse } },
+    },
+  },
   "x-rate-limit": "ticket",
   errors: ["superseded", "expired", "ended", "left", "draining"],
 });
@@ -198,11 +210,25 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
     return RESPONSE_ALREADY_SENT as unknown as ReturnType<typeof over>;
   });
 
+  /** A fresh admission token for the seat a claim or heartbeat found held. */
+  const admission = async (seat: {
+    holder: string | null;
+    room: string;
+    ticketId: string;
+    instance: number;
+    expiresAt: Date;
+  }) => {
+    const signed = await tokens.sign(seat);
+    return { admission_token: signed.token, admission_expires_at: signed.expiresAt.toISOString() };
+  };
+
   mount(claimRoute, async (c) => {
     const { id } = c.req.valid("param");
     const claimed = await queue.claim(sql, id, c.var.ticketToken);
-    if (!claimed.ok || !claimed.expires_at || !claimed.status) throw verdictError(claimed.code);
-    const { token } = await tokens.sign({
+    if (!claimed.ok || !claimed.expires_at || !claimed.status || !claimed.room_id || claimed.instance === null) {
+      throw verdictError(claimed.code);
+    }
+    const signed = await admission({
       holder: claimed.holder,
       room: claimed.room_id,
       ticketId: id,
@@ -211,16 +237,26 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
     });
     metrics.claims.inc();
     return c.json(
-      { ticket_id: id, status: claimed.status, admission_token: token, expires_at: claimed.expires_at.toISOString() },
+      { ticket_id: id, status: claimed.status, ...signed, expires_at: claimed.expires_at.toISOString() },
       200,
     );
   });
 
   mount(heartbeatRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const { code, state } = await queue.heartbeat(sql, id, c.var.ticketToken);
+    const { code, state, holder } = await queue.heartbeat(sql, id, c.var.ticketToken);
     if (code !== "ok" || !state) throw verdictError(code);
-    return c.json(ticketView(state), 200);
+    const seatEnds = state.status === "active" || state.status === "draining" ? state.expires_at : null;
+    const signed = seatEnds
+      ? await admission({
+          holder,
+          room: state.room_id,
+          ticketId: id,
+          instance: state.instance,
+          expiresAt: new Date(seatEnds),
+        })
+      : {};
+    return c.json({ ...ticketView(state), ...signed }, 200);
   });
 
   mount(leaveRoute, async (c) => {
