@@ -94,8 +94,12 @@ begin
      order by s.activates_at desc
      limit 1;
   else
-    -- First use: only when nothing signs (an existing current key is kept).
-    select * into k from waitroom.signing_keys s where s.kid = waitroom._signing_kid();
+    -- First use: only when nothing signs (an existing current key is kept). By the wall clock, not now():
+    -- a caller that waited on the lock began before the winner's key activated, and now() is that start.
+    select * into k from waitroom.signing_keys s
+     where s.retired_at is null and s.revoked_at is null and s.activates_at <= clock_timestamp()
+     order by s.activates_at desc, s.created_at desc
+     limit 1;
   end if;
   if not found then
     insert into waitroom.signing_keys (kid, public_jwk, private_jwk, activates_at)
