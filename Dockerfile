@@ -7,6 +7,7 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY migrations ./migrations
 COPY sql ./sql
 COPY src ./src
+COPY web ./web
 COPY bin ./bin
 COPY tsconfig.json ./
 USER node

@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { createClient } from "../src/client/index.js";
+import { createClient } from "../sdk/index.js";
 import { formatCount, formatMs, markdownTable, textTable } from "./lib/format.js";
 import { runHttpLoad } from "./lib/http-load.js";
 import { readNotes } from "./lib/notes.js";

@@ -10,7 +10,7 @@
  * (a trusted backend's key: never ship it to a browser).
  */
 import { parseArgs } from "node:util";
-import { createClient, WaitroomError } from "../src/client/index.js";
+import { createClient, WaitroomError } from "../sdk/index.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -18,7 +18,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { createRemoteJWKSet, errors, jwtVerify } from "jose";
-import { createClient, WaitroomError } from "../src/client/index.js";
+import { createClient, WaitroomError } from "../sdk/index.js";
 
 const { values } = parseArgs({
   options: {

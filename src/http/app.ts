@@ -12,7 +12,7 @@ import { tooLarge } from "./body.js";
 import { ApiError, fromDatabaseError } from "./errors.js";
 import { createLimiter } from "./limits.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
-import { mountPages } from "./pages/index.js";
+import { mountPages } from "./pages.js";
 import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
 import { mountChecks } from "./routes/checks.js";
 import { mountOps } from "./routes/ops.js";

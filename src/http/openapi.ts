@@ -3,7 +3,7 @@ import { errorCodes } from "./contracts.js";
 import { type AppEnv, anyRouteErrors, securitySchemes } from "./route.js";
 
 /*
- * /openapi.json (rendered by /docs, in pages/), generated from the route definitions that validate
+ * /openapi.json (rendered by /docs: web/docs.js), generated from the route definitions that validate
  * requests, so the description cannot drift from what is served.
  */
 

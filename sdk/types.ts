@@ -1,7 +1,7 @@
 /*
  * The wire shapes of the HTTP API (docs/http-api.md), written out by hand:
  * the SDK must not import zod or anything else from the server, so it can
- * be bundled for a browser. test/client/sdk.test.ts checks them against the
+ * be bundled for a browser. test/sdk/sdk.test.ts checks them against the
  * server's own contracts (src/http/contracts.ts).
  */
 

@@ -1,11 +1,11 @@
 import { readdir, readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { createClient, type SseMessage, SseParser, WaitroomError, type WaitroomEvent } from "../../src/client/index.js";
+import { createClient, type SseMessage, SseParser, WaitroomError, type WaitroomEvent } from "../../sdk/index.js";
 
 /*
  * The SDK's parser and reconnect loop against a scripted fetch: exact
  * control over chunking, timing and failures that a real server cannot
- * give. test/client/sdk.test.ts runs the same code against the real one.
+ * give. test/sdk/sdk.test.ts runs the same code against the real one.
  */
 
 const TICKET = "0193a1b2-0000-7000-8000-000000000001";
@@ -191,7 +191,7 @@ describe("subscribe's reconnect loop", () => {
 
 describe("the SDK's source", () => {
   it("imports nothing but its own files, so a browser bundle needs no Node built-ins or packages", async () => {
-    const dir = new URL("../../src/client/", import.meta.url);
+    const dir = new URL("../../sdk/", import.meta.url);
     const files = (await readdir(dir)).filter((file) => file.endsWith(".ts"));
     expect(files).toContain("index.ts");
     for (const file of files) {

@@ -4,12 +4,12 @@ import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
-import { roomId } from "../contracts.js";
+import { roomId } from "./contracts.js";
 
 /*
  * The pages people see: the waiting room (/rooms/{room}) and the admin
  * dashboard (/admin). Plain HTML with a vanilla ES module each, served as
- * they are in this directory: no framework, no build step, no CDN. They call
+ * they are from web/: no framework, no build step, no CDN. They call
  * the public HTTP API like any other client; tokens stay in sessionStorage
  * and in the event stream's query string (which the request log never logs).
  */
@@ -27,7 +27,7 @@ const assetTypes: Record<string, string> = {
 /** Read once at start: a fixed list, so no path from a request ever reaches the file system. */
 const assets = new Map<string, Asset>(
   Object.entries(assetTypes).map(([name, type]) => {
-    const body = readFileSync(new URL(`./${name}`, import.meta.url), "utf8");
+    const body = readFileSync(new URL(`../../web/${name}`, import.meta.url), "utf8");
     const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"`;
     return [name, { body, type, etag }];
   }),

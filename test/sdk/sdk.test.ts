@@ -12,7 +12,7 @@ import {
   type TicketState,
   WaitroomError,
   type WaitroomEvent,
-} from "../../src/client/index.js";
+} from "../../sdk/index.js";
 import type * as contracts from "../../src/http/contracts.js";
 import { errorCodes } from "../../src/http/contracts.js";
 import { useTestDatabase } from "../helpers/database.js";
