@@ -555,8 +555,8 @@ export function localize(lang) {
   const number = new Intl.NumberFormat(code);
   const percent = new Intl.NumberFormat(code, { style: "percent" });
   const clock = new Intl.DateTimeFormat(code, { hour: "numeric", minute: "2-digit", second: "2-digit" });
-  const unit = (name, value) =>
-    new Intl.NumberFormat(code, { style: "unit", unit: name, unitDisplay: "long" }).format(value);
+  const unit = (name, value, unitDisplay = "long") =>
+    new Intl.NumberFormat(code, { style: "unit", unit: name, unitDisplay }).format(value);
 
   function duration(seconds) {
     if (seconds < 60) return t("less_than_minute");
@@ -574,8 +574,8 @@ export function localize(lang) {
     percent,
     clock,
     duration,
-    /** A range of minutes, "3–5 minutes" in the locale's words. */
-    minutes: (low, high) => `${number.format(low)}–${unit("minute", high)}`,
+    /** A range of minutes, "3–5 min" in the locale's short words. */
+    minutes: (low, high) => `${number.format(low)}–${unit("minute", high, "short")}`,
     /** Every element marked data-i18n="key" gets that entry as its text. */
     translate(root) {
       for (const element of root.querySelectorAll("[data-i18n]")) element.textContent = t(element.dataset.i18n);
