@@ -18,6 +18,20 @@ const chrome = useBrowser();
 
 type I18n = { languages: string[]; missingKeys(lang: string): string[] };
 const i18nModule = new URL("../../web/i18n.js", import.meta.url).href;
+const pageModule = new URL("../../web/page.js", import.meta.url).href;
+
+/** WCAG 2 contrast ratio of two #rrggbb colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (hex: string) => {
+    const [r = 0, g = 0, bl = 0] = [1, 3, 5].map((at) => {
+      const c = Number.parseInt(hex.slice(at, at + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x) as [number, number];
+  return (light + 0.05) / (dark + 0.05);
+}
 
 const LOGO_URL = "https://logo.example/brand/logo.svg";
 const LOGO_SVG =
@@ -139,6 +153,20 @@ describe("the page's languages", () => {
 });
 
 describe("a room's own page", () => {
+  it("writes on any brand colour in black or white with at least 4.5:1 contrast", async () => {
+    const { textOn } = (await import(pageModule)) as { textOn(hex: string): string };
+    const steps = ["00", "33", "55", "77", "88", "99", "aa", "cc", "ee", "ff"];
+    const colours = steps.flatMap((r) => steps.flatMap((g) => steps.map((b) => `#${r}${g}${b}`)));
+    const worst = Math.min(...colours.map((colour) => contrast(colour, textOn(colour))));
+    expect(worst).toBeGreaterThanOrEqual(4.5);
+    expect([textOn("#ffcc00"), textOn("#0b5cad"), textOn("#000000"), textOn("#ffffff")]).toEqual([
+      "#000000",
+      "#ffffff",
+      "#ffffff",
+      "#000000",
+    ]);
+  });
+
   const brand = {
     page_title: "Launch <b>day</b>",
     page_message: "Thanks for waiting.\nThe shop opens to a few at a time.",
