@@ -17,6 +17,7 @@ declare
   v_rooms  text[];
   v_counts bigint[];
   v_ids    bigint[];
+  v_lapsed uuid[];
 begin
   -- Offers nobody claimed in time: the seat goes back to the pool.
   with lapsed as (
@@ -36,11 +37,13 @@ begin
   , logged as (
     insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
     select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning e.id, e.room_id
+    returning e.id, e.room_id, e.ticket_id
   )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
-    into offers_expired, freed_rooms, event_ids
+  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}'), array_agg(l.ticket_id)
+    into offers_expired, freed_rooms, event_ids, v_lapsed
     from logged l;
+  -- Their stock and shares come back (rooms with stock, quotas or a pool).
+  event_ids := event_ids || waitroom._return_grants(v_lapsed, 'claim_timeout', p_now);
 
   -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
   -- room's cutoff fixed before the scan, so the presence index bounds it: a
@@ -178,6 +181,8 @@ begin
       left join waitroom.rooms r on r.id = e.room_id
      where (p_room is null or e.room_id = p_room)
        and e.created_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
+       -- A stock room's stock rows stay: waitroom.stock_ledger reconciles from all of them.
+       and (r.stock_available is null or e.type not in ('stock_added', 'reserved', 'returned', 'consumed'))
        -- A constant bound (the shortest retention) lets the BRIN index skip recent blocks.
        and e.created_at < v_now - least(c_default_retention,
              (select make_interval(secs => min(retention_seconds)) from waitroom.rooms))
