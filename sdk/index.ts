@@ -4,7 +4,14 @@
  * Browsers and Node 20 alike: it uses only fetch, streams, TextDecoder and
  * AbortController, and imports nothing. See docs/sdk.md.
  */
-export { type ClientOptions, createClient, type JoinOptions, Ticket, type WaitroomClient } from "./client.js";
+export {
+  type ClientOptions,
+  createClient,
+  type JoinOptions,
+  type ServerCall,
+  Ticket,
+  type WaitroomClient,
+} from "./client.js";
 export { WaitroomError } from "./errors.js";
 export { type SseHandlers, type SseMessage, SseParser } from "./sse.js";
 export type { SubscribeEnd, SubscribeOptions } from "./stream.js";
