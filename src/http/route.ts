@@ -166,16 +166,15 @@ function guards(security: Security, secrets: Secrets): MiddlewareHandler<AppEnv>
   }
   if (schemes.has("serverKey")) {
     // Anyone may call; the server key, when presented, must be right.
+    const serverOnly = !anyoneMayCall(security);
     checks.push((c, next) => {
+      if (serverOnly && !secrets.serverKey) {
+        throw new ApiError("forbidden", "the server-key routes are disabled: set WAITROOM_SERVER_KEY");
+      }
       const key = bearer(c);
       const trusted = key !== undefined && secrets.serverKey !== undefined && sameSecret(key, secrets.serverKey);
       if (key !== undefined && !trusted) throw new ApiError("unauthorized", "the server key is wrong");
-      if (!trusted && !anyoneMayCall(security)) {
-        if (secrets.serverKey === undefined) {
-          throw new ApiError("forbidden", "the server API is disabled: set WAITROOM_SERVER_KEY");
-        }
-        throw new ApiError("unauthorized", "the server key is required");
-      }
+      if (!trusted && serverOnly) throw new ApiError("unauthorized", "the server key is required");
       c.set("trusted", trusted);
       return next();
     });
