@@ -33,14 +33,10 @@ begin
       from lapsed where t.id = lapsed.id
     returning t.id, t.room_id
   )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
+  select count(*), array_agg(distinct d.room_id),
+         waitroom._log(array_agg(row(d.room_id, d.id, 'expired', '{"reason":"claim_timeout"}')::waitroom.ledger_entry), p_now)
     into offers_expired, freed_rooms, event_ids
-    from logged l;
+    from done d;
 
   -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
   -- room's cutoff fixed before the scan, so the presence index bounds it: a
@@ -64,16 +60,14 @@ begin
        set status = 'expired', ended_at = p_now, end_reason = 'idle'
       from idle where t.id = idle.id
     returning t.id, t.room_id
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
-    returning e.id
   )
   select g.rooms, g.counts, l.ids
     into v_rooms, v_counts, v_ids
     from (select array_agg(room_id) as rooms, array_agg(n) as counts
             from (select room_id, count(*) as n from done group by room_id) per_room) g,
-         (select coalesce(array_agg(l.id), '{}') as ids from logged l) l;
+         (select waitroom._log(array_agg(row(d.room_id, d.id, 'expired', '{"reason":"idle"}')::waitroom.ledger_entry), p_now)
+                   as ids
+            from done d) l;
   perform waitroom._tally_dequeued(v_rooms[i], v_counts[i]) from generate_subscripts(v_rooms, 1) i;
   idle_expired := coalesce((select sum(n) from unnest(v_counts) n), 0);
   event_ids := event_ids || v_ids;
@@ -94,14 +88,10 @@ begin
       from over where t.id = over.id
     returning t.id, t.room_id
   )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
+  select count(*), array_agg(distinct d.room_id),
+         waitroom._log(array_agg(row(d.room_id, d.id, 'ended', '{"reason":"session_over"}')::waitroom.ledger_entry), p_now)
     into sessions_ended, v_freed, v_ids
-    from logged l;
+    from done d;
   event_ids := event_ids || v_ids;
   freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
 
@@ -120,12 +110,11 @@ begin
       from due where t.id = due.id
     returning t.id, t.room_id, t.expires_at
   )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done
-    returning e.id
-  )
-  select count(*), coalesce(array_agg(l.id), '{}') into sessions_drained, v_ids from logged l;
+  select count(*),
+         waitroom._log(array_agg(row(d.room_id, d.id, 'draining', jsonb_build_object('expires_at', d.expires_at)
+           )::waitroom.ledger_entry), p_now)
+    into sessions_drained, v_ids
+    from done d;
   event_ids := event_ids || v_ids;
 
   return next;
