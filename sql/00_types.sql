@@ -24,9 +24,11 @@ create type waitroom.sweep_result as (
   sessions_drained bigint,
   sessions_ended   bigint,
   tickets_purged   bigint,
-  events_purged    bigint
+  events_purged    bigint,
+  batch_full       boolean
 );
-comment on type waitroom.sweep_result is 'What one waitroom.sweep() call changed, by kind.';
+comment on type waitroom.sweep_result is
+  'What one waitroom.sweep() call changed, by kind; batch_full when some kind reached p_limit, so more of it may be due and the scheduler sweeps again at once.';
 
 create type waitroom.claim_result as (
   ok         boolean,

@@ -171,12 +171,15 @@ begin
        and e.created_at < v_now - least(c_default_retention,
              (select make_interval(secs => min(retention_seconds)) from waitroom.rooms))
      limit p_limit
+       for update of e skip locked
   )
   delete from waitroom.events e using old where e.id = old.id;
   get diagnostics v.events_purged = row_count;
 
+  v.batch_full := greatest(v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended,
+                           v.tickets_purged, v.events_purged) >= p_limit;
   return v;
 end
 $$;
 comment on function waitroom.sweep(integer, text, timestamptz) is
-  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows; concurrent runs share the work.';
+  'Expire lapsed offers and idle queued tickets (in every room, whatever its mode or opens_at), move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows, batch_full when one reached it (call again: more may be due); rows are taken with SKIP LOCKED, so concurrent runs share the work and each row is changed or deleted by one of them.';
