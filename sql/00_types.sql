@@ -9,15 +9,26 @@ create type waitroom.verdict as (
 comment on type waitroom.verdict is
   'Answer of check/heartbeat/leave (and the first four columns of claim_result): ok, a precise code (ok, unknown, superseded, queued, not_claimed, already_claimed, draining, ended, expired, left), the ticket status and the deadline that matters for it.';
 
+create type waitroom.ledger_entry as (
+  room_id   text,
+  ticket_id uuid,
+  type      text,
+  data      jsonb
+);
+comment on type waitroom.ledger_entry is
+  'One ledger row to write with waitroom._log (which stamps its time): the room, the ticket (null for room-wide events), the event type and its data.';
+
 create type waitroom.sweep_result as (
   offers_expired   bigint,
   idle_expired     bigint,
   sessions_drained bigint,
   sessions_ended   bigint,
   tickets_purged   bigint,
-  events_purged    bigint
+  events_purged    bigint,
+  batch_full       boolean
 );
-comment on type waitroom.sweep_result is 'What one waitroom.sweep() call changed, by kind.';
+comment on type waitroom.sweep_result is
+  'What one waitroom.sweep() call changed, by kind; batch_full when some kind reached p_limit, so more of it may be due and the scheduler sweeps again at once.';
 
 create type waitroom.claim_result as (
   ok         boolean,

@@ -104,8 +104,9 @@ begin
   perform waitroom._save_room(r);
   insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
   -- The seed stays out of the ledger until the draw reveals it (see configure_room).
-  perform waitroom._event(p_room, null, 'room_created',
-    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at', v_now);
+  perform waitroom._log(array[row(p_room, null, 'room_created',
+    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at')::waitroom.ledger_entry],
+    v_now);
   perform waitroom._wake(p_room);
   return r;
 end
@@ -159,7 +160,8 @@ begin
       r.health_detail := null;
       r.health_checked_at := null;
     end if;
-    perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_configured', v_changes, v_now)));
+    perform waitroom._publish_ids(waitroom._log(
+      array[row(p_room, null, 'room_configured', v_changes)::waitroom.ledger_entry], v_now));
     perform waitroom._wake(p_room);
   end if;
   return r;
@@ -182,7 +184,7 @@ begin
   delete from waitroom.grants where room_id = p_room;
   delete from waitroom.rooms where id = p_room;
   execute format('drop sequence %s', r.queue_seq);
-  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_deleted', '{}', v_now)));
+  perform waitroom._publish_ids(waitroom._log(array[row(p_room, null, 'room_deleted', null)::waitroom.ledger_entry], v_now));
   return r;
 end
 $$;

@@ -138,7 +138,7 @@ begin
     values (waitroom._new_id(), p_room, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
     v_new := true;
-    perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
+    perform waitroom._log(array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
   else
     loop
       -- A live holder re-joining keeps seq, status and priority (same place)
@@ -153,7 +153,8 @@ begin
          and t.status in ('queued', 'admitted', 'active', 'draining')
       returning t.id, t.status, t.instance into ticket_id, status, v_instance;
       if found then
-        perform waitroom._event(p_room, ticket_id, 'rejoined', waitroom._rejoined_data(v_instance), v_now);
+        perform waitroom._log(
+          array[row(p_room, ticket_id, 'rejoined', waitroom._rejoined_data(v_instance))::waitroom.ledger_entry], v_now);
         exit;
       end if;
 
@@ -173,7 +174,8 @@ begin
       returning id, status into ticket_id, status;
       if found then
         v_new := true;
-        perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
+        perform waitroom._log(
+          array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
         exit;
       end if;
       -- A concurrent join of the same holder won: its ticket is ours to
@@ -339,15 +341,16 @@ begin
       from drawn d
      where d.holder is null
   ), ledger as (
-    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-    select p_room, d.new_id, 'joined', waitroom._joined_data(d.priority), v_now
+    -- Not announced (the joins learn their tickets from the answer); referenced below so that it runs.
+    select waitroom._log(array_agg(row(p_room, d.new_id, 'joined', waitroom._joined_data(d.priority)
+             )::waitroom.ledger_entry order by d.ordinal) filter (where d.holder is null), v_now) as ids
       from drawn d
-     where d.holder is null
   )
   select array_agg(d.new_id order by d.ordinal), array_agg(d.token order by d.ordinal),
          array_agg(d.seq order by d.ordinal)
     into v_new_ids, v_tokens, v_seqs
-    from drawn d;
+    from drawn d
+   cross join ledger;
   v_ids := v_new_ids;
 
   if p_holders is not null then
@@ -411,14 +414,12 @@ begin
         from asked a
         join settled s on s.holder = a.holder
     ), ledger as (
-      insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-      select p_room, w.ticket_id,
-             case when w.instance = 1 then 'joined' else 'rejoined' end,
-             case when w.instance = 1 then waitroom._joined_data(w.priority)
-                  else waitroom._rejoined_data(w.instance) end,
-             v_now
+      -- Referenced below (cross join, one row) so that it runs.
+      select waitroom._log(array_agg(row(p_room, w.ticket_id,
+               case when w.instance = 1 then 'joined' else 'rejoined' end,
+               case when w.instance = 1 then waitroom._joined_data(w.priority)
+                    else waitroom._rejoined_data(w.instance) end)::waitroom.ledger_entry order by w.ordinal), v_now) as ids
         from answered w
-       order by w.ordinal
     )
     -- The batch's answer so far, per join, with the holders' tickets merged in.
     select array_agg(coalesce(w.ticket_id, a.new_id) order by a.ordinal),
@@ -430,7 +431,8 @@ begin
            (select array_agg(s.id order by s.first_ordinal) from settled s where s.unnumbered)
       into v_ids, v_statuses, v_priorities, v_seqs, v_firsts, v_made, v_unnumbered
       from unnest(p_priorities, v_new_ids, v_seqs) with ordinality as a(priority, new_id, seq, ordinal)
-      left join answered w on w.ordinal = a.ordinal;
+      left join answered w on w.ordinal = a.ordinal
+     cross join ledger;
 
     if v_unnumbered is not null then
       -- Behind every number the batch drew, in the order of the holders' first joins.

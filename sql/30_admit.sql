@@ -101,22 +101,17 @@ begin
          set status = 'admitted', admitted_at = v_now, claim_deadline = v_deadline
         from picked where t.id = picked.id
       returning t.id, t.holder, t.priority, t.seq, t.queued_at
-    ), logged as (
-      insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-      select p_room, d.id, 'admitted',
-             jsonb_build_object('claim_deadline', v_deadline,
-                                'waited_ms', (extract(epoch from v_now - d.queued_at) * 1000)::bigint),
-             v_now
-        from done d
-      returning e.id
     )
-    select (select array_agg(l.id) from logged l),
+    select waitroom._log(array_agg(row(p_room, d.id, 'admitted',
+             jsonb_build_object('claim_deadline', v_deadline,
+                                'waited_ms', (extract(epoch from v_now - d.queued_at) * 1000)::bigint)
+           )::waitroom.ledger_entry order by d.priority desc, d.seq), v_now),
            array_agg(d.id order by d.priority desc, d.seq),
            array_agg(d.holder order by d.priority desc, d.seq),
            array_agg(d.priority order by d.priority desc, d.seq)
       into v_logged, v_tickets, v_holders, v_priorities
       from done d;
-    if v_logged is not null then
+    if cardinality(v_logged) > 0 then
       perform waitroom._tally_dequeued(p_room, cardinality(v_logged));
       v_event_ids := v_event_ids || v_logged;
       if r.stock_available is not null or r.quota_tiers is not null or r.pool_per_day is not null then

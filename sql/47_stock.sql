@@ -157,14 +157,11 @@ begin
       from waitroom.tickets t
      where t.id = any (p_tickets)
     returning *
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select r.id, g.ticket_id, 'reserved',
-           jsonb_build_object('stock', g.stock, 'period', g.period, 'tier', g.tier), p_now
-      from granted g
-    returning e.id
   )
-  select array_agg(l.id) into v_ids from logged l;
+  select waitroom._log(array_agg(row(r.id, g.ticket_id, 'reserved',
+           jsonb_build_object('stock', g.stock, 'period', g.period, 'tier', g.tier))::waitroom.ledger_entry), p_now)
+    into v_ids
+    from granted g;
   if r.stock_available is not null then
     -- The room's constraint refuses a negative stock: admit never offers more than is left.
     update waitroom.rooms
@@ -202,13 +199,11 @@ begin
       from per_room p
      where r.id = p.room_id
     returning r.id
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select b.room_id, b.ticket_id, 'returned', jsonb_build_object('stock', b.stock, 'reason', p_reason), p_now
-      from returned b
-    returning e.id
   )
-  select array_agg(l.id) into v_ids from logged l;
+  select waitroom._log(array_agg(row(b.room_id, b.ticket_id, 'returned',
+           jsonb_build_object('stock', b.stock, 'reason', p_reason))::waitroom.ledger_entry), p_now)
+    into v_ids
+    from returned b;
   return coalesce(v_ids, '{}');
 end
 $$;
@@ -228,19 +223,19 @@ begin
   update waitroom.rooms set sold_out_at = p_now where id = p_room and sold_out_at is null;
   if found then
     -- Streams show it as a room event before their tickets end.
-    v_ids := array[(waitroom._event(p_room, null, 'room_sold_out', '{}', p_now) ->> 'id')::bigint];
+    v_ids := waitroom._log(array[row(p_room, null, 'room_sold_out', null)::waitroom.ledger_entry], p_now);
   end if;
   with ended as (
     update waitroom.tickets t
        set status = 'ended', ended_at = p_now, end_reason = 'sold_out'
      where t.room_id = p_room and t.status = 'queued'
     returning t.id
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select p_room, d.id, 'ended', '{"reason":"sold_out"}', p_now from ended d
-    returning e.id
   )
-  select count(*), v_ids || coalesce(array_agg(l.id), '{}') into v_ended, v_ids from logged l;
+  select count(*),
+         v_ids || waitroom._log(array_agg(row(p_room, d.id, 'ended', '{"reason":"sold_out"}')::waitroom.ledger_entry),
+                                p_now)
+    into v_ended, v_ids
+    from ended d;
   if v_ended > 0 then
     perform waitroom._tally_dequeued(p_room, v_ended);
   end if;
@@ -265,7 +260,6 @@ as $$
 declare
   v_now timestamptz := waitroom._now(p_now);
   r waitroom.rooms;
-  v_ids bigint[];
 begin
   if p_units is null or p_units not between 1 and 1000000000 then
     perform waitroom._fail('WR400', 'units must be between 1 and 1000000000');
@@ -279,13 +273,14 @@ begin
   update waitroom.rooms
      set stock_available = coalesce(stock_available, 0) + p_units, sold_out_at = null
    where id = p_room;
-  v_ids := array[(waitroom._event(p_room, null, 'stock_added',
-    jsonb_build_object('units', p_units, 'initial', r.stock_available is null), v_now) ->> 'id')::bigint];
-  if r.sold_out_at is not null then
-    v_ids := v_ids || (waitroom._event(p_room, null, 'room_restocked', jsonb_build_object('units', p_units), v_now)
-                         ->> 'id')::bigint;
-  end if;
-  perform waitroom._publish_ids(v_ids);
+  -- Streams of a sold-out room's later tickets learn that it reopened.
+  perform waitroom._publish_ids(waitroom._log(
+    array[row(p_room, null, 'stock_added', jsonb_build_object('units', p_units, 'initial', r.stock_available is null))]
+      ::waitroom.ledger_entry[]
+    || case when r.sold_out_at is not null
+         then array[row(p_room, null, 'room_restocked', jsonb_build_object('units', p_units))::waitroom.ledger_entry]
+         else '{}'::waitroom.ledger_entry[] end,
+    v_now));
   perform waitroom._wake(p_room);
   return waitroom._stock_level(p_room);
 end
@@ -346,7 +341,8 @@ begin
         perform waitroom._wake(g.room_id);
       end if;
     end if;
-    perform waitroom._event(g.room_id, p_ticket, 'consumed', jsonb_build_object('stock', g.stock), v_now);
+    perform waitroom._log(array[row(g.room_id, p_ticket, 'consumed', jsonb_build_object('stock', g.stock))
+      ::waitroom.ledger_entry], v_now);
   end if;
   return row(true, 'ok', g.room_id, p_outcome, (select r.stock_available from waitroom.rooms r where r.id = g.room_id))
     ::waitroom.settlement;
