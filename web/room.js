@@ -101,6 +101,17 @@ const states = {
   closed: { icon: "✕", headline: "This waiting room is closed" },
   gone: { icon: "✕", headline: "This waiting room has been removed" },
   error: { icon: "!", headline: "Something went wrong" },
+  sold_out: { icon: "✕", headline: "Sold out" },
+  over_quota: { icon: "◷", headline: "You have used your visits for now" },
+};
+
+/** What a room with stock or quotas tells its visitors (issue 17): one place for these words. */
+const stockTexts = {
+  soldOut: "Everything has been taken. Thank you for waiting.",
+  soldOutNotice: "Sold out.",
+  comeBackAt: (at) =>
+    `Come back at ${new Date(at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })}.`,
+  comeBackLater: "Come back later.",
 };
 
 let lastAnnounced = "";
@@ -240,6 +251,7 @@ function renderEnded(status, reason) {
   over = true;
   closeStream();
   setConnection("closed", "Not connected");
+  if (reason === "sold_out") return setState("sold_out", stockTexts.soldOut);
   const detail = endings[status] ?? endings.ended;
   setState(
     status in endings ? status : "ended",
@@ -281,6 +293,7 @@ function roomEvent(change) {
     setState("gone", "Its operator removed it, and the places in it.");
     return;
   }
+  if (change.event === "room_sold_out") return setNotice(stockTexts.soldOutNotice);
   if (change.mode === "paused") setNotice("Admissions are paused for the moment. You keep your place.");
   else if (change.mode === "closed") setNotice("The room no longer takes new arrivals. You keep your place.");
   else if (change.mode === "open" || change.mode === "passthrough") setNotice("");
@@ -424,7 +437,11 @@ async function join(note = "") {
     setState("unknown", `No waiting room is called “${room}”. Check the address you were given.`);
   else if (code === "room_closed") setState("closed", "It is not taking new arrivals right now.");
   else if (code === "room_full") setState("error", "This waiting room is full right now. Try again in a few minutes.");
-  else if (code === "rate_limited") {
+  else if (code === "sold_out") setState("sold_out", stockTexts.soldOut);
+  else if (code === "quota_exceeded") {
+    const at = answer.data.error.available_at;
+    setState("over_quota", at ? stockTexts.comeBackAt(at) : stockTexts.comeBackLater);
+  } else if (code === "rate_limited") {
     setState("error", "Too many people joined from your network just now. Wait a moment, then join again.");
   } else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
 }
