@@ -18,6 +18,16 @@ const text = (max: number) =>
     .max(max)
     .refine((value) => !value.includes("\u0000") && !/\p{Cs}/u.test(value), "must be valid Unicode without NUL");
 
+/** Whether the runtime knows the zone (PostgreSQL, which has the last word, checks it again). */
+function knownTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const roomId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
@@ -172,6 +182,7 @@ export const roomSettings = z.strictObject({
     .describe("Rolling window of the per-holder quotas (set with quota_tiers); null: no quotas."),
   quota_tiers: z
     .record(text(64), z.strictObject({ limit: int32(0, 999_999_999), priority: int32(-1000, 1000).optional() }))
+    .refine((tiers) => "default" in tiers, 'quota_tiers needs a tier "default" (for joins without a tier)')
     .nullable()
     .optional()
     .describe(
@@ -181,7 +192,10 @@ export const roomSettings = z.strictObject({
     .nullable()
     .optional()
     .describe("Most admissions per day (in time_zone), shared by all tiers; null: no pool."),
-  time_zone: text(64).optional().describe("IANA time zone whose days are the pool's periods (default UTC)."),
+  time_zone: text(64)
+    .refine(knownTimeZone, "time_zone must be an IANA time zone, e.g. Europe/Paris")
+    .optional()
+    .describe("IANA time zone whose days are the pool's periods (default UTC)."),
 });
 
 export const room = z.object({
