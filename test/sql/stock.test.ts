@@ -306,6 +306,25 @@ describe("sold out", () => {
     expectReconciled(await ledger(room));
   });
 
+  it("keeps a stock room's stock rows past retention, so the ledger still reconciles", async () => {
+    const room = await createRoom(db.sql, 10, { retention_seconds: 3600, claim_seconds: 60 });
+    await addStock(room, 3);
+    const [a, b] = await joinMany(room, 2);
+    expect(await admit(db.sql, room, at(1))).toHaveLength(2);
+    expect(await verdict(db.sql, "claim", a as Joined, at(2))).toMatchObject({ ok: true });
+    expect(await settle(a?.ticket_id as string, "consumed", at(3))).toMatchObject({ ok: true });
+    // b's offer lapses at 61 s; two hours later everything else of the room is past retention.
+    await db.sql`select waitroom.sweep(1000, ${room}, ${at(100)})`;
+    await db.sql`select waitroom.sweep(1000, ${room}, ${at(7300)})`;
+    const kept = await db.sql<{ type: string }[]>`
+      select type from waitroom.events where room_id = ${room} and created_at < ${at(3700)} order by id`;
+    expect(kept.map((e) => e.type)).toEqual(["stock_added", "reserved", "reserved", "consumed", "returned"]);
+    const l = await ledger(room);
+    expect(l).toMatchObject({ stock_available: 2, stock_outstanding: 0, added: 3, consumed: 1 });
+    expectReconciled(l);
+    expect(b).toBeDefined();
+  });
+
   it("refuses bad units and outcomes, and answers not_granted for a ticket that took nothing", async () => {
     const room = await createRoom(db.sql, 10);
     expect((await sqlState(addStock(room, 0))).code).toBe("WR400");
