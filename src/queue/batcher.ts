@@ -27,6 +27,8 @@ export type BatcherOptions = {
    * time. A call after a quiet spell still goes out at once.
    */
   pace?: number;
+  /** The longest a paced batch waits: a large batch's duration is mostly its own rows, not the fixed cost. */
+  paceLimitMs?: number;
   /** Time and timers (tests drive them by hand). */
   clock?: BatcherClock;
 };
@@ -79,7 +81,8 @@ export class Batcher<In, Out> {
       this.#scheduled = false;
       this.#flush();
     };
-    const waitMs = this.#lastStartedAt + this.#pace * this.#lastDurationMs - this.#clock.now();
+    const paceMs = Math.min(this.#pace * this.#lastDurationMs, this.#options.paceLimitMs ?? Number.POSITIVE_INFINITY);
+    const waitMs = this.#lastStartedAt + paceMs - this.#clock.now();
     if (waitMs > 0) this.#clock.after(waitMs, flush);
     // After the I/O of this turn: every request parsed in it joins the batch.
     else setImmediate(flush);
