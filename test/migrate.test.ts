@@ -309,9 +309,9 @@ describe("re-applying sql/", () => {
 
     expect(await migrate(url, log, { sqlDir: dir })).toEqual({ migrations: [], sqlApplied: true });
 
-    // Functions and types were dropped and re-created under the open transaction: its next call may fail
-    // with "cache lookup failed" (PostgreSQL's answer to a function, or a composite type such as
-    // waitroom.ledger_entry that a verb casts to, replaced mid-transaction), nothing else.
+    // Functions and types were dropped and re-created under the open transaction: its next call may
+    // fail with "cache lookup failed" (PostgreSQL's answer to a function, or a type a function uses —
+    // join writes waitroom.ledger_entry rows — replaced mid-transaction), nothing else.
     const next = await client.query("select * from waitroom.join('mid2', 'bob')").then(
       () => "ok",
       (error: Error) => error.message,
