@@ -138,6 +138,7 @@ describe("start", { timeout: 90_000 }, () => {
         { name: "0004_room_queue_cap" },
         { name: "0005_seats" },
         { name: "0007_room_page" },
+        { name: "0008_stock_and_shares" },
       ]);
       const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
       expect(room.rows).toEqual([{ capacity: 3 }]);

@@ -11,7 +11,7 @@ const room = root.dataset.room;
 const { localize } = await import(root.dataset.i18nModule);
 const { applyPage } = await import(root.dataset.pageModule);
 const words = localize(document.documentElement.lang);
-const { t, number, percent: share, clock, duration, minutes } = words;
+const { t, number, percent: share, clock, when, duration, minutes } = words;
 const page = applyPage(words);
 const storageKey = `waitroom:ticket:${room}`;
 const $ = (id) => document.getElementById(id);
@@ -96,6 +96,8 @@ const icons = {
   closed: "✕",
   gone: "✕",
   error: "!",
+  sold_out: "✕",
+  over_quota: "◷",
 };
 
 let lastAnnounced = "";
@@ -238,6 +240,7 @@ function renderEnded(status, reason) {
   over = true;
   closeStream();
   setConnection("closed", t("conn_closed"));
+  if (reason === "sold_out") return setState("sold_out", t("detail_sold_out"));
   const detail = endings[status] ?? endings.ended;
   setState(status in endings ? status : "ended", reason === "claim_timeout" ? t("detail_claim_timeout") : detail);
 }
@@ -276,6 +279,7 @@ function roomEvent(change) {
     setState("gone", t("detail_gone"));
     return;
   }
+  if (change.event === "room_sold_out") return setNotice(t("notice_sold_out"));
   if (change.mode === "paused") setNotice(t("notice_paused"));
   else if (change.mode === "closed") setNotice(t("notice_closed"));
   else if (change.mode === "open" || change.mode === "passthrough") setNotice("");
@@ -418,7 +422,14 @@ async function join(note = "") {
   if (code === "not_found") setState("unknown", t("detail_unknown", { room }));
   else if (code === "room_closed") setState("closed", t("detail_closed"));
   else if (code === "room_full") setState("error", t("detail_full"));
-  else if (code === "rate_limited") setState("error", t("detail_rate_limited"));
+  else if (code === "sold_out") setState("sold_out", t("detail_sold_out"));
+  else if (code === "quota_exceeded") {
+    const at = answer.data.error.available_at;
+    setState(
+      "over_quota",
+      at ? t("detail_come_back_at", { at: when.format(new Date(at)) }) : t("detail_come_back_later"),
+    );
+  } else if (code === "rate_limited") setState("error", t("detail_rate_limited"));
   else setState("error", answer.data?.error?.message ?? t("detail_status", { status: answer.status }));
 }
 

@@ -11,6 +11,7 @@ import {
   resumeRoute,
   roomsStreamRoute,
 } from "./rooms.js";
+import { addStockRoute, getStockRoute, settleRoute } from "./stock.js";
 import { claimRoute, eventsRoute, heartbeatRoute, joinRoute, leaveRoute, ticketRoute } from "./tickets.js";
 
 /** Every route definition of the API, by concern: what /openapi.json describes. */
@@ -21,6 +22,7 @@ export const routes: readonly Route[] = [
   claimRoute,
   heartbeatRoute,
   leaveRoute,
+  settleRoute,
   checkRoute,
   jwksRoute,
   listKeysRoute,
@@ -34,6 +36,8 @@ export const routes: readonly Route[] = [
   pauseRoute,
   resumeRoute,
   roomsStreamRoute,
+  addStockRoute,
+  getStockRoute,
   healthRoute,
   readyRoute,
   metricsRoute,
