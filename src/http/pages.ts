@@ -18,6 +18,7 @@ type Asset = { body: string; type: string; etag: string };
 
 const assetTypes: Record<string, string> = {
   "room.js": "text/javascript; charset=utf-8",
+  "handover.js": "text/javascript; charset=utf-8",
   "admin.js": "text/javascript; charset=utf-8",
   "docs.js": "text/javascript; charset=utf-8",
   "pages.css": "text/css; charset=utf-8",
@@ -60,15 +61,25 @@ function securityHeaders(c: Context, options: { inlineStyles?: boolean } = {}): 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch] ?? ch);
 
-/** A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its own). */
-const page = (title: string, script: string | undefined, body: string, vendor: string[] = []) => `<!doctype html>
+/**
+ * A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its own).
+ * `root` prefixes its own files: the room page says "../" (it sits at rooms/{room}), so it works where the
+ * gate's proxy serves the service under a path of the protected site (/.waitroom/rooms/{room}).
+ */
+const page = (
+  title: string,
+  script: string | undefined,
+  body: string,
+  vendor: string[] = [],
+  root = "/",
+) => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
-<link rel="icon" href="/favicon.ico" type="image/svg+xml">
+<link rel="icon" href="${root}favicon.ico" type="image/svg+xml">
 ${vendor
   .map((name) =>
     name.endsWith(".css")
@@ -77,8 +88,8 @@ ${vendor
         `<script defer src="${vendorUrl(name)}"></script>`,
   )
   .join("\n")}
-<link rel="stylesheet" href="/assets/pages.css?v=${assets.get("pages.css")?.etag.slice(1, 9)}">
-${script ? `<script type="module" src="/assets/${script}?v=${assets.get(script)?.etag.slice(1, 9)}"></script>` : ""}
+<link rel="stylesheet" href="${root}assets/pages.css?v=${assets.get("pages.css")?.etag.slice(1, 9)}">
+${script ? `<script type="module" src="${root}assets/${script}?v=${assets.get(script)?.etag.slice(1, 9)}"></script>` : ""}
 </head>
 <body>
 ${body}
@@ -111,7 +122,7 @@ export function roomPage(room: string): string {
       <progress id="progress" max="100" value="0">0%</progress>
     </div>
     <div id="active" hidden>
-      <p><a id="continue" class="button" href="#continue">Continue</a></p>
+      <p id="continue-line" hidden><a id="continue" class="button" href="#continue">Continue</a></p>
       <p id="expires"></p>
       <details id="token-details" hidden>
         <summary>Admission token</summary>
@@ -134,6 +145,8 @@ export function roomPage(room: string): string {
   <p id="connection" class="connection" data-connection="connecting"><span class="icon" aria-hidden="true">○</span> <span id="connection-text">Connecting…</span></p>
   <div id="announcer" class="visually-hidden" role="status" aria-live="polite" aria-atomic="true"></div>
 </main>`,
+    [],
+    "../",
   );
 }
 
