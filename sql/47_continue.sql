@@ -28,7 +28,7 @@ begin
   v_origin := waitroom._origin_of(p_return);
   -- A fragment is the page's to add (the handover's), whitespace is never in a URL the gate made.
   if v_origin is null or p_return ~ '[#\s]' or length(p_return) > 4096
-     or not (v_origin = waitroom._origin_of(r.target_url) or v_origin = any (r.return_origins)) then
+     or not (v_origin is not distinct from waitroom._origin_of(r.target_url) or v_origin = any (r.return_origins)) then
     perform waitroom._fail('WRRET', format('room %L may not send visitors to %s: its origin is not the target''s nor in return_origins',
       p_room, left(p_return, 200)));
   end if;
