@@ -134,9 +134,10 @@ function setState(state, detail = "") {
   $("detail").textContent = detail;
   $("waiting").hidden = state !== "queued";
   $("active").hidden = !(state === "active" || state === "draining");
-  $("leave").hidden = !live.has(state);
+  // A re-render of the same state (a stream event, a heartbeat) keeps an open "give up?" question open.
+  if (changed) $("confirm-leave").hidden = true;
+  $("leave").hidden = !live.has(state) || !$("confirm-leave").hidden;
   $("leave").textContent = state === "active" || state === "draining" ? "Give up my seat" : "Leave the queue";
-  $("confirm-leave").hidden = true;
   // Nothing to join at an address with no room; a closed room may open again.
   $("rejoin").hidden = live.has(state) || ["connecting", "superseded", "unknown", "gone"].includes(state);
   $("rejoin").textContent = state === "closed" ? "Try again" : "Join again";
