@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +35,8 @@ export type Nginx = { url: string; stop(): Promise<void>; errorLog(): Promise<st
 
 /**
  * deploy/nginx-gate.conf as it is, with its ports pointed at the test's waitroom and origin, run by the real
- * nginx unprivileged in a temporary prefix (its own pid, logs and temp paths), in the foreground.
+ * nginx with deploy/nginx-gate-dev.conf: unprivileged, in a temporary prefix (its own pid and temp paths),
+ * in the foreground, logging to stderr.
  */
 export async function startGateNginx(options: { waitroomPort: number; originPort: number }): Promise<Nginx> {
   const prefix = await mkdtemp(join(tmpdir(), "waitroom-nginx-"));
@@ -48,24 +49,9 @@ export async function startGateNginx(options: { waitroomPort: number; originPort
     .replace("server 127.0.0.1:3000;", `server 127.0.0.1:${options.originPort};`)
     .replace("listen 8081;", `listen 127.0.0.1:${port};`);
   if (site === example) throw new Error("deploy/nginx-gate.conf no longer has the lines the test rewrites");
-  await writeFile(join(prefix, "gate.conf"), site);
-  await writeFile(
-    join(prefix, "nginx.conf"),
-    `worker_processes 1;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/client_body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
-  include ${prefix}/gate.conf;
-}
-`,
-  );
+  // The README's way to run it: deploy/nginx-gate-dev.conf includes the site file beside it.
+  await writeFile(join(prefix, "nginx-gate.conf"), site);
+  await copyFile(new URL("../../deploy/nginx-gate-dev.conf", import.meta.url), join(prefix, "nginx.conf"));
   const child: ChildProcess = spawn(
     nginxPath(),
     ["-p", prefix, "-c", join(prefix, "nginx.conf"), "-g", "daemon off;"],
@@ -90,7 +76,7 @@ http {
   }, "nginx answers");
   return {
     url,
-    errorLog: () => readFile(join(prefix, "error.log"), "utf8").catch(() => ""),
+    errorLog: () => Promise.resolve(stderr),
     async stop() {
       if (child.exitCode === null) {
         child.kill("SIGQUIT");
