@@ -156,6 +156,7 @@ export const roomSettings = z.strictObject({
     .url({ protocol: /^https?$/, error: "target_url must be an http(s) URL" })
     .max(2048)
     .refine((url) => !url.includes("#"), "target_url must have no fragment (the handover may add one)")
+    .refine((url) => !/^https?:\/\/[^/?]*@/.test(url), "target_url must have no user info")
     .nullable()
     .optional()
     .describe("The protected site: where the page's Continue leads once the seat is claimed."),

@@ -95,6 +95,26 @@ describe("zod and the database agree", () => {
       health_url: ["http://upstream.internal/health", "https://example.com/h", null],
       shuffle_seed: [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991],
       max_queued: [-1, 0, 1, 2 ** 31 - 1, null],
+      target_url: [
+        "https://shop.example/",
+        "http://localhost:8081/deep?x=1",
+        "https://shop.example",
+        "https://user@shop.example/",
+        "https://shop.example/#top",
+        "javascript:alert(1)",
+        "ftp://shop.example/",
+        null,
+      ],
+      return_origins: [
+        [],
+        ["https://a.example", "http://localhost:3000"],
+        ["https://a.example/"],
+        ["HTTPS://A.EXAMPLE"],
+        ["https://a.example/path"],
+        null,
+      ],
+      handover: ["cookie", "fragment", "header"],
+      auto_continue: [true, false],
       // Not a setting: both must refuse it.
       no_such_setting: [1],
     };
