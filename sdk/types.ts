@@ -108,6 +108,10 @@ export type ErrorCode =
   | "wrong_room"
   /** A browser's join from a page of another origin than the service's own or an allowed one. */
   | "origin_not_allowed"
+  /** The handover: the return URL's origin is neither the room's target_url's nor in its return_origins. */
+  | "return_not_allowed"
+  /** The gate (deny=unauthorized): the request carries no valid admission cookie; Location says where to queue. */
+  | "admission_required"
   | "not_found"
   | "method_not_allowed"
   | "superseded"

@@ -68,10 +68,22 @@ create type waitroom.room_listing as (
   quota_tiers        jsonb,
   pool_per_day       integer,
   time_zone          text,
+  target_url         text,
+  return_origins     text[],
+  handover           text,
+  auto_continue      boolean,
   created_at         timestamptz,
   updated_at         timestamptz,
   stats              jsonb
 );
+create type waitroom.continuation as (
+  url           text,
+  handover      text,
+  auto_continue boolean
+);
+comment on type waitroom.continuation is
+  'Answer of continue_to: where the page sends an admitted visitor (null: nowhere configured), how the admission is handed over (cookie or fragment) and whether the page goes there by itself.';
+
 comment on type waitroom.room_listing is
   'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds, health, stock_available, stock_outstanding, sold_out and pool_left.';
 

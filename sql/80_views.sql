@@ -58,6 +58,7 @@ as $$
          r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text, r.page_help_url,
          r.page_language,
          r.quota_window_seconds, r.quota_tiers, r.pool_per_day, r.time_zone,
+         r.target_url, r.return_origins, r.handover, r.auto_continue,
          r.created_at, r.updated_at,
          jsonb_build_object(
            'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,

@@ -109,6 +109,7 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0006_room_handover",
       "0007_room_page",
       "0008_stock_and_shares",
     ]);
@@ -163,6 +164,7 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0006_room_handover",
       "0007_room_page",
       "0008_stock_and_shares",
     ]);
@@ -230,6 +232,7 @@ describe("migrate from separate processes", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0006_room_handover",
       "0007_room_page",
       "0008_stock_and_shares",
     ]);
@@ -242,6 +245,7 @@ describe("migrate from separate processes", () => {
       { name: "0003_opening_draw_and_health" },
       { name: "0004_room_queue_cap" },
       { name: "0005_seats" },
+      { name: "0006_room_handover" },
       { name: "0007_room_page" },
       { name: "0008_stock_and_shares" },
     ]);

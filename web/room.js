@@ -6,10 +6,14 @@
  */
 
 const root = document.getElementById("room");
+// The service's root: "" on its own origin, "/.waitroom" where the gate's proxy serves it on the protected site.
+const base = location.pathname.slice(0, location.pathname.lastIndexOf("/rooms/"));
 const room = root.dataset.room;
 // The page's language, and the room's own text and look (web/page.js), before anything is shown.
 const { localize } = await import(root.dataset.i18nModule);
 const { applyPage } = await import(root.dataset.pageModule);
+// Handing the admission over to the protected site (web/handover.js).
+const { arrivedFromGate, endHandover, handOver } = await import(root.dataset.handoverModule);
 const words = localize(document.documentElement.lang);
 const { t, number, percent: share, clock, when, duration, minutes } = words;
 const page = applyPage(words);
@@ -54,7 +58,7 @@ function saveTicket() {
 async function api(path, { method = "GET", token, keepalive = false } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(path, { method, headers, keepalive, cache: "no-store" });
+  const response = await fetch(`${base}${path}`, { method, headers, keepalive, cache: "no-store" });
   let data = null;
   if (response.status !== 204) {
     try {
@@ -128,9 +132,10 @@ function setState(state, detail = "") {
   $("detail").textContent = detail;
   $("waiting").hidden = state !== "queued";
   $("active").hidden = !(state === "active" || state === "draining");
-  $("leave").hidden = !live.has(state);
+  // A re-render of the same state (a stream event, a heartbeat) keeps an open "give up?" question open.
+  if (changed) $("confirm-leave").hidden = true;
+  $("leave").hidden = !live.has(state) || !$("confirm-leave").hidden;
   $("leave").textContent = t(state === "active" || state === "draining" ? "give_up_seat" : "leave_queue");
-  $("confirm-leave").hidden = true;
   // Nothing to join at an address with no room; a closed room may open again.
   $("rejoin").hidden = live.has(state) || ["connecting", "superseded", "unknown", "gone"].includes(state);
   $("rejoin").textContent = t(state === "closed" ? "try_again" : "join_again");
@@ -193,6 +198,32 @@ function renderActive(data) {
   $("token-details").hidden = !ticket?.admission_token;
   if (ticket?.admission_token) $("admission-token").value = ticket.admission_token;
   if (!draining) keepTokenFresh();
+  // A seat resumed from an earlier visit: hand it over again with a fresh token (the old one may have lapsed).
+  if (!handedOver && !claimedHere) void refreshToken();
+}
+
+let handedOver = false;
+let claimedHere = false;
+let continued = false;
+
+/** Hand the current admission over to the protected site, then show (or follow) the way there. */
+async function handOverSeat() {
+  let next;
+  try {
+    next = await handOver(base, room, ticket.admission_token);
+  } catch {
+    return; // Offline: the next heartbeat hands over again.
+  }
+  if (!next || over) return;
+  handedOver = true;
+  if (!next.continue_url) return;
+  $("continue").href = next.continue_url;
+  $("continue-line").hidden = false;
+  // Just admitted, or sent here by the gate: go on by itself unless the room says otherwise.
+  if (next.auto_continue && (claimedHere || arrivedFromGate) && !continued && shown.status !== "draining") {
+    continued = true;
+    location.assign(next.continue_url);
+  }
 }
 
 /**
@@ -228,6 +259,7 @@ function keepAdmission(data) {
   ticket.admission_expires_at = data.admission_expires_at;
   ticket.expires_at = data.expires_at;
   saveTicket();
+  void handOverSeat();
 }
 
 const endings = {
@@ -300,7 +332,7 @@ function subscribe() {
   const query = new URLSearchParams({ token: ticket.token });
   // A stream we open again ourselves (EventSource gave up) resumes from the last ledger event seen.
   if (lastEventId) query.set("lastEventId", lastEventId);
-  const stream = new EventSource(`${ticket.events_url}?${query}`);
+  const stream = new EventSource(`${base}${ticket.events_url}?${query}`);
   source = stream;
   stream.onopen = () => {
     recoverDelay = 1000;
@@ -384,6 +416,7 @@ async function claim() {
   }
   if (!answer || over || !ticket) return;
   if (answer.ok) {
+    claimedHere = true;
     keepAdmission(answer.data);
     return render({ ...shown, status: answer.data.status, position: null, expires_at: answer.data.expires_at });
   }
@@ -441,13 +474,15 @@ async function leave({ unloading = false } = {}) {
   closeStream();
   if (unloading) {
     // sendBeacon cannot DELETE; a keepalive fetch outlives the page.
-    fetch(`/v1/tickets/${ticket_id}`, {
+    void endHandover(base, room);
+    fetch(`${base}/v1/tickets/${ticket_id}`, {
       method: "DELETE",
       headers: { authorization: `Bearer ${token}` },
       keepalive: true,
     }).catch(() => {});
     return;
   }
+  void endHandover(base, room);
   try {
     await api(`/v1/tickets/${ticket_id}`, { method: "DELETE", token });
   } catch {

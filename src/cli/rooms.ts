@@ -12,6 +12,7 @@ export const roomsUsage = `usage: waitroom rooms <list | create | set | pause | 
   rooms list                               every room with its live numbers
   rooms create <room> --capacity N [setting=value …]
   rooms set <room> setting=value …         e.g. capacity=50 mode=paused admit_per_minute=null
+                                            target_url=https://shop.example/ return_origins=https://a.example,https://b.example
   rooms pause <room> | resume <room> | delete <room>
   top [--interval ms] [--once]             live view of every room (Ctrl-C quits)
 
@@ -82,14 +83,16 @@ export function painter(out: Output, env: NodeJS.ProcessEnv) {
   return { bold: paint(1), dim: paint(2), red: paint(31), green: paint(32), yellow: paint(33) };
 }
 
-/** `key=value` arguments → settings: numbers, booleans and null as JSON, the rest as strings. */
+/** `key=value` arguments → settings: numbers, booleans and null as JSON, lists split at commas, the rest as strings. */
 export function parseSettings(pairs: readonly string[]): RoomSettings {
   const settings: Record<string, unknown> = {};
   for (const pair of pairs) {
     const match = /^([a-z_]+)=(.*)$/.exec(pair);
     if (!match) throw new UsageError(`expected setting=value, got '${pair}'`);
     const [, key = "", raw = ""] = match;
-    settings[key] = /^(-?\d+(\.\d+)?|true|false|null)$/.test(raw) ? JSON.parse(raw) : raw;
+    // A list setting (return_origins) is comma-separated: return_origins=https://a.example,https://b.example.
+    if (key === "return_origins") settings[key] = raw === "" ? [] : raw.split(",");
+    else settings[key] = /^(-?\d+(\.\d+)?|true|false|null)$/.test(raw) ? JSON.parse(raw) : raw;
   }
   return settings as RoomSettings;
 }

@@ -1,6 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { LimitSettings, MetricsSettings } from "../config/index.js";
+import type { GateSettings, LimitSettings, MetricsSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import type { Hub } from "../events/hub.js";
 import type { RoomsFeed } from "../events/rooms-feed.js";
@@ -15,6 +15,7 @@ import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages.js";
 import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
 import { mountChecks } from "./routes/checks.js";
+import { mountGate } from "./routes/gate.js";
 import { mountOps } from "./routes/ops.js";
 import { mountRooms } from "./routes/rooms.js";
 import { mountStock } from "./routes/stock.js";
@@ -40,6 +41,7 @@ export type AppDeps = {
     jwksMaxAgeSeconds: number;
     limits: LimitSettings;
     metrics: MetricsSettings;
+    gate: GateSettings;
   };
 };
 
@@ -123,6 +125,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
+  serve((router) =>
+    mountGate(router, { sql, tokens, gate: settings.gate, trustedProxies: settings.limits.trustedProxies }),
+  );
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountStock(router, { sql }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));

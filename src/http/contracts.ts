@@ -166,6 +166,20 @@ const pageUrl = (protocol: "https" | "https?", what: string) =>
       new RegExp(`^${protocol}://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\\S*)?$`),
       `${what} must be an ${protocol === "https" ? "https" : "http(s)"} URL with a plain ASCII host (punycode for others)`,
     );
+/** An origin as browsers write it in Origin: scheme://host[:port], lower case, no path. */
+const origin = z
+  .string()
+  .max(300)
+  .regex(
+    /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/,
+    "an origin is scheme://host[:port] in lower case, like https://shop.example",
+  );
+
+const handover = z
+  .enum(["cookie", "fragment"])
+  .describe(
+    "How the admission reaches the protected site: cookie (the gate's cookie) or fragment (#waitroom_token=… on the URL).",
+  );
 
 export const roomSettings = z.strictObject({
   capacity: int32(0).optional(),
@@ -214,6 +228,24 @@ export const roomSettings = z.strictObject({
     .nullable()
     .optional()
     .describe("The page's language when Accept-Language names none it speaks; null: en."),
+  target_url: z
+    .url({ protocol: /^https?$/, error: "target_url must be an http(s) URL" })
+    .max(2048)
+    .refine((url) => !url.includes("#"), "target_url must have no fragment (the handover may add one)")
+    .refine((url) => !/^https?:\/\/[^/?]*@/.test(url), "target_url must have no user info")
+    .nullable()
+    .optional()
+    .describe("The protected site: where the page's Continue leads once the seat is claimed."),
+  return_origins: z
+    .array(origin)
+    .max(32)
+    .optional()
+    .describe("Origins besides target_url's that the page may send a visitor back to (the URL the gate sent it from)."),
+  handover: handover.optional(),
+  auto_continue: z
+    .boolean()
+    .optional()
+    .describe("The page continues by itself once the seat is claimed (default true)."),
   shuffle_seed: z
     .int()
     .min(-9_007_199_254_740_991)
@@ -268,6 +300,10 @@ export const room = z.object({
   quota_tiers: z.record(z.string(), z.object({ limit: z.int(), priority: z.int().optional() })).nullable(),
   pool_per_day: z.int().nullable(),
   time_zone: z.string(),
+  target_url: z.string().nullable(),
+  return_origins: z.array(z.string()),
+  handover,
+  auto_continue: z.boolean(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
   stats: z.object({
@@ -341,6 +377,8 @@ export const errorCodes = {
   forbidden: 403,
   wrong_room: 403,
   origin_not_allowed: 403,
+  return_not_allowed: 400,
+  admission_required: 401,
   not_found: 404,
   method_not_allowed: 405,
   superseded: 409,
@@ -373,4 +411,51 @@ export const errorEnvelope = z.object({
     message: z.string(),
     available_at: z.iso.datetime().optional().describe("quota_exceeded: when the holder's next share is available."),
   }),
+});
+
+/** The handover: a claimed seat's admission token, and the URL the gate sent the visitor from (if any). */
+export const handoverRequest = z.strictObject({
+  admission_token: z.string().min(1).max(4096),
+  return: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe("The protected URL to go back to (the page's `return` query parameter)."),
+});
+
+export const handoverResponse = z.object({
+  continue_url: z
+    .string()
+    .nullable()
+    .describe("Where to go now (with #waitroom_token=… in fragment mode); null: the room has no target_url."),
+  handover,
+  auto_continue: z.boolean(),
+  admission_expires_at: z.iso.datetime().describe("When the cookie (the token in it) lapses unless renewed."),
+});
+
+/** What the proxy tells the gate about the request it is deciding on. */
+export const gateHeaders = z.object({
+  "x-forwarded-host": z
+    .string()
+    .max(300)
+    .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, "X-Forwarded-Host must be host[:port]")
+    .describe("The protected site's host, as the browser asked for it."),
+  "x-forwarded-uri": z
+    .string()
+    .max(8192)
+    .regex(/^\/[^\s#]*$/, "X-Forwarded-Uri must be the request's path and query")
+    .describe("The path and query the browser asked for."),
+  "x-forwarded-proto": z.enum(["http", "https"]).optional().describe("The scheme the browser used (default https)."),
+  cookie: z.string().max(16_384).optional(),
+});
+
+export const gateQuery = z.object({
+  deny: z
+    .enum(["redirect", "unauthorized"])
+    .default("redirect")
+    .describe(
+      "How to refuse: redirect (302, for Caddy forward_auth and Traefik ForwardAuth) or unauthorized " +
+        "(401 admission_required, for nginx auth_request with error_page); both carry Location.",
+    ),
 });

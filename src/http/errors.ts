@@ -42,6 +42,7 @@ const sqlErrors: Record<string, ErrorCode> = {
   WRFUL: "room_full",
   WRSLD: "sold_out",
   WRQUO: "quota_exceeded",
+  WRRET: "return_not_allowed",
   // p_now from a role that may not pin the clock: the service never sends one.
   WR403: "forbidden",
 };

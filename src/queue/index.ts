@@ -62,6 +62,12 @@ export type RoomSettings = {
   page_admitted_text?: string | null;
   page_help_url?: string | null;
   page_language?: string | null;
+  /** The protected site: where the page's Continue leads. */
+  target_url?: string | null;
+  /** Origins besides target_url's the page may send visitors back to. */
+  return_origins?: string[];
+  handover?: "cookie" | "fragment";
+  auto_continue?: boolean;
   shuffle_seed?: number;
   /** Rolling window of the per-holder quotas; null: none. */
   quota_window_seconds?: number | null;
@@ -229,6 +235,15 @@ export async function configureRoom(sql: Sql, room: string, settings: RoomSettin
 
 export async function deleteRoom(sql: Sql, room: string): Promise<void> {
   await sql`select waitroom.delete_room(${room})`;
+}
+
+/** Where an admitted visitor of the room goes (waitroom.continue_to); WRRET for a return URL off the room's list. */
+export type Continuation = { url: string | null; handover: "cookie" | "fragment"; auto_continue: boolean };
+
+export async function continueTo(sql: Sql, room: string, returnUrl: string | undefined): Promise<Continuation> {
+  const [row] = await sql<Continuation[]>`select * from waitroom.continue_to(${room}, ${returnUrl ?? null})`;
+  if (!row) throw new Error("continue_to returned no row");
+  return row;
 }
 
 /** Rooms with their live numbers (waitroom.list_rooms); one room when `room` is given. */

@@ -54,6 +54,19 @@ describe("waitroom rooms", () => {
     );
     const [row] = await db.sql`select capacity, mode from waitroom.rooms where id = ${room}`;
     expect(row).toEqual({ capacity: 5, mode: "paused" });
+    const handover = await waitroom([
+      "rooms",
+      "set",
+      room,
+      "target_url=https://shop.example/",
+      "return_origins=https://a.example,http://localhost:3000",
+      "auto_continue=false",
+    ]);
+    expect(handover.stdout).toMatch(
+      /target_url=https:\/\/shop\.example\/ return_origins=https:\/\/a\.example,http:\/\/localhost:3000 handover=cookie auto_continue=false\n/,
+    );
+    const [target] = await db.sql`select return_origins, auto_continue from waitroom.rooms where id = ${room}`;
+    expect(target).toEqual({ return_origins: ["https://a.example", "http://localhost:3000"], auto_continue: false });
     expect(await waitroom(["rooms", "resume", room])).toMatchObject({ code: 0, stdout: `${room}: mode open\n` });
     expect(await waitroom(["rooms", "pause", room])).toMatchObject({ code: 0, stdout: `${room}: mode paused\n` });
 

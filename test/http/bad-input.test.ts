@@ -373,6 +373,33 @@ function buildCorpus(f: Fixture): Case[] {
     ],
     pool_per_day: [-1, 1.5, "5", 2 ** 31, true],
     time_zone: ["", null, 5, "Mars/Olympus", "x".repeat(65), "UTC\u0000"],
+    target_url: [
+      "shop.example",
+      "ftp://shop.example/",
+      "javascript:alert(1)",
+      "https://shop.example/#fragment",
+      `https://shop.example/${"a".repeat(2048)}`,
+      "",
+      5,
+      true,
+      [],
+    ],
+    return_origins: [
+      "https://shop.example",
+      ["https://shop.example/"],
+      ["HTTPS://SHOP.EXAMPLE"],
+      ["https://shop.example/path"],
+      ["https://user@shop.example"],
+      ["javascript:alert(1)"],
+      ["https://shop.example https://evil.example"],
+      [5],
+      [null],
+      Array.from({ length: 33 }, (_, i) => `https://s${i}.example`),
+      null,
+      {},
+    ],
+    handover: ["header", "COOKIE", "", null, 1, ["cookie"]],
+    auto_continue: ["yes", 1, 0, null],
   };
   const settingsTargets = [
     { what: "existing room", path: `/v1/rooms/${f.room}`, base: {} },
@@ -842,6 +869,89 @@ function buildCorpus(f: Fixture): Case[] {
       add({ name: `${method} ${path}`, method, path: sample, headers: admin, expect: "method_not_allowed" });
     }
   }
+  // --- the handover: bodies, tokens, and return URLs off the room's list (f.room lists none) ---
+  const handoverPath = `/v1/rooms/${f.room}/handover`;
+  for (const body of [
+    {},
+    { admission_token: "" },
+    { admission_token: 5 },
+    { admission_token: null },
+    { admission_token: "x".repeat(4097) },
+    { admission_token: f.admissionToken, return: "" },
+    { admission_token: f.admissionToken, return: 5 },
+    { admission_token: f.admissionToken, return: `https://x.example/${"a".repeat(4096)}` },
+    { admission_token: f.admissionToken, extra: 1 },
+    { return: "https://shop.example/" },
+  ]) {
+    add({
+      name: `handover: ${JSON.stringify(body).slice(0, 120)}`,
+      method: "post",
+      path: handoverPath,
+      body,
+      expect: "invalid_request",
+    });
+  }
+  for (const returnUrl of [
+    "https://evil.example/",
+    "//evil.example/",
+    "/relative",
+    "javascript:alert(1)",
+    "https://shop.example@evil.example/",
+    "http://evil.example:80/",
+    "https://evil.example/#waitroom_token=x",
+    "data:text/html,<script>alert(1)</script>",
+  ]) {
+    add({
+      name: `handover: return ${returnUrl}`,
+      method: "post",
+      path: handoverPath,
+      body: { admission_token: f.admissionToken, return: returnUrl },
+      expect: "return_not_allowed",
+    });
+  }
+  for (const token of ["abc", "a.b.c", `${f.admissionToken}x`]) {
+    add({
+      name: `handover: token ${token.slice(0, 20)}`,
+      method: "post",
+      path: handoverPath,
+      body: { admission_token: token },
+      expect: "invalid_token",
+    });
+  }
+  add({
+    name: "handover: another room's token",
+    method: "post",
+    path: `/v1/rooms/${f.closedRoom}/handover`,
+    body: { admission_token: f.admissionToken },
+    expect: "wrong_room",
+  });
+
+  // --- the gate: what the proxy forwards (this service's WAITROOM_GATES maps no host) ---
+  const gateHeaders = { "x-forwarded-host": "shop.example", "x-forwarded-uri": "/", "x-forwarded-proto": "https" };
+  for (const [what, headers, query] of [
+    ["no forwarded headers", {}, ""],
+    ["no X-Forwarded-Uri", { "x-forwarded-host": "shop.example" }, ""],
+    ["no X-Forwarded-Host", { "x-forwarded-uri": "/" }, ""],
+    ["host with a path", { ...gateHeaders, "x-forwarded-host": "shop.example/x" }, ""],
+    ["host with a space", { ...gateHeaders, "x-forwarded-host": "shop example" }, ""],
+    ["host with userinfo", { ...gateHeaders, "x-forwarded-host": "user@shop.example" }, ""],
+    ["relative uri", { ...gateHeaders, "x-forwarded-uri": "shop" }, ""],
+    ["absolute uri", { ...gateHeaders, "x-forwarded-uri": "https://evil.example/" }, ""],
+    ["uri with a fragment", { ...gateHeaders, "x-forwarded-uri": "/#x" }, ""],
+    ["oversized uri", { ...gateHeaders, "x-forwarded-uri": `/${"a".repeat(8192)}` }, ""],
+    ["proto ftp", { ...gateHeaders, "x-forwarded-proto": "ftp" }, ""],
+    ["deny=maybe", gateHeaders, "?deny=maybe"],
+  ] as const) {
+    add({ name: `gate: ${what}`, method: "get", path: `/v1/gate${query}`, headers, expect: "invalid_request" });
+  }
+  add({
+    name: "gate: an unmapped host",
+    method: "get",
+    path: "/v1/gate?deny=unauthorized",
+    headers: gateHeaders,
+    expect: "not_found",
+  });
+
   return cases;
 }
 

@@ -150,6 +150,26 @@ describe("zod and the database agree", () => {
       pool_per_day: [-1, 0, 1, 2 ** 31 - 1, null],
       // IANA names (PostgreSQL also takes POSIX zones such as "utc+1"; the API does not, on purpose).
       time_zone: ["UTC", "Europe/Paris", "America/Argentina/Buenos_Aires", "Mars/Olympus", ""],
+      target_url: [
+        "https://shop.example/",
+        "http://localhost:8081/deep?x=1",
+        "https://shop.example",
+        "https://user@shop.example/",
+        "https://shop.example/#top",
+        "javascript:alert(1)",
+        "ftp://shop.example/",
+        null,
+      ],
+      return_origins: [
+        [],
+        ["https://a.example", "http://localhost:3000"],
+        ["https://a.example/"],
+        ["HTTPS://A.EXAMPLE"],
+        ["https://a.example/path"],
+        null,
+      ],
+      handover: ["cookie", "fragment", "header"],
+      auto_continue: [true, false],
       // Not a setting: both must refuse it.
       no_such_setting: [1],
     };

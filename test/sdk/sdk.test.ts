@@ -368,6 +368,8 @@ describe("the client SDK against the real server", () => {
       forbidden: true,
       wrong_room: true,
       origin_not_allowed: true,
+      return_not_allowed: true,
+      admission_required: true,
       not_found: true,
       method_not_allowed: true,
       superseded: true,

@@ -1,5 +1,6 @@
 import type { Route } from "../route.js";
 import { checkRoute, jwksRoute, listKeysRoute, revokeRoute, rotateRoute } from "./checks.js";
+import { endHandoverRoute, gateRoute, handoverRoute } from "./gate.js";
 import { healthRoute, metricsRoute, openApiRoute, readyRoute } from "./ops.js";
 import {
   deleteRoomRoute,
@@ -28,6 +29,9 @@ export const routes: readonly Route[] = [
   listKeysRoute,
   rotateRoute,
   revokeRoute,
+  handoverRoute,
+  endHandoverRoute,
+  gateRoute,
   listRoomsRoute,
   getRoomRoute,
   putRoomRoute,
