@@ -28,7 +28,7 @@ export type SigningKey = {
 export type KeyStore = {
   /** The current key, created on first use. */
   signingKey(): Promise<{ kid: string; privateKey: CryptoKey }>;
-  /** A listed (current, staged or recently retired) key; an unknown kid reloads from the database once. */
+  /** A listed (current, staged or recently retired) key; an unknown kid reloads from the database (at most once a second). */
   publicKey(kid: string): Promise<CryptoKey | undefined>;
   /** The JWKS entries: current key first, then the staged and retired ones still listed. */
   listed(): Promise<PublicJwk[]>;
@@ -46,6 +46,14 @@ type KeySet = {
   keys: Map<string, { jwk: PublicJwk; publicKey: CryptoKey }>;
   current?: { kid: string; privateKey: CryptoKey };
 };
+
+/**
+ * A token naming a kid we do not know reloads the keys (another replica may have rotated), but a
+ * read at most this old answers it: forged kids, which anyone can put in a cookie or a check, cost
+ * the database at most one read a second, however many arrive. Our own new keys are published
+ * (staged) long before they sign, so a real one is never missed for long.
+ */
+const UNKNOWN_KID_RELOAD_MS = 1_000;
 
 /** Our kids are RFC 7638 SHA-256 thumbprints; anything else cannot be ours and never costs a reload. */
 const KID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
@@ -147,7 +155,7 @@ export function createKeyStore({ sql, log, cacheMs, retiredKeyTtlSeconds, stageS
       const known = (await cached()).keys.get(kid);
       if (known || !KID_PATTERN.test(kid)) return known?.publicKey;
       // Perhaps another replica rotated since our last read.
-      return (await reload()).keys.get(kid)?.publicKey;
+      return (await load(performance.now() - UNKNOWN_KID_RELOAD_MS)).keys.get(kid)?.publicKey;
     },
     async listed() {
       return [...(await cached()).keys.values()].map((key) => key.jwk);

@@ -319,6 +319,41 @@ describe("verify", () => {
     expect(await rejection(tokens, stranger)).toMatchObject({ code: "invalid_token" });
   });
 
+  it("reads the keys again for forged kids at most once a second, however many arrive", async () => {
+    // The service's connection, counting the key store's reads of the published keys.
+    let reads = 0;
+    const counted = new Proxy(db.serviceSql, {
+      apply(target, self, args: Parameters<Sql>) {
+        const [strings] = args;
+        if (Array.isArray(strings) && strings.join("").includes("published_keys")) reads += 1;
+        return Reflect.apply(target, self, args);
+      },
+    });
+    const tokens = issuer({ sql: counted, timings: { keyCacheSeconds: 3600 } });
+    await tokens.sign(claims());
+    const readsAfterSigning = reads;
+    const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    const started = performance.now();
+    for (let i = 0; i < 20; i++) {
+      // A well-formed kid of our kind (a 43-character thumbprint) that no replica ever made.
+      const forged = await new SignJWT({ room: "launch", tid: claims().ticketId, ins: 1 })
+        .setProtectedHeader({
+          alg: "EdDSA",
+          kid: base64url.encode(crypto.getRandomValues(new Uint8Array(32))),
+          typ: "JWT",
+        })
+        .setSubject("user-1")
+        .setIssuer("waitroom")
+        .setExpirationTime("10m")
+        .sign(privateKey);
+      expect(await rejection(tokens, forged)).toMatchObject({ code: "invalid_token" });
+    }
+    const seconds = (performance.now() - started) / 1000;
+    // At most one read per second that passed (none within a second of signing's), not one per forged token.
+    expect(reads - readsAfterSigning).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    expect(reads - readsAfterSigning).toBeLessThan(20);
+  });
+
   it.each([
     ["tid", { sub: "user-1", aud: "launch", room: "launch", ins: 1 }],
     ["a non-uuid tid", { sub: "user-1", aud: "launch", room: "launch", tid: "1; drop table", ins: 1 }],
