@@ -6,6 +6,7 @@
  */
 export { type ClientOptions, createClient, type JoinOptions, Ticket, type WaitroomClient } from "./client.js";
 export { WaitroomError } from "./errors.js";
+export { leadingZeroBits, solveChallenge } from "./proof-of-work.js";
 export { type SseHandlers, type SseMessage, SseParser } from "./sse.js";
 export type { SubscribeEnd, SubscribeOptions } from "./stream.js";
 export type * from "./types.js";

@@ -46,6 +46,7 @@ create type waitroom.room_listing as (
   retention_seconds  integer,
   health_url         text,
   max_queued         integer,
+  proof_of_work_bits integer,
   created_at         timestamptz,
   updated_at         timestamptz,
   stats              jsonb

@@ -18,11 +18,14 @@
 
 -- Joins are refused by unknown rooms (WR404) and closed ones (WR503); paused
 -- rooms queue them.
-create function waitroom._join_room(p_room text, out mode text, out queue_seq regclass, out max_queued integer)
+create function waitroom._join_room(p_room text, out mode text, out queue_seq regclass, out max_queued integer,
+                                    out proof_of_work_bits integer)
 language plpgsql stable
 as $$
 begin
-  select r.mode, r.queue_seq, r.max_queued into mode, queue_seq, max_queued from waitroom.rooms r where r.id = p_room;
+  select r.mode, r.queue_seq, r.max_queued, r.proof_of_work_bits
+    into mode, queue_seq, max_queued, proof_of_work_bits
+    from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
   elsif mode = 'closed' then
@@ -31,7 +34,7 @@ begin
 end
 $$;
 comment on function waitroom._join_room(text) is
-  'The mode, queue sequence and queue cap of a room that takes joins; WR404 unknown room, WR503 closed.';
+  'The mode, queue sequence, queue cap and proof-of-work bits of a room that takes joins; WR404 unknown room, WR503 closed.';
 
 -- Checked before any number is drawn (a drawn number is never given back).
 -- Joins of a capped room take its join lock (advisory 2002, before any other
@@ -192,7 +195,8 @@ create function waitroom.join_many(
   p_count      integer,
   p_holders    text[] default null,
   p_priorities integer[] default null,
-  p_now        timestamptz default null
+  p_now        timestamptz default null,
+  p_weakest_proof integer default null
 ) returns table (ordinal integer, ticket_id uuid, token text, status text, "position" bigint, depth bigint)
 language plpgsql
 -- The statements below have the same shape for a batch of 1 and of 10000;
@@ -233,6 +237,16 @@ begin
   end if;
   if p_priorities is not null and (array_ndims(p_priorities) <> 1 or cardinality(p_priorities) <> p_count) then
     perform waitroom._fail('WR400', format('p_priorities must be null or an array of p_count (%s) priorities', p_count));
+  end if;
+  -- The HTTP layer verified each proof (signature, room, expiry, the hash)
+  -- and says what the weakest showed; whether that is enough is the room's
+  -- setting as of this statement, so a difficulty raised during a flood
+  -- counts at once. A room without proof of work tests nothing more.
+  if v_room.proof_of_work_bits is not null then
+    if p_weakest_proof < v_room.proof_of_work_bits then
+      perform waitroom._fail('WRPOW', format('room %L asks anonymous joins for a proof of work of %s leading zero bits',
+        p_room, v_room.proof_of_work_bits));
+    end if;
   end if;
   -- Everything is checked before the first number is drawn, and the first
   -- bad join is named, where a serial run would have stopped.
@@ -451,5 +465,5 @@ begin
    order by u.ordinal;
 end
 $$;
-comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz) is
-  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders and p_priorities are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WR400 bad count, array length, holder or priority (the message names the first bad join).';
+comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz, integer) is
+  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders and p_priorities are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0). p_weakest_proof (the HTTP layer''s) is the fewest leading zero bits shown by the verified proofs of work of the joins held to the room''s proof_of_work_bits (0: one of them showed none), or null when none is held to it (server-key and SQL joins). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WRPOW p_weakest_proof is below the room''s proof_of_work_bits, WR400 bad count, array length, holder or priority (the message names the first bad join).';

@@ -109,6 +109,7 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0009_proof_of_work",
     ]);
   });
 
@@ -161,6 +162,7 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0009_proof_of_work",
     ]);
   });
 
@@ -226,6 +228,7 @@ describe("migrate from separate processes", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0009_proof_of_work",
     ]);
 
     const db = await connect(url);
@@ -236,6 +239,7 @@ describe("migrate from separate processes", () => {
       { name: "0003_opening_draw_and_health" },
       { name: "0004_room_queue_cap" },
       { name: "0005_seats" },
+      { name: "0009_proof_of_work" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",

@@ -38,6 +38,7 @@ const sqlErrors: Record<string, ErrorCode> = {
   WR404: "not_found",
   WR503: "room_closed",
   WRFUL: "room_full",
+  WRPOW: "proof_required",
   // p_now from a role that may not pin the clock: the service never sends one.
   WR403: "forbidden",
 };

@@ -54,6 +54,8 @@ export type RoomSettings = {
   health_url?: string | null;
   /** Most tickets queued at once; null: no cap. */
   max_queued?: number | null;
+  /** Leading zero bits an anonymous HTTP join's proof of work must show; null: none. */
+  proof_of_work_bits?: number | null;
   shuffle_seed?: number;
 };
 
@@ -78,7 +80,12 @@ export type RoomStats = {
 
 export type RoomWithStats = Room & { stats: RoomStats };
 
-export type JoinRequest = { holder?: string; priority?: number };
+export type JoinRequest = {
+  holder?: string;
+  priority?: number;
+  /** Leading zero bits the join's verified proof of work showed (0: none); undefined: exempt (the server key). */
+  proven?: number;
+};
 
 /** Many joins of one room in one statement (waitroom.join_many); answers in the order asked. */
 export async function joinMany(sql: Sql, room: string, requests: readonly JoinRequest[]): Promise<Joined[]> {
@@ -86,10 +93,12 @@ export async function joinMany(sql: Sql, room: string, requests: readonly JoinRe
   const holders = requests.some((r) => r.holder !== undefined) ? requests.map((r) => r.holder ?? null) : null;
   // A null element is join_many's own default (anonymous, priority 0): the default is not repeated here.
   const priorities = requests.some((r) => r.priority !== undefined) ? requests.map((r) => r.priority ?? null) : null;
+  const proofs = requests.flatMap((r) => (r.proven === undefined ? [] : [r.proven]));
   const rows = await sql<(Joined & { ordinal: number })[]>`
     select * from waitroom.join_many(${room}, ${requests.length},
       ${holders === null ? null : sql.array(holders as string[])}::text[],
-      ${priorities === null ? null : sql.array(priorities as number[])}::integer[])`;
+      ${priorities === null ? null : sql.array(priorities as number[])}::integer[],
+      p_weakest_proof => ${proofs.length === 0 ? null : Math.min(...proofs)}::integer)`;
   const answers = new Array<Joined>(requests.length);
   for (const { ordinal, ...joined } of rows) answers[ordinal - 1] = joined;
   return answers;
@@ -229,4 +238,17 @@ export type HistoryBucket = {
 
 export async function history(sql: Sql, room: string, minutes: number, now?: Date): Promise<HistoryBucket[]> {
   return sql<HistoryBucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now ?? null})`;
+}
+
+/** The key proof-of-work challenges are signed with (the same in every replica). */
+export async function proofOfWorkSecret(sql: Sql): Promise<Buffer> {
+  const [row] = await sql<{ secret: Buffer }[]>`select waitroom.proof_of_work_secret() as secret`;
+  if (!row?.secret) throw new Error("waitroom.proof_of_work_secret() answered no key: is migration 0009 applied?");
+  return row.secret;
+}
+
+/** The leading zero bits a room asks of anonymous joins (null: none); WR404 unknown room. */
+export async function proofOfWorkBits(sql: Sql, room: string): Promise<number | null> {
+  const [row] = await sql<{ bits: number | null }[]>`select waitroom.proof_of_work_bits(${room}) as bits`;
+  return row?.bits ?? null;
 }

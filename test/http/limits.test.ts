@@ -113,6 +113,7 @@ describe("per-client limits (the service's defaults)", () => {
     );
     expect(limited.sort()).toEqual([
       "delete /v1/tickets/{id} ticket",
+      "get /v1/rooms/{room}/challenge ticket",
       "get /v1/tickets/{id} ticket",
       "get /v1/tickets/{id}/events stream",
       "post /v1/check check",

@@ -4,6 +4,7 @@ import { createRemoteJWKSet, jwtVerify } from "jose";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import type { z } from "zod";
 import {
+  type ChallengeResponse,
   type CheckResponse,
   type ClaimResponse,
   createClient,
@@ -353,6 +354,7 @@ describe("the client SDK against the real server", () => {
     expectTypeOf<JoinResponse>().toEqualTypeOf<z.infer<typeof contracts.joinResponse>>();
     expectTypeOf<ClaimResponse>().toEqualTypeOf<z.infer<typeof contracts.claimResponse>>();
     expectTypeOf<CheckResponse>().toEqualTypeOf<z.infer<typeof contracts.checkResponse>>();
+    expectTypeOf<ChallengeResponse>().toEqualTypeOf<z.infer<typeof contracts.challengeResponse>>();
     expectTypeOf<Exclude<ErrorCode, "unexpected_response">>().toEqualTypeOf<contracts.ErrorCode>();
     // At run time too, for the error codes.
     const sdkCodes: Record<Exclude<ErrorCode, "unexpected_response">, true> = {
@@ -366,6 +368,10 @@ describe("the client SDK against the real server", () => {
       method_not_allowed: true,
       superseded: true,
       room_full: true,
+      proof_required: true,
+      proof_invalid: true,
+      proof_replayed: true,
+      proof_expired: true,
       draining: true,
       ended: true,
       expired: true,

@@ -11,11 +11,20 @@ import {
   resumeRoute,
   roomsStreamRoute,
 } from "./rooms.js";
-import { claimRoute, eventsRoute, heartbeatRoute, joinRoute, leaveRoute, ticketRoute } from "./tickets.js";
+import {
+  challengeRoute,
+  claimRoute,
+  eventsRoute,
+  heartbeatRoute,
+  joinRoute,
+  leaveRoute,
+  ticketRoute,
+} from "./tickets.js";
 
 /** Every route definition of the API, by concern: what /openapi.json describes. */
 export const routes: readonly Route[] = [
   joinRoute,
+  challengeRoute,
   ticketRoute,
   eventsRoute,
   claimRoute,
