@@ -18,6 +18,7 @@ type Asset = { body: string; type: string; etag: string };
 
 const assetTypes: Record<string, string> = {
   "room.js": "text/javascript; charset=utf-8",
+  "pow-worker.js": "text/javascript; charset=utf-8",
   "admin.js": "text/javascript; charset=utf-8",
   "docs.js": "text/javascript; charset=utf-8",
   "pages.css": "text/css; charset=utf-8",
@@ -44,6 +45,8 @@ const contentSecurityPolicy = (inlineStyles: boolean) =>
     "script-src 'self'",
     inlineStyles ? "style-src 'self' 'unsafe-inline'" : "style-src 'self'",
     "connect-src 'self'",
+    // The waiting room's proof of work runs in a worker (web/pow-worker.js).
+    "worker-src 'self'",
     "img-src 'self' data:",
     "base-uri 'none'",
     "form-action 'none'",
@@ -91,7 +94,7 @@ export function roomPage(room: string): string {
   return page(
     `Waiting room · ${room}`,
     "room.js",
-    `<main id="room" class="room" data-room="${id}">
+    `<main id="room" class="room" data-room="${id}" data-pow-worker="/assets/pow-worker.js?v=${assets.get("pow-worker.js")?.etag.slice(1, 9)}">
   <header>
     <p class="eyebrow">Waiting room</p>
     <h1>${id}</h1>

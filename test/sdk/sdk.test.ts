@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import net from "node:net";
 import { createRemoteJWKSet, jwtVerify } from "jose";
-import { describe, expect, expectTypeOf, it } from "vitest";
+import { describe, expect, expectTypeOf, it, vi } from "vitest";
 import type { z } from "zod";
 import {
   type ChallengeResponse,
@@ -313,6 +313,30 @@ describe("the client SDK against the real server", () => {
     await expect(first.state()).rejects.toMatchObject({ status: 409, code: "superseded" });
     expect((await first.subscribe(() => {})).reason).toBe("superseded");
     expect((await again.state()).status).toBe("queued");
+  });
+
+  it("joins a room with proof of work: it solves the room's challenge with WebCrypto and joins again", async () => {
+    const room = await createRoom({ capacity: 0, idle_seconds: 3600, proof_of_work_bits: 10 });
+    const trace = traced();
+    const client = createClient({ baseUrl: server.url, fetch: trace.fetch });
+    const ticket = await client.join(room);
+    expect(ticket.joined?.status).toBe("queued");
+    expect(trace.calls.map((call) => `${call.method} ${call.path}`)).toEqual([
+      `POST /v1/rooms/${room}/tickets`,
+      `GET /v1/rooms/${room}/challenge`,
+      `POST /v1/rooms/${room}/tickets`,
+    ]);
+    // The server key's joins are not asked for one.
+    const held = await client.join(room, { holder: "ada", serverKey: SERVER_KEY });
+    expect(held.joined?.status).toBe("queued");
+    expect(trace.calls).toHaveLength(4);
+    // An abort while solving ends the join.
+    const hard = await createRoom({ capacity: 0, proof_of_work_bits: 24 });
+    const controller = new AbortController();
+    const joining = client.join(hard, { signal: controller.signal });
+    await vi.waitFor(() => expect(trace.to("/challenge")).toHaveLength(2));
+    controller.abort();
+    await expect(joining).rejects.toThrow();
   });
 
   it("throws WaitroomError with the envelope's status, code and message", async () => {
