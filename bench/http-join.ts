@@ -45,6 +45,7 @@ const LIMITED_ENV = {
   WAITROOM_RATE_LIMIT_TICKET: "10000000/s",
   WAITROOM_RATE_LIMIT_STREAM: "10000000/s",
   WAITROOM_RATE_LIMIT_CHECK: "10000000/s",
+  WAITROOM_RATE_LIMIT_KEY_FAILURES: "10000000/s",
 };
 /** Connections of the load generator, and pgbench clients: the same concurrency for all three. */
 const CONCURRENCY = 8;
