@@ -95,6 +95,7 @@ describe("zod and the database agree", () => {
       health_url: ["http://upstream.internal/health", "https://example.com/h", null],
       shuffle_seed: [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991],
       max_queued: [-1, 0, 1, 2 ** 31 - 1, null],
+      proof_of_work_bits: [-1, 0, 1, 24, 25, null],
       // Not a setting: both must refuse it.
       no_such_setting: [1],
     };
