@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import http from "node:http";
+import { openEventStream } from "./event-stream-socket.js";
 
 /*
  * Event-stream clients of the rush benchmark (bench/rush.ts), in a process of
@@ -49,7 +49,7 @@ export type ClientsReport = {
 type Ticket = { ticket_id: string; token: string };
 
 type Stream = {
-  request: http.ClientRequest | null;
+  connection: { destroy(): void } | null;
   connectedAt: number | null;
   firstStateAt: number | null;
   /** Position and depth of the first `state`: a later `state` with others is a change. */
@@ -70,7 +70,7 @@ const wallClock = () => performance.timeOrigin + performance.now();
 const lines = (await readFile(args.ticketsFile, "utf8")).split("\n").slice(args.from, args.to);
 const tickets = lines.filter((line) => line !== "").map((line) => JSON.parse(line) as Ticket);
 const streams: Stream[] = tickets.map(() => ({
-  request: null,
+  connection: null,
   connectedAt: null,
   firstStateAt: null,
   position: undefined,
@@ -80,7 +80,6 @@ const streams: Stream[] = tickets.map(() => ({
   failedAt: null,
   ended: null,
 }));
-const agent = new http.Agent({ keepAlive: false, maxSockets: Number.POSITIVE_INFINITY });
 const base = new URL(args.url);
 let closing = false;
 let unsettled = 0;
@@ -107,7 +106,7 @@ function failed(stream: Stream, why: string): void {
   stream.failure = why;
   stream.failedAt = wallClock();
   opening--;
-  stream.request?.destroy();
+  stream.connection?.destroy();
   checkProgress();
 }
 
@@ -157,39 +156,21 @@ function onMessage(stream: Stream, block: string, when: number): void {
 }
 
 function open(stream: Stream, ticket: Ticket): void {
-  const request = http.get(
+  stream.connection = openEventStream(
     {
-      agent,
       host: base.hostname,
-      port: base.port,
+      port: Number(base.port),
       path: `/v1/tickets/${ticket.ticket_id}/events?token=${encodeURIComponent(ticket.token)}`,
-      headers: { accept: "text/event-stream" },
     },
-    (response) => {
-      if (response.statusCode !== 200) {
-        response.resume();
-        failed(stream, `HTTP ${response.statusCode}`);
-        return;
-      }
-      response.setEncoding("utf8");
-      let buffer = "";
-      response.on("data", (text: string) => {
-        const when = wallClock();
-        buffer += text;
-        let end = buffer.indexOf("\n\n");
-        while (end >= 0) {
-          onMessage(stream, buffer.slice(0, end), when);
-          buffer = buffer.slice(end + 2);
-          end = buffer.indexOf("\n\n");
-        }
-      });
-      response.on("end", () => ended(stream, "closed by the service"));
-      response.on("error", (error: NodeJS.ErrnoException) => ended(stream, error.code ?? "response error"));
+    {
+      connected: () => {
+        stream.connectedAt = wallClock();
+      },
+      message: (block) => onMessage(stream, block, wallClock()),
+      refused: (why) => failed(stream, why),
+      ended: (why) => ended(stream, why),
     },
   );
-  stream.request = request;
-  request.on("socket", (socket) => socket.once("connect", () => (stream.connectedAt = wallClock())));
-  request.on("error", (error: NodeJS.ErrnoException) => ended(stream, error.code ?? error.message));
 }
 
 function openAll(): void {
@@ -239,8 +220,7 @@ process.on("message", (message: Request) => {
     send({ type: "report", report: report() });
   } else if (message.type === "close") {
     closing = true;
-    for (const stream of streams) stream.request?.destroy();
-    agent.destroy();
+    for (const stream of streams) stream.connection?.destroy();
     process.exit(0);
   }
 });

@@ -103,6 +103,70 @@ describe("Batcher", () => {
   });
 });
 
+/** A clock the test moves, and the timers the batcher asked for, fired by hand. */
+function handClock() {
+  let now = 0;
+  const timers: { at: number; run: () => void }[] = [];
+  return {
+    clock: { now: () => now, after: (ms: number, run: () => void) => void timers.push({ at: now + ms, run }) },
+    timers,
+    set: (ms: number) => {
+      now = ms;
+    },
+    /** Moves to the next timer's time and fires it. */
+    fireNext: () => {
+      const timer = timers.shift();
+      if (!timer) throw new Error("no timer pending");
+      now = timer.at;
+      timer.run();
+    },
+  };
+}
+
+describe("Batcher, paced", () => {
+  it("starts the next batch no sooner than pace × the last batch's duration after it started", async () => {
+    const { run, batches, sent } = controlledRun();
+    const time = handClock();
+    const batcher = new Batcher(run, { maxBatch: 100, maxInFlight: 2, pace: 4, clock: time.clock });
+    const first = batcher.submit(1);
+    await sent(1);
+    // The first batch took 20 ms: the next may start at 4 × 20 = 80 ms after it started.
+    time.set(20);
+    batches[0]?.answer();
+    expect(await first).toBe("#1");
+    time.set(30);
+    const trickle = [2, 3].map((n) => batcher.submit(n));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(batches).toHaveLength(1);
+    expect(time.timers.map((timer) => timer.at)).toEqual([80]);
+    const later = [4, 5].map((n) => batcher.submit(n));
+    time.fireNext();
+    const [, second] = await sent(2);
+    // Everything that arrived while it waited went together, in one batch instead of two.
+    expect(second?.inputs).toEqual([2, 3, 4, 5]);
+    second?.answer();
+    expect(await Promise.all([...trickle, ...later])).toEqual(["#2", "#3", "#4", "#5"]);
+  });
+
+  it("sends a call after a quiet spell at once", async () => {
+    const { run, batches, sent } = controlledRun();
+    const time = handClock();
+    const batcher = new Batcher(run, { maxBatch: 100, maxInFlight: 1, pace: 4, clock: time.clock });
+    const first = batcher.submit(1);
+    await sent(1);
+    time.set(20);
+    batches[0]?.answer();
+    await first;
+    // 80 ms after the last batch started, its fixed cost is paid for: no wait.
+    time.set(80);
+    const second = batcher.submit(2);
+    await sent(2);
+    expect(time.timers).toEqual([]);
+    batches[1]?.answer();
+    expect(await second).toBe("#2");
+  });
+});
+
 describe("KeyedBatcher", () => {
   it("batches per key and keeps no batcher once its work is done", async () => {
     const seen: { key: string; inputs: number[] }[] = [];

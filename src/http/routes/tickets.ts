@@ -1,9 +1,11 @@
+import type { ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { z } from "@hono/zod-openapi";
 import type { Sql } from "../../db/client.js";
 import { formatSse, type Hub, RETRY_MS, ticketView } from "../../events/hub.js";
 import type { Metrics } from "../../metrics.js";
 import type { GroupedQueue } from "../../queue/grouped.js";
+import type { PresentedToken } from "../../queue/index.js";
 import * as queue from "../../queue/index.js";
 import type { TokenIssuer } from "../../tokens/index.js";
 import {
@@ -182,6 +184,30 @@ export type TicketDeps = {
   streamBufferBytes: number;
 };
 
+/**
+ * The stream of a presented token, answered on Node's response (or over, or refused with the token's
+ * verdict). Apart from the handler on purpose: what the live stream keeps (its close listener)
+ * must not close over the request's context, or every open stream would hold its request's Hono
+ * context, headers and validated input for as long as it lives.
+ */
+async function openStream(
+  hub: Hub,
+  outgoing: ServerResponse,
+  bufferBytes: number,
+  presented: PresentedToken,
+  resumeAfter: number | undefined,
+): Promise<{ kind: "streaming" | "over" } | { kind: "refused"; code: string }> {
+  let unsubscribe = () => {};
+  const stream = sseResponse(outgoing, bufferBytes, () => unsubscribe());
+  stream.client.write(formatSse({ retry: RETRY_MS }));
+  const opened = await hub.open(presented, stream.client, resumeAfter);
+  if (opened.kind !== "streaming") return opened;
+  unsubscribe = opened.unsubscribe;
+  // A client that left while its stream was being opened is not kept subscribed.
+  if (!stream.start()) unsubscribe();
+  return { kind: "streaming" };
+}
+
 export function mountTickets({ mount }: Router, deps: TicketDeps): void {
   const { sql, grouped, hub, tokens, metrics, proofOfWork } = deps;
 
@@ -237,15 +263,9 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
         ? over()
         : c.body(null, 200, sseHeaders);
     }
-    let unsubscribe = () => {};
-    const stream = sseResponse(c.env.outgoing, deps.streamBufferBytes, () => unsubscribe());
-    stream.client.write(formatSse({ retry: RETRY_MS }));
-    const opened = await hub.open(presented, stream.client, resumeAfter);
+    const opened = await openStream(hub, c.env.outgoing, deps.streamBufferBytes, presented, resumeAfter);
     if (opened.kind === "refused") throw verdictError(opened.code);
     if (opened.kind === "over") return over();
-    unsubscribe = opened.unsubscribe;
-    // A client that left while its stream was being opened is not kept subscribed.
-    if (!stream.start()) unsubscribe();
     // The stream was answered on Node's response itself.
     return RESPONSE_ALREADY_SENT as unknown as ReturnType<typeof over>;
   });
