@@ -62,7 +62,13 @@ export function openEventStream(
     const headers = new Map(
       lines.map((line) => {
         const colon = line.indexOf(":");
-        return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim().toLowerCase()];
+        return [
+          line.slice(0, colon).trim().toLowerCase(),
+          line
+            .slice(colon + 1)
+            .trim()
+            .toLowerCase(),
+        ];
       }),
     );
     if (!headers.get("content-type")?.startsWith("text/event-stream")) {
