@@ -39,22 +39,27 @@ const assets = new Map<string, Asset>(
  * renderer also writes styles of its own into the page (style elements and attributes, without a nonce):
  * that page alone allows inline styles; its scripts are held to the same rule.
  */
-const contentSecurityPolicy = (inlineStyles: boolean) =>
+type PagePolicy = {
+  inlineStyles?: boolean;
+  /** Workers from this origin: the waiting room's proof of work runs in one (web/pow-worker.js). */
+  workers?: boolean;
+};
+
+const contentSecurityPolicy = ({ inlineStyles = false, workers = false }: PagePolicy) =>
   [
     "default-src 'none'",
     "script-src 'self'",
     inlineStyles ? "style-src 'self' 'unsafe-inline'" : "style-src 'self'",
     "connect-src 'self'",
-    // The waiting room's proof of work runs in a worker (web/pow-worker.js).
-    "worker-src 'self'",
+    ...(workers ? ["worker-src 'self'"] : []),
     "img-src 'self' data:",
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'none'",
   ].join("; ");
 
-function securityHeaders(c: Context, options: { inlineStyles?: boolean } = {}): void {
-  c.header("content-security-policy", contentSecurityPolicy(options.inlineStyles ?? false));
+function securityHeaders(c: Context, options: PagePolicy = {}): void {
+  c.header("content-security-policy", contentSecurityPolicy(options));
   c.header("x-content-type-options", "nosniff");
   // Nothing about the page (or a ticket) travels to other sites in Referer.
   c.header("referrer-policy", "no-referrer");
@@ -333,7 +338,7 @@ export function mountPages<E extends Env>(app: Hono<E>): void {
   });
 
   app.get("/rooms/:room", (c) => {
-    securityHeaders(c);
+    securityHeaders(c, { workers: true });
     c.header("cache-control", "no-cache");
     const room = c.req.param("room");
     if (!roomId.safeParse(room).success) {
