@@ -59,18 +59,11 @@ export function openEventStream(
       finish(status ? `HTTP ${status}` : "not HTTP");
       return "done";
     }
-    const headers = new Map(
-      lines.map((line) => {
-        const colon = line.indexOf(":");
-        return [
-          line.slice(0, colon).trim().toLowerCase(),
-          line
-            .slice(colon + 1)
-            .trim()
-            .toLowerCase(),
-        ];
-      }),
-    );
+    const headers = new Map<string, string>();
+    for (const line of lines) {
+      const colon = line.indexOf(":");
+      headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim().toLowerCase());
+    }
     if (!headers.get("content-type")?.startsWith("text/event-stream")) {
       finish("not an event stream");
       return "done";
