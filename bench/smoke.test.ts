@@ -7,6 +7,7 @@ import type { EtaFigures } from "./eta.js";
 import type { HttpJoinFigures } from "./http-join.js";
 import type { JoinFigures } from "./join.js";
 import type { LeaveAdmitFigures } from "./leave-admit.js";
+import type { LifecyclesFigures } from "./lifecycles.js";
 import type { RushFigures } from "./rush.js";
 import type { SseFanoutFigures } from "./sse-fanout.js";
 
@@ -28,6 +29,7 @@ type BenchOutput = {
       leaveAdmit: LeaveAdmitFigures;
       eta: EtaFigures;
       rush: RushFigures;
+      lifecycles: LifecyclesFigures;
     };
   };
 };
@@ -62,7 +64,8 @@ describe("bench/run.ts --quick", () => {
       const lastLine = stdout.trim().split("\n").at(-1) ?? "";
       const output = JSON.parse(lastLine) as BenchOutput;
       expect(output.waitroomBench.mode).toBe("quick");
-      const { join, httpJoin, admission, sseFanout, leaveAdmit, eta, rush } = output.waitroomBench.benchmarks;
+      const { join, httpJoin, admission, sseFanout, leaveAdmit, eta, rush, lifecycles } =
+        output.waitroomBench.benchmarks;
       for (const workload of ["raw", "floor", "join", "add_job"] as const) {
         expect(join.workloads[workload].medianTps, workload).toBeGreaterThan(0);
         expect(join.workloads[workload].medianWalBytesPerTransaction, workload).toBeGreaterThan(0);
@@ -121,6 +124,13 @@ describe("bench/run.ts --quick", () => {
       }
       expect(rush.admit.medianMs).toBeGreaterThan(0);
       expect(stdout).toContain("Rush — N join");
+
+      expect(lifecycles.capacity.sweepPerSecond, "sweep purge rate").toBeGreaterThan(0);
+      expect(lifecycles.capacity.barePerSecond, "bare DELETE rate").toBeGreaterThan(0);
+      expect(lifecycles.sustained.lifecycles, "lifecycles driven").toBeGreaterThan(0);
+      expect(lifecycles.sustained.sweeps, "sweeps during the load").toBeGreaterThan(0);
+      expect(lifecycles.sustained.samples.length, "samples").toBeGreaterThan(0);
+      expect(stdout).toContain("Lifecycles — sweeps purge");
 
       expect(await benchmarksFileContent()).toBe(before);
     },

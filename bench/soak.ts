@@ -308,7 +308,7 @@ function renderConsole(f: SoakFigures): string {
 
 async function renderMarkdown(f: SoakFigures, plan: Plan): Promise<string> {
   return [
-    "## 8. Soak: streams held, lifecycles, sweeps, for ten minutes",
+    "## 9. Soak: streams held, lifecycles, sweeps, for ten minutes",
     "",
     `${formatCount(plan.streams)} streams held open in one room while ${plan.visitors} visitors go through ` +
       `whole lifecycles in another of ${plan.capacity} seats, with the SDK over HTTP; the scheduler admits ` +

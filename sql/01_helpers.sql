@@ -68,7 +68,7 @@ begin
 end
 $$;
 comment on function waitroom._fail(text, text) is
-  'Raise a waitroom error: WR400 invalid argument, WR403 not allowed (p_now from a role that may not pin the clock), WR404 unknown room, WR409 room exists, WR503 room closed, WRFUL queue full (max_queued), WRPOW proof of work missing or too weak (proof_of_work_bits).';
+  'Raise a waitroom error: WR400 invalid argument, WR403 not allowed (p_now from a role that may not pin the clock), WR404 unknown room, WR409 room exists, WR503 room closed, WRFUL queue full (max_queued), WRSLD sold out, WRQUO holder over quota (raised by _check_quota, with the next share''s time as detail), WRPOW proof of work missing or too weak (proof_of_work_bits).';
 
 create function waitroom._room(p_room text) returns waitroom.rooms
 language plpgsql stable
@@ -92,16 +92,23 @@ as $$ select pg_advisory_xact_lock(2001, hashtext(p_room)) $$;
 comment on function waitroom._lock_room(text) is
   'Transaction-level advisory lock (2001, hashtext(room)) taken by admit and configure_room.';
 
--- Returns the row as JSON so a caller can publish it (see waitroom._publish).
-create function waitroom._event(p_room text, p_ticket uuid, p_type text, p_data jsonb, p_at timestamptz)
-returns jsonb
+-- The one writer of the ledger, set-based: a verb that writes one row and
+-- the sweep that writes thousands call the same INSERT. Rows get their ids
+-- in array order; the ids come back (ascending) for waitroom._publish_ids.
+create function waitroom._log(p_entries waitroom.ledger_entry[], p_at timestamptz) returns bigint[]
 language sql
 as $$
-  insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-  values (p_room, p_ticket, p_type, coalesce(p_data, '{}'), p_at)
-  returning to_jsonb(e)
+  with written as (
+    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
+    select l.room_id, l.ticket_id, l.type, coalesce(l.data, '{}'), p_at
+      from unnest(p_entries) with ordinality as l(room_id, ticket_id, type, data, ordinal)
+     order by l.ordinal
+    returning e.id
+  )
+  select coalesce(array_agg(w.id order by w.id), '{}') from written w
 $$;
-comment on function waitroom._event(text, uuid, text, jsonb, timestamptz) is 'Append one row to the event ledger; returns it as JSON.';
+comment on function waitroom._log(waitroom.ledger_entry[], timestamptz) is
+  'Append ledger rows (one per entry, in array order, all stamped p_at; null data = {}) and return their ids in ascending order, for waitroom._publish_ids. The only INSERT into waitroom.events.';
 
 -- Only bump a tally: tickets queued minus tickets dequeued is the depth
 -- (_depth). Shard chosen by backend so concurrent writers rarely share a row.

@@ -9,7 +9,8 @@ as $$
     from pg_attribute
    where attrelid = 'waitroom.rooms'::regclass and attnum > 0 and not attisdropped
      and attname not in ('id', 'queue_seq', 'created_at', 'updated_at', 'shuffled_at',
-                         'healthy', 'health_detail', 'health_checked_at')
+                         'healthy', 'health_detail', 'health_checked_at',
+                         'stock_available', 'stock_outstanding', 'sold_out_at')
 $$;
 comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
 
@@ -46,7 +47,11 @@ language plpgsql
 as $$
 declare
   v_columns text := (select string_agg(format('%I', s), ', ') from unnest(waitroom._room_settings() || 'updated_at'::text) s);
+  v_error text := waitroom._stock_settings_error(r);
 begin
+  if v_error is not null then
+    perform waitroom._fail('WR400', format('invalid settings for room %L: %s', r.id, v_error));
+  end if;
   execute format('update waitroom.rooms set (%1$s) = (select %1$s from (select ($1).*) given) where id = ($1).id',
                  v_columns)
     using r;
@@ -99,8 +104,9 @@ begin
   perform waitroom._save_room(r);
   insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
   -- The seed stays out of the ledger until the draw reveals it (see configure_room).
-  perform waitroom._event(p_room, null, 'room_created',
-    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at', v_now);
+  perform waitroom._log(array[row(p_room, null, 'room_created',
+    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at')::waitroom.ledger_entry],
+    v_now);
   perform waitroom._wake(p_room);
   return r;
 end
@@ -154,7 +160,8 @@ begin
       r.health_detail := null;
       r.health_checked_at := null;
     end if;
-    perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_configured', v_changes, v_now)));
+    perform waitroom._publish_ids(waitroom._log(
+      array[row(p_room, null, 'room_configured', v_changes)::waitroom.ledger_entry], v_now));
     perform waitroom._wake(p_room);
   end if;
   return r;
@@ -174,9 +181,10 @@ begin
   r := waitroom._room(p_room);
   delete from waitroom.tickets where room_id = p_room;
   delete from waitroom.queue_tally where room_id = p_room;
+  delete from waitroom.grants where room_id = p_room;
   delete from waitroom.rooms where id = p_room;
   execute format('drop sequence %s', r.queue_seq);
-  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_deleted', '{}', v_now)));
+  perform waitroom._publish_ids(waitroom._log(array[row(p_room, null, 'room_deleted', null)::waitroom.ledger_entry], v_now));
   return r;
 end
 $$;
@@ -215,3 +223,16 @@ end
 $$;
 comment on function waitroom.put_room(text, jsonb, timestamptz) is
   'Create the room with p_settings (capacity required) or, if it exists, configure it with them. Returns true when it created the room. Errors as create_room and configure_room.';
+
+-- GET /rooms/{room}: the page needs the room's page settings on every load,
+-- without the room_stats that list_rooms computes.
+create function waitroom.show_room_page(p_room text) returns setof waitroom.room_page
+language sql stable
+as $$
+  select r.id, r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text,
+         r.page_help_url, r.page_language
+    from waitroom.rooms r
+   where r.id = p_room
+$$;
+comment on function waitroom.show_room_page(text) is
+  'The page settings of room p_room (no row if unknown): what its waiting-room page shows.';

@@ -16,25 +16,32 @@
 -- _depth, taken in the same lock order. Measured the same way, join with
 -- these helpers stays within 2% of the single-row join it replaced.
 
--- Joins are refused by unknown rooms (WR404) and closed ones (WR503); paused
--- rooms queue them.
-create function waitroom._join_room(p_room text, out mode text, out queue_seq regclass, out max_queued integer,
-                                    out proof_of_work_bits integer)
+-- Joins are refused by unknown rooms (WR404), closed ones (WR503) and sold
+-- out ones (WRSLD); paused rooms queue them. A join that read the room just
+-- before it sold out queues, and the next admission tick ends its ticket.
+create function waitroom._join_room(
+  p_room text, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb,
+  out proof_of_work_bits integer
+)
 language plpgsql stable
 as $$
+declare
+  v_sold_out_at timestamptz;
 begin
-  select r.mode, r.queue_seq, r.max_queued, r.proof_of_work_bits
-    into mode, queue_seq, max_queued, proof_of_work_bits
+  select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.proof_of_work_bits, r.sold_out_at
+    into mode, queue_seq, max_queued, quota_tiers, proof_of_work_bits, v_sold_out_at
     from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
   elsif mode = 'closed' then
     perform waitroom._fail('WR503', format('room %L is closed', p_room));
+  elsif v_sold_out_at is not null then
+    perform waitroom._fail('WRSLD', format('room %L is sold out', p_room));
   end if;
 end
 $$;
 comment on function waitroom._join_room(text) is
-  'The mode, queue sequence, queue cap and proof-of-work bits of a room that takes joins; WR404 unknown room, WR503 closed.';
+  'The mode, queue sequence, queue cap, quota tiers and proof-of-work bits of a room that takes joins; WR404 unknown room, WR503 closed, WRSLD sold out.';
 
 -- Checked before any number is drawn (a drawn number is never given back).
 -- Joins of a capped room take its join lock (advisory 2002, before any other
@@ -94,7 +101,8 @@ create function waitroom.join(
   p_room     text,
   p_holder   text default null,
   p_priority integer default 0,
-  p_now      timestamptz default null
+  p_now      timestamptz default null,
+  p_tier     text default null
 ) returns table (ticket_id uuid, token text, status text, "position" bigint, depth bigint)
 language plpgsql
 as $$
@@ -112,6 +120,13 @@ begin
   if waitroom._join_error(p_holder, p_priority) is not null then
     perform waitroom._fail('WR400', waitroom._join_error(p_holder, p_priority));
   end if;
+  -- Rooms with quota tiers only: the others pay one null test.
+  if v_room.quota_tiers is not null or p_tier is not null then
+    if waitroom._tier_error(v_room.quota_tiers, p_tier) is not null then
+      perform waitroom._fail('WR400', waitroom._tier_error(v_room.quota_tiers, p_tier));
+    end if;
+    p_priority := waitroom._tier_priority(v_room.quota_tiers, p_tier, p_priority);
+  end if;
 
   if p_holder is null then
     -- Anonymous: no unique index can conflict, so a plain insert rather than
@@ -120,11 +135,11 @@ begin
     if v_room.max_queued is not null then
       perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
     end if;
-    insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
-    values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
+    insert into waitroom.tickets as t (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
+    values (waitroom._new_id(), p_room, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
     v_new := true;
-    perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
+    perform waitroom._log(array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
   else
     loop
       -- A live holder re-joining keeps seq, status and priority (same place)
@@ -139,23 +154,29 @@ begin
          and t.status in ('queued', 'admitted', 'active', 'draining')
       returning t.id, t.status, t.instance into ticket_id, status, v_instance;
       if found then
-        perform waitroom._event(p_room, ticket_id, 'rejoined', waitroom._rejoined_data(v_instance), v_now);
+        perform waitroom._log(
+          array[row(p_room, ticket_id, 'rejoined', waitroom._rejoined_data(v_instance))::waitroom.ledger_entry], v_now);
         exit;
       end if;
 
-      -- A new ticket: a re-join above keeps its place even in a full room.
+      -- A new ticket: a re-join above keeps its place even in a full room,
+      -- and a holder with no share left is refused before it waits.
+      if v_room.quota_tiers is not null then
+        perform waitroom._check_quota(p_room, p_holder, p_tier, v_now);
+      end if;
       if v_room.max_queued is not null then
         perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
       end if;
-      insert into waitroom.tickets (id, room_id, holder, token_hash, priority, seq, queued_at, last_seen_at)
-      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
+      insert into waitroom.tickets (id, room_id, holder, token_hash, priority, tier, seq, queued_at, last_seen_at)
+      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
       on conflict (room_id, holder)
         where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
       do nothing
       returning id, status into ticket_id, status;
       if found then
         v_new := true;
-        perform waitroom._event(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority), v_now);
+        perform waitroom._log(
+          array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
         exit;
       end if;
       -- A concurrent join of the same holder won: its ticket is ours to
@@ -182,8 +203,8 @@ begin
   return next;
 end
 $$;
-comment on function waitroom.join(text, text, integer, timestamptz) is
-  'Join a room''s queue. p_holder (verified user id) makes it idempotent: a re-join keeps the place, rotates the token and supersedes the old one. Returns the bearer token once. position is exact for a new ticket in a FIFO room, an upper bound otherwise (see waitroom.position). WR404 unknown room, WR503 closed, WRFUL the room queues max_queued tickets already (a re-join of a live holder is never refused), WR400 bad holder/priority. waitroom.join_many does the same for many joins at once.';
+comment on function waitroom.join(text, text, integer, timestamptz, text) is
+  'Join a room''s queue. p_holder (verified user id) makes it idempotent: a re-join keeps the place (and priority and tier), rotates the token and supersedes the old one. p_tier is the holder''s quota tier in a room with quota_tiers (null = "default"); a priority of 0 takes the tier''s. WRSLD the room is sold out, WRQUO a new ticket of a holder with no share left in its tier (detail: when the next one is available). Returns the bearer token once. position is exact for a new ticket in a FIFO room, an upper bound otherwise (see waitroom.position). WR404 unknown room, WR503 closed, WRFUL the room queues max_queued tickets already (a re-join of a live holder is never refused), WR400 bad holder/priority. waitroom.join_many does the same for many joins at once.';
 
 -- The group commit of an opening rush: the HTTP layer gathers the joins
 -- that arrive together and writes them with one statement, so a batch pays
@@ -196,6 +217,7 @@ create function waitroom.join_many(
   p_holders    text[] default null,
   p_priorities integer[] default null,
   p_now        timestamptz default null,
+  p_tiers      text[] default null,
   p_weakest_proof integer default null
 ) returns table (ordinal integer, ticket_id uuid, token text, status text, "position" bigint, depth bigint)
 language plpgsql
@@ -238,6 +260,9 @@ begin
   if p_priorities is not null and (array_ndims(p_priorities) <> 1 or cardinality(p_priorities) <> p_count) then
     perform waitroom._fail('WR400', format('p_priorities must be null or an array of p_count (%s) priorities', p_count));
   end if;
+  if p_tiers is not null and (array_ndims(p_tiers) <> 1 or cardinality(p_tiers) <> p_count) then
+    perform waitroom._fail('WR400', format('p_tiers must be null or an array of p_count (%s) tiers', p_count));
+  end if;
   -- The HTTP layer verified each proof (signature, room, expiry, the hash)
   -- and says what the weakest showed; whether that is enough is the room's
   -- setting as of this statement, so a difficulty raised during a flood
@@ -261,6 +286,22 @@ begin
       perform waitroom._fail('WR400', format('join %s: %s', v_bad, v_error));
     end if;
   end if;
+  -- Rooms with quota tiers only: each join's tier, and the priority it maps to.
+  if p_tiers is not null or v_room.quota_tiers is not null then
+    select a.ordinal, waitroom._tier_error(v_room.quota_tiers, a.tier)
+      into v_bad, v_error
+      from unnest(p_tiers) with ordinality as a(tier, ordinal)
+     where waitroom._tier_error(v_room.quota_tiers, a.tier) is not null
+     order by a.ordinal
+     limit 1;
+    if v_error is not null then
+      perform waitroom._fail('WR400', format('join %s: %s', v_bad, v_error));
+    end if;
+    p_priorities := array(
+      select waitroom._tier_priority(v_room.quota_tiers, a.tier, coalesce(a.priority, 0))
+        from rows from (generate_series(1, p_count), unnest(p_tiers), unnest(p_priorities)) as a(ordinal, tier, priority)
+       order by a.ordinal);
+  end if;
 
   if p_holders is not null then
     -- Which joins draw a queue number: the anonymous ones and the first join
@@ -275,6 +316,14 @@ begin
       into v_draws
       from (select u.holder, u.ordinal, row_number() over (partition by u.holder order by u.ordinal) = 1 as first
               from unnest(p_holders) with ordinality as u(holder, ordinal)) a;
+  end if;
+
+  -- A holder about to get a new ticket with no share left refuses the batch
+  -- (the HTTP layer then tries its joins one by one).
+  if v_room.quota_tiers is not null and p_holders is not null then
+    perform waitroom._check_quota(p_room, a.holder, a.tier, v_now)
+       from unnest(p_holders, p_tiers, v_draws) as a(holder, tier, draws)
+      where a.holder is not null and a.draws;
   end if;
 
   -- A batch that would queue more than the cap is refused whole (the HTTP
@@ -292,33 +341,35 @@ begin
   -- for their ledger rows; as in join, a plain INSERT: no unique index can
   -- conflict without a holder.
   with drawn as (
-    select a.ordinal, a.holder, coalesce(a.priority, 0) as priority,
+    select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.tier,
            waitroom._new_id() as new_id, waitroom._new_token() as token,
            case when a.draws is not false then nextval(v_room.queue_seq) end as seq
-      from rows from (generate_series(1, p_count), unnest(p_holders), unnest(p_priorities), unnest(v_draws))
-           as a(ordinal, holder, priority, draws)
+      from rows from (generate_series(1, p_count), unnest(p_holders), unnest(p_priorities), unnest(v_draws),
+                      unnest(p_tiers))
+           as a(ordinal, holder, priority, draws, tier)
   ), anonymous as (
-    insert into waitroom.tickets (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
-    select d.new_id, p_room, waitroom._hash(d.token), d.priority, d.seq, v_now, v_now
+    insert into waitroom.tickets (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
+    select d.new_id, p_room, waitroom._hash(d.token), d.priority, d.tier, d.seq, v_now, v_now
       from drawn d
      where d.holder is null
   ), ledger as (
-    insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-    select p_room, d.new_id, 'joined', waitroom._joined_data(d.priority), v_now
+    -- Not announced (the joins learn their tickets from the answer); referenced below so that it runs.
+    select waitroom._log(array_agg(row(p_room, d.new_id, 'joined', waitroom._joined_data(d.priority)
+             )::waitroom.ledger_entry order by d.ordinal) filter (where d.holder is null), v_now) as ids
       from drawn d
-     where d.holder is null
   )
   select array_agg(d.new_id order by d.ordinal), array_agg(d.token order by d.ordinal),
          array_agg(d.seq order by d.ordinal)
     into v_new_ids, v_tokens, v_seqs
-    from drawn d;
+    from drawn d
+   cross join ledger;
   v_ids := v_new_ids;
 
   if p_holders is not null then
     with asked as (
-      select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.new_id, a.token, a.seq
-        from unnest(p_holders, p_priorities, v_new_ids, v_tokens, v_seqs)
-             with ordinality as a(holder, priority, new_id, token, seq, ordinal)
+      select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.tier, a.new_id, a.token, a.seq
+        from unnest(p_holders, p_priorities, v_new_ids, v_tokens, v_seqs, p_tiers)
+             with ordinality as a(holder, priority, new_id, token, seq, tier, ordinal)
        where a.holder is not null
     ), per_holder as (
       -- A holder's joins of this batch fold into one: the first one's
@@ -327,6 +378,7 @@ begin
       select a.holder, min(a.ordinal) as first_ordinal, count(*)::integer as joins,
              (array_agg(a.new_id order by a.ordinal))[1] as new_id,
              (array_agg(a.priority order by a.ordinal))[1] as priority,
+             (array_agg(a.tier order by a.ordinal))[1] as tier,
              min(a.seq) as seq,
              array_agg(waitroom._hash(a.token) order by a.ordinal desc) as hashes
         from asked a
@@ -342,10 +394,10 @@ begin
       -- number afterwards (0 meanwhile: seq is not null, and no other
       -- transaction sees the row before then).
       insert into waitroom.tickets as t
-             (id, room_id, holder, token_hash, superseded_token_hashes, instance, priority, seq,
+             (id, room_id, holder, token_hash, superseded_token_hashes, instance, priority, tier, seq,
               queued_at, last_seen_at)
       select h.new_id, p_room, h.holder, h.hashes[1], waitroom._supersede(h.hashes[2:], '{}'), h.joins,
-             h.priority, coalesce(h.seq, 0), v_now, v_now
+             h.priority, h.tier, coalesce(h.seq, 0), v_now, v_now
         from per_holder h
        order by h.holder collate "C"
       on conflict (room_id, holder)
@@ -374,14 +426,12 @@ begin
         from asked a
         join settled s on s.holder = a.holder
     ), ledger as (
-      insert into waitroom.events (room_id, ticket_id, type, data, created_at)
-      select p_room, w.ticket_id,
-             case when w.instance = 1 then 'joined' else 'rejoined' end,
-             case when w.instance = 1 then waitroom._joined_data(w.priority)
-                  else waitroom._rejoined_data(w.instance) end,
-             v_now
+      -- Referenced below (cross join, one row) so that it runs.
+      select waitroom._log(array_agg(row(p_room, w.ticket_id,
+               case when w.instance = 1 then 'joined' else 'rejoined' end,
+               case when w.instance = 1 then waitroom._joined_data(w.priority)
+                    else waitroom._rejoined_data(w.instance) end)::waitroom.ledger_entry order by w.ordinal), v_now) as ids
         from answered w
-       order by w.ordinal
     )
     -- The batch's answer so far, per join, with the holders' tickets merged in.
     select array_agg(coalesce(w.ticket_id, a.new_id) order by a.ordinal),
@@ -393,7 +443,8 @@ begin
            (select array_agg(s.id order by s.first_ordinal) from settled s where s.unnumbered)
       into v_ids, v_statuses, v_priorities, v_seqs, v_firsts, v_made, v_unnumbered
       from unnest(p_priorities, v_new_ids, v_seqs) with ordinality as a(priority, new_id, seq, ordinal)
-      left join answered w on w.ordinal = a.ordinal;
+      left join answered w on w.ordinal = a.ordinal
+     cross join ledger;
 
     if v_unnumbered is not null then
       -- Behind every number the batch drew, in the order of the holders' first joins.
@@ -465,5 +516,5 @@ begin
    order by u.ordinal;
 end
 $$;
-comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz, integer) is
-  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders and p_priorities are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0). p_weakest_proof (the HTTP layer''s) is the fewest leading zero bits shown by the verified proofs of work of the joins held to the room''s proof_of_work_bits (0: one of them showed none), or null when none is held to it (server-key and SQL joins). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WRPOW p_weakest_proof is below the room''s proof_of_work_bits, WR400 bad count, array length, holder or priority (the message names the first bad join).';
+comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz, text[], integer) is
+  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders, p_priorities and p_tiers are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0, a null tier = "default"). p_weakest_proof (the HTTP layer''s) is the fewest leading zero bits shown by the verified proofs of work of the joins held to the room''s proof_of_work_bits (0: one of them showed none), or null when none is held to it (server-key and SQL joins). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WRSLD sold out, WRQUO a holder getting a new ticket has no share left, WRPOW p_weakest_proof is below the room''s proof_of_work_bits, WR400 bad count, array length, holder or priority (the message names the first bad join).';

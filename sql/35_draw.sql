@@ -52,8 +52,9 @@ begin
 
   update waitroom.rooms set shuffled_at = p_now where id = r.id;
   -- The seed as a string: JSON readers that parse numbers as doubles keep it exact.
-  return (waitroom._event(r.id, null, 'room_shuffled',
-    jsonb_build_object('seed', r.shuffle_seed::text, 'count', v_count, 'opens_at', r.opens_at), p_now) ->> 'id')::bigint;
+  return (waitroom._log(array[row(r.id, null, 'room_shuffled',
+    jsonb_build_object('seed', r.shuffle_seed::text, 'count', v_count, 'opens_at', r.opens_at))::waitroom.ledger_entry],
+    p_now))[1];
 end
 $$;
 comment on function waitroom._draw(waitroom.rooms, timestamptz) is

@@ -23,8 +23,8 @@ begin
      and tk.token_hash = v_hash and tk.status = 'admitted' and tk.claim_deadline > v_now
   returning tk.* into t;
   if found then
-    perform waitroom._publish(jsonb_build_array(
-      waitroom._event(t.room_id, t.id, 'active', jsonb_build_object('expires_at', t.expires_at), v_now)));
+    perform waitroom._publish_ids(waitroom._log(array[row(t.room_id, t.id, 'active',
+      jsonb_build_object('expires_at', t.expires_at))::waitroom.ledger_entry], v_now));
     return row(true, 'ok', 'active', t.expires_at, t.holder, t.room_id, t.instance)::waitroom.claim_result;
   end if;
 
@@ -147,10 +147,14 @@ begin
   if v_from = 'queued' then
     perform waitroom._tally_dequeued(r.id, 1);
   else
+    -- An offer left before it was claimed gives back its stock and shares.
+    if v_from = 'admitted' then
+      perform waitroom._return_grants(array[p_ticket], 'left', v_now);
+    end if;
     perform waitroom._wake(r.id);
   end if;
-  perform waitroom._publish(jsonb_build_array(
-    waitroom._event(r.id, p_ticket, 'left', jsonb_build_object('from', v_from), v_now)));
+  perform waitroom._publish_ids(waitroom._log(array[row(r.id, p_ticket, 'left',
+    jsonb_build_object('from', v_from))::waitroom.ledger_entry], v_now));
   return row(true, 'ok', 'left', null)::waitroom.verdict;
 end
 $$;

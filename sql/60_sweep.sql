@@ -17,6 +17,7 @@ declare
   v_rooms  text[];
   v_counts bigint[];
   v_ids    bigint[];
+  v_lapsed uuid[];
 begin
   -- Offers nobody claimed in time: the seat goes back to the pool.
   with lapsed as (
@@ -33,14 +34,13 @@ begin
       from lapsed where t.id = lapsed.id
     returning t.id, t.room_id
   )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"claim_timeout"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
-    into offers_expired, freed_rooms, event_ids
-    from logged l;
+  select count(*), array_agg(distinct d.room_id),
+         waitroom._log(array_agg(row(d.room_id, d.id, 'expired', '{"reason":"claim_timeout"}')::waitroom.ledger_entry), p_now),
+         array_agg(d.id)
+    into offers_expired, freed_rooms, event_ids, v_lapsed
+    from done d;
+  -- Their stock and shares come back (rooms with stock, quotas or a pool).
+  event_ids := event_ids || waitroom._return_grants(v_lapsed, 'claim_timeout', p_now);
 
   -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
   -- room's cutoff fixed before the scan, so the presence index bounds it: a
@@ -64,16 +64,14 @@ begin
        set status = 'expired', ended_at = p_now, end_reason = 'idle'
       from idle where t.id = idle.id
     returning t.id, t.room_id
-  ), logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'expired', '{"reason":"idle"}', p_now from done
-    returning e.id
   )
   select g.rooms, g.counts, l.ids
     into v_rooms, v_counts, v_ids
     from (select array_agg(room_id) as rooms, array_agg(n) as counts
             from (select room_id, count(*) as n from done group by room_id) per_room) g,
-         (select coalesce(array_agg(l.id), '{}') as ids from logged l) l;
+         (select waitroom._log(array_agg(row(d.room_id, d.id, 'expired', '{"reason":"idle"}')::waitroom.ledger_entry), p_now)
+                   as ids
+            from done d) l;
   perform waitroom._tally_dequeued(v_rooms[i], v_counts[i]) from generate_subscripts(v_rooms, 1) i;
   idle_expired := coalesce((select sum(n) from unnest(v_counts) n), 0);
   event_ids := event_ids || v_ids;
@@ -94,14 +92,10 @@ begin
       from over where t.id = over.id
     returning t.id, t.room_id
   )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'ended', '{"reason":"session_over"}', p_now from done
-    returning e.id, e.room_id
-  )
-  select count(*), array_agg(distinct l.room_id), coalesce(array_agg(l.id), '{}')
+  select count(*), array_agg(distinct d.room_id),
+         waitroom._log(array_agg(row(d.room_id, d.id, 'ended', '{"reason":"session_over"}')::waitroom.ledger_entry), p_now)
     into sessions_ended, v_freed, v_ids
-    from logged l;
+    from done d;
   event_ids := event_ids || v_ids;
   freed_rooms := array(select distinct unnest(coalesce(freed_rooms, '{}') || coalesce(v_freed, '{}')));
 
@@ -120,12 +114,11 @@ begin
       from due where t.id = due.id
     returning t.id, t.room_id, t.expires_at
   )
-  , logged as (
-    insert into waitroom.events as e (room_id, ticket_id, type, data, created_at)
-    select room_id, id, 'draining', jsonb_build_object('expires_at', expires_at), p_now from done
-    returning e.id
-  )
-  select count(*), coalesce(array_agg(l.id), '{}') into sessions_drained, v_ids from logged l;
+  select count(*),
+         waitroom._log(array_agg(row(d.room_id, d.id, 'draining', jsonb_build_object('expires_at', d.expires_at)
+           )::waitroom.ledger_entry), p_now)
+    into sessions_drained, v_ids
+    from done d;
   event_ids := event_ids || v_ids;
 
   return next;
@@ -178,16 +171,21 @@ begin
       left join waitroom.rooms r on r.id = e.room_id
      where (p_room is null or e.room_id = p_room)
        and e.created_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
+       -- A stock room's stock rows stay: waitroom.stock_ledger reconciles from all of them.
+       and (r.stock_available is null or e.type not in ('stock_added', 'reserved', 'returned', 'consumed'))
        -- A constant bound (the shortest retention) lets the BRIN index skip recent blocks.
        and e.created_at < v_now - least(c_default_retention,
              (select make_interval(secs => min(retention_seconds)) from waitroom.rooms))
      limit p_limit
+       for update of e skip locked
   )
   delete from waitroom.events e using old where e.id = old.id;
   get diagnostics v.events_purged = row_count;
 
+  v.batch_full := greatest(v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended,
+                           v.tickets_purged, v.events_purged) >= p_limit;
   return v;
 end
 $$;
 comment on function waitroom.sweep(integer, text, timestamptz) is
-  'Expire lapsed offers and idle queued tickets, move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows; concurrent runs share the work.';
+  'Expire lapsed offers and idle queued tickets (in every room, whatever its mode or opens_at), move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows, batch_full when one reached it (call again: more may be due); rows are taken with SKIP LOCKED, so concurrent runs share the work and each row is changed or deleted by one of them.';

@@ -93,8 +93,8 @@ begin
   if r.healthy is not distinct from p_healthy then
     return false;
   end if;
-  perform waitroom._publish(jsonb_build_array(waitroom._event(p_room, null, 'room_health',
-    jsonb_build_object('healthy', p_healthy, 'detail', v_detail), v_now)));
+  perform waitroom._publish_ids(waitroom._log(array[row(p_room, null, 'room_health',
+    jsonb_build_object('healthy', p_healthy, 'detail', v_detail))::waitroom.ledger_entry], v_now));
   if p_healthy then
     perform waitroom._wake(p_room);
   end if;

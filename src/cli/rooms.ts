@@ -36,9 +36,18 @@ export type Output = { write(text: string): void; isTTY?: boolean };
 type Api = (method: string, path: string, body?: unknown) => Promise<unknown>;
 
 export function adminApi(env: NodeJS.ProcessEnv): Api {
+  return serviceApi(env, "WAITROOM_ADMIN_KEY", "to manage rooms");
+}
+
+/** The service's HTTP API with one of its keys (the admin key, or the server key for stock). */
+export function serviceApi(
+  env: NodeJS.ProcessEnv,
+  keyName: "WAITROOM_ADMIN_KEY" | "WAITROOM_SERVER_KEY",
+  purpose: string,
+): Api {
   const base = (env.WAITROOM_URL || `http://127.0.0.1:${env.PORT || 8080}`).replace(/\/+$/, "");
-  const key = env.WAITROOM_ADMIN_KEY;
-  if (!key) throw new UsageError("WAITROOM_ADMIN_KEY must be set to manage rooms");
+  const key = env[keyName];
+  if (!key) throw new UsageError(`${keyName} must be set ${purpose}`);
   return async (method, path, body) => {
     let response: Response;
     try {
@@ -85,7 +94,16 @@ export function parseSettings(pairs: readonly string[]): RoomSettings {
   return settings as RoomSettings;
 }
 
-const columns = ["room", "mode", "capacity", "queued", "admitted", "active", "free", "per min", "oldest wait"];
+const columns = ["room", "mode", "capacity", "queued", "admitted", "active", "free", "per min", "oldest wait", "stock"];
+
+/** Units left (and reserved) of a room with stock; "sold out" once nothing can come back. */
+function stockCell({ stats }: RoomWithStats): string {
+  if (stats.sold_out) return "sold out";
+  if (stats.stock_available === null) return "-";
+  return stats.stock_outstanding > 0
+    ? `${stats.stock_available} (+${stats.stock_outstanding})`
+    : String(stats.stock_available);
+}
 
 function row(room: RoomWithStats): string[] {
   const wait = room.stats.oldest_wait_seconds;
@@ -99,6 +117,7 @@ function row(room: RoomWithStats): string[] {
     String(room.stats.free_seats),
     String(room.stats.admitted_last_minute),
     wait === null ? "-" : `${Math.round(wait)}s`,
+    stockCell(room),
   ];
 }
 

@@ -18,6 +18,7 @@ import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, ty
 import { mountChecks } from "./routes/checks.js";
 import { mountOps } from "./routes/ops.js";
 import { mountRooms } from "./routes/rooms.js";
+import { mountStock } from "./routes/stock.js";
 import { mountTickets } from "./routes/tickets.js";
 
 export type { AppEnv } from "./route.js";
@@ -78,9 +79,16 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       log.warn({ route: c.req.routePath, code: error.code }, "answered an error code the route does not document");
     }
     if (error.code === "unavailable") c.header("retry-after", "2");
+    const availableAt = error.availableAt?.toISOString();
+    if (error.availableAt) {
+      c.header("retry-after", String(Math.max(1, Math.ceil((error.availableAt.getTime() - Date.now()) / 1000))));
+    }
     // The rest of the body is never read: close, or the client may see a reset instead of this answer.
     if (error.code === "payload_too_large") c.header("connection", "close");
-    return c.json({ error: { code: error.code, message: error.message } }, error.status);
+    return c.json(
+      { error: { code: error.code, message: error.message, ...(availableAt ? { available_at: availableAt } : {}) } },
+      error.status,
+    );
   };
 
   // One log line per request, without the query string: the stream's ?token= must stay out of logs.
@@ -131,11 +139,12 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
+  serve((router) => mountStock(router, { sql }));
   serve((router) =>
     mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics, limiter }),
   );
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
-  mountPages(app);
+  mountPages(app, { sql });
 
   const known = allowedMethods(describe());
   app.notFound((c) => {

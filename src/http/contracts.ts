@@ -18,6 +18,16 @@ const text = (max: number) =>
     .max(max)
     .refine((value) => !value.includes("\u0000") && !/\p{Cs}/u.test(value), "must be valid Unicode without NUL");
 
+/** Whether the runtime knows the zone (PostgreSQL, which has the last word, checks it again). */
+function knownTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const roomId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
@@ -41,6 +51,9 @@ export const proofOfWork = z
 export const joinRequest = z.strictObject({
   holder: text(256).optional().describe("Verified user id; only from a trusted caller."),
   priority: int32(-1000, 1000).optional().describe("Higher goes first; only from a trusted caller."),
+  tier: text(64)
+    .optional()
+    .describe("Quota tier of the holder (a key of the room's quota_tiers); only from a trusted caller."),
   proof_of_work: proofOfWork.optional(),
 });
 
@@ -69,6 +82,26 @@ export const ticketState = z.object({
     .datetime()
     .nullable()
     .describe("Claim deadline of an offer, end of an active seat, end of grace while draining."),
+});
+
+/** A holder's quota in its room (waitroom.shares). */
+export const shares = z.object({
+  tier: z.string(),
+  quota_limit: z.int().describe("Admissions the tier allows per window."),
+  window_seconds: z.int(),
+  used: z.int().describe("Admissions in the window that were not returned."),
+  shares_left: z.int(),
+  next_share_at: z.iso
+    .datetime()
+    .nullable()
+    .describe("When the next share becomes available; null while some are left."),
+});
+
+/** GET /v1/tickets/{id}: the state, and the holder's quota where the room has quotas. */
+export const ticketAnswer = ticketState.extend({
+  shares: shares
+    .optional()
+    .describe("The holder's quota; only in a room with quota_tiers, for a ticket with a holder."),
 });
 
 export const joinResponse = z.object({
@@ -133,6 +166,25 @@ export const checkResponse = z.object({
   expires_at: z.iso.datetime(),
 });
 
+/** The languages the waiting-room page speaks (web/i18n.js has a catalogue for each). */
+export const pageLanguages = ["en", "de", "es", "fr", "pt", "ja", "zh", "ar"] as const;
+
+/** Text the page shows with textContent: characters, not markup; `lines` keeps line breaks. */
+const pageText = (max: number, lines: boolean) =>
+  text(max).refine(
+    (value) => !(lines ? /(?!\n)\p{Cc}/u : /\p{Cc}/u).test(value),
+    lines ? "must not contain control characters but line breaks" : "must not contain control characters",
+  );
+/** A URL whose origin goes into the page's CSP: a plain ASCII host, so nothing can be smuggled into the header. */
+const pageUrl = (protocol: "https" | "https?", what: string) =>
+  z
+    .string()
+    .max(2048)
+    .regex(
+      new RegExp(`^${protocol}://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\\S*)?$`),
+      `${what} must be an ${protocol === "https" ? "https" : "http(s)"} URL with a plain ASCII host (punycode for others)`,
+    );
+
 export const roomSettings = z.strictObject({
   capacity: int32(0).optional(),
   admit_per_minute: int32(1).nullable().optional(),
@@ -155,6 +207,31 @@ export const roomSettings = z.strictObject({
     .nullable()
     .optional()
     .describe("Most tickets queued at once: a join beyond it is refused with room_full; null: no cap."),
+  page_title: pageText(80, false).nullable().optional().describe("The waiting-room page's heading; null: the room id."),
+  page_message: pageText(500, true).nullable().optional().describe("A message under the heading; null: none."),
+  page_brand_color: z
+    .string()
+    .regex(/^#[0-9a-fA-F]{6}$/, "page_brand_color must be #rrggbb")
+    .nullable()
+    .optional()
+    .describe("The page's accent colour, #rrggbb; its text is black or white, whichever contrasts more."),
+  page_logo_url: pageUrl("https", "page_logo_url")
+    .nullable()
+    .optional()
+    .describe("A logo for the page's header; the page's CSP allows images from its origin only."),
+  page_admitted_text: pageText(200, true)
+    .nullable()
+    .optional()
+    .describe("What the admitted screen says; null: the page's default, in the visitor's language."),
+  page_help_url: pageUrl("https?", "page_help_url")
+    .nullable()
+    .optional()
+    .describe("A link to the site's status or help page; null: none."),
+  page_language: z
+    .enum(pageLanguages)
+    .nullable()
+    .optional()
+    .describe("The page's language when Accept-Language names none it speaks; null: en."),
   proof_of_work_bits: int32(1, 24)
     .nullable()
     .optional()
@@ -167,6 +244,26 @@ export const roomSettings = z.strictObject({
     .max(9_007_199_254_740_991)
     .optional()
     .describe("Seed of the opening draw (random unless given); fixed once the room has opened."),
+  quota_window_seconds: int32(1)
+    .nullable()
+    .optional()
+    .describe("Rolling window of the per-holder quotas (set with quota_tiers); null: no quotas."),
+  quota_tiers: z
+    .record(text(64), z.strictObject({ limit: int32(0, 999_999_999), priority: int32(-1000, 1000).optional() }))
+    .refine((tiers) => "default" in tiers, 'quota_tiers needs a tier "default" (for joins without a tier)')
+    .nullable()
+    .optional()
+    .describe(
+      'Admissions per window by tier, e.g. {"default": {"limit": 3}, "pro": {"limit": 10, "priority": 5}}; needs "default".',
+    ),
+  pool_per_day: int32(0)
+    .nullable()
+    .optional()
+    .describe("Most admissions per day (in time_zone), shared by all tiers; null: no pool."),
+  time_zone: text(64)
+    .refine(knownTimeZone, "time_zone must be an IANA time zone, e.g. Europe/Paris")
+    .optional()
+    .describe("IANA time zone whose days are the pool's periods (default UTC)."),
 });
 
 export const room = z.object({
@@ -184,6 +281,17 @@ export const room = z.object({
   retention_seconds: z.int(),
   health_url: z.string().nullable(),
   max_queued: z.int().nullable(),
+  page_title: z.string().nullable(),
+  page_message: z.string().nullable(),
+  page_brand_color: z.string().nullable(),
+  page_logo_url: z.string().nullable(),
+  page_admitted_text: z.string().nullable(),
+  page_help_url: z.string().nullable(),
+  page_language: z.string().nullable(),
+  quota_window_seconds: z.int().nullable(),
+  quota_tiers: z.record(z.string(), z.object({ limit: z.int(), priority: z.int().optional() })).nullable(),
+  pool_per_day: z.int().nullable(),
+  time_zone: z.string(),
   proof_of_work_bits: z.int().nullable(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
@@ -197,7 +305,33 @@ export const room = z.object({
     oldest_wait_seconds: z.number().nullable(),
     median_wait_seconds: z.number().nullable(),
     health: z.enum(["healthy", "unhealthy", "unknown"]).nullable(),
+    stock_available: z.int().nullable(),
+    stock_outstanding: z.int(),
+    sold_out: z.boolean(),
+    pool_left: z.int().nullable(),
   }),
+});
+
+export const stockLevel = z.object({
+  room_id: roomId,
+  stock_available: z.int().nullable().describe("Units neither reserved nor consumed; null: the room has no stock."),
+  stock_outstanding: z.int().describe("Units reserved by offers and not settled yet."),
+  sold_out: z.boolean(),
+});
+
+export const addStockRequest = z.strictObject({ units: int32(1, 1_000_000_000) });
+
+export const settleRequest = z.strictObject({
+  outcome: z
+    .enum(["consumed", "returned"])
+    .describe("consumed: the unit is sold (the shares stay used); returned: the work or payment failed."),
+});
+
+export const settleResponse = z.object({
+  ticket_id: z.uuid(),
+  room_id: roomId,
+  outcome: z.enum(["consumed", "returned"]),
+  stock_available: z.int().nullable(),
 });
 
 export const roomList = z.object({ rooms: z.array(room) });
@@ -237,11 +371,14 @@ export const errorCodes = {
   method_not_allowed: 405,
   superseded: 409,
   room_full: 409,
+  already_settled: 409,
+  not_granted: 409,
   proof_replayed: 409,
   draining: 410,
   ended: 410,
   expired: 410,
   left: 410,
+  sold_out: 410,
   proof_expired: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -250,6 +387,7 @@ export const errorCodes = {
   not_claimed: 428,
   proof_required: 428,
   rate_limited: 429,
+  quota_exceeded: 429,
   not_ready: 503,
   room_closed: 503,
   unavailable: 503,
@@ -259,5 +397,9 @@ export const errorCodes = {
 export type ErrorCode = keyof typeof errorCodes;
 
 export const errorEnvelope = z.object({
-  error: z.object({ code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]), message: z.string() }),
+  error: z.object({
+    code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]),
+    message: z.string(),
+    available_at: z.iso.datetime().optional().describe("quota_exceeded: when the holder's next share is available."),
+  }),
 });

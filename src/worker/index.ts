@@ -9,7 +9,9 @@ import { type Logger, workerLogger } from "../log.js";
  *   next tick). Jobs come from SQL: create_room, configure_room, leave and
  *   sweep wake a room; waitroom.tick re-arms itself every tick_ms.
  * - sweep: waitroom.sweep every sweepIntervalMs (self-rescheduling), and from
- *   cron every minute in case that chain broke.
+ *   cron every minute in case that chain broke. A sweep whose batch was full
+ *   (batch_full) runs again at once, so maintenance keeps up with traffic
+ *   rather than with one batch per interval.
  * - rearm: cron every minute, gives any open room whose tick chain broke a tick.
  * A room with a health_url has its upstream probed (GET, 2 s timeout) before
  * the tick when waitroom.health_due says so (at most once a second per room,
@@ -98,13 +100,17 @@ export function createTaskList(
     if (admitted > 0) log.debug({ room, admitted }, "admitted");
   };
   const sweep: Tasks["sweep"] = async (_payload, helpers) => {
-    const { rows } = await helpers.query("select * from waitroom.sweep()");
+    const { rows } = await helpers.query<{ batch_full: boolean }>("select * from waitroom.sweep()");
     activity.sweeps += 1;
     log.debug({ sweep: rows[0] }, "swept");
+    // replace: a full batch moves the pending sweep (the cron's, or one a
+    // concurrent sweep scheduled) to now; otherwise an earlier one stands.
     await helpers.addJob(
       "sweep",
       {},
-      { jobKey: "sweep", jobKeyMode: "preserve_run_at", runAt: new Date(Date.now() + sweepIntervalMs) },
+      rows[0]?.batch_full
+        ? { jobKey: "sweep", jobKeyMode: "replace", runAt: new Date() }
+        : { jobKey: "sweep", jobKeyMode: "preserve_run_at", runAt: new Date(Date.now() + sweepIntervalMs) },
     );
   };
   const rearm: Tasks["rearm"] = async (_payload, helpers) => {

@@ -39,9 +39,12 @@ describe("waitroom rooms", () => {
     const list = await waitroom(["rooms", "list"]);
     expect(list.code).toBe(0);
     const [header, ...lines] = list.stdout.trim().split("\n");
-    expect(header).toMatch(/^room\s+mode\s+capacity\s+queued\s+admitted\s+active\s+free\s+per min\s+oldest wait$/);
+    expect(header).toMatch(
+      /^room\s+mode\s+capacity\s+queued\s+admitted\s+active\s+free\s+per min\s+oldest wait\s+stock$/,
+    );
+    // No wait yet, and no stock.
     expect(lines.find((line) => line.startsWith(room))).toMatch(
-      new RegExp(`^${room}\\s+open\\s+3\\s+0\\s+0\\s+0\\s+3\\s+0\\s+-$`),
+      new RegExp(`^${room}\\s+open\\s+3\\s+0\\s+0\\s+0\\s+3\\s+0\\s+-\\s+-$`),
     );
     // Not a terminal: no colour codes.
     expect(list.stdout).not.toContain("\u001b[");

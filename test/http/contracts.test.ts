@@ -79,7 +79,10 @@ describe("zod and the database agree", () => {
 
   it("on every room setting, at and around its bounds, and on which settings exist", async () => {
     const room = uniqueRoomId();
-    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    // With quotas, so that each quota setting can change alone: a window without tiers (or the other way
+    // round) is a rule across two settings that only SQL checks (WR400, nothing changed), so null is not tried.
+    await db.sql`select waitroom.create_room(${room}, 1,
+      '{"quota_window_seconds": 60, "quota_tiers": {"default": {"limit": 1}}}', ${at(0)})`;
     const candidates: Record<string, unknown[]> = {
       capacity: [-1, 0, 1, 1_000_000, 1_000_001],
       admit_per_minute: [0, 1, 2 ** 31 - 1, null],
@@ -95,6 +98,58 @@ describe("zod and the database agree", () => {
       health_url: ["http://upstream.internal/health", "https://example.com/h", null],
       shuffle_seed: [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991],
       max_queued: [-1, 0, 1, 2 ** 31 - 1, null],
+      page_title: [
+        "Launch day",
+        text(80),
+        text(81),
+        "",
+        "<b>bold</b> stays text",
+        "two\nlines",
+        "tab\there",
+        "next\u0085line",
+        "例え 😀",
+        null,
+      ],
+      page_message: ["Thanks for waiting.", text(500), text(501), "", "two\nlines", "bell\u0007", "del\u007f", null],
+      page_admitted_text: ["Go ahead", text(200), text(201), "", "a\nb", "\u001b[31m", null],
+      page_brand_color: ["#0a7cff", "#ABCDEF", "#abc", "0a7cff", "#0a7cffe", "#gggggg", "red", null],
+      page_logo_url: [
+        "https://cdn.example.com/logo.svg",
+        "https://cdn.example.com:8443/a/b.png?v=2",
+        "https://cdn.example.com",
+        "http://cdn.example.com/logo.svg",
+        "https://cdn.example.com;script-src */x",
+        "https://user@cdn.example.com/x",
+        "https://cdn.example.com/a b",
+        "data:image/png;base64,AAAA",
+        `https://cdn.example.com/${text(2048 - 24)}`,
+        `https://cdn.example.com/${text(2048 - 23)}`,
+        null,
+      ],
+      page_help_url: [
+        "https://status.example.com",
+        "http://help.example.com/faq",
+        "javascript:alert(1)",
+        "ftp://example.com/",
+        "https://exa'mple.com/",
+        null,
+      ],
+      page_language: ["en", "de", "es", "fr", "pt", "ja", "zh", "ar", "he", "EN", "en-US", "", null],
+      quota_window_seconds: [-1, 0, 1, 2 ** 31 - 1],
+      quota_tiers: [
+        { default: { limit: 0 } },
+        { default: { limit: 999_999_999, priority: -1000 }, pro: { limit: 3, priority: 1000 } },
+        { default: { limit: 1_000_000_000 } },
+        { default: { limit: -1 } },
+        { default: { limit: 1, priority: 1001 } },
+        { default: { limit: 1, other: 1 } },
+        { pro: { limit: 1 } },
+        { [text(64)]: { limit: 1 }, default: { limit: 1 } },
+        { [text(65)]: { limit: 1 }, default: { limit: 1 } },
+      ],
+      pool_per_day: [-1, 0, 1, 2 ** 31 - 1, null],
+      // IANA names (PostgreSQL also takes POSIX zones such as "utc+1"; the API does not, on purpose).
+      time_zone: ["UTC", "Europe/Paris", "America/Argentina/Buenos_Aires", "Mars/Olympus", ""],
       proof_of_work_bits: [-1, 0, 1, 24, 25, null],
       // Not a setting: both must refuse it.
       no_such_setting: [1],

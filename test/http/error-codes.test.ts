@@ -15,6 +15,7 @@ import {
   putRoomRoute,
   resumeRoute,
 } from "../../src/http/routes/rooms.js";
+import { addStockRoute, getStockRoute, settleRoute } from "../../src/http/routes/stock.js";
 import {
   challengeRoute,
   claimRoute,
@@ -49,11 +50,13 @@ const limited = useTestServer(db, {
 /** /metrics behind a key, and /metrics on a port of its own (the main port then has none). */
 const metricsKeyed = useTestServer(db, { env: { WAITROOM_METRICS_KEY: "metrics-key-for-tests-0123456789" } });
 const metricsApart = useTestServer(db, { env: { WAITROOM_METRICS_PORT: "0" } });
+/** The same service without WAITROOM_SERVER_KEY: the server-key routes are disabled. */
+const serverless = useTestServer(db, { env: { WAITROOM_SERVER_KEY: "" } });
 /** /metrics behind a key, and one wrong key an hour allowed per client. */
 const metricsGuarded = useTestServer(db, {
   env: { WAITROOM_METRICS_KEY: "metrics-key-for-tests-0123456789", WAITROOM_RATE_LIMIT_KEY_FAILURES: "1/h" },
 });
-const services = { server, keyless, limited, metricsKeyed, metricsApart, metricsGuarded };
+const services = { server, keyless, limited, metricsKeyed, metricsApart, serverless, metricsGuarded };
 
 type Ticket = { ticket_id: string; token: string; room: string };
 type TicketState = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
@@ -180,6 +183,39 @@ async function proofRoom(): Promise<{ room: string; challenge: string; nonce: st
   return { room, challenge, nonce: solve(challenge, bits) };
 }
 
+/**
+ * In a room of one unit of stock (and `settings`), holder ada joined, was admitted and claimed, and
+ * the unit was consumed: the room is sold out once admission next looks.
+ */
+async function settledTicket(settings: Record<string, unknown>): Promise<Ticket> {
+  const room = await createRoom({ idle_seconds: 3600, claim_seconds: 3600, ...settings });
+  await db.sql`select waitroom.add_stock(${room}, 1)`;
+  const now = await databaseNow();
+  const ticket = await join(db.sql, room, { holder: "ada", now });
+  expect(await admit(db.sql, room, now)).toEqual([ticket.ticket_id]);
+  expect((await verdict(db.sql, "claim", ticket, now)).ok).toBe(true);
+  expect(first(await db.sql`select * from waitroom.settle(${ticket.ticket_id}, 'consumed')`)).toMatchObject({
+    ok: true,
+  });
+  expect((await verdict(db.sql, "leave", ticket, now)).ok).toBe(true);
+  return { ...ticket, room };
+}
+
+async function soldOutRoom(): Promise<string> {
+  const { room } = await settledTicket({});
+  await admit(db.sql, room, await databaseNow());
+  expect(first(await db.sql`select sold_out from waitroom.room_stats where room_id = ${room}`)).toEqual({
+    sold_out: true,
+  });
+  return room;
+}
+
+/** What a stock route would do, with the right key. */
+const stockCall = (route: Route, room: string): Call =>
+  route === settleRoute
+    ? { params: { id: "00000000-0000-4000-8000-000000000000" }, body: { outcome: "consumed" } }
+    : { params: { room }, body: route === addStockRoute ? { units: 1 } : undefined };
+
 const ticketRoutes = [ticketRoute, eventsRoute, claimRoute, heartbeatRoute, leaveRoute];
 /** Every route the admin key opens, from the definitions themselves. */
 const adminRoutes = routes.filter((route) => route.security?.some((requirement) => "adminKey" in requirement));
@@ -273,6 +309,24 @@ const scenarios: Scenario[] = [
     code: "room_closed",
     given: "a closed room",
     arrange: async () => ({ params: { room: await createRoom({ mode: "closed" }) }, body: {} }),
+  },
+  {
+    route: joinRoute,
+    code: "sold_out",
+    given: "a room whose stock is sold",
+    arrange: async () => {
+      const room = await soldOutRoom();
+      return { params: { room }, body: {} };
+    },
+  },
+  {
+    route: joinRoute,
+    code: "quota_exceeded",
+    given: "a holder that used its tier's one admission of the day",
+    arrange: async () => {
+      const { room } = await settledTicket({ quota_window_seconds: 86400, quota_tiers: { default: { limit: 1 } } });
+      return { params: { room }, token: SERVER_KEY, body: { holder: "ada" } };
+    },
   },
 
   {
@@ -522,6 +576,79 @@ const scenarios: Scenario[] = [
     code: "unsupported_media_type",
     given: "a body that is not JSON",
     arrange: async () => ({ params: { room: await createRoom() }, token: ADMIN_KEY, ...textBody }),
+  },
+
+  // --- stock, for the server key ---
+  ...[addStockRoute, getStockRoute, settleRoute].flatMap((route): Scenario[] => [
+    {
+      route,
+      code: "unauthorized",
+      given: "no server key",
+      arrange: async () => stockCall(route, await createRoom()),
+    },
+    {
+      route,
+      code: "forbidden",
+      given: "the server-key routes disabled (no WAITROOM_SERVER_KEY)",
+      arrange: async () => ({ ...stockCall(route, await createRoom()), token: SERVER_KEY, service: "serverless" }),
+    },
+    {
+      route,
+      code: "rate_limited",
+      given: "the client's wrong server key of the hour spent",
+      arrange: async () => {
+        const call: Call = { ...stockCall(route, await createRoom()), token: `${SERVER_KEY}x`, service: "limited" };
+        const spent = await send(route, call);
+        expect(((await spent.json()) as { error: { code: string } }).error.code).toMatch(
+          /^(unauthorized|rate_limited)$/,
+        );
+        return call;
+      },
+    },
+    {
+      route,
+      code: "invalid_request",
+      given: route === settleRoute ? "a ticket id that is not a UUID" : "a room id that cannot be one",
+      arrange: async (): Promise<Call> => {
+        const params: Record<string, string> = route === settleRoute ? { id: "not-a-uuid" } : { room: "Not-A-Room" };
+        return { ...stockCall(route, "Not-A-Room"), params, token: SERVER_KEY };
+      },
+    },
+  ]),
+  ...[addStockRoute, settleRoute].map(
+    (route): Scenario => ({
+      route,
+      code: "unsupported_media_type",
+      given: "a body that is not JSON",
+      arrange: async () => ({ ...stockCall(route, await createRoom()), token: SERVER_KEY, ...textBody }),
+    }),
+  ),
+  ...[addStockRoute, getStockRoute].map(
+    (route): Scenario => ({
+      route,
+      code: "not_found",
+      given: "a room that does not exist",
+      arrange: async () => ({ ...stockCall(route, uniqueRoomId("nowhere")), token: SERVER_KEY }),
+    }),
+  ),
+  {
+    route: settleRoute,
+    code: "not_granted",
+    given: "a ticket that was never offered a seat",
+    arrange: async () => ({
+      params: { id: (await ticketIn("queued")).ticket_id },
+      token: SERVER_KEY,
+      body: { outcome: "consumed" },
+    }),
+  },
+  {
+    route: settleRoute,
+    code: "already_settled",
+    given: "an admission whose unit was consumed already",
+    arrange: async () => {
+      const { ticket_id } = await settledTicket({});
+      return { params: { id: ticket_id }, token: SERVER_KEY, body: { outcome: "returned" } };
+    },
   },
 
   // --- operations ---

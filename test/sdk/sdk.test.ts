@@ -10,6 +10,9 @@ import {
   createClient,
   type ErrorCode,
   type JoinResponse,
+  type SettleResponse,
+  type StockLevel,
+  type TicketAnswer,
   type TicketState,
   WaitroomError,
   type WaitroomEvent,
@@ -378,6 +381,9 @@ describe("the client SDK against the real server", () => {
     expectTypeOf<JoinResponse>().toEqualTypeOf<z.infer<typeof contracts.joinResponse>>();
     expectTypeOf<ClaimResponse>().toEqualTypeOf<z.infer<typeof contracts.claimResponse>>();
     expectTypeOf<CheckResponse>().toEqualTypeOf<z.infer<typeof contracts.checkResponse>>();
+    expectTypeOf<TicketAnswer>().toEqualTypeOf<z.infer<typeof contracts.ticketAnswer>>();
+    expectTypeOf<StockLevel>().toEqualTypeOf<z.infer<typeof contracts.stockLevel>>();
+    expectTypeOf<SettleResponse>().toEqualTypeOf<z.infer<typeof contracts.settleResponse>>();
     expectTypeOf<ChallengeResponse>().toEqualTypeOf<z.infer<typeof contracts.challengeResponse>>();
     expectTypeOf<Exclude<ErrorCode, "unexpected_response">>().toEqualTypeOf<contracts.ErrorCode>();
     // At run time too, for the error codes.
@@ -392,6 +398,10 @@ describe("the client SDK against the real server", () => {
       method_not_allowed: true,
       superseded: true,
       room_full: true,
+      already_settled: true,
+      not_granted: true,
+      sold_out: true,
+      quota_exceeded: true,
       proof_required: true,
       proof_invalid: true,
       proof_replayed: true,

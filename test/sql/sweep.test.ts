@@ -41,6 +41,21 @@ describe("sweep", () => {
     expect(stats?.queued).toBe(1);
   });
 
+  it.each([
+    ["paused", { mode: "paused" }],
+    ["not yet open", { opens_at: at(3600).toISOString() }],
+  ])("expires idle queued tickets of a room that is %s, on both sides of the idle horizon", async (_, settings) => {
+    const room = await createRoom(db.sql, 5, { idle_seconds: 30, ...settings });
+    await join(db.sql, room, { now: at(0) });
+    await join(db.sql, room, { now: at(10) });
+    expect(await sweep(room, at(29.999))).toMatchObject({ idle_expired: 0 });
+    expect(await sweep(room, at(30))).toMatchObject({ idle_expired: 1 });
+    expect(await statuses(room)).toEqual(["expired:idle", "queued"]);
+    expect(await sweep(room, at(40))).toMatchObject({ idle_expired: 1 });
+    const { depth } = first(await db.sql`select waitroom._depth(${room}) as depth`);
+    expect(depth).toBe(0);
+  });
+
   it("moves sessions active -> draining -> ended on both sides of each horizon", async () => {
     const room = await createRoom(db.sql, 2, { session_seconds: 60, grace_seconds: 5 });
     const early = await join(db.sql, room);
@@ -78,6 +93,7 @@ describe("sweep", () => {
       sessions_ended: 0,
       tickets_purged: 0,
       events_purged: 0,
+      batch_full: false,
     });
     expect(await statuses(room)).toEqual(before);
   });
@@ -85,9 +101,9 @@ describe("sweep", () => {
   it("bounds each kind by p_limit", async () => {
     const room = await createRoom(db.sql, 0, { idle_seconds: 30 });
     for (let i = 0; i < 5; i++) await join(db.sql, room);
-    expect(await sweep(room, at(100), 2)).toMatchObject({ idle_expired: 2 });
-    expect(await sweep(room, at(100), 2)).toMatchObject({ idle_expired: 2 });
-    expect(await sweep(room, at(100), 2)).toMatchObject({ idle_expired: 1 });
+    expect(await sweep(room, at(100), 2)).toMatchObject({ idle_expired: 2, batch_full: true });
+    expect(await sweep(room, at(100), 2)).toMatchObject({ idle_expired: 2, batch_full: true });
+    expect(await sweep(room, at(100), 2)).toMatchObject({ idle_expired: 1, batch_full: false });
     await expect(sweep(room, at(100), 0)).rejects.toMatchObject({ code: "WR400" });
   });
 
@@ -129,6 +145,37 @@ describe("sweep", () => {
       expect(expired).toBeGreaterThan(0);
       const { depth } = first(await db.sql`select waitroom._depth(${room}) as depth`);
       expect(depth).toBe(300 - expired);
+    } finally {
+      await Promise.all(clients.map((client) => client.end()));
+    }
+  });
+
+  it("shares purges between concurrent sweeps: each row is deleted and counted once", async () => {
+    const room = await createRoom(db.sql, 0, { idle_seconds: 30, retention_seconds: 3600 });
+    await db.sql`select waitroom.join(${room}, null, 0, ${at(0)}) from generate_series(1, 300)`;
+    await sweep(room, at(100));
+    const count = async () =>
+      first(
+        await db.sql<{ tickets: number; events: number }[]>`
+        select (select count(*)::int from waitroom.tickets where room_id = ${room}) as tickets,
+               (select count(*)::int from waitroom.events where room_id = ${room}) as events`,
+      );
+    const before = await count();
+    expect(before).toEqual({ tickets: 300, events: 601 });
+    const clients = [createSql(db.url, { max: 1 }), createSql(db.url, { max: 1 }), createSql(db.url, { max: 1 })];
+    try {
+      const results = await Promise.all(
+        clients.map(
+          (client) => client`select tickets_purged, events_purged from waitroom.sweep(150, ${room}, ${at(3800)})`,
+        ),
+      );
+      const purged = (kind: "tickets_purged" | "events_purged") =>
+        results.reduce((sum, [row]) => sum + Number(row?.[kind]), 0);
+      const after = await count();
+      expect(purged("tickets_purged")).toBe(before.tickets - after.tickets);
+      expect(purged("events_purged")).toBe(before.events - after.events);
+      expect(before.tickets - after.tickets).toBeGreaterThan(0);
+      expect(before.events - after.events).toBeGreaterThan(0);
     } finally {
       await Promise.all(clients.map((client) => client.end()));
     }

@@ -106,4 +106,34 @@ describe("the scheduler's tasks", () => {
     expect(jobs[0]?.run_at.getTime()).toBeGreaterThanOrEqual(before + 60_000 - 1000);
     expect(counted.sweeps).toBe(2);
   });
+
+  it("sweep runs again at once while its batch was full, and one interval later once it was not", async () => {
+    const room = uniqueRoomId("backlog");
+    await db.sql`select waitroom.create_room(${room}, 0, '{"idle_seconds": 60}')`;
+    // 1,001 tickets idle for an hour: one more than a sweep's batch.
+    await db.sql`select count(*) from waitroom.join_many(${room}, 1001, null, null, now() - interval '1 hour')`;
+    const tasks = createTaskList({ sweepIntervalMs: 3_600_000, log }, activity());
+    const pending = async () =>
+      first(
+        await db.sql<{ id: string; run_at: Date; now: Date }[]>`
+          select id, run_at, now() as now from graphile_worker.jobs where task_identifier = 'sweep' and key = 'sweep'`,
+      );
+    const expired = async () =>
+      first(
+        await db.sql<{ n: number }[]>`
+          select count(*)::int as n from waitroom.tickets where room_id = ${room} and status = 'expired'`,
+      ).n;
+
+    await tasks.sweep({}, helpers);
+    expect(await expired()).toBe(1000);
+    const again = await pending();
+    expect(again.run_at.getTime()).toBeLessThanOrEqual(again.now.getTime());
+
+    // The worker runs that job: the sweep below is it.
+    await utils.completeJobs([again.id]);
+    await tasks.sweep({}, helpers);
+    expect(await expired()).toBe(1001);
+    const later = await pending();
+    expect(later.run_at.getTime()).toBeGreaterThan(later.now.getTime() + 3_600_000 - 60_000);
+  });
 });

@@ -11,6 +11,7 @@ import {
   resumeRoute,
   roomsStreamRoute,
 } from "./rooms.js";
+import { addStockRoute, getStockRoute, settleRoute } from "./stock.js";
 import {
   challengeRoute,
   claimRoute,
@@ -30,6 +31,7 @@ export const routes: readonly Route[] = [
   claimRoute,
   heartbeatRoute,
   leaveRoute,
+  settleRoute,
   checkRoute,
   jwksRoute,
   listKeysRoute,
@@ -43,6 +45,8 @@ export const routes: readonly Route[] = [
   pauseRoute,
   resumeRoute,
   roomsStreamRoute,
+  addStockRoute,
+  getStockRoute,
   healthRoute,
   readyRoute,
   metricsRoute,

@@ -16,8 +16,8 @@ import {
   joinRequest,
   joinResponse,
   roomParams,
+  ticketAnswer,
   ticketParams,
-  ticketState,
 } from "../contracts.js";
 import { ApiError, verdictError } from "../errors.js";
 import type { ProofOfWork } from "../proof-of-work.js";
@@ -34,7 +34,9 @@ export const joinRoute = defineRoute({
   summary: "Join a room's queue",
   description:
     "Anyone may join. With the server key (the protected app's backend) a join may also set `holder` " +
-    "(one live ticket per holder: re-joining supersedes the old ticket) and `priority`.",
+    "(one live ticket per holder: re-joining supersedes the old ticket), `priority` and `tier` (the holder's " +
+    "quota tier). A sold-out room answers sold_out; a holder with no share left in its tier answers " +
+    "quota_exceeded with `available_at`, when its next share comes back (and Retry-After).",
   tags: ["tickets"],
   security: callers.anyoneOrServer,
   request: {
@@ -54,6 +56,8 @@ export const joinRoute = defineRoute({
     "not_found",
     "room_closed",
     "room_full",
+    "sold_out",
+    "quota_exceeded",
     "proof_required",
     "proof_invalid",
     "proof_expired",
@@ -83,11 +87,13 @@ export const ticketRoute = defineRoute({
   method: "get",
   path: "/v1/tickets/{id}",
   summary: "Read a ticket's state",
-  description: "Status, position, depth and estimated wait. Streams carry the same state as it changes.",
+  description:
+    "Status, position, depth and estimated wait. Streams carry the same state as it changes. In a room with " +
+    "quotas, `shares` shows the holder's: used, left, and when the next one comes back.",
   tags: ["tickets"],
   security: callers.ticket,
   request: { params: ticketParams },
-  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketAnswer } } } },
   "x-rate-limit": "ticket",
   errors: ["superseded"],
 });
@@ -214,8 +220,11 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
   mount(joinRoute, async (c) => {
     const { room } = c.req.valid("param");
     const { proof_of_work: proof, ...request } = c.req.valid("json");
-    if (!c.var.trusted && (request.holder !== undefined || request.priority !== undefined)) {
-      throw new ApiError("forbidden", "holder and priority may only be set with the server key");
+    if (
+      !c.var.trusted &&
+      (request.holder !== undefined || request.priority !== undefined || request.tier !== undefined)
+    ) {
+      throw new ApiError("forbidden", "holder, priority and tier may only be set with the server key");
     }
     // The server key is exempt (no proof is asked of the protected app's backend); an anonymous
     // join without a proof shows 0 bits: enough only in a room that asks for none.
@@ -247,7 +256,25 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
     return state;
   };
 
-  mount(ticketRoute, async (c) => c.json(ticketView(await stateOf(c.req.valid("param").id, c.var.ticketToken)), 200));
+  mount(ticketRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const state = await stateOf(id, c.var.ticketToken);
+    const shares = await queue.ticketShares(sql, id, c.var.ticketToken);
+    return c.json(
+      {
+        ...ticketView(state),
+        ...(shares
+          ? {
+              shares: {
+                ...shares,
+                next_share_at: shares.next_share_at ? new Date(shares.next_share_at).toISOString() : null,
+              },
+            }
+          : {}),
+      },
+      200,
+    );
+  });
 
   mount(eventsRoute, async (c) => {
     const { id } = c.req.valid("param");
