@@ -69,7 +69,7 @@ const PGBENCH_THREADS = 2;
 const PGBOSS_CALLERS = 8;
 const BATCH = 100;
 const THROUGHPUT_ROOM = "bench"; // the room bench/sql/join_many.sql joins
-const JOIN_MANY = "waitroom.join_many(text, integer, text[], integer[], timestamptz)";
+const JOIN_MANY = "waitroom.join_many(text, integer, text[], integer[], timestamptz, text[], integer)";
 /** Per-client limits off (as startBenchApp has them by default): the load comes from one address. */
 const SERVICE_ENV = { WAITROOM_RATE_LIMITS: "off" };
 /** Streams per client process: well inside a process's descriptor limit. */

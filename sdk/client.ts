@@ -1,6 +1,8 @@
 import { errorFrom, WaitroomError } from "./errors.js";
+import { solveChallenge } from "./proof-of-work.js";
 import { type SubscribeEnd, type SubscribeOptions, subscribe } from "./stream.js";
 import type {
+  ChallengeResponse,
   CheckResponse,
   ClaimResponse,
   HeartbeatResponse,
@@ -181,7 +183,10 @@ export type WaitroomClient = {
   readonly baseUrl: string;
   /** Where the public keys that verify admission tokens are. */
   readonly jwksUrl: string;
-  /** Join a room's queue. */
+  /**
+   * Join a room's queue. A room that asks anonymous joins for a proof of work answers proof_required
+   * first: join then fetches its challenge, solves it (WebCrypto; see sdk/proof-of-work.ts) and joins again.
+   */
   join(room: string, options?: JoinOptions): Promise<Ticket>;
   /** A handle on a ticket joined earlier (its id and token were stored). */
   ticket(ticketId: string, token: string): Ticket;
@@ -210,14 +215,25 @@ export function createClient(options: ClientOptions): WaitroomClient {
     baseUrl: http.baseUrl,
     jwksUrl: http.url("/.well-known/jwks.json"),
     async join(room, { holder, priority, tier, serverKey, signal } = {}) {
+      const path = `/v1/rooms/${encodeURIComponent(room)}`;
       const body =
         holder === undefined && priority === undefined && tier === undefined ? undefined : { holder, priority, tier };
-      const joined = await http.json<JoinResponse>(`/v1/rooms/${encodeURIComponent(room)}/tickets`, {
-        method: "POST",
-        bearer: serverKey,
-        body,
-        signal,
-      });
+      const joinWith = (proof?: { challenge: string; nonce: string }) =>
+        http.json<JoinResponse>(`${path}/tickets`, {
+          method: "POST",
+          bearer: serverKey,
+          body: proof ? { ...body, proof_of_work: proof } : body,
+          signal,
+        });
+      let joined: JoinResponse;
+      try {
+        joined = await joinWith();
+      } catch (error) {
+        // The room asks anonymous joins for a proof of work: solve its challenge, then join once more.
+        if (!(error instanceof WaitroomError && error.code === "proof_required")) throw error;
+        const challenge = await http.json<ChallengeResponse>(`${path}/challenge`, { signal });
+        joined = await joinWith({ challenge: challenge.challenge, nonce: await solveChallenge(challenge, signal) });
+      }
       return new Ticket(http, joined.ticket_id, joined.token, joined);
     },
     ticket: (ticketId, token) => new Ticket(http, ticketId, token),

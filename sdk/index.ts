@@ -28,6 +28,7 @@ export {
   nodeAdmission,
   type Refusal,
 } from "./middleware.js";
+export { leadingZeroBits, solveChallenge } from "./proof-of-work.js";
 export { type SseHandlers, type SseMessage, SseParser } from "./sse.js";
 export type { SubscribeEnd, SubscribeOptions } from "./stream.js";
 export type * from "./types.js";

@@ -99,6 +99,14 @@ export type CheckResponse = {
   expires_at: string;
 };
 
+/** GET /v1/rooms/{room}/challenge: what a room's proof of work asks. */
+export type ChallengeResponse = {
+  challenge: string;
+  /** Leading zero bits SHA-256("<challenge>:<nonce>") must have; 0: the room asks for none. */
+  bits: number;
+  expires_at: string;
+};
+
 export type ErrorCode =
   | "invalid_request"
   | "invalid_token"
@@ -117,6 +125,14 @@ export type ErrorCode =
   | "superseded"
   /** The room's queue holds its most tickets (max_queued): try again later. */
   | "room_full"
+  /** The room asks anonymous joins for a proof of work (join() solves it by itself). */
+  | "proof_required"
+  /** The proof of work's challenge was not issued by the service, or the nonce does not solve it. */
+  | "proof_invalid"
+  /** The proof of work's challenge was used already: each solves one join. */
+  | "proof_replayed"
+  /** The proof of work's challenge expired before the join. */
+  | "proof_expired"
   /** settle: the admission was settled before. */
   | "already_settled"
   /** settle: no admission of this ticket took stock or a share. */

@@ -72,6 +72,7 @@ create type waitroom.room_listing as (
   return_origins     text[],
   handover           text,
   auto_continue      boolean,
+  proof_of_work_bits integer,
   created_at         timestamptz,
   updated_at         timestamptz,
   stats              jsonb

@@ -20,15 +20,16 @@
 -- out ones (WRSLD); paused rooms queue them. A join that read the room just
 -- before it sold out queues, and the next admission tick ends its ticket.
 create function waitroom._join_room(
-  p_room text, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb
+  p_room text, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb,
+  out proof_of_work_bits integer
 )
 language plpgsql stable
 as $$
 declare
   v_sold_out_at timestamptz;
 begin
-  select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.sold_out_at
-    into mode, queue_seq, max_queued, quota_tiers, v_sold_out_at
+  select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.proof_of_work_bits, r.sold_out_at
+    into mode, queue_seq, max_queued, quota_tiers, proof_of_work_bits, v_sold_out_at
     from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
@@ -40,7 +41,7 @@ begin
 end
 $$;
 comment on function waitroom._join_room(text) is
-  'The mode, queue sequence, queue cap and quota tiers of a room that takes joins; WR404 unknown room, WR503 closed, WRSLD sold out.';
+  'The mode, queue sequence, queue cap, quota tiers and proof-of-work bits of a room that takes joins; WR404 unknown room, WR503 closed, WRSLD sold out.';
 
 -- Checked before any number is drawn (a drawn number is never given back).
 -- Joins of a capped room take its join lock (advisory 2002, before any other
@@ -216,7 +217,8 @@ create function waitroom.join_many(
   p_holders    text[] default null,
   p_priorities integer[] default null,
   p_now        timestamptz default null,
-  p_tiers      text[] default null
+  p_tiers      text[] default null,
+  p_weakest_proof integer default null
 ) returns table (ordinal integer, ticket_id uuid, token text, status text, "position" bigint, depth bigint)
 language plpgsql
 -- The statements below have the same shape for a batch of 1 and of 10000;
@@ -260,6 +262,16 @@ begin
   end if;
   if p_tiers is not null and (array_ndims(p_tiers) <> 1 or cardinality(p_tiers) <> p_count) then
     perform waitroom._fail('WR400', format('p_tiers must be null or an array of p_count (%s) tiers', p_count));
+  end if;
+  -- The HTTP layer verified each proof (signature, room, expiry, the hash)
+  -- and says what the weakest showed; whether that is enough is the room's
+  -- setting as of this statement, so a difficulty raised during a flood
+  -- counts at once. A room without proof of work tests nothing more.
+  if v_room.proof_of_work_bits is not null then
+    if p_weakest_proof < v_room.proof_of_work_bits then
+      perform waitroom._fail('WRPOW', format('room %L asks anonymous joins for a proof of work of %s leading zero bits',
+        p_room, v_room.proof_of_work_bits));
+    end if;
   end if;
   -- Everything is checked before the first number is drawn, and the first
   -- bad join is named, where a serial run would have stopped.
@@ -504,5 +516,5 @@ begin
    order by u.ordinal;
 end
 $$;
-comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz, text[]) is
-  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders, p_priorities and p_tiers are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0, a null tier = "default"). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WRSLD sold out, WRQUO a holder getting a new ticket has no share left, WR400 bad count, array length, holder or priority (the message names the first bad join).';
+comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz, text[], integer) is
+  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders, p_priorities and p_tiers are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0, a null tier = "default"). p_weakest_proof (the HTTP layer''s) is the fewest leading zero bits shown by the verified proofs of work of the joins held to the room''s proof_of_work_bits (0: one of them showed none), or null when none is held to it (server-key and SQL joins). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WRSLD sold out, WRQUO a holder getting a new ticket has no share left, WRPOW p_weakest_proof is below the room''s proof_of_work_bits, WR400 bad count, array length, holder or priority (the message names the first bad join).';

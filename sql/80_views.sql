@@ -59,7 +59,7 @@ as $$
          r.page_language,
          r.quota_window_seconds, r.quota_tiers, r.pool_per_day, r.time_zone,
          r.target_url, r.return_origins, r.handover, r.auto_continue,
-         r.created_at, r.updated_at,
+         r.proof_of_work_bits, r.created_at, r.updated_at,
          jsonb_build_object(
            'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
            'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,

@@ -51,6 +51,7 @@ describe("loadConfig", () => {
           ticket: { perSecond: 2, burst: 60 },
           stream: { perSecond: 0.5, burst: 20 },
           check: { perSecond: 50, burst: 500 },
+          key: { perSecond: 0.1, burst: 5 },
         },
         trustedProxies: undefined,
         allowedOrigins: [],
@@ -129,6 +130,7 @@ describe("loadConfig", () => {
       WAITROOM_RATE_LIMIT_TICKET: "600/min,burst=100",
       WAITROOM_RATE_LIMIT_STREAM: "60/min",
       WAITROOM_RATE_LIMIT_CHECK: "1000/s,burst=2000",
+      WAITROOM_RATE_LIMIT_KEY_FAILURES: "12/min,burst=4",
       WAITROOM_REPLICAS: "2",
       WAITROOM_TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.7,fd00::/8",
       WAITROOM_ALLOWED_ORIGINS: "https://Shop.example, http://localhost:3000/",
@@ -142,6 +144,7 @@ describe("loadConfig", () => {
       ticket: { perSecond: 5, burst: 50 },
       stream: { perSecond: 0.5, burst: 30 },
       check: { perSecond: 500, burst: 1000 },
+      key: { perSecond: 0.1, burst: 2 },
     });
     expect(limits.allowedOrigins).toEqual(["https://shop.example", "http://localhost:3000"]);
     const proxies = limits.trustedProxies;

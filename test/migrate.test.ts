@@ -112,6 +112,7 @@ describe("migrate on an empty database", () => {
       "0006_room_handover",
       "0007_room_page",
       "0008_stock_and_shares",
+      "0009_proof_of_work",
     ]);
   });
 
@@ -167,6 +168,7 @@ describe("migrate on an empty database", () => {
       "0006_room_handover",
       "0007_room_page",
       "0008_stock_and_shares",
+      "0009_proof_of_work",
     ]);
   });
 
@@ -235,6 +237,7 @@ describe("migrate from separate processes", () => {
       "0006_room_handover",
       "0007_room_page",
       "0008_stock_and_shares",
+      "0009_proof_of_work",
     ]);
 
     const db = await connect(url);
@@ -248,6 +251,7 @@ describe("migrate from separate processes", () => {
       { name: "0006_room_handover" },
       { name: "0007_room_page" },
       { name: "0008_stock_and_shares" },
+      { name: "0009_proof_of_work" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",

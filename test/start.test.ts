@@ -140,6 +140,7 @@ describe("start", { timeout: 90_000 }, () => {
         { name: "0006_room_handover" },
         { name: "0007_room_page" },
         { name: "0008_stock_and_shares" },
+        { name: "0009_proof_of_work" },
       ]);
       const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
       expect(room.rows).toEqual([{ capacity: 3 }]);

@@ -55,10 +55,17 @@ function saveTicket() {
 }
 
 /** One API call; never throws for HTTP errors: {status, ok, data}. Throws on network failure. */
-async function api(path, { method = "GET", token, keepalive = false } = {}) {
+async function api(path, { method = "GET", token, keepalive = false, body } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${base}${path}`, { method, headers, keepalive, cache: "no-store" });
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    keepalive,
+    cache: "no-store",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   let data = null;
   if (response.status !== 204) {
     try {
@@ -426,6 +433,33 @@ async function claim() {
   // not_admitted: the stream says when. Anything else: the stream or a reload tries again.
 }
 
+/* ---------- Proof of work ---------- */
+
+/**
+ * Join; a room that asks anonymous joins for a proof of work answers
+ * proof_required: solve its challenge in a worker (web/pow-worker.js), then
+ * join with the solution. A worker that fails leaves the first answer.
+ */
+async function joinWithProof() {
+  const path = `/v1/rooms/${encodeURIComponent(room)}`;
+  const answer = await api(`${path}/tickets`, { method: "POST" });
+  if (answer.data?.error?.code !== "proof_required") return answer;
+  const challenge = await api(`${path}/challenge`);
+  if (!challenge.ok) return challenge;
+  const worker = new Worker(root.dataset.powWorker);
+  const solved = await new Promise((resolve) => {
+    worker.onmessage = ({ data }) => resolve(data);
+    worker.onerror = () => resolve({ error: "the worker failed" });
+    worker.postMessage({ challenge: challenge.data.challenge, bits: challenge.data.bits });
+  });
+  worker.terminate();
+  if (!solved.nonce) return answer;
+  return api(`${path}/tickets`, {
+    method: "POST",
+    body: { proof_of_work: { challenge: challenge.data.challenge, nonce: solved.nonce } },
+  });
+}
+
 async function join(note = "") {
   over = false;
   lastEventId = "";
@@ -433,7 +467,7 @@ async function join(note = "") {
   setNotice(note);
   let answer;
   try {
-    answer = await api(`/v1/rooms/${encodeURIComponent(room)}/tickets`, { method: "POST" });
+    answer = await joinWithProof();
   } catch {
     setState("error", t("detail_unreachable"));
     return;

@@ -140,6 +140,7 @@ const environmentSchema = z.object({
   WAITROOM_RATE_LIMIT_TICKET: rateLimit.default({ perSecond: 2, burst: 60 }),
   WAITROOM_RATE_LIMIT_STREAM: rateLimit.default({ perSecond: 30 / 60, burst: 20 }),
   WAITROOM_RATE_LIMIT_CHECK: rateLimit.default({ perSecond: 50, burst: 500 }),
+  WAITROOM_RATE_LIMIT_KEY_FAILURES: rateLimit.default({ perSecond: 6 / 60, burst: 5 }),
   WAITROOM_REPLICAS: integer(1, 1000).default(1),
   WAITROOM_TRUSTED_PROXIES: cidrList.optional(),
   WAITROOM_ALLOWED_ORIGINS: originList.default([]),
@@ -229,7 +230,7 @@ export type StreamSettings = {
 export type RateLimit = { perSecond: number; burst: number };
 
 /** What each request draws from; docs/operations.md, "Hostile traffic", explains the defaults. */
-export type RateBucket = "join" | "holder" | "ticket" | "stream" | "check";
+export type RateBucket = "join" | "holder" | "ticket" | "stream" | "check" | "key";
 
 /** Limits on what one client may do, and how the client and its browser are recognised. */
 export type LimitSettings = {
@@ -378,5 +379,7 @@ function perReplica(e: z.infer<typeof environmentSchema>, replicas: number): Rec
     ticket: share(e.WAITROOM_RATE_LIMIT_TICKET),
     stream: share(e.WAITROOM_RATE_LIMIT_STREAM),
     check: share(e.WAITROOM_RATE_LIMIT_CHECK),
+    // Wrong admin, server and metrics keys (src/http/limits.ts, checkKey).
+    key: share(e.WAITROOM_RATE_LIMIT_KEY_FAILURES),
   };
 }

@@ -10,9 +10,10 @@ import type { GroupedQueue } from "../queue/grouped.js";
 import { TokenError, type TokenIssuer } from "../tokens/index.js";
 import { tooLarge } from "./body.js";
 import { ApiError, fromDatabaseError } from "./errors.js";
-import { createLimiter } from "./limits.js";
+import type { Limiter } from "./limits.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages.js";
+import type { ProofOfWork } from "./proof-of-work.js";
 import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
 import { mountChecks } from "./routes/checks.js";
 import { mountGate } from "./routes/gate.js";
@@ -35,6 +36,13 @@ export type AppDeps = {
   log: Logger;
   /** The LISTEN connection, for /readyz. */
   listener: { readonly connected: boolean };
+  /**
+   * The per-client limits (absent: off). One set of buckets for every router and the metrics port:
+   * a client's calls count together whatever route they take.
+   */
+  limiter: Limiter | undefined;
+  /** Hands out and verifies the challenges of rooms with proof of work. */
+  proofOfWork: ProofOfWork;
   settings: Secrets & {
     bodyLimitBytes: number;
     streamBufferBytes: number;
@@ -61,7 +69,7 @@ function allowedMethods(document: OpenApiDocument) {
 
 /** The HTTP application: the routers of each concern, the pages, and what every request shares. */
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const { sql, grouped, hub, rooms, tokens, metrics, log, listener, settings } = deps;
+  const { sql, grouped, hub, rooms, tokens, metrics, log, listener, limiter, proofOfWork, settings } = deps;
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
 
   const fail = (c: Context<AppEnv>, error: ApiError) => {
@@ -112,8 +120,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     secrets: settings,
     bodyLimitBytes: settings.bodyLimitBytes,
     limits: settings.limits,
-    // One set of buckets for every router: a client's calls count together whatever route they take.
-    limiter: createLimiter(settings.limits, metrics),
+    limiter,
   };
   /** Each concern is its own router; all share the root's middleware, errors and description. */
   const serve = (mount: (router: Router) => void) => {
@@ -122,7 +129,15 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     app.route("/", router.app);
   };
   serve((router) =>
-    mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
+    mountTickets(router, {
+      sql,
+      grouped,
+      hub,
+      tokens,
+      metrics,
+      proofOfWork,
+      streamBufferBytes: settings.streamBufferBytes,
+    }),
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
   serve((router) =>
@@ -130,7 +145,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   );
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountStock(router, { sql }));
-  serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));
+  serve((router) =>
+    mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics, limiter }),
+  );
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
   mountPages(app, { sql });
 

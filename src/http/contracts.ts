@@ -37,12 +37,30 @@ export const eventId = z.string().regex(/^\d{0,15}$/, "Last-Event-ID must be an 
 export const roomParams = z.object({ room: roomId });
 export const ticketParams = z.object({ id: ticketId });
 
+/** A solved challenge of GET /v1/rooms/{room}/challenge. */
+export const proofOfWork = z
+  .strictObject({
+    challenge: z.string().min(1).max(256).describe("The challenge, as GET /v1/rooms/{room}/challenge answered it."),
+    nonce: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, "a nonce is 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
+      .describe('SHA-256 of "<challenge>:<nonce>" starts with the challenge\'s `bits` zero bits.'),
+  })
+  .describe("Required by a room with proof_of_work_bits for an anonymous join; ignored with the server key.");
+
 export const joinRequest = z.strictObject({
   holder: text(256).optional().describe("Verified user id; only from a trusted caller."),
   priority: int32(-1000, 1000).optional().describe("Higher goes first; only from a trusted caller."),
   tier: text(64)
     .optional()
     .describe("Quota tier of the holder (a key of the room's quota_tiers); only from a trusted caller."),
+  proof_of_work: proofOfWork.optional(),
+});
+
+export const challengeResponse = z.object({
+  challenge: z.string().describe("Signed, single-use; valid until expires_at, for this room only."),
+  bits: z.int().describe("Leading zero bits the solution's SHA-256 must have (0: the room asks for none)."),
+  expires_at: z.iso.datetime(),
 });
 
 const status = z.enum(["queued", "admitted", "active", "draining", "ended", "expired", "left"]);
@@ -246,6 +264,12 @@ export const roomSettings = z.strictObject({
     .boolean()
     .optional()
     .describe("The page continues by itself once the seat is claimed (default true)."),
+  proof_of_work_bits: int32(1, 24)
+    .nullable()
+    .optional()
+    .describe(
+      "Anonymous joins must solve a challenge: a SHA-256 with this many leading zero bits (each bit doubles the work); null: none.",
+    ),
   shuffle_seed: z
     .int()
     .min(-9_007_199_254_740_991)
@@ -304,6 +328,7 @@ export const room = z.object({
   return_origins: z.array(z.string()),
   handover,
   auto_continue: z.boolean(),
+  proof_of_work_bits: z.int().nullable(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
   stats: z.object({
@@ -379,22 +404,26 @@ export const errorCodes = {
   origin_not_allowed: 403,
   return_not_allowed: 400,
   admission_required: 401,
+  proof_invalid: 403,
   not_found: 404,
   method_not_allowed: 405,
   superseded: 409,
   room_full: 409,
   already_settled: 409,
   not_granted: 409,
+  proof_replayed: 409,
   draining: 410,
   ended: 410,
   expired: 410,
   left: 410,
   sold_out: 410,
+  proof_expired: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
   headers_too_large: 431,
   not_admitted: 428,
   not_claimed: 428,
+  proof_required: 428,
   rate_limited: 429,
   quota_exceeded: 429,
   not_ready: 503,

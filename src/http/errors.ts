@@ -43,6 +43,7 @@ const sqlErrors: Record<string, ErrorCode> = {
   WRSLD: "sold_out",
   WRQUO: "quota_exceeded",
   WRRET: "return_not_allowed",
+  WRPOW: "proof_required",
   // p_now from a role that may not pin the clock: the service never sends one.
   WR403: "forbidden",
 };

@@ -31,10 +31,9 @@ export class TokenBuckets {
   /** Take a token for `key`: 0 when taken, else the seconds until one is available. */
   take(key: string, now = performance.now()): number {
     if (now - this.#sweptAt > SWEEP_MS) this.#sweep(now);
-    const { perSecond, burst } = this.#limit;
     const bucket = this.#buckets.get(key);
-    const tokens = bucket ? Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond) : burst;
-    if (tokens < 1) return Math.ceil((1 - tokens) / perSecond);
+    const tokens = this.#tokens(bucket, now);
+    if (tokens < 1) return this.#until(tokens);
     if (bucket) {
       bucket.tokens = tokens - 1;
       bucket.at = now;
@@ -43,6 +42,21 @@ export class TokenBuckets {
       this.#buckets.set(key, { tokens: tokens - 1, at: now });
     }
     return 0;
+  }
+
+  /** The seconds until `key` has a token (0: it has one now), taking none. */
+  wait(key: string, now = performance.now()): number {
+    const tokens = this.#tokens(this.#buckets.get(key), now);
+    return tokens < 1 ? this.#until(tokens) : 0;
+  }
+
+  #tokens(bucket: Bucket | undefined, now: number): number {
+    const { perSecond, burst } = this.#limit;
+    return bucket ? Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond) : burst;
+  }
+
+  #until(tokens: number): number {
+    return Math.ceil((1 - tokens) / this.#limit.perSecond);
   }
 
   #sweep(now: number): void {
@@ -136,6 +150,12 @@ export type Limiter = {
   take(c: Context<AppEnv>, bucket: RateBucket, key: string): void;
   /** The client's address (see clientAddress). */
   address(c: Context<AppEnv>): string;
+  /**
+   * A presented key, checked under the throttle of wrong keys: while the client's address has used
+   * up its failures (the key bucket), rate_limited whatever the key, so a guess that happens to be
+   * right teaches nothing; otherwise a wrong key takes a token and is refused with `refusal`.
+   */
+  checkKey(c: Context<AppEnv>, right: () => boolean, refusal: ApiError): void;
 };
 
 export function createLimiter(settings: LimitSettings, metrics: Metrics): Limiter | undefined {
@@ -144,14 +164,36 @@ export function createLimiter(settings: LimitSettings, metrics: Metrics): Limite
   const buckets = Object.fromEntries(
     Object.entries(rates).map(([bucket, limit]) => [bucket, new TokenBuckets(limit)]),
   ) as Record<RateBucket, TokenBuckets>;
+  const refuse = (c: Context<AppEnv>, bucket: RateBucket, wait: number): never => {
+    metrics.rateLimited.inc({ bucket });
+    c.header("retry-after", String(wait));
+    throw new ApiError("rate_limited", `too many requests from this client; retry in ${wait} s`);
+  };
+  const address = (c: Context<AppEnv>) => addressKey(clientAddress(c, trustedProxies));
   return {
     take(c, bucket, key) {
       const wait = buckets[bucket].take(key);
-      if (wait === 0) return;
-      metrics.rateLimited.inc({ bucket });
-      c.header("retry-after", String(wait));
-      throw new ApiError("rate_limited", `too many requests from this client; retry in ${wait} s`);
+      if (wait !== 0) refuse(c, bucket, wait);
     },
-    address: (c) => addressKey(clientAddress(c, trustedProxies)),
+    address,
+    checkKey(c, right, refusal) {
+      const client = address(c);
+      const wait = buckets.key.wait(client);
+      if (wait !== 0) refuse(c, "key", wait);
+      if (right()) return;
+      buckets.key.take(client);
+      throw refusal;
+    },
   };
+}
+
+/** A presented key, checked under the limiter's throttle of wrong keys when limits are on. */
+export function checkKey(
+  limiter: Limiter | undefined,
+  c: Context<AppEnv>,
+  right: () => boolean,
+  refusal: ApiError,
+): void {
+  if (limiter) limiter.checkKey(c, right, refusal);
+  else if (!right()) throw refusal;
 }

@@ -22,6 +22,7 @@ const assetTypes: Record<string, string> = {
   "i18n.js": "text/javascript; charset=utf-8",
   "page.js": "text/javascript; charset=utf-8",
   "handover.js": "text/javascript; charset=utf-8",
+  "pow-worker.js": "text/javascript; charset=utf-8",
   "admin.js": "text/javascript; charset=utf-8",
   "docs.js": "text/javascript; charset=utf-8",
   "pages.css": "text/css; charset=utf-8",
@@ -43,20 +44,29 @@ const assets = new Map<string, Asset>(
  * that page alone allows inline styles; its scripts are held to the same rule. A room's page may show
  * images from its logo's origin, and from nowhere else.
  */
-const contentSecurityPolicy = (inlineStyles: boolean, imageOrigin: string | undefined) =>
+type PagePolicy = {
+  inlineStyles?: boolean;
+  /** Another origin the page's images may come from (a room's logo). */
+  imageOrigin?: string | undefined;
+  /** Workers from this origin: the waiting room's proof of work runs in one (web/pow-worker.js). */
+  workers?: boolean;
+};
+
+const contentSecurityPolicy = ({ inlineStyles = false, imageOrigin, workers = false }: PagePolicy) =>
   [
     "default-src 'none'",
     "script-src 'self'",
     inlineStyles ? "style-src 'self' 'unsafe-inline'" : "style-src 'self'",
     "connect-src 'self'",
+    ...(workers ? ["worker-src 'self'"] : []),
     `img-src 'self' data:${imageOrigin ? ` ${imageOrigin}` : ""}`,
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'none'",
   ].join("; ");
 
-function securityHeaders(c: Context, options: { inlineStyles?: boolean; imageOrigin?: string | undefined } = {}): void {
-  c.header("content-security-policy", contentSecurityPolicy(options.inlineStyles ?? false, options.imageOrigin));
+function securityHeaders(c: Context, options: PagePolicy = {}): void {
+  c.header("content-security-policy", contentSecurityPolicy(options));
   c.header("x-content-type-options", "nosniff");
   // Nothing about the page (or a ticket) travels to other sites in Referer.
   c.header("referrer-policy", "no-referrer");
@@ -170,7 +180,7 @@ export function roomPage(room: string, settings: RoomPageSettings | null, langua
   return page(
     title,
     "room.js",
-    `<main id="room" class="room" data-room="${id}" data-i18n-module="${assetUrl("i18n.js", "../")}" data-page-module="${assetUrl("page.js", "../")}" data-handover-module="${assetUrl("handover.js", "../")}">
+    `<main id="room" class="room" data-room="${id}" data-i18n-module="${assetUrl("i18n.js", "../")}" data-page-module="${assetUrl("page.js", "../")}" data-handover-module="${assetUrl("handover.js", "../")}" data-pow-worker="${assetUrl("pow-worker.js", "../")}">
   <script type="application/json" id="page-settings">${jsonData(data)}</script>
   <header class="room-header">
     <img id="logo" class="logo" alt="" hidden>
@@ -439,7 +449,7 @@ export function mountPages<E extends Env>(app: Hono<E>, { sql }: { sql: Sql }): 
     }
     const settings = await readRoomPage(sql, room);
     const language = pageLanguage(c.req.header("accept-language"), settings?.page_language ?? null);
-    securityHeaders(c, { imageOrigin: logoOrigin(settings?.page_logo_url ?? null) });
+    securityHeaders(c, { imageOrigin: logoOrigin(settings?.page_logo_url ?? null), workers: true });
     // The same address answers in the visitor's language: caches must key on it.
     c.header("vary", "accept-language");
     c.header("content-language", language);

@@ -7,7 +7,7 @@ import type { LimitSettings, RateBucket } from "../config/index.js";
 import { jsonBody } from "./body.js";
 import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
 import { ApiError, invalid, parse } from "./errors.js";
-import { checkOrigin, type Limiter } from "./limits.js";
+import { checkKey, checkOrigin, type Limiter } from "./limits.js";
 
 /*
  * One definition per route: what it takes, who may call it, what it answers and which error codes
@@ -79,10 +79,11 @@ function impliedErrors(config: Pick<RouteConfig, "request" | "security"> & Defen
   if (request?.params || request?.query || request?.headers || request?.body) codes.push("invalid_request");
   if (request?.body) codes.push("unsupported_media_type");
   const schemes = new Set((config.security ?? []).flatMap((requirement) => Object.keys(requirement)));
-  if (schemes.has("adminKey")) codes.push("unauthorized", "forbidden");
+  // A wrong key is throttled per client address: rate_limited once it has failed too often.
+  if (schemes.has("adminKey")) codes.push("unauthorized", "forbidden", "rate_limited");
   // A missing token is unauthorized; one no ticket could have is not_found, like a wrong one.
   if (schemes.has("ticketToken")) codes.push("unauthorized", "not_found");
-  if (schemes.has("serverKey")) codes.push("unauthorized");
+  if (schemes.has("serverKey")) codes.push("unauthorized", "rate_limited");
   // A route for the server key alone is off (forbidden) while WAITROOM_SERVER_KEY is unset.
   if (schemes.has("serverKey") && !anyoneMayCall(config.security)) codes.push("forbidden");
   return codes;
@@ -139,15 +140,18 @@ export type Secrets = {
   serverKey?: string | undefined;
 };
 
-/** The middleware that enforces a route's declared security. */
-function guards(security: Security, secrets: Secrets): MiddlewareHandler<AppEnv>[] {
+/** The middleware that enforces a route's declared security; wrong keys are throttled by `limiter`. */
+function guards(security: Security, secrets: Secrets, limiter: Limiter | undefined): MiddlewareHandler<AppEnv>[] {
   const schemes = new Set((security ?? []).flatMap((requirement) => Object.keys(requirement)));
   const checks: MiddlewareHandler<AppEnv>[] = [];
   if (schemes.has("adminKey")) {
     checks.push((c, next) => {
-      if (!secrets.adminKey) throw new ApiError("forbidden", "the admin API is disabled: set WAITROOM_ADMIN_KEY");
+      const { adminKey } = secrets;
+      if (!adminKey) throw new ApiError("forbidden", "the admin API is disabled: set WAITROOM_ADMIN_KEY");
       const key = bearer(c);
-      if (!key || !sameSecret(key, secrets.adminKey)) throw new ApiError("unauthorized", "the admin key is required");
+      const refusal = new ApiError("unauthorized", "the admin key is required");
+      if (!key) throw refusal;
+      checkKey(limiter, c, () => sameSecret(key, adminKey), refusal);
       return next();
     });
   }
@@ -172,8 +176,12 @@ function guards(security: Security, secrets: Secrets): MiddlewareHandler<AppEnv>
         throw new ApiError("forbidden", "the server-key routes are disabled: set WAITROOM_SERVER_KEY");
       }
       const key = bearer(c);
-      const trusted = key !== undefined && secrets.serverKey !== undefined && sameSecret(key, secrets.serverKey);
-      if (key !== undefined && !trusted) throw new ApiError("unauthorized", "the server key is wrong");
+      const { serverKey } = secrets;
+      if (key !== undefined) {
+        const right = () => serverKey !== undefined && sameSecret(key, serverKey);
+        checkKey(limiter, c, right, new ApiError("unauthorized", "the server key is wrong"));
+      }
+      const trusted = key !== undefined;
       if (!trusted && serverOnly) throw new ApiError("unauthorized", "the server key is required");
       c.set("trusted", trusted);
       return next();
@@ -233,7 +241,7 @@ export function createRouter(options: RouterOptions): Router {
           c.set("errorCodes", codes);
           return next();
         },
-        ...guards(route.security, options.secrets),
+        ...guards(route.security, options.secrets, options.limiter),
       ];
       // Before anything is read or counted: another site's page must not spend its visitors' limits.
       if (route["x-checks-origin"]) {

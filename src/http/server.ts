@@ -11,10 +11,12 @@ import { roomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import { createMetrics } from "../metrics.js";
 import { createGroupedQueue } from "../queue/grouped.js";
-import { noticeEvents } from "../queue/index.js";
+import { noticeEvents, proofOfWorkSecret } from "../queue/index.js";
 import { createTokenIssuer } from "../tokens/index.js";
 import { type AppEnv, createApp } from "./app.js";
+import { createLimiter } from "./limits.js";
 import { createMetricsApp } from "./metrics-endpoint.js";
+import { ProofOfWork } from "./proof-of-work.js";
 
 export type HttpService = {
   /** http://host:port of the listening server. */
@@ -126,6 +128,7 @@ export async function startHttp(options: {
   });
   const rooms = roomsFeed(sql);
   const tokens = createTokenIssuer({ sql, log, timings: config.tokens });
+  const limiter = createLimiter(config.limits, metrics);
   const app = createApp({
     sql,
     grouped,
@@ -135,6 +138,8 @@ export async function startHttp(options: {
     metrics,
     log,
     listener,
+    limiter,
+    proofOfWork: new ProofOfWork(() => proofOfWorkSecret(sql)),
     settings: {
       adminKey: config.adminKey,
       serverKey: config.serverKey,
@@ -152,7 +157,7 @@ export async function startHttp(options: {
     config.metrics.port === undefined
       ? undefined
       : (createAdaptorServer({
-          fetch: createMetricsApp(metrics, config.metrics).fetch,
+          fetch: createMetricsApp(metrics, config.metrics, limiter).fetch,
           hostname: config.host,
         }) as Server);
   const release = async () => {

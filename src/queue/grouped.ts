@@ -64,28 +64,48 @@ export function createGroupedQueue(
     }
     return answers;
   };
-  const joins = new KeyedBatcher<JoinRequest, Joined>(
-    async (room, requests) => {
-      try {
-        return answered(await joinMany(sql, room, requests));
-      } catch (error) {
-        // The statement wrote nothing. An unknown, closed or sold-out room, or an outage, is every
-        // caller's answer; a bad holder or priority (WR400) is one caller's, so each join is tried alone.
-        if (requests.length === 1) throw error;
-        // So is a holder with no share left (WRQUO).
-        if (sqlState(error) === "WR400" || sqlState(error) === "WRQUO") {
-          return Promise.all(requests.map((request) => alone(room, request)));
-        }
-        if (sqlState(error) === "WRFUL") return untilFull(room, requests);
-        throw error;
+  const batch = async (room: string, requests: JoinRequest[]): Promise<BatchAnswer<Joined>[]> => {
+    try {
+      return answered(await joinMany(sql, room, requests));
+    } catch (error) {
+      // The statement wrote nothing. An unknown, closed or sold-out room, or an outage, is every
+      // caller's answer; a bad holder or priority (WR400) is one caller's, so each join is tried alone.
+      if (requests.length === 1) throw error;
+      // So is a holder with no share left (WRQUO).
+      if (sqlState(error) === "WR400" || sqlState(error) === "WRQUO") {
+        return Promise.all(requests.map((request) => alone(room, request)));
       }
-    },
-    {
-      maxBatch: settings.maxJoinBatch,
-      maxInFlight: settings.maxInFlight,
-      onBatch: (size) => onBatch?.("join", size),
-    },
-  );
+      if (sqlState(error) === "WRFUL") return untilFull(room, requests);
+      if (sqlState(error) === "WRPOW") return withoutUnproven(room, requests, error);
+      throw error;
+    }
+  };
+  /**
+   * A batch refused for a weak proof of work (WRPOW): the room asks for one, so the joins that
+   * brought none are refused without a statement (a flood of them costs one statement per batch);
+   * the rest go as one batch again, or, when none was dropped, one by one.
+   */
+  const withoutUnproven = async (
+    room: string,
+    requests: JoinRequest[],
+    refusal: unknown,
+  ): Promise<BatchAnswer<Joined>[]> => {
+    const rest = requests.filter((request) => request.proven !== 0);
+    const restAnswers =
+      rest.length === requests.length
+        ? await Promise.all(rest.map((request) => alone(room, request)))
+        : rest.length > 0
+          ? await batch(room, rest)
+          : [];
+    return requests.map((request) =>
+      request.proven === 0 ? { ok: false, error: refusal } : (restAnswers.shift() as BatchAnswer<Joined>),
+    );
+  };
+  const joins = new KeyedBatcher<JoinRequest, Joined>(batch, {
+    maxBatch: settings.maxJoinBatch,
+    maxInFlight: settings.maxInFlight,
+    onBatch: (size) => onBatch?.("join", size),
+  });
   const reads = new Batcher<PresentedToken, TokenState>(
     async (presented) => answered(await ticketStates(sql, presented)),
     {

@@ -68,6 +68,8 @@ export type RoomSettings = {
   return_origins?: string[];
   handover?: "cookie" | "fragment";
   auto_continue?: boolean;
+  /** Leading zero bits an anonymous HTTP join's proof of work must show; null: none. */
+  proof_of_work_bits?: number | null;
   shuffle_seed?: number;
   /** Rolling window of the per-holder quotas; null: none. */
   quota_window_seconds?: number | null;
@@ -103,7 +105,13 @@ export type RoomStats = {
 
 export type RoomWithStats = Room & { stats: RoomStats };
 
-export type JoinRequest = { holder?: string; priority?: number; tier?: string };
+export type JoinRequest = {
+  holder?: string;
+  priority?: number;
+  tier?: string;
+  /** Leading zero bits the join's verified proof of work showed (0: none); undefined: exempt (the server key). */
+  proven?: number;
+};
 
 /** Many joins of one room in one statement (waitroom.join_many); answers in the order asked. */
 export async function joinMany(sql: Sql, room: string, requests: readonly JoinRequest[]): Promise<Joined[]> {
@@ -112,11 +120,13 @@ export async function joinMany(sql: Sql, room: string, requests: readonly JoinRe
   // A null element is join_many's own default (anonymous, priority 0): the default is not repeated here.
   const priorities = requests.some((r) => r.priority !== undefined) ? requests.map((r) => r.priority ?? null) : null;
   const tiers = requests.some((r) => r.tier !== undefined) ? requests.map((r) => r.tier ?? null) : null;
+  const proofs = requests.flatMap((r) => (r.proven === undefined ? [] : [r.proven]));
   const rows = await sql<(Joined & { ordinal: number })[]>`
     select * from waitroom.join_many(${room}, ${requests.length},
       ${holders === null ? null : sql.array(holders as string[])}::text[],
       ${priorities === null ? null : sql.array(priorities as number[])}::integer[],
-      null, ${tiers === null ? null : sql.array(tiers as string[])}::text[])`;
+      null, ${tiers === null ? null : sql.array(tiers as string[])}::text[],
+      ${proofs.length === 0 ? null : Math.min(...proofs)}::integer)`;
   const answers = new Array<Joined>(requests.length);
   for (const { ordinal, ...joined } of rows) answers[ordinal - 1] = joined;
   return answers;
@@ -315,4 +325,17 @@ export type Shares = {
 export async function ticketShares(sql: Sql, ticketId: string, token: string): Promise<Shares | undefined> {
   const [row] = await sql<Shares[]>`select * from waitroom.ticket_shares(${ticketId}, ${token})`;
   return row;
+}
+
+/** The key proof-of-work challenges are signed with (the same in every replica). */
+export async function proofOfWorkSecret(sql: Sql): Promise<Buffer> {
+  const [row] = await sql<{ secret: Buffer }[]>`select waitroom.proof_of_work_secret() as secret`;
+  if (!row?.secret) throw new Error("waitroom.proof_of_work_secret() answered no key: is migration 0009 applied?");
+  return row.secret;
+}
+
+/** The leading zero bits a room asks of anonymous joins (null: none); WR404 unknown room. */
+export async function proofOfWorkBits(sql: Sql, room: string): Promise<number | null> {
+  const [row] = await sql<{ bits: number | null }[]>`select waitroom.proof_of_work_bits(${room}) as bits`;
+  return row?.bits ?? null;
 }

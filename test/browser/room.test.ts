@@ -281,6 +281,26 @@ describe("the waiting-room page", () => {
     });
   }
 
+  it("solves a room's proof of work in a worker, under the page's policy, and joins", async () => {
+    const room = await createRoom({ capacity: 0, proof_of_work_bits: 10 });
+    const response = await server.request(`/rooms/${room}`);
+    expect(response.headers.get("content-security-policy")).toContain("worker-src 'self'");
+    const page = await chrome.browser.newPage();
+    const logged = watchConsole(page);
+    try {
+      await page.goto(`${server.url}/rooms/${room}`);
+      await page.locator("#panel[data-state='queued']").waitFor({ timeout: 30_000 });
+      const { ticket_id } = await stored(page, room);
+      expect(await ticketStatus(ticket_id)).toBe("queued");
+      // The page's first join met the room's demand; its second brought a solution that was taken.
+      const joins = await db.sql<{ n: string }[]>`select count(*) as n from waitroom.tickets where room_id = ${room}`;
+      expect(Number(joins[0]?.n)).toBe(1);
+      expect(logged.filter((line) => line.startsWith("pageerror") || /Content Security Policy/.test(line))).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
   it("says so when the room's queue is full", async () => {
     const room = await createRoom({ capacity: 0, max_queued: 1 });
     await join(room);

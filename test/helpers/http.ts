@@ -20,6 +20,7 @@ export const testLimits = {
   WAITROOM_RATE_LIMIT_TICKET: "100000/s",
   WAITROOM_RATE_LIMIT_STREAM: "100000/s",
   WAITROOM_RATE_LIMIT_CHECK: "100000/s",
+  WAITROOM_RATE_LIMIT_KEY_FAILURES: "100000/s",
 };
 
 /** Environment of a test server: fast stream timers, keys set, limits high, logs off. */

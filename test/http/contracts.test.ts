@@ -170,6 +170,7 @@ describe("zod and the database agree", () => {
       ],
       handover: ["cookie", "fragment", "header"],
       auto_continue: [true, false],
+      proof_of_work_bits: [-1, 0, 1, 24, 25, null],
       // Not a setting: both must refuse it.
       no_such_setting: [1],
     };

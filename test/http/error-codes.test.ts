@@ -2,6 +2,7 @@ import { decodeJwt, decodeProtectedHeader, generateKeyPair, importJWK, type JWK,
 import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { withClient } from "../../src/db/client.js";
 import { type ErrorCode, errorCodes } from "../../src/http/contracts.js";
+import { signChallenge } from "../../src/http/proof-of-work.js";
 import type { Route } from "../../src/http/route.js";
 import { checkRoute, revokeRoute } from "../../src/http/routes/checks.js";
 import { endHandoverRoute, gateRoute, handoverRoute } from "../../src/http/routes/gate.js";
@@ -17,6 +18,7 @@ import {
 } from "../../src/http/routes/rooms.js";
 import { addStockRoute, getStockRoute, settleRoute } from "../../src/http/routes/stock.js";
 import {
+  challengeRoute,
   claimRoute,
   eventsRoute,
   heartbeatRoute,
@@ -27,6 +29,7 @@ import {
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
 import { ADMIN_KEY, SERVER_KEY, testLimits, useTestServer } from "../helpers/http.js";
+import { challengeOf, solve, unsolved } from "../helpers/proof-of-work.js";
 import { admit, first, join, uniqueRoomId, verdict } from "../helpers/queue.js";
 
 /*
@@ -56,7 +59,11 @@ const metricsKeyed = useTestServer(db, { env: { WAITROOM_METRICS_KEY: "metrics-k
 const metricsApart = useTestServer(db, { env: { WAITROOM_METRICS_PORT: "0" } });
 /** The same service without WAITROOM_SERVER_KEY: the server-key routes are disabled. */
 const serverless = useTestServer(db, { env: { WAITROOM_SERVER_KEY: "" } });
-const services = { server, keyless, limited, metricsKeyed, metricsApart, serverless };
+/** /metrics behind a key, and one wrong key an hour allowed per client. */
+const metricsGuarded = useTestServer(db, {
+  env: { WAITROOM_METRICS_KEY: "metrics-key-for-tests-0123456789", WAITROOM_RATE_LIMIT_KEY_FAILURES: "1/h" },
+});
+const services = { server, keyless, limited, metricsKeyed, metricsApart, serverless, metricsGuarded };
 
 type Ticket = { ticket_id: string; token: string; room: string };
 type TicketState = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
@@ -208,6 +215,13 @@ async function listenerDown(): Promise<void> {
   await eventually(() => !keyless.listener.connected, "the service sees the LISTEN connection lost");
 }
 
+/** A room whose anonymous joins must show 8 bits of proof of work, and a solved challenge of it. */
+async function proofRoom(): Promise<{ room: string; challenge: string; nonce: string }> {
+  const room = await createRoom({ idle_seconds: 3600, proof_of_work_bits: 8 });
+  const { challenge, bits } = await challengeOf(server, room);
+  return { room, challenge, nonce: solve(challenge, bits) };
+}
+
 /**
  * In a room of one unit of stock (and `settings`), holder ada joined, was admitted and claimed, and
  * the unit was consumed: the room is sold out once admission next looks.
@@ -354,6 +368,68 @@ const scenarios: Scenario[] = [
     },
   },
 
+  {
+    route: joinRoute,
+    code: "proof_required",
+    given: "a room with proof of work, and no proof",
+    arrange: async () => ({ params: { room: (await proofRoom()).room }, body: {} }),
+  },
+  {
+    route: joinRoute,
+    code: "proof_invalid",
+    given: "a room's challenge with a nonce that does not solve it",
+    arrange: async () => {
+      const { room, challenge } = await proofRoom();
+      return { params: { room }, body: { proof_of_work: { challenge, nonce: unsolved(challenge, 8) } } };
+    },
+  },
+  {
+    route: joinRoute,
+    code: "proof_expired",
+    given: "a solved challenge signed with the service's key whose time is up",
+    arrange: async () => {
+      const room = await createRoom({ idle_seconds: 3600, proof_of_work_bits: 8 });
+      const [{ secret } = { secret: Buffer.alloc(0) }] = await db.sql<{ secret: Buffer }[]>`
+        select waitroom.proof_of_work_secret() as secret`;
+      const expires = Math.floor((await databaseNow()).getTime() / 1000) - 1;
+      const challenge = signChallenge(secret, { room, bits: 8, expires, id: "A".repeat(22) });
+      return { params: { room }, body: { proof_of_work: { challenge, nonce: solve(challenge, 8) } } };
+    },
+  },
+  {
+    route: joinRoute,
+    code: "proof_replayed",
+    given: "a solved challenge that a join used already",
+    arrange: async () => {
+      const { room, challenge, nonce } = await proofRoom();
+      const call: Call = { params: { room }, body: { proof_of_work: { challenge, nonce } } };
+      expect((await send(joinRoute, call)).status).toBe(202);
+      return call;
+    },
+  },
+  {
+    route: joinRoute,
+    code: "wrong_room",
+    given: "a solved challenge of another room",
+    arrange: async () => {
+      const { challenge, nonce } = await proofRoom();
+      const room = await createRoom({ idle_seconds: 3600, proof_of_work_bits: 8 });
+      return { params: { room }, body: { proof_of_work: { challenge, nonce } } };
+    },
+  },
+  {
+    route: challengeRoute,
+    code: "invalid_request",
+    given: "a room id that cannot be one",
+    arrange: async () => ({ params: { room: "Not-A-Room" } }),
+  },
+  {
+    route: challengeRoute,
+    code: "not_found",
+    given: "a room that does not exist",
+    arrange: async () => ({ params: { room: uniqueRoomId("nowhere") } }),
+  },
+
   // --- every route a ticket's token opens ---
   ...ticketRoutes.flatMap((route): Scenario[] => [
     {
@@ -385,14 +461,14 @@ const scenarios: Scenario[] = [
     },
   ]),
   // Valid calls the limited service counts (answered not_found, or rate_limited once the hour's call is spent).
-  ...[joinRoute, ...ticketRoutes, checkRoute].map(
+  ...[joinRoute, challengeRoute, ...ticketRoutes, checkRoute].map(
     (route): Scenario => ({
       route,
       code: "rate_limited",
       given: "the client's call of the hour spent",
       arrange: async () => {
         const call: Call =
-          route === joinRoute
+          route === joinRoute || route === challengeRoute
             ? { params: { room: uniqueRoomId("nowhere") }, service: "limited" }
             : { ...presenting(route, await ticketIn("queued"), (await ticketIn("queued")).token), service: "limited" };
         const spent = await send(route, call);
@@ -434,6 +510,17 @@ const scenarios: Scenario[] = [
     code: "unauthorized",
     given: "no key, where WAITROOM_METRICS_KEY is set",
     arrange: async () => ({ service: "metricsKeyed" }),
+  },
+  {
+    route: metricsRoute,
+    code: "rate_limited",
+    given: "the client's wrong metrics key of the hour spent",
+    arrange: async () => {
+      const call: Call = { service: "metricsGuarded", token: "not-the-metrics-key-0123456789" };
+      const spent = await send(metricsRoute, call);
+      expect(((await spent.json()) as { error: { code: string } }).error.code).toMatch(/^(unauthorized|rate_limited)$/);
+      return call;
+    },
   },
   {
     route: metricsRoute,
@@ -580,6 +667,19 @@ const scenarios: Scenario[] = [
     },
     {
       route,
+      code: "rate_limited",
+      given: "the client's wrong admin key of the hour spent",
+      arrange: async () => {
+        const call: Call = { ...adminCall(route, await createRoom()), token: `${ADMIN_KEY}x`, service: "limited" };
+        const spent = await send(route, call);
+        expect(((await spent.json()) as { error: { code: string } }).error.code).toMatch(
+          /^(unauthorized|rate_limited)$/,
+        );
+        return call;
+      },
+    },
+    {
+      route,
       code: "forbidden",
       given: "the admin API disabled (no WAITROOM_ADMIN_KEY)",
       arrange: async () => ({ ...adminCall(route, await createRoom()), token: ADMIN_KEY, service: "keyless" }),
@@ -637,6 +737,19 @@ const scenarios: Scenario[] = [
       code: "forbidden",
       given: "the server-key routes disabled (no WAITROOM_SERVER_KEY)",
       arrange: async () => ({ ...stockCall(route, await createRoom()), token: SERVER_KEY, service: "serverless" }),
+    },
+    {
+      route,
+      code: "rate_limited",
+      given: "the client's wrong server key of the hour spent",
+      arrange: async () => {
+        const call: Call = { ...stockCall(route, await createRoom()), token: `${SERVER_KEY}x`, service: "limited" };
+        const spent = await send(route, call);
+        expect(((await spent.json()) as { error: { code: string } }).error.code).toMatch(
+          /^(unauthorized|rate_limited)$/,
+        );
+        return call;
+      },
     },
     {
       route,

@@ -113,6 +113,7 @@ describe("per-client limits (the service's defaults)", () => {
     );
     expect(limited.sort()).toEqual([
       "delete /v1/tickets/{id} ticket",
+      "get /v1/rooms/{room}/challenge ticket",
       "get /v1/tickets/{id} ticket",
       "get /v1/tickets/{id}/events stream",
       "post /v1/check check",
@@ -198,5 +199,56 @@ describe("WAITROOM_RATE_LIMITS=off", () => {
     const { statuses } = await rush(unlimited, room, 100, 20);
     expect(statuses).toEqual(Array(100).fill(202));
     expect(await tickets(room)).toBe(100);
+  });
+});
+
+describe("wrong keys", () => {
+  const METRICS_KEY = "metrics-key-for-tests-0123456789";
+  const guarded = useTestServer(db, {
+    env: {
+      WAITROOM_TRUSTED_PROXIES: "127.0.0.1/32",
+      WAITROOM_RATE_LIMIT_KEY_FAILURES: "1/h,burst=3",
+      WAITROOM_METRICS_KEY: METRICS_KEY,
+    },
+  });
+  const from = (client: string, path: string, token: string, init: { method?: string; body?: unknown } = {}) =>
+    guarded.request(path, { ...init, token, headers: { "x-forwarded-for": client } });
+  const keyRefusals = async () => {
+    const text = await (await guarded.request("/metrics", { token: METRICS_KEY })).text();
+    const line = text.split("\n").find((l) => l.startsWith('waitroom_rate_limited_total{bucket="key"}'));
+    return line ? Number(line.split(" ").at(-1)) : 0;
+  };
+
+  it("are throttled per client address: after a few, 429 with Retry-After even for the right key; other addresses are not slowed", async () => {
+    const guesser = "203.0.113.20";
+    const statuses = [];
+    for (const path of ["/v1/rooms", "/v1/keys", "/metrics"]) {
+      statuses.push((await from(guesser, path, "guess-0123456789abcdef")).status);
+    }
+    // A wrong server key on a join counts in the same bucket.
+    const room = await createRoom();
+    const joined = await from(guesser, `/v1/rooms/${room}/tickets`, "guess-0123456789abcdef", { method: "POST" });
+    statuses.push(joined.status);
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    expect(await joined.json()).toEqual({ error: { code: "rate_limited", message: expect.any(String) } });
+    expect(Number(joined.headers.get("retry-after"))).toBeGreaterThan(0);
+    // Throttled, the right key teaches the guesser nothing.
+    expect((await from(guesser, "/v1/rooms", ADMIN_KEY)).status).toBe(429);
+    expect((await from(guesser, "/metrics", METRICS_KEY)).status).toBe(429);
+    // The operator, elsewhere, is not slowed by the guesser's failures.
+    expect((await from("203.0.113.21", "/v1/rooms", ADMIN_KEY)).status).toBe(200);
+    expect((await from("203.0.113.21", `/v1/rooms/${room}/tickets`, SERVER_KEY, { method: "POST" })).status).toBe(202);
+    expect(await keyRefusals()).toBe(3);
+  });
+
+  it("counts only wrong keys: right keys and calls without a key take nothing", async () => {
+    const client = "203.0.113.22";
+    for (let i = 0; i < 5; i++) {
+      expect((await from(client, "/v1/rooms", ADMIN_KEY)).status).toBe(200);
+      expect((await guarded.request("/v1/rooms", { headers: { "x-forwarded-for": client } })).status).toBe(401);
+    }
+    const wrong = [];
+    for (let i = 0; i < 4; i++) wrong.push((await from(client, "/v1/rooms", `${ADMIN_KEY}x`)).status);
+    expect(wrong).toEqual([401, 401, 401, 429]);
   });
 });

@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import net from "node:net";
 import { createRemoteJWKSet, jwtVerify } from "jose";
-import { describe, expect, expectTypeOf, it } from "vitest";
+import { describe, expect, expectTypeOf, it, vi } from "vitest";
 import type { z } from "zod";
 import {
+  type ChallengeResponse,
   type CheckResponse,
   type ClaimResponse,
   createClient,
@@ -317,6 +318,30 @@ describe("the client SDK against the real server", () => {
     expect((await again.state()).status).toBe("queued");
   });
 
+  it("joins a room with proof of work: it solves the room's challenge with WebCrypto and joins again", async () => {
+    const room = await createRoom({ capacity: 0, idle_seconds: 3600, proof_of_work_bits: 10 });
+    const trace = traced();
+    const client = createClient({ baseUrl: server.url, fetch: trace.fetch });
+    const ticket = await client.join(room);
+    expect(ticket.joined?.status).toBe("queued");
+    expect(trace.calls.map((call) => `${call.method} ${call.path}`)).toEqual([
+      `POST /v1/rooms/${room}/tickets`,
+      `GET /v1/rooms/${room}/challenge`,
+      `POST /v1/rooms/${room}/tickets`,
+    ]);
+    // The server key's joins are not asked for one.
+    const held = await client.join(room, { holder: "ada", serverKey: SERVER_KEY });
+    expect(held.joined?.status).toBe("queued");
+    expect(trace.calls).toHaveLength(4);
+    // An abort while solving ends the join.
+    const hard = await createRoom({ capacity: 0, proof_of_work_bits: 24 });
+    const controller = new AbortController();
+    const joining = client.join(hard, { signal: controller.signal });
+    await vi.waitFor(() => expect(trace.to("/challenge")).toHaveLength(2));
+    controller.abort();
+    await expect(joining).rejects.toThrow();
+  });
+
   it("throws WaitroomError with the envelope's status, code and message", async () => {
     const client = createClient({ baseUrl: server.url });
     const failure = (promise: Promise<unknown>) =>
@@ -359,6 +384,7 @@ describe("the client SDK against the real server", () => {
     expectTypeOf<TicketAnswer>().toEqualTypeOf<z.infer<typeof contracts.ticketAnswer>>();
     expectTypeOf<StockLevel>().toEqualTypeOf<z.infer<typeof contracts.stockLevel>>();
     expectTypeOf<SettleResponse>().toEqualTypeOf<z.infer<typeof contracts.settleResponse>>();
+    expectTypeOf<ChallengeResponse>().toEqualTypeOf<z.infer<typeof contracts.challengeResponse>>();
     expectTypeOf<Exclude<ErrorCode, "unexpected_response">>().toEqualTypeOf<contracts.ErrorCode>();
     // At run time too, for the error codes.
     const sdkCodes: Record<Exclude<ErrorCode, "unexpected_response">, true> = {
@@ -378,6 +404,10 @@ describe("the client SDK against the real server", () => {
       not_granted: true,
       sold_out: true,
       quota_exceeded: true,
+      proof_required: true,
+      proof_invalid: true,
+      proof_replayed: true,
+      proof_expired: true,
       draining: true,
       ended: true,
       expired: true,

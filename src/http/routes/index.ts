@@ -13,11 +13,20 @@ import {
   roomsStreamRoute,
 } from "./rooms.js";
 import { addStockRoute, getStockRoute, settleRoute } from "./stock.js";
-import { claimRoute, eventsRoute, heartbeatRoute, joinRoute, leaveRoute, ticketRoute } from "./tickets.js";
+import {
+  challengeRoute,
+  claimRoute,
+  eventsRoute,
+  heartbeatRoute,
+  joinRoute,
+  leaveRoute,
+  ticketRoute,
+} from "./tickets.js";
 
 /** Every route definition of the API, by concern: what /openapi.json describes. */
 export const routes: readonly Route[] = [
   joinRoute,
+  challengeRoute,
   ticketRoute,
   eventsRoute,
   claimRoute,

@@ -3,6 +3,7 @@ import type { MetricsSettings } from "../../config/index.js";
 import type { Sql } from "../../db/client.js";
 import type { Metrics } from "../../metrics.js";
 import { ApiError } from "../errors.js";
+import type { Limiter } from "../limits.js";
 import { authorizeMetrics } from "../metrics-endpoint.js";
 import type { OpenApiDocument } from "../openapi.js";
 import { defineRoute, type Router } from "../route.js";
@@ -46,7 +47,7 @@ export const metricsRoute = defineRoute({
   responses: {
     200: { description: "Metrics in the Prometheus text format.", content: { "text/plain": { schema: z.string() } } },
   },
-  errors: ["unauthorized", "not_found"],
+  errors: ["unauthorized", "not_found", "rate_limited"],
 });
 
 export const openApiRoute = defineRoute({
@@ -73,6 +74,8 @@ export type OpsDeps = {
   document: () => OpenApiDocument;
   /** Who may read /metrics, and on which port. */
   metricsAccess: MetricsSettings;
+  /** Throttles wrong metrics keys; absent: limits are off. */
+  limiter: Limiter | undefined;
 };
 
 export function mountOps({ mount }: Router, deps: OpsDeps): void {
@@ -91,7 +94,7 @@ export function mountOps({ mount }: Router, deps: OpsDeps): void {
   });
 
   mount(metricsRoute, async (c) => {
-    authorizeMetrics(c, deps.metricsAccess, false);
+    authorizeMetrics(c, deps.metricsAccess, false, deps.limiter);
     return c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType });
   });
 

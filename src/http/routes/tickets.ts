@@ -9,6 +9,7 @@ import type { PresentedToken } from "../../queue/index.js";
 import * as queue from "../../queue/index.js";
 import type { TokenIssuer } from "../../tokens/index.js";
 import {
+  challengeResponse,
   claimResponse,
   eventId,
   heartbeatResponse,
@@ -19,6 +20,7 @@ import {
   ticketParams,
 } from "../contracts.js";
 import { ApiError, verdictError } from "../errors.js";
+import type { ProofOfWork } from "../proof-of-work.js";
 import { callers, defineRoute, type Router } from "../route.js";
 import { sseHeaders, sseResponse } from "../sse.js";
 
@@ -49,7 +51,36 @@ export const joinRoute = defineRoute({
   },
   "x-rate-limit": "join",
   "x-checks-origin": true,
-  errors: ["forbidden", "not_found", "room_closed", "room_full", "sold_out", "quota_exceeded"],
+  errors: [
+    "forbidden",
+    "not_found",
+    "room_closed",
+    "room_full",
+    "sold_out",
+    "quota_exceeded",
+    "proof_required",
+    "proof_invalid",
+    "proof_expired",
+    "proof_replayed",
+    "wrong_room",
+  ],
+});
+
+export const challengeRoute = defineRoute({
+  method: "get",
+  path: "/v1/rooms/{room}/challenge",
+  summary: "A proof-of-work challenge for an anonymous join",
+  description:
+    "For a room with `proof_of_work_bits`: find a nonce such that SHA-256 of `<challenge>:<nonce>` (UTF-8) " +
+    "starts with `bits` zero bits, then join with `proof_of_work: {challenge, nonce}`. Signed, for this room " +
+    "only, single-use, valid until `expires_at`. A room without proof of work answers `bits` 0.",
+  tags: ["tickets"],
+  request: { params: roomParams },
+  responses: {
+    200: { description: "The challenge.", content: { "application/json": { schema: challengeResponse } } },
+  },
+  "x-rate-limit": "ticket",
+  errors: ["not_found"],
 });
 
 export const ticketRoute = defineRoute({
@@ -155,6 +186,7 @@ export type TicketDeps = {
   hub: Hub;
   tokens: TokenIssuer;
   metrics: Metrics;
+  proofOfWork: ProofOfWork;
   streamBufferBytes: number;
 };
 
@@ -183,18 +215,21 @@ async function openStream(
 }
 
 export function mountTickets({ mount }: Router, deps: TicketDeps): void {
-  const { sql, grouped, hub, tokens, metrics } = deps;
+  const { sql, grouped, hub, tokens, metrics, proofOfWork } = deps;
 
   mount(joinRoute, async (c) => {
     const { room } = c.req.valid("param");
-    const request = c.req.valid("json");
+    const { proof_of_work: proof, ...request } = c.req.valid("json");
     if (
       !c.var.trusted &&
       (request.holder !== undefined || request.priority !== undefined || request.tier !== undefined)
     ) {
       throw new ApiError("forbidden", "holder, priority and tier may only be set with the server key");
     }
-    const joined = await grouped.join(room, request);
+    // The server key is exempt (no proof is asked of the protected app's backend); an anonymous
+    // join without a proof shows 0 bits: enough only in a room that asks for none.
+    const proven = c.var.trusted ? undefined : proof ? await proofOfWork.verify(room, proof) : 0;
+    const joined = await grouped.join(room, proven === undefined ? request : { ...request, proven });
     metrics.joins.inc();
     return c.json(
       {
@@ -205,6 +240,13 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
       },
       202,
     );
+  });
+
+  mount(challengeRoute, async (c) => {
+    const { room } = c.req.valid("param");
+    const bits = (await queue.proofOfWorkBits(sql, room)) ?? 0;
+    c.header("cache-control", "no-store");
+    return c.json(await proofOfWork.issue(room, bits), 200);
   });
 
   /** The ticket's state, unless the token is unknown or superseded. */
