@@ -57,12 +57,32 @@ create type waitroom.room_listing as (
   retention_seconds  integer,
   health_url         text,
   max_queued         integer,
+  page_title         text,
+  page_message       text,
+  page_brand_color   text,
+  page_logo_url      text,
+  page_admitted_text text,
+  page_help_url      text,
+  page_language      text,
   created_at         timestamptz,
   updated_at         timestamptz,
   stats              jsonb
 );
 comment on type waitroom.room_listing is
   'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds and health.';
+
+create type waitroom.room_page as (
+  room_id            text,
+  page_title         text,
+  page_message       text,
+  page_brand_color   text,
+  page_logo_url      text,
+  page_admitted_text text,
+  page_help_url      text,
+  page_language      text
+);
+comment on type waitroom.room_page is
+  'What the waiting-room page of a room shows of its settings (show_room_page): title, message, brand colour, logo URL, admitted text, help link, default language; null where the page keeps its default.';
 
 create type waitroom.signing_key as (
   kid          text,

@@ -217,3 +217,16 @@ end
 $$;
 comment on function waitroom.put_room(text, jsonb, timestamptz) is
   'Create the room with p_settings (capacity required) or, if it exists, configure it with them. Returns true when it created the room. Errors as create_room and configure_room.';
+
+-- GET /rooms/{room}: the page needs the room's page settings on every load,
+-- without the room_stats that list_rooms computes.
+create function waitroom.show_room_page(p_room text) returns setof waitroom.room_page
+language sql stable
+as $$
+  select r.id, r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text,
+         r.page_help_url, r.page_language
+    from waitroom.rooms r
+   where r.id = p_room
+$$;
+comment on function waitroom.show_room_page(text) is
+  'The page settings of room p_room (no row if unknown): what its waiting-room page shows.';

@@ -50,7 +50,10 @@ language sql stable
 as $$
   select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
          r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
-         r.health_url, r.max_queued, r.created_at, r.updated_at,
+         r.health_url, r.max_queued,
+         r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text, r.page_help_url,
+         r.page_language,
+         r.created_at, r.updated_at,
          jsonb_build_object(
            'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
            'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,

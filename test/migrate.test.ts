@@ -109,6 +109,7 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0007_room_page",
     ]);
   });
 
@@ -161,6 +162,7 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0007_room_page",
     ]);
   });
 
@@ -226,6 +228,7 @@ describe("migrate from separate processes", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0007_room_page",
     ]);
 
     const db = await connect(url);
@@ -236,6 +239,7 @@ describe("migrate from separate processes", () => {
       { name: "0003_opening_draw_and_health" },
       { name: "0004_room_queue_cap" },
       { name: "0005_seats" },
+      { name: "0007_room_page" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",

@@ -137,6 +137,7 @@ describe("start", { timeout: 90_000 }, () => {
         { name: "0003_opening_draw_and_health" },
         { name: "0004_room_queue_cap" },
         { name: "0005_seats" },
+        { name: "0007_room_page" },
       ]);
       const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
       expect(room.rows).toEqual([{ capacity: 3 }]);

@@ -7,6 +7,12 @@
 
 const root = document.getElementById("room");
 const room = root.dataset.room;
+// The page's language, and the room's own text and look (web/page.js), before anything is shown.
+const { localize } = await import(root.dataset.i18nModule);
+const { applyPage } = await import(root.dataset.pageModule);
+const words = localize(document.documentElement.lang);
+const { t, number, percent: share, clock, duration, minutes } = words;
+const page = applyPage(words);
 const storageKey = `waitroom:ticket:${room}`;
 const $ = (id) => document.getElementById(id);
 
@@ -62,45 +68,34 @@ async function api(path, { method = "GET", token, keepalive = false } = {}) {
 
 /* ---------- What the page shows ---------- */
 
-const number = new Intl.NumberFormat();
-const clock = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", second: "2-digit" });
-
-function duration(seconds) {
-  if (seconds < 60) return "less than a minute";
-  const minutes = Math.round(seconds / 60);
-  if (minutes < 60) return `about ${minutes} minute${minutes === 1 ? "" : "s"}`;
-  const hours = Math.floor(minutes / 60);
-  const rest = minutes % 60;
-  return `about ${hours} h ${rest ? `${rest} min` : ""}`.trim();
-}
-
 /**
  * The estimate, and its range where the server gives one that spans more than a minute: two parts,
  * so the range goes on a line of its own rather than breaking anywhere.
  */
 function eta(data) {
-  if (data.eta_seconds == null) return { estimate: "estimating…", range: "" };
+  if (data.eta_seconds == null) return { estimate: t("estimating"), range: "" };
   const low = data.eta_low_seconds;
   const high = data.eta_high_seconds;
   const estimate = duration(data.eta_seconds);
   if (low == null || high == null || Math.round(high / 60) <= Math.round(low / 60)) return { estimate, range: "" };
-  return { estimate, range: `${Math.max(1, Math.round(low / 60))}–${Math.round(high / 60)} min` };
+  return { estimate, range: minutes(Math.max(1, Math.round(low / 60)), Math.round(high / 60)) };
 }
 
-const states = {
-  connecting: { icon: "…", headline: "Joining the queue…" },
-  queued: { icon: "◷", headline: "You are in the queue" },
-  admitted: { icon: "➜", headline: "It's your turn — getting your seat…" },
-  active: { icon: "✓", headline: "You're in" },
-  draining: { icon: "◔", headline: "Your session is ending" },
-  ended: { icon: "■", headline: "Your session has ended" },
-  expired: { icon: "✕", headline: "Your place has expired" },
-  left: { icon: "←", headline: "You left the queue" },
-  superseded: { icon: "⇄", headline: "This place continues elsewhere" },
-  unknown: { icon: "?", headline: "There is no waiting room here" },
-  closed: { icon: "✕", headline: "This waiting room is closed" },
-  gone: { icon: "✕", headline: "This waiting room has been removed" },
-  error: { icon: "!", headline: "Something went wrong" },
+/** Each state's icon; its headline is the catalogue's state_<name>. */
+const icons = {
+  connecting: "…",
+  queued: "◷",
+  admitted: "➜",
+  active: "✓",
+  draining: "◔",
+  ended: "■",
+  expired: "✕",
+  left: "←",
+  superseded: "⇄",
+  unknown: "?",
+  closed: "✕",
+  gone: "✕",
+  error: "!",
 };
 
 let lastAnnounced = "";
@@ -120,7 +115,8 @@ function announce(text, urgent = false) {
 }
 
 function setState(state, detail = "") {
-  const view = states[state] ?? states.error;
+  const known = state in icons ? state : "error";
+  const view = { icon: icons[known], headline: t(`state_${known}`) };
   const panel = $("panel");
   const changed = panel.dataset.state !== state;
   panel.dataset.state = state;
@@ -131,15 +127,15 @@ function setState(state, detail = "") {
   $("waiting").hidden = state !== "queued";
   $("active").hidden = !(state === "active" || state === "draining");
   $("leave").hidden = !live.has(state);
-  $("leave").textContent = state === "active" || state === "draining" ? "Give up my seat" : "Leave the queue";
+  $("leave").textContent = t(state === "active" || state === "draining" ? "give_up_seat" : "leave_queue");
   $("confirm-leave").hidden = true;
   // Nothing to join at an address with no room; a closed room may open again.
   $("rejoin").hidden = live.has(state) || ["connecting", "superseded", "unknown", "gone"].includes(state);
-  $("rejoin").textContent = state === "closed" ? "Try again" : "Join again";
+  $("rejoin").textContent = t(state === "closed" ? "try_again" : "join_again");
   // Without a ticket there is no connection to speak of.
   $("connection").hidden = ["unknown", "closed", "gone"].includes(state);
   if (changed && state !== "queued") announce(`${view.headline}. ${detail}`, true);
-  document.title = `${state === "queued" && shown.position ? `(${shown.position}) ` : ""}${view.headline} · ${room}`;
+  document.title = `${state === "queued" && shown.position ? `(${number.format(shown.position)}) ` : ""}${view.headline} · ${page.title}`;
 }
 
 function setNotice(text) {
@@ -155,9 +151,13 @@ function setConnection(state, text) {
 }
 
 function renderQueued(data) {
-  setState("queued", data.position === 1 ? "You are next." : "Keep this page open: you will be let in automatically.");
+  setState("queued", t(data.position === 1 ? "detail_next" : "detail_keep_open"));
   const position = data.position ?? 0;
-  $("position").textContent = position ? `${data.approximate ? "about " : ""}${number.format(position)}` : "–";
+  $("position").textContent = position
+    ? data.approximate
+      ? t("about", { value: number.format(position) })
+      : number.format(position)
+    : "–";
   $("depth").textContent = number.format(data.depth ?? 0);
   const { estimate, range } = eta(data);
   $("eta-estimate").textContent = estimate;
@@ -171,10 +171,10 @@ function renderQueued(data) {
   }
   const percent = position ? Math.round(((start - position) / start) * 100) : 0;
   $("progress").value = percent;
-  $("progress").textContent = `${percent}%`;
-  $("progress-text").textContent = `(${percent}%)`;
+  $("progress").textContent = share.format(percent / 100);
+  $("progress-text").textContent = `(${share.format(percent / 100)})`;
   if (position) {
-    announce(position === 1 ? "You are next in line." : `You are number ${number.format(position)} in line.`);
+    announce(position === 1 ? t("announce_next") : t("announce_position", { position: number.format(position) }));
   }
 }
 
@@ -183,12 +183,10 @@ function renderActive(data) {
   const expires = data.expires_at ?? ticket?.expires_at;
   setState(
     draining ? "draining" : "active",
-    draining
-      ? "Finish what you are doing: the seat is released soon."
-      : "Your seat is ready. Continue to the site; this tab keeps your seat.",
+    draining ? t("detail_draining") : (page.admittedText ?? t("detail_active")),
   );
   $("expires").textContent = expires
-    ? `${draining ? "Grace period ends" : "Your seat is yours until"} ${clock.format(new Date(expires))}.`
+    ? t(draining ? "grace_until" : "seat_until", { time: clock.format(new Date(expires)) })
     : "";
   $("token-details").hidden = !ticket?.admission_token;
   if (ticket?.admission_token) $("admission-token").value = ticket.admission_token;
@@ -231,20 +229,17 @@ function keepAdmission(data) {
 }
 
 const endings = {
-  ended: "The time for your seat is over. Join again to queue for another.",
-  expired: "Your place lapsed (the page was away too long, or the seat was not taken in time).",
-  left: "You gave up your place.",
+  ended: t("ended_ended"),
+  expired: t("ended_expired"),
+  left: t("ended_left"),
 };
 
 function renderEnded(status, reason) {
   over = true;
   closeStream();
-  setConnection("closed", "Not connected");
+  setConnection("closed", t("conn_closed"));
   const detail = endings[status] ?? endings.ended;
-  setState(
-    status in endings ? status : "ended",
-    reason === "claim_timeout" ? "The seat was not claimed in time." : detail,
-  );
+  setState(status in endings ? status : "ended", reason === "claim_timeout" ? t("detail_claim_timeout") : detail);
 }
 
 /** Apply a ticket state from the stream or the API. */
@@ -253,7 +248,7 @@ function render(data) {
   shown = data;
   if (data.status === "queued") renderQueued(data);
   else if (data.status === "admitted") {
-    setState("admitted", "A seat is free for you. Claiming it…");
+    setState("admitted", t("detail_admitted"));
     void claim();
   } else if (data.status === "active" || data.status === "draining") {
     // Our own claim's `active` event can beat the claim's answer (which carries the token): wait for it.
@@ -268,8 +263,8 @@ function render(data) {
 function superseded() {
   over = true;
   closeStream();
-  setConnection("closed", "Not connected");
-  setState("superseded", "You joined again in another tab or device; your place continues there.");
+  setConnection("closed", t("conn_closed"));
+  setState("superseded", t("detail_superseded"));
 }
 
 function roomEvent(change) {
@@ -277,12 +272,12 @@ function roomEvent(change) {
   if (change.event === "room_deleted") {
     over = true;
     closeStream();
-    setConnection("closed", "Not connected");
-    setState("gone", "Its operator removed it, and the places in it.");
+    setConnection("closed", t("conn_closed"));
+    setState("gone", t("detail_gone"));
     return;
   }
-  if (change.mode === "paused") setNotice("Admissions are paused for the moment. You keep your place.");
-  else if (change.mode === "closed") setNotice("The room no longer takes new arrivals. You keep your place.");
+  if (change.mode === "paused") setNotice(t("notice_paused"));
+  else if (change.mode === "closed") setNotice(t("notice_closed"));
   else if (change.mode === "open" || change.mode === "passthrough") setNotice("");
 }
 
@@ -305,13 +300,13 @@ function subscribe() {
   source = stream;
   stream.onopen = () => {
     recoverDelay = 1000;
-    setConnection("live", "Live");
+    setConnection("live", t("conn_live"));
   };
   stream.onerror = () => {
     if (stream !== source) return;
     if (stream.readyState === EventSource.CONNECTING) {
       // EventSource reconnects by itself, sending Last-Event-ID.
-      setConnection("reconnecting", "Reconnecting…");
+      setConnection("reconnecting", t("conn_reconnecting"));
       return;
     }
     // Closed: the ticket is over (204), or an error status. Ask the API what happened.
@@ -340,7 +335,7 @@ function subscribe() {
 async function recover() {
   clearTimeout(recoverTimer);
   if (!ticket || over) return;
-  setConnection("reconnecting", "Reconnecting…");
+  setConnection("reconnecting", t("conn_reconnecting"));
   try {
     const answer = await api(`/v1/tickets/${ticket.ticket_id}`, { token: ticket.token });
     if (answer.ok) {
@@ -353,8 +348,8 @@ async function recover() {
       over = true;
       ticket = null;
       saveTicket();
-      setConnection("closed", "Not connected");
-      return setState("expired", "Your place is no longer known here (it may have been removed).");
+      setConnection("closed", t("conn_closed"));
+      return setState("expired", t("detail_forgotten"));
     }
   } catch {
     // Offline: try again below.
@@ -397,13 +392,13 @@ async function claim() {
 async function join(note = "") {
   over = false;
   lastEventId = "";
-  setState("connecting", "One moment while we save your place.");
+  setState("connecting", t("detail_joining"));
   setNotice(note);
   let answer;
   try {
     answer = await api(`/v1/rooms/${encodeURIComponent(room)}/tickets`, { method: "POST" });
   } catch {
-    setState("error", "Could not reach the waiting room. Check your connection, then join again.");
+    setState("error", t("detail_unreachable"));
     return;
   }
   if (answer.status === 202) {
@@ -420,13 +415,11 @@ async function join(note = "") {
     return;
   }
   const code = answer.data?.error?.code;
-  if (code === "not_found")
-    setState("unknown", `No waiting room is called “${room}”. Check the address you were given.`);
-  else if (code === "room_closed") setState("closed", "It is not taking new arrivals right now.");
-  else if (code === "room_full") setState("error", "This waiting room is full right now. Try again in a few minutes.");
-  else if (code === "rate_limited") {
-    setState("error", "Too many people joined from your network just now. Wait a moment, then join again.");
-  } else setState("error", answer.data?.error?.message ?? `The waiting room answered ${answer.status}.`);
+  if (code === "not_found") setState("unknown", t("detail_unknown", { room }));
+  else if (code === "room_closed") setState("closed", t("detail_closed"));
+  else if (code === "room_full") setState("error", t("detail_full"));
+  else if (code === "rate_limited") setState("error", t("detail_rate_limited"));
+  else setState("error", answer.data?.error?.message ?? t("detail_status", { status: answer.status }));
 }
 
 async function leave({ unloading = false } = {}) {
@@ -462,7 +455,7 @@ async function start() {
     // The page was unloaded (and gave up its place) without us knowing it would come back.
     ticket = null;
     saveTicket();
-    return join("Your previous place was released when the page was closed; you have a new place at the end.");
+    return join(t("notice_released"));
   }
   let answer;
   try {

@@ -62,7 +62,13 @@ export function openEventStream(
     const headers = new Map<string, string>();
     for (const line of lines) {
       const colon = line.indexOf(":");
-      headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim().toLowerCase());
+      headers.set(
+        line.slice(0, colon).trim().toLowerCase(),
+        line
+          .slice(colon + 1)
+          .trim()
+          .toLowerCase(),
+      );
     }
     if (!headers.get("content-type")?.startsWith("text/event-stream")) {
       finish("not an event stream");

@@ -118,7 +118,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
-  mountPages(app);
+  mountPages(app, { sql });
 
   const known = allowedMethods(describe());
   app.notFound((c) => {

@@ -115,6 +115,25 @@ export const checkResponse = z.object({
   expires_at: z.iso.datetime(),
 });
 
+/** The languages the waiting-room page speaks (web/i18n.js has a catalogue for each). */
+export const pageLanguages = ["en", "de", "es", "fr", "pt", "ja", "zh", "ar"] as const;
+
+/** Text the page shows with textContent: characters, not markup; `lines` keeps line breaks. */
+const pageText = (max: number, lines: boolean) =>
+  text(max).refine(
+    (value) => !(lines ? /(?!\n)\p{Cc}/u : /\p{Cc}/u).test(value),
+    lines ? "must not contain control characters but line breaks" : "must not contain control characters",
+  );
+/** A URL whose origin goes into the page's CSP: a plain ASCII host, so nothing can be smuggled into the header. */
+const pageUrl = (protocol: "https" | "https?", what: string) =>
+  z
+    .string()
+    .max(2048)
+    .regex(
+      new RegExp(`^${protocol}://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\\S*)?$`),
+      `${what} must be an ${protocol === "https" ? "https" : "http(s)"} URL with a plain ASCII host (punycode for others)`,
+    );
+
 export const roomSettings = z.strictObject({
   capacity: int32(0).optional(),
   admit_per_minute: int32(1).nullable().optional(),
@@ -137,6 +156,31 @@ export const roomSettings = z.strictObject({
     .nullable()
     .optional()
     .describe("Most tickets queued at once: a join beyond it is refused with room_full; null: no cap."),
+  page_title: pageText(80, false).nullable().optional().describe("The waiting-room page's heading; null: the room id."),
+  page_message: pageText(500, true).nullable().optional().describe("A message under the heading; null: none."),
+  page_brand_color: z
+    .string()
+    .regex(/^#[0-9a-fA-F]{6}$/, "page_brand_color must be #rrggbb")
+    .nullable()
+    .optional()
+    .describe("The page's accent colour, #rrggbb; its text is black or white, whichever contrasts more."),
+  page_logo_url: pageUrl("https", "page_logo_url")
+    .nullable()
+    .optional()
+    .describe("A logo for the page's header; the page's CSP allows images from its origin only."),
+  page_admitted_text: pageText(200, true)
+    .nullable()
+    .optional()
+    .describe("What the admitted screen says; null: the page's default, in the visitor's language."),
+  page_help_url: pageUrl("https?", "page_help_url")
+    .nullable()
+    .optional()
+    .describe("A link to the site's status or help page; null: none."),
+  page_language: z
+    .enum(pageLanguages)
+    .nullable()
+    .optional()
+    .describe("The page's language when Accept-Language names none it speaks; null: en."),
   shuffle_seed: z
     .int()
     .min(-9_007_199_254_740_991)
@@ -160,6 +204,13 @@ export const room = z.object({
   retention_seconds: z.int(),
   health_url: z.string().nullable(),
   max_queued: z.int().nullable(),
+  page_title: z.string().nullable(),
+  page_message: z.string().nullable(),
+  page_brand_color: z.string().nullable(),
+  page_logo_url: z.string().nullable(),
+  page_admitted_text: z.string().nullable(),
+  page_help_url: z.string().nullable(),
+  page_language: z.string().nullable(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
   stats: z.object({

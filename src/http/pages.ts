@@ -4,7 +4,8 @@ import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
-import { roomId } from "./contracts.js";
+import type { Sql } from "../db/client.js";
+import { pageLanguages, roomId } from "./contracts.js";
 
 /*
  * The pages people see: the waiting room (/rooms/{room}) and the admin
@@ -18,6 +19,8 @@ type Asset = { body: string; type: string; etag: string };
 
 const assetTypes: Record<string, string> = {
   "room.js": "text/javascript; charset=utf-8",
+  "i18n.js": "text/javascript; charset=utf-8",
+  "page.js": "text/javascript; charset=utf-8",
   "admin.js": "text/javascript; charset=utf-8",
   "docs.js": "text/javascript; charset=utf-8",
   "pages.css": "text/css; charset=utf-8",
@@ -36,22 +39,23 @@ const assets = new Map<string, Asset>(
 /**
  * Scripts, styles and requests from this origin only; nothing inline, no framing. The API reference's
  * renderer also writes styles of its own into the page (style elements and attributes, without a nonce):
- * that page alone allows inline styles; its scripts are held to the same rule.
+ * that page alone allows inline styles; its scripts are held to the same rule. A room's page may show
+ * images from its logo's origin, and from nowhere else.
  */
-const contentSecurityPolicy = (inlineStyles: boolean) =>
+const contentSecurityPolicy = (inlineStyles: boolean, imageOrigin: string | undefined) =>
   [
     "default-src 'none'",
     "script-src 'self'",
     inlineStyles ? "style-src 'self' 'unsafe-inline'" : "style-src 'self'",
     "connect-src 'self'",
-    "img-src 'self' data:",
+    `img-src 'self' data:${imageOrigin ? ` ${imageOrigin}` : ""}`,
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'none'",
   ].join("; ");
 
-function securityHeaders(c: Context, options: { inlineStyles?: boolean } = {}): void {
-  c.header("content-security-policy", contentSecurityPolicy(options.inlineStyles ?? false));
+function securityHeaders(c: Context, options: { inlineStyles?: boolean; imageOrigin?: string | undefined } = {}): void {
+  c.header("content-security-policy", contentSecurityPolicy(options.inlineStyles ?? false, options.imageOrigin));
   c.header("x-content-type-options", "nosniff");
   // Nothing about the page (or a ticket) travels to other sites in Referer.
   c.header("referrer-policy", "no-referrer");
@@ -60,9 +64,24 @@ function securityHeaders(c: Context, options: { inlineStyles?: boolean } = {}): 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch] ?? ch);
 
-/** A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its own). */
-const page = (title: string, script: string | undefined, body: string, vendor: string[] = []) => `<!doctype html>
-<html lang="en">
+/** An asset's address: a new version is a new URL (its hash). */
+const assetUrl = (name: string) => `/assets/${name}?v=${assets.get(name)?.etag.slice(1, 9)}`;
+
+/** The language of a page and the direction it is written in. */
+type PageLocale = { lang: string; dir: "ltr" | "rtl" };
+
+/**
+ * A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its
+ * own).
+ */
+const page = (
+  title: string,
+  script: string | undefined,
+  body: string,
+  vendor: string[] = [],
+  locale: PageLocale = { lang: "en", dir: "ltr" },
+) => `<!doctype html>
+<html lang="${locale.lang}" dir="${locale.dir}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -77,8 +96,8 @@ ${vendor
         `<script defer src="${vendorUrl(name)}"></script>`,
   )
   .join("\n")}
-<link rel="stylesheet" href="/assets/pages.css?v=${assets.get("pages.css")?.etag.slice(1, 9)}">
-${script ? `<script type="module" src="/assets/${script}?v=${assets.get(script)?.etag.slice(1, 9)}"></script>` : ""}
+<link rel="stylesheet" href="${assetUrl("pages.css")}">
+${script ? `<script type="module" src="${assetUrl(script)}"></script>` : ""}
 </head>
 <body>
 ${body}
@@ -86,36 +105,98 @@ ${body}
 </html>
 `;
 
-export function roomPage(room: string): string {
+export type PageLanguage = (typeof pageLanguages)[number];
+
+/** The languages the page writes right to left. */
+const rightToLeft: ReadonlySet<PageLanguage> = new Set(["ar"]);
+
+const isPageLanguage = (tag: string): tag is PageLanguage => (pageLanguages as readonly string[]).includes(tag);
+
+/**
+ * The page's language: the visitor's most preferred (by q) of those the page speaks, matched on the primary
+ * subtag (pt-BR is pt, zh-Hant is zh); else the room's default; else English.
+ */
+export function pageLanguage(acceptLanguage: string | undefined, roomDefault: string | null): PageLanguage {
+  const wanted = (acceptLanguage ?? "")
+    .split(",")
+    .map((entry, order) => {
+      const [tag = "", ...parameters] = entry.trim().split(";");
+      const q = parameters.map((p) => /^\s*q=([0-9.]+)\s*$/i.exec(p)?.[1]).find((value) => value !== undefined);
+      return { primary: tag.trim().split("-")[0]?.toLowerCase() ?? "", q: q === undefined ? 1 : Number(q), order };
+    })
+    .filter(({ q }) => q > 0)
+    .sort((a, b) => b.q - a.q || a.order - b.order);
+  const found = wanted.find(({ primary }) => isPageLanguage(primary))?.primary;
+  if (found && isPageLanguage(found)) return found;
+  return roomDefault && isPageLanguage(roomDefault) ? roomDefault : "en";
+}
+
+/** A room's page settings (waitroom.show_room_page); null where the page keeps its default. */
+export type RoomPageSettings = {
+  page_title: string | null;
+  page_message: string | null;
+  page_brand_color: string | null;
+  page_logo_url: string | null;
+  page_admitted_text: string | null;
+  page_help_url: string | null;
+  page_language: string | null;
+};
+
+/** The origin of a logo URL for the CSP's img-src; SQL and zod allow only plain ASCII hosts there. */
+function logoOrigin(url: string | null): string | undefined {
+  if (!url || !URL.canParse(url)) return undefined;
+  return new URL(url).origin;
+}
+
+/** Data for the page's script, inside a <script type="application/json">: no "<" can end the element early. */
+const jsonData = (value: unknown) => JSON.stringify(value).replace(/</g, "\\u003c");
+
+export function roomPage(room: string, settings: RoomPageSettings | null, language: PageLanguage): string {
   const id = escapeHtml(room);
+  const title = settings?.page_title ?? room;
+  const logo = settings?.page_logo_url && logoOrigin(settings.page_logo_url) ? settings.page_logo_url : null;
+  // The page (web/page.js) sets every one of these as text or as a property, never as HTML.
+  const data = {
+    title,
+    message: settings?.page_message ?? null,
+    brand_color: settings?.page_brand_color ?? null,
+    logo_url: logo,
+    admitted_text: settings?.page_admitted_text ?? null,
+    help_url: settings?.page_help_url ?? null,
+  };
   return page(
-    `Waiting room · ${room}`,
+    title,
     "room.js",
-    `<main id="room" class="room" data-room="${id}">
-  <header>
-    <p class="eyebrow">Waiting room</p>
-    <h1>${id}</h1>
+    `<main id="room" class="room" data-room="${id}" data-i18n-module="${assetUrl("i18n.js")}" data-page-module="${assetUrl("page.js")}">
+  <script type="application/json" id="page-settings">${jsonData(data)}</script>
+  <header class="room-header">
+    <img id="logo" class="logo" alt="" hidden>
+    <div>
+      <p class="eyebrow" data-i18n="eyebrow">Waiting room</p>
+      <h1 id="title" dir="auto">${escapeHtml(title)}</h1>
+    </div>
   </header>
-  <noscript><p class="panel">This waiting room needs JavaScript to hold your place and let you in.</p></noscript>
+  <p id="message" class="message" dir="auto" hidden></p>
+  <noscript><p class="panel" data-i18n="noscript">This waiting room needs JavaScript to hold your place and let you in.</p></noscript>
   <section id="panel" class="panel" data-state="connecting" aria-labelledby="headline" aria-busy="true">
     <h2 id="headline"><span class="icon" aria-hidden="true">…</span> <span id="headline-text">Joining the queue…</span></h2>
-    <p id="detail">One moment while we save your place.</p>
+    <p id="detail" dir="auto">One moment while we save your place.</p>
     <p id="notice" class="notice" hidden></p>
     <div id="waiting" hidden>
       <dl class="numbers">
-        <div><dt id="position-label">Your place in line</dt><dd id="position" aria-labelledby="position-label">–</dd></div>
-        <div><dt id="depth-label">People waiting</dt><dd id="depth" aria-labelledby="depth-label">–</dd></div>
-        <div><dt id="eta-label">Estimated wait</dt><dd id="eta" aria-labelledby="eta-label"><span id="eta-estimate">–</span> <span id="eta-range" class="range" hidden></span></dd></div>
+        <div><dt id="position-label" data-i18n="position_label">Your place in line</dt><dd id="position" aria-labelledby="position-label">–</dd></div>
+        <div><dt id="depth-label" data-i18n="depth_label">People waiting</dt><dd id="depth" aria-labelledby="depth-label">–</dd></div>
+        <div><dt id="eta-label" data-i18n="eta_label">Estimated wait</dt><dd id="eta" aria-labelledby="eta-label"><span id="eta-estimate">–</span> <span id="eta-range" class="range" hidden></span></dd></div>
       </dl>
-      <label for="progress">Progress through the queue <span id="progress-text"></span></label>
+      <label for="progress"><span data-i18n="progress_label">Progress through the queue</span> <span id="progress-text"></span></label>
       <progress id="progress" max="100" value="0">0%</progress>
     </div>
     <div id="active" hidden>
-      <p><a id="continue" class="button" href="#continue">Continue</a></p>
+      <p><a id="continue" class="button" href="#continue" data-i18n="continue">Continue</a></p>
       <p id="expires"></p>
       <details id="token-details" hidden>
-        <summary>Admission token</summary>
-        <label for="admission-token">Your admission token (the site you are going to checks it)</label>
+        <summary data-i18n="token_summary">Admission token</summary>
+        <label for="admission-token" data-i18n="token_label">Your admission token (the site you are going to checks it)</label>
         <textarea id="admission-token" readonly rows="4" spellcheck="false"></textarea>
       </details>
     </div>
@@ -124,17 +205,33 @@ export function roomPage(room: string): string {
       <button id="rejoin" type="button" hidden>Join again</button>
     </p>
     <div id="confirm-leave" class="confirm" role="group" aria-labelledby="confirm-leave-text" hidden>
-      <p id="confirm-leave-text">Give up your seat? It goes to the next person in line at once; you would have to queue again.</p>
+      <p id="confirm-leave-text" data-i18n="confirm_leave">Give up your seat? It goes to the next person in line at once; you would have to queue again.</p>
       <p class="actions">
-        <button id="confirm-leave-yes" type="button" class="danger">Yes, give it up</button>
-        <button id="confirm-leave-no" type="button">Keep my seat</button>
+        <button id="confirm-leave-yes" type="button" class="danger" data-i18n="confirm_yes">Yes, give it up</button>
+        <button id="confirm-leave-no" type="button" data-i18n="confirm_no">Keep my seat</button>
       </p>
     </div>
   </section>
-  <p id="connection" class="connection" data-connection="connecting"><span class="icon" aria-hidden="true">○</span> <span id="connection-text">Connecting…</span></p>
+  <p id="connection" class="connection" data-connection="connecting"><span class="icon" aria-hidden="true">○</span> <span id="connection-text" data-i18n="conn_connecting">Connecting…</span></p>
+  <p id="help" class="help" hidden><a id="help-link" rel="noopener noreferrer" data-i18n="help">Status and help</a></p>
   <div id="announcer" class="visually-hidden" role="status" aria-live="polite" aria-atomic="true"></div>
 </main>`,
+    [],
+    { lang: language, dir: rightToLeft.has(language) ? "rtl" : "ltr" },
   );
+}
+
+/**
+ * The room's page settings; null for an unknown room, and when the database cannot answer: the page then
+ * shows its defaults and its script reports what the API says.
+ */
+async function readRoomPage(sql: Sql, room: string): Promise<RoomPageSettings | null> {
+  try {
+    const [found] = await sql<RoomPageSettings[]>`select * from waitroom.show_room_page(${room})`;
+    return found ?? null;
+  } catch {
+    return null;
+  }
 }
 
 export function adminPage(): string {
@@ -222,7 +319,7 @@ export function docsPage(): string {
 <noscript><p>The API reference needs JavaScript; the description itself is <a href="/openapi.json">/openapi.json</a>.</p></noscript>
 <div id="reference"></div>
 <script src="${vendorUrl("scalar-api-reference.js")}"></script>
-<script src="/assets/docs.js?v=${assets.get("docs.js")?.etag.slice(1, 9)}"></script>
+<script src="${assetUrl("docs.js")}"></script>
 </body>
 </html>
 `;
@@ -300,7 +397,7 @@ const notFoundPage = (message: string) =>
   page("Not found · waitroom", undefined, `<main class="room"><h1>Not found</h1><p>${escapeHtml(message)}</p></main>`);
 
 /** GET /, /rooms/{room}, /admin, /docs, /favicon.ico and the pages' assets under /assets/. */
-export function mountPages<E extends Env>(app: Hono<E>): void {
+export function mountPages<E extends Env>(app: Hono<E>, { sql }: { sql: Sql }): void {
   app.get("/", (c) => {
     securityHeaders(c);
     c.header("cache-control", "no-cache");
@@ -329,14 +426,20 @@ export function mountPages<E extends Env>(app: Hono<E>): void {
     return c.body(asset.body);
   });
 
-  app.get("/rooms/:room", (c) => {
-    securityHeaders(c);
+  app.get("/rooms/:room", async (c) => {
     c.header("cache-control", "no-cache");
     const room = c.req.param("room");
     if (!roomId.safeParse(room).success) {
+      securityHeaders(c);
       return c.html(notFoundPage("A room id is 1 to 48 characters of a-z, 0-9, _ and -."), 404);
     }
-    return c.html(roomPage(room));
+    const settings = await readRoomPage(sql, room);
+    const language = pageLanguage(c.req.header("accept-language"), settings?.page_language ?? null);
+    securityHeaders(c, { imageOrigin: logoOrigin(settings?.page_logo_url ?? null) });
+    // The same address answers in the visitor's language: caches must key on it.
+    c.header("vary", "accept-language");
+    c.header("content-language", language);
+    return c.html(roomPage(room, settings, language));
   });
 
   app.get("/admin", (c) => {

@@ -54,6 +54,14 @@ export type RoomSettings = {
   health_url?: string | null;
   /** Most tickets queued at once; null: no cap. */
   max_queued?: number | null;
+  /** The waiting-room page's own text, colour, logo, help link and default language; null: the page's default. */
+  page_title?: string | null;
+  page_message?: string | null;
+  page_brand_color?: string | null;
+  page_logo_url?: string | null;
+  page_admitted_text?: string | null;
+  page_help_url?: string | null;
+  page_language?: string | null;
   shuffle_seed?: number;
 };
 
