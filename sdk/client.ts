@@ -5,7 +5,10 @@ import type {
   ClaimResponse,
   HeartbeatResponse,
   JoinResponse,
-  TicketState,
+  SettleOutcome,
+  SettleResponse,
+  StockLevel,
+  TicketAnswer,
   WaitroomEvent,
 } from "./types.js";
 
@@ -21,6 +24,8 @@ export type JoinOptions = {
   holder?: string;
   /** Higher goes first; needs serverKey. */
   priority?: number;
+  /** The holder's quota tier in a room with quota tiers; needs serverKey. */
+  tier?: string;
   /** WAITROOM_SERVER_KEY. Never put it in a browser. */
   serverKey?: string;
   signal?: AbortSignal;
@@ -105,9 +110,9 @@ export class Ticket {
     return `/v1/tickets/${encodeURIComponent(this.id)}`;
   }
 
-  /** Where the ticket stands now. */
-  state(signal?: AbortSignal): Promise<TicketState> {
-    return this.#http.json<TicketState>(this.path, { bearer: this.token, signal });
+  /** Where the ticket stands now (and, in a room with quotas, the holder's shares). */
+  state(signal?: AbortSignal): Promise<TicketAnswer> {
+    return this.#http.json<TicketAnswer>(this.path, { bearer: this.token, signal });
   }
 
   /**
@@ -188,15 +193,25 @@ export type WaitroomClient = {
     input: { room: string } & ({ admission_token: string } | { ticket_id: string; token: string }),
     signal?: AbortSignal,
   ): Promise<CheckResponse>;
+  /** For the protected app's backend (serverKey): add units to a room's stock; reopens a sold-out room. */
+  addStock(room: string, units: number, call: ServerCall): Promise<StockLevel>;
+  /** For the protected app's backend (serverKey): a room's stock. */
+  stock(room: string, call: ServerCall): Promise<StockLevel>;
+  /** For the protected app's backend (serverKey): the admission's unit was sold (consumed) or its work failed (returned). */
+  settle(ticketId: string, outcome: SettleOutcome, call: ServerCall): Promise<SettleResponse>;
 };
+
+/** A call only the protected app's backend may make: WAITROOM_SERVER_KEY, never in a browser. */
+export type ServerCall = { serverKey: string; signal?: AbortSignal };
 
 export function createClient(options: ClientOptions): WaitroomClient {
   const http = new Http(options);
   return {
     baseUrl: http.baseUrl,
     jwksUrl: http.url("/.well-known/jwks.json"),
-    async join(room, { holder, priority, serverKey, signal } = {}) {
-      const body = holder === undefined && priority === undefined ? undefined : { holder, priority };
+    async join(room, { holder, priority, tier, serverKey, signal } = {}) {
+      const body =
+        holder === undefined && priority === undefined && tier === undefined ? undefined : { holder, priority, tier };
       const joined = await http.json<JoinResponse>(`/v1/rooms/${encodeURIComponent(room)}/tickets`, {
         method: "POST",
         bearer: serverKey,
@@ -207,5 +222,21 @@ export function createClient(options: ClientOptions): WaitroomClient {
     },
     ticket: (ticketId, token) => new Ticket(http, ticketId, token),
     check: (input, signal) => http.json<CheckResponse>("/v1/check", { method: "POST", body: input, signal }),
+    addStock: (room, units, { serverKey, signal }) =>
+      http.json<StockLevel>(`/v1/rooms/${encodeURIComponent(room)}/stock`, {
+        method: "POST",
+        bearer: serverKey,
+        body: { units },
+        signal,
+      }),
+    stock: (room, { serverKey, signal }) =>
+      http.json<StockLevel>(`/v1/rooms/${encodeURIComponent(room)}/stock`, { bearer: serverKey, signal }),
+    settle: (ticketId, outcome, { serverKey, signal }) =>
+      http.json<SettleResponse>(`/v1/tickets/${encodeURIComponent(ticketId)}/settle`, {
+        method: "POST",
+        bearer: serverKey,
+        body: { outcome },
+        signal,
+      }),
   };
 }

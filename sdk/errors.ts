@@ -5,11 +5,14 @@ export class WaitroomError extends Error {
   override readonly name = "WaitroomError";
   readonly status: number;
   readonly code: ErrorCode;
+  /** quota_exceeded: when the holder's next share comes back. */
+  readonly availableAt: Date | undefined;
 
-  constructor(status: number, code: ErrorCode, message: string) {
+  constructor(status: number, code: ErrorCode, message: string, availableAt?: Date) {
     super(message);
     this.status = status;
     this.code = code;
+    this.availableAt = availableAt;
   }
 }
 
@@ -17,9 +20,10 @@ export class WaitroomError extends Error {
 export async function errorFrom(response: Response): Promise<WaitroomError> {
   const text = await response.text().catch(() => "");
   try {
-    const { error } = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const { error } = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; available_at?: unknown } };
     if (typeof error?.code === "string" && typeof error.message === "string") {
-      return new WaitroomError(response.status, error.code as ErrorCode, error.message);
+      const availableAt = typeof error.available_at === "string" ? new Date(error.available_at) : undefined;
+      return new WaitroomError(response.status, error.code as ErrorCode, error.message, availableAt);
     }
   } catch {
     // not JSON: fall through

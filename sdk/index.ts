@@ -5,7 +5,14 @@
  * AbortController (and WebCrypto to verify admission tokens), and imports
  * nothing. See docs/sdk.md.
  */
-export { type ClientOptions, createClient, type JoinOptions, Ticket, type WaitroomClient } from "./client.js";
+export {
+  type ClientOptions,
+  createClient,
+  type JoinOptions,
+  type ServerCall,
+  Ticket,
+  type WaitroomClient,
+} from "./client.js";
 export { WaitroomError } from "./errors.js";
 export {
   admissionToken,

@@ -27,6 +27,45 @@ export type TicketState = {
   expires_at: string | null;
 };
 
+/** A holder's quota in a room with quota tiers (GET /v1/tickets/{id} `shares`). */
+export type Shares = {
+  tier: string;
+  /** Admissions the tier allows per window. */
+  quota_limit: number;
+  window_seconds: number;
+  /** Admissions in the window that were not returned. */
+  used: number;
+  shares_left: number;
+  /** When the next share becomes available (ISO 8601); null while some are left. */
+  next_share_at: string | null;
+};
+
+/** GET /v1/tickets/{id}: the state, and the holder's quota where the room has quotas. */
+export type TicketAnswer = Flat<TicketState & { shares?: Shares | undefined }>;
+
+/** One object type instead of an intersection (what editors show, and what the contract test compares). */
+type Flat<T> = { [K in keyof T]: T[K] };
+
+/** A room's stock (POST and GET /v1/rooms/{room}/stock, server key). */
+export type StockLevel = {
+  room_id: string;
+  /** Units neither reserved nor consumed; null: the room has no stock. */
+  stock_available: number | null;
+  /** Units reserved by offers and not settled yet. */
+  stock_outstanding: number;
+  sold_out: boolean;
+};
+
+export type SettleOutcome = "consumed" | "returned";
+
+/** POST /v1/tickets/{id}/settle (server key). */
+export type SettleResponse = {
+  ticket_id: string;
+  room_id: string;
+  outcome: SettleOutcome;
+  stock_available: number | null;
+};
+
 export type JoinResponse = {
   ticket_id: string;
   /** Bearer token of the ticket: shown only once, keep it to resume the ticket later. */
@@ -69,15 +108,25 @@ export type ErrorCode =
   | "wrong_room"
   /** A browser's join from a page of another origin than the service's own or an allowed one. */
   | "origin_not_allowed"
+  /** The handover: the return URL's origin is neither the room's target_url's nor in its return_origins. */
+  | "return_not_allowed"
+  /** The gate (deny=unauthorized): the request carries no valid admission cookie; Location says where to queue. */
+  | "admission_required"
   | "not_found"
   | "method_not_allowed"
   | "superseded"
   /** The room's queue holds its most tickets (max_queued): try again later. */
   | "room_full"
+  /** settle: the admission was settled before. */
+  | "already_settled"
+  /** settle: no admission of this ticket took stock or a share. */
+  | "not_granted"
   | "draining"
   | "ended"
   | "expired"
   | "left"
+  /** The room's stock is gone: nothing left and nothing that may come back. */
+  | "sold_out"
   | "payload_too_large"
   | "unsupported_media_type"
   | "headers_too_large"
@@ -85,6 +134,8 @@ export type ErrorCode =
   | "not_claimed"
   /** Too many requests from this client: the answer's Retry-After says when to try again. */
   | "rate_limited"
+  /** The holder has no share left in its tier: error.availableAt says when the next one comes back. */
+  | "quota_exceeded"
   | "not_ready"
   | "room_closed"
   /** The database is unreachable or restarting: retry shortly. */
@@ -108,7 +159,7 @@ export type DrainingEvent = Ledger<"draining", TicketState & { status: "draining
 export type EndedEvent = {
   type: "ended";
   id?: string;
-  /** status says how it ended (ended, expired, left); reason, when given, why. */
+  /** status says how it ended (ended, expired, left); reason, when given, why (sold_out: the stock is gone). */
   data: TicketState & { status: "ended" | "expired" | "left"; reason?: string };
 };
 export type SupersededEvent = {
@@ -120,7 +171,10 @@ export type RoomEvent = Ledger<
   "room",
   TicketState & {
     /** What changed: `event` is the ledger type, the rest its data (the new settings, health, …). */
-    room: { event: "room_configured" | "room_deleted" | "room_health" | (string & {}); [key: string]: unknown };
+    room: {
+      event: "room_configured" | "room_deleted" | "room_health" | "room_sold_out" | "room_restocked" | (string & {});
+      [key: string]: unknown;
+    };
   }
 >;
 

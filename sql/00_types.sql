@@ -64,12 +64,28 @@ create type waitroom.room_listing as (
   page_admitted_text text,
   page_help_url      text,
   page_language      text,
+  quota_window_seconds integer,
+  quota_tiers        jsonb,
+  pool_per_day       integer,
+  time_zone          text,
+  target_url         text,
+  return_origins     text[],
+  handover           text,
+  auto_continue      boolean,
   created_at         timestamptz,
   updated_at         timestamptz,
   stats              jsonb
 );
+create type waitroom.continuation as (
+  url           text,
+  handover      text,
+  auto_continue boolean
+);
+comment on type waitroom.continuation is
+  'Answer of continue_to: where the page sends an admitted visitor (null: nowhere configured), how the admission is handed over (cookie or fragment) and whether the page goes there by itself.';
+
 comment on type waitroom.room_listing is
-  'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds and health.';
+  'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds, health, stock_available, stock_outstanding, sold_out and pool_left.';
 
 create type waitroom.room_page as (
   room_id            text,
@@ -94,3 +110,34 @@ create type waitroom.signing_key as (
 );
 comment on type waitroom.signing_key is
   'A signing key as operators see it (never its private half): state staged (published, not signing yet), current (signs), retired (replaced; still verifies its tokens) or revoked (refused at once); when it was published, starts or started signing, was retired, was revoked.';
+
+-- Stock, quotas and the pool (47_stock.sql).
+create type waitroom.stock_level as (
+  room_id           text,
+  stock_available   integer,
+  stock_outstanding integer,
+  sold_out          boolean
+);
+comment on type waitroom.stock_level is
+  'A room''s stock: units available (null = no stock), units reserved by offers and not settled, and whether it is sold out.';
+
+create type waitroom.settlement as (
+  ok              boolean,
+  code            text,
+  room_id         text,
+  outcome         text,
+  stock_available integer
+);
+comment on type waitroom.settlement is
+  'Answer of settle: ok, a code (ok; not_granted: no offer of this ticket took stock or a share; already_consumed, already_returned: settled before), the room, the outcome recorded and the units available after it.';
+
+create type waitroom.shares as (
+  tier           text,
+  quota_limit    integer,
+  window_seconds integer,
+  used           integer,
+  shares_left    integer,
+  next_share_at  timestamptz
+);
+comment on type waitroom.shares is
+  'A holder''s quota in a room: its tier, the tier''s limit per window, the window, the offers counted in it (held or consumed, not returned), what is left, and when the next share becomes available (null while some are left).';

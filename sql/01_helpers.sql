@@ -68,7 +68,7 @@ begin
 end
 $$;
 comment on function waitroom._fail(text, text) is
-  'Raise a waitroom error: WR400 invalid argument, WR403 not allowed (p_now from a role that may not pin the clock), WR404 unknown room, WR409 room exists, WR503 room closed, WRFUL queue full (max_queued).';
+  'Raise a waitroom error: WR400 invalid argument, WR403 not allowed (p_now from a role that may not pin the clock), WR404 unknown room, WR409 room exists, WR503 room closed, WRFUL queue full (max_queued), WRSLD sold out, WRQUO holder over quota (raised by _check_quota, with the next share''s time as detail), WRRET return URL not allowed (continue_to).';
 
 create function waitroom._room(p_room text) returns waitroom.rooms
 language plpgsql stable

@@ -9,7 +9,8 @@ as $$
     from pg_attribute
    where attrelid = 'waitroom.rooms'::regclass and attnum > 0 and not attisdropped
      and attname not in ('id', 'queue_seq', 'created_at', 'updated_at', 'shuffled_at',
-                         'healthy', 'health_detail', 'health_checked_at')
+                         'healthy', 'health_detail', 'health_checked_at',
+                         'stock_available', 'stock_outstanding', 'sold_out_at')
 $$;
 comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
 
@@ -46,7 +47,11 @@ language plpgsql
 as $$
 declare
   v_columns text := (select string_agg(format('%I', s), ', ') from unnest(waitroom._room_settings() || 'updated_at'::text) s);
+  v_error text := waitroom._stock_settings_error(r);
 begin
+  if v_error is not null then
+    perform waitroom._fail('WR400', format('invalid settings for room %L: %s', r.id, v_error));
+  end if;
   execute format('update waitroom.rooms set (%1$s) = (select %1$s from (select ($1).*) given) where id = ($1).id',
                  v_columns)
     using r;
@@ -176,6 +181,7 @@ begin
   r := waitroom._room(p_room);
   delete from waitroom.tickets where room_id = p_room;
   delete from waitroom.queue_tally where room_id = p_room;
+  delete from waitroom.grants where room_id = p_room;
   delete from waitroom.rooms where id = p_room;
   execute format('drop sequence %s', r.queue_seq);
   perform waitroom._publish_ids(waitroom._log(array[row(p_room, null, 'room_deleted', null)::waitroom.ledger_entry], v_now));

@@ -16,22 +16,31 @@
 -- _depth, taken in the same lock order. Measured the same way, join with
 -- these helpers stays within 2% of the single-row join it replaced.
 
--- Joins are refused by unknown rooms (WR404) and closed ones (WR503); paused
--- rooms queue them.
-create function waitroom._join_room(p_room text, out mode text, out queue_seq regclass, out max_queued integer)
+-- Joins are refused by unknown rooms (WR404), closed ones (WR503) and sold
+-- out ones (WRSLD); paused rooms queue them. A join that read the room just
+-- before it sold out queues, and the next admission tick ends its ticket.
+create function waitroom._join_room(
+  p_room text, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb
+)
 language plpgsql stable
 as $$
+declare
+  v_sold_out_at timestamptz;
 begin
-  select r.mode, r.queue_seq, r.max_queued into mode, queue_seq, max_queued from waitroom.rooms r where r.id = p_room;
+  select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.sold_out_at
+    into mode, queue_seq, max_queued, quota_tiers, v_sold_out_at
+    from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
   elsif mode = 'closed' then
     perform waitroom._fail('WR503', format('room %L is closed', p_room));
+  elsif v_sold_out_at is not null then
+    perform waitroom._fail('WRSLD', format('room %L is sold out', p_room));
   end if;
 end
 $$;
 comment on function waitroom._join_room(text) is
-  'The mode, queue sequence and queue cap of a room that takes joins; WR404 unknown room, WR503 closed.';
+  'The mode, queue sequence, queue cap and quota tiers of a room that takes joins; WR404 unknown room, WR503 closed, WRSLD sold out.';
 
 -- Checked before any number is drawn (a drawn number is never given back).
 -- Joins of a capped room take its join lock (advisory 2002, before any other
@@ -91,7 +100,8 @@ create function waitroom.join(
   p_room     text,
   p_holder   text default null,
   p_priority integer default 0,
-  p_now      timestamptz default null
+  p_now      timestamptz default null,
+  p_tier     text default null
 ) returns table (ticket_id uuid, token text, status text, "position" bigint, depth bigint)
 language plpgsql
 as $$
@@ -109,6 +119,13 @@ begin
   if waitroom._join_error(p_holder, p_priority) is not null then
     perform waitroom._fail('WR400', waitroom._join_error(p_holder, p_priority));
   end if;
+  -- Rooms with quota tiers only: the others pay one null test.
+  if v_room.quota_tiers is not null or p_tier is not null then
+    if waitroom._tier_error(v_room.quota_tiers, p_tier) is not null then
+      perform waitroom._fail('WR400', waitroom._tier_error(v_room.quota_tiers, p_tier));
+    end if;
+    p_priority := waitroom._tier_priority(v_room.quota_tiers, p_tier, p_priority);
+  end if;
 
   if p_holder is null then
     -- Anonymous: no unique index can conflict, so a plain insert rather than
@@ -117,8 +134,8 @@ begin
     if v_room.max_queued is not null then
       perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
     end if;
-    insert into waitroom.tickets as t (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
-    values (waitroom._new_id(), p_room, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
+    insert into waitroom.tickets as t (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
+    values (waitroom._new_id(), p_room, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
     v_new := true;
     perform waitroom._log(array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
@@ -141,12 +158,16 @@ begin
         exit;
       end if;
 
-      -- A new ticket: a re-join above keeps its place even in a full room.
+      -- A new ticket: a re-join above keeps its place even in a full room,
+      -- and a holder with no share left is refused before it waits.
+      if v_room.quota_tiers is not null then
+        perform waitroom._check_quota(p_room, p_holder, p_tier, v_now);
+      end if;
       if v_room.max_queued is not null then
         perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
       end if;
-      insert into waitroom.tickets (id, room_id, holder, token_hash, priority, seq, queued_at, last_seen_at)
-      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, nextval(v_room.queue_seq), v_now, v_now)
+      insert into waitroom.tickets (id, room_id, holder, token_hash, priority, tier, seq, queued_at, last_seen_at)
+      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
       on conflict (room_id, holder)
         where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
       do nothing
@@ -181,8 +202,8 @@ begin
   return next;
 end
 $$;
-comment on function waitroom.join(text, text, integer, timestamptz) is
-  'Join a room''s queue. p_holder (verified user id) makes it idempotent: a re-join keeps the place, rotates the token and supersedes the old one. Returns the bearer token once. position is exact for a new ticket in a FIFO room, an upper bound otherwise (see waitroom.position). WR404 unknown room, WR503 closed, WRFUL the room queues max_queued tickets already (a re-join of a live holder is never refused), WR400 bad holder/priority. waitroom.join_many does the same for many joins at once.';
+comment on function waitroom.join(text, text, integer, timestamptz, text) is
+  'Join a room''s queue. p_holder (verified user id) makes it idempotent: a re-join keeps the place (and priority and tier), rotates the token and supersedes the old one. p_tier is the holder''s quota tier in a room with quota_tiers (null = "default"); a priority of 0 takes the tier''s. WRSLD the room is sold out, WRQUO a new ticket of a holder with no share left in its tier (detail: when the next one is available). Returns the bearer token once. position is exact for a new ticket in a FIFO room, an upper bound otherwise (see waitroom.position). WR404 unknown room, WR503 closed, WRFUL the room queues max_queued tickets already (a re-join of a live holder is never refused), WR400 bad holder/priority. waitroom.join_many does the same for many joins at once.';
 
 -- The group commit of an opening rush: the HTTP layer gathers the joins
 -- that arrive together and writes them with one statement, so a batch pays
@@ -194,7 +215,8 @@ create function waitroom.join_many(
   p_count      integer,
   p_holders    text[] default null,
   p_priorities integer[] default null,
-  p_now        timestamptz default null
+  p_now        timestamptz default null,
+  p_tiers      text[] default null
 ) returns table (ordinal integer, ticket_id uuid, token text, status text, "position" bigint, depth bigint)
 language plpgsql
 -- The statements below have the same shape for a batch of 1 and of 10000;
@@ -236,6 +258,9 @@ begin
   if p_priorities is not null and (array_ndims(p_priorities) <> 1 or cardinality(p_priorities) <> p_count) then
     perform waitroom._fail('WR400', format('p_priorities must be null or an array of p_count (%s) priorities', p_count));
   end if;
+  if p_tiers is not null and (array_ndims(p_tiers) <> 1 or cardinality(p_tiers) <> p_count) then
+    perform waitroom._fail('WR400', format('p_tiers must be null or an array of p_count (%s) tiers', p_count));
+  end if;
   -- Everything is checked before the first number is drawn, and the first
   -- bad join is named, where a serial run would have stopped.
   if p_holders is not null or p_priorities is not null then
@@ -248,6 +273,22 @@ begin
     if v_error is not null then
       perform waitroom._fail('WR400', format('join %s: %s', v_bad, v_error));
     end if;
+  end if;
+  -- Rooms with quota tiers only: each join's tier, and the priority it maps to.
+  if p_tiers is not null or v_room.quota_tiers is not null then
+    select a.ordinal, waitroom._tier_error(v_room.quota_tiers, a.tier)
+      into v_bad, v_error
+      from unnest(p_tiers) with ordinality as a(tier, ordinal)
+     where waitroom._tier_error(v_room.quota_tiers, a.tier) is not null
+     order by a.ordinal
+     limit 1;
+    if v_error is not null then
+      perform waitroom._fail('WR400', format('join %s: %s', v_bad, v_error));
+    end if;
+    p_priorities := array(
+      select waitroom._tier_priority(v_room.quota_tiers, a.tier, coalesce(a.priority, 0))
+        from rows from (generate_series(1, p_count), unnest(p_tiers), unnest(p_priorities)) as a(ordinal, tier, priority)
+       order by a.ordinal);
   end if;
 
   if p_holders is not null then
@@ -265,6 +306,14 @@ begin
               from unnest(p_holders) with ordinality as u(holder, ordinal)) a;
   end if;
 
+  -- A holder about to get a new ticket with no share left refuses the batch
+  -- (the HTTP layer then tries its joins one by one).
+  if v_room.quota_tiers is not null and p_holders is not null then
+    perform waitroom._check_quota(p_room, a.holder, a.tier, v_now)
+       from unnest(p_holders, p_tiers, v_draws) as a(holder, tier, draws)
+      where a.holder is not null and a.draws;
+  end if;
+
   -- A batch that would queue more than the cap is refused whole (the HTTP
   -- layer then tries its joins one by one); re-joins draw no number and need
   -- no room.
@@ -280,14 +329,15 @@ begin
   -- for their ledger rows; as in join, a plain INSERT: no unique index can
   -- conflict without a holder.
   with drawn as (
-    select a.ordinal, a.holder, coalesce(a.priority, 0) as priority,
+    select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.tier,
            waitroom._new_id() as new_id, waitroom._new_token() as token,
            case when a.draws is not false then nextval(v_room.queue_seq) end as seq
-      from rows from (generate_series(1, p_count), unnest(p_holders), unnest(p_priorities), unnest(v_draws))
-           as a(ordinal, holder, priority, draws)
+      from rows from (generate_series(1, p_count), unnest(p_holders), unnest(p_priorities), unnest(v_draws),
+                      unnest(p_tiers))
+           as a(ordinal, holder, priority, draws, tier)
   ), anonymous as (
-    insert into waitroom.tickets (id, room_id, token_hash, priority, seq, queued_at, last_seen_at)
-    select d.new_id, p_room, waitroom._hash(d.token), d.priority, d.seq, v_now, v_now
+    insert into waitroom.tickets (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
+    select d.new_id, p_room, waitroom._hash(d.token), d.priority, d.tier, d.seq, v_now, v_now
       from drawn d
      where d.holder is null
   ), ledger as (
@@ -305,9 +355,9 @@ begin
 
   if p_holders is not null then
     with asked as (
-      select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.new_id, a.token, a.seq
-        from unnest(p_holders, p_priorities, v_new_ids, v_tokens, v_seqs)
-             with ordinality as a(holder, priority, new_id, token, seq, ordinal)
+      select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.tier, a.new_id, a.token, a.seq
+        from unnest(p_holders, p_priorities, v_new_ids, v_tokens, v_seqs, p_tiers)
+             with ordinality as a(holder, priority, new_id, token, seq, tier, ordinal)
        where a.holder is not null
     ), per_holder as (
       -- A holder's joins of this batch fold into one: the first one's
@@ -316,6 +366,7 @@ begin
       select a.holder, min(a.ordinal) as first_ordinal, count(*)::integer as joins,
              (array_agg(a.new_id order by a.ordinal))[1] as new_id,
              (array_agg(a.priority order by a.ordinal))[1] as priority,
+             (array_agg(a.tier order by a.ordinal))[1] as tier,
              min(a.seq) as seq,
              array_agg(waitroom._hash(a.token) order by a.ordinal desc) as hashes
         from asked a
@@ -331,10 +382,10 @@ begin
       -- number afterwards (0 meanwhile: seq is not null, and no other
       -- transaction sees the row before then).
       insert into waitroom.tickets as t
-             (id, room_id, holder, token_hash, superseded_token_hashes, instance, priority, seq,
+             (id, room_id, holder, token_hash, superseded_token_hashes, instance, priority, tier, seq,
               queued_at, last_seen_at)
       select h.new_id, p_room, h.holder, h.hashes[1], waitroom._supersede(h.hashes[2:], '{}'), h.joins,
-             h.priority, coalesce(h.seq, 0), v_now, v_now
+             h.priority, h.tier, coalesce(h.seq, 0), v_now, v_now
         from per_holder h
        order by h.holder collate "C"
       on conflict (room_id, holder)
@@ -453,5 +504,5 @@ begin
    order by u.ordinal;
 end
 $$;
-comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz) is
-  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders and p_priorities are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WR400 bad count, array length, holder or priority (the message names the first bad join).';
+comment on function waitroom.join_many(text, integer, text[], integer[], timestamptz, text[]) is
+  'Many joins of one room in one statement: p_count joins (1 to 10000); p_holders, p_priorities and p_tiers are null or arrays of p_count elements (a null holder = anonymous, a null priority = 0, a null tier = "default"). Each join means what waitroom.join means, as if they ran in ordinal order: several joins of one holder make one ticket whose last join holds the current token. One row per join, ordinal = its index in the arrays; position as in join (an upper bound, exact for a new FIFO ticket when no other batch interleaved). Any error refuses the whole batch and writes nothing: WR404 unknown room, WR503 closed, WRFUL the batch''s new tickets would queue more than max_queued, WRSLD sold out, WRQUO a holder getting a new ticket has no share left, WR400 bad count, array length, holder or priority (the message names the first bad join).';

@@ -21,6 +21,7 @@ declare
   v_tickets    uuid[];
   v_holders    text[];
   v_priorities integer[];
+  v_stock      waitroom.stock_level;
 begin
   -- Each statement below must see every admission committed before the lock
   -- was granted; only READ COMMITTED takes a fresh snapshot per statement.
@@ -66,6 +67,19 @@ begin
     end if;
   end if;
 
+  -- Stock and the pool bound the offers too (read after _expire gave back
+  -- what lapsed offers held). Nothing left and nothing outstanding: sold out.
+  if r.stock_available is not null then
+    v_stock := waitroom._stock_level(p_room);
+    if v_stock.stock_available = 0 and v_stock.stock_outstanding = 0 then
+      v_event_ids := v_event_ids || waitroom._sell_out(p_room, v_now);
+    end if;
+    v_budget := least(v_budget, v_stock.stock_available);
+  end if;
+  if r.pool_per_day is not null then
+    v_budget := least(v_budget, waitroom._pool_left(r, v_now));
+  end if;
+
   if v_budget > 0 then
     v_deadline := v_now + make_interval(secs => r.claim_seconds);
     -- The admitted rows come back as arrays of plain values, not as JSON:
@@ -75,6 +89,10 @@ begin
         from waitroom.tickets t
        where t.room_id = p_room and t.status = 'queued'
          and t.last_seen_at > v_now - make_interval(secs => r.idle_seconds)
+         -- A holder with no share left waits for its window (join refused it,
+         -- unless its tier's limit was lowered since).
+         and (r.quota_tiers is null or t.holder is null
+              or (waitroom._shares(r, t.holder, t.tier, v_now)).shares_left > 0)
        order by t.priority desc, t.seq
        limit v_budget
          for update skip locked
@@ -96,6 +114,9 @@ begin
     if cardinality(v_logged) > 0 then
       perform waitroom._tally_dequeued(p_room, cardinality(v_logged));
       v_event_ids := v_event_ids || v_logged;
+      if r.stock_available is not null or r.quota_tiers is not null or r.pool_per_day is not null then
+        v_event_ids := v_event_ids || waitroom._grant(r, v_tickets, v_now);
+      end if;
     end if;
   end if;
 
@@ -125,4 +146,4 @@ create function waitroom.admit(
 language sql
 as $$ select * from waitroom._admit(p_room, p_max, p_now, null) $$;
 comment on function waitroom.admit(text, integer, timestamptz) is
-  'Admit the next queued tickets (priority desc, then join order) into free seats, within admit_per_minute and p_max; one row per admitted ticket. Serialised per room by an advisory lock: occupied seats never exceed capacity. Admits nobody when the room is paused, closed, before opens_at, or when it has a health_url whose last probe was not healthy; the first admission at or after opens_at makes the opening draw (see waitroom.shuffle_audit).';
+  'Admit the next queued tickets (priority desc, then join order) into free seats, within admit_per_minute and p_max; one row per admitted ticket. Serialised per room by an advisory lock: occupied seats never exceed capacity. Never offers more than the room''s stock left, its pool''s share of the day or a holder''s quota (each offer of such a room is a grant, see 47_stock.sql); a room with stock of which nothing is left or outstanding is sold out: its queued tickets end (reason sold_out). Admits nobody when the room is paused, closed, before opens_at, or when it has a health_url whose last probe was not healthy; the first admission at or after opens_at makes the opening draw (see waitroom.shuffle_audit).';

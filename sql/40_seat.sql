@@ -147,6 +147,10 @@ begin
   if v_from = 'queued' then
     perform waitroom._tally_dequeued(r.id, 1);
   else
+    -- An offer left before it was claimed gives back its stock and shares.
+    if v_from = 'admitted' then
+      perform waitroom._return_grants(array[p_ticket], 'left', v_now);
+    end if;
     perform waitroom._wake(r.id);
   end if;
   perform waitroom._publish_ids(waitroom._log(array[row(r.id, p_ticket, 'left',

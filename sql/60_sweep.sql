@@ -17,6 +17,7 @@ declare
   v_rooms  text[];
   v_counts bigint[];
   v_ids    bigint[];
+  v_lapsed uuid[];
 begin
   -- Offers nobody claimed in time: the seat goes back to the pool.
   with lapsed as (
@@ -34,9 +35,12 @@ begin
     returning t.id, t.room_id
   )
   select count(*), array_agg(distinct d.room_id),
-         waitroom._log(array_agg(row(d.room_id, d.id, 'expired', '{"reason":"claim_timeout"}')::waitroom.ledger_entry), p_now)
-    into offers_expired, freed_rooms, event_ids
+         waitroom._log(array_agg(row(d.room_id, d.id, 'expired', '{"reason":"claim_timeout"}')::waitroom.ledger_entry), p_now),
+         array_agg(d.id)
+    into offers_expired, freed_rooms, event_ids, v_lapsed
     from done d;
+  -- Their stock and shares come back (rooms with stock, quotas or a pool).
+  event_ids := event_ids || waitroom._return_grants(v_lapsed, 'claim_timeout', p_now);
 
   -- Queued tickets nobody has heard from for idle_seconds. Per room, with the
   -- room's cutoff fixed before the scan, so the presence index bounds it: a
@@ -167,6 +171,8 @@ begin
       left join waitroom.rooms r on r.id = e.room_id
      where (p_room is null or e.room_id = p_room)
        and e.created_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
+       -- A stock room's stock rows stay: waitroom.stock_ledger reconciles from all of them.
+       and (r.stock_available is null or e.type not in ('stock_added', 'reserved', 'returned', 'consumed'))
        -- A constant bound (the shortest retention) lets the BRIN index skip recent blocks.
        and e.created_at < v_now - least(c_default_retention,
              (select make_interval(secs => min(retention_seconds)) from waitroom.rooms))

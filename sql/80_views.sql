@@ -19,7 +19,11 @@ select r.id as room_id,
          when r.healthy then 'healthy'
          when not r.healthy then 'unhealthy'
          else 'unknown'
-       end as health
+       end as health,
+       r.stock_available,
+       r.stock_outstanding,
+       r.sold_out_at is not null as sold_out,
+       waitroom._pool_left(r, now()) as pool_left
   from waitroom.rooms r
   cross join lateral (select waitroom._depth(r.id) as queued) q
   cross join lateral (
@@ -42,7 +46,7 @@ select r.id as room_id,
      where t.room_id = r.id and t.status = 'queued'
   ) w;
 comment on view waitroom.room_stats is
-  'One row per room: queued, admitted (offers), active, draining, free_seats, admissions in the last minute, the oldest current wait, the median wait of admissions in the last 15 minutes, and health: null without a health_url, else healthy, unhealthy or unknown (not probed yet; admission waits). oldest_wait reads every queued ticket of the room.';
+  'One row per room: queued, admitted (offers), active, draining, free_seats, admissions in the last minute, the oldest current wait, the median wait of admissions in the last 15 minutes, health: null without a health_url, else healthy, unhealthy or unknown (not probed yet; admission waits); stock_available and stock_outstanding (null and 0 without stock), sold_out, and pool_left (today''s offers left in the pool; null without one). oldest_wait reads every queued ticket of the room.';
 
 -- The admin API's rooms, built here so the view stays the one definition of the numbers.
 create function waitroom.list_rooms(p_room text default null) returns setof waitroom.room_listing
@@ -53,13 +57,16 @@ as $$
          r.health_url, r.max_queued,
          r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text, r.page_help_url,
          r.page_language,
+         r.quota_window_seconds, r.quota_tiers, r.pool_per_day, r.time_zone,
+         r.target_url, r.return_origins, r.handover, r.auto_continue,
          r.created_at, r.updated_at,
          jsonb_build_object(
            'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
            'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,
            'oldest_wait_seconds', extract(epoch from s.oldest_wait)::float8,
            'median_wait_seconds', extract(epoch from s.median_wait)::float8,
-           'health', s.health)
+           'health', s.health, 'stock_available', s.stock_available, 'stock_outstanding', s.stock_outstanding,
+           'sold_out', s.sold_out, 'pool_left', s.pool_left)
     from waitroom.rooms r
     join waitroom.room_stats s on s.room_id = r.id
    where p_room is null or r.id = p_room

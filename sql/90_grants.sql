@@ -12,7 +12,7 @@ revoke all on all functions in schema waitroom from public;
 revoke all on all tables in schema waitroom from public, waitroom_app, waitroom_worker, waitroom_observer, waitroom_clock;
 revoke all on all sequences in schema waitroom from public, waitroom_app, waitroom_worker, waitroom_observer, waitroom_clock;
 grant usage on schema waitroom to waitroom_app, waitroom_observer;
-grant select on waitroom.room_stats, waitroom.queue, waitroom.recent_events to waitroom_observer;
+grant select on waitroom.room_stats, waitroom.queue, waitroom.recent_events, waitroom.stock_ledger to waitroom_observer;
 
 do $$
 declare

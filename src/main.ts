@@ -1,6 +1,7 @@
 import { reachableUrl, startBanner } from "./cli/banner.js";
 import { keysCommand, keysUsage } from "./cli/keys.js";
 import { ApiFailure, roomsCommand, roomsUsage, topCommand, UsageError } from "./cli/rooms.js";
+import { stockCommand, stockUsage } from "./cli/stock.js";
 import { type Config, ConfigError, loadConfig } from "./config/index.js";
 import { openDatabase } from "./db/database.js";
 import { DataDirectoryInUseError } from "./db/embedded.js";
@@ -17,6 +18,7 @@ const usage = `usage: waitroom <command>
   migrate   apply migrations and sql/ to the database, then exit
   rooms     manage rooms of a running service (waitroom rooms --help)
   keys      list, rotate or revoke the signing keys of a running service (waitroom keys --help)
+  stock     a room's stock and the settlement of admissions, with the server key (waitroom stock --help)
   top       a live view of every room of a running service (Ctrl-C quits)
 
   Configuration is environment variables (README.md, "Configuration"): PORT, HOST,
@@ -104,8 +106,9 @@ const commands: Record<string, (context: Context) => Promise<void>> = {
 
 /** The operator commands that talk to a running service: exit 0 done, 1 the service said no, 2 bad usage. */
 async function operatorCommand(name: string, args: string[]): Promise<number> {
+  const commandUsage = { keys: keysUsage, stock: stockUsage }[name] ?? roomsUsage;
   if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`${name === "keys" ? keysUsage : roomsUsage}\n`);
+    process.stdout.write(`${commandUsage}\n`);
     return 0;
   }
   const stop = new AbortController();
@@ -114,11 +117,12 @@ async function operatorCommand(name: string, args: string[]): Promise<number> {
   try {
     if (name === "rooms") await roomsCommand(args, process.env, process.stdout);
     else if (name === "keys") await keysCommand(args, process.env, process.stdout);
+    else if (name === "stock") await stockCommand(args, process.env, process.stdout);
     else await topCommand(args, process.env, process.stdout, stop.signal);
     return 0;
   } catch (error) {
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      process.stderr.write(`${(error as Error).message}\n\n${name === "keys" ? keysUsage : roomsUsage}\n`);
+      process.stderr.write(`${(error as Error).message}\n\n${commandUsage}\n`);
       return 2;
     }
     if (error instanceof ApiFailure) {
@@ -136,7 +140,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  if (name === "rooms" || name === "top" || name === "keys") return operatorCommand(name, argv.slice(1));
+  if (["rooms", "top", "keys", "stock"].includes(name)) return operatorCommand(name, argv.slice(1));
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     process.stderr.write(`${usage}\n`);

@@ -58,8 +58,36 @@ describe("loadConfig", () => {
       sessionTimeouts: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 60_000 },
       listen: { pingMs: 5_000, pingTimeoutMs: 5_000 },
       metrics: { port: undefined, key: undefined },
+      gate: { routes: [], cookieSecure: true },
       logLevel: "info",
     });
+  });
+
+  it("reads which rooms guard which hosts and paths, and refuses a malformed entry", () => {
+    const { gate } = loadConfig({
+      WAITROOM_GATES: "Shop.Example.com=launch, shop.example.com/api/=api,localhost:8081/checkout=pay",
+      WAITROOM_GATE_COOKIE_SECURE: "false",
+    });
+    expect(gate).toEqual({
+      routes: [
+        { host: "shop.example.com", port: undefined, path: "/", room: "launch" },
+        { host: "shop.example.com", port: undefined, path: "/api/", room: "api" },
+        { host: "localhost", port: "8081", path: "/checkout", room: "pay" },
+      ],
+      cookieSecure: false,
+    });
+    for (const bad of [
+      "shop.example.com",
+      "=launch",
+      "shop.example.com=Launch!",
+      "https://shop.example.com=launch",
+      "a b=c",
+    ]) {
+      const error = configError({ WAITROOM_GATES: bad });
+      expect(namedIn(error)).toEqual(["WAITROOM_GATES"]);
+      expect(error.message).toMatch(/host\[:port\]\[\/path\]=room/);
+    }
+    expect(namedIn(configError({ WAITROOM_GATE_COOKIE_SECURE: "no" }))).toEqual(["WAITROOM_GATE_COOKIE_SECURE"]);
   });
 
   it("reads valid values", () => {
@@ -152,6 +180,7 @@ describe("loadConfig", () => {
       sessionTimeouts: { statementTimeoutMs: 0, lockTimeoutMs: 2500, idleInTransactionTimeoutMs: 120_000 },
       listen: { pingMs: 1000, pingTimeoutMs: 3000 },
       metrics: { port: 9100, key: "0123456789abcdef-metrics" },
+      gate: { routes: [], cookieSecure: true },
       logLevel: "debug",
     });
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");

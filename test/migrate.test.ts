@@ -109,7 +109,9 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0006_room_handover",
       "0007_room_page",
+      "0008_stock_and_shares",
     ]);
   });
 
@@ -162,7 +164,9 @@ describe("migrate on an empty database", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0006_room_handover",
       "0007_room_page",
+      "0008_stock_and_shares",
     ]);
   });
 
@@ -228,7 +232,9 @@ describe("migrate from separate processes", () => {
       "0003_opening_draw_and_health",
       "0004_room_queue_cap",
       "0005_seats",
+      "0006_room_handover",
       "0007_room_page",
+      "0008_stock_and_shares",
     ]);
 
     const db = await connect(url);
@@ -239,7 +245,9 @@ describe("migrate from separate processes", () => {
       { name: "0003_opening_draw_and_health" },
       { name: "0004_room_queue_cap" },
       { name: "0005_seats" },
+      { name: "0006_room_handover" },
       { name: "0007_room_page" },
+      { name: "0008_stock_and_shares" },
     ]);
     const count = await db.query(
       "select count(*)::int as n from pg_proc where pronamespace = 'waitroom'::regnamespace",

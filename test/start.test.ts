@@ -137,7 +137,9 @@ describe("start", { timeout: 90_000 }, () => {
         { name: "0003_opening_draw_and_health" },
         { name: "0004_room_queue_cap" },
         { name: "0005_seats" },
+        { name: "0006_room_handover" },
         { name: "0007_room_page" },
+        { name: "0008_stock_and_shares" },
       ]);
       const room = await client.query("select (waitroom.create_room('persisted', 3)).capacity");
       expect(room.rows).toEqual([{ capacity: 3 }]);

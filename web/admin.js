@@ -292,12 +292,13 @@ function createCard(room) {
   const root = element("article", { class: "room-card", "data-room": id, "aria-labelledby": `card-${id}` });
   const mode = element("span", { class: "mode", "data-field": "mode" });
   const health = element("span", { class: "health", "data-field": "health" });
+  const stock = element("span", { class: "stock", "data-field": "stock" });
   root.append(
     element(
       "header",
       {},
       element("h3", { id: `card-${id}` }, element("a", { href: `/rooms/${encodeURIComponent(id)}` }, id)),
-      element("span", { class: "badges" }, mode, health),
+      element("span", { class: "badges" }, mode, health, stock),
     ),
   );
   const values = {};
@@ -429,6 +430,7 @@ function createCard(room) {
     notes,
     mode,
     health,
+    stock,
     pause,
     capacity: capacity.input,
     rate: rate.input,
@@ -440,6 +442,14 @@ function createCard(room) {
 
 function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
+}
+
+/** A room's stock at a glance: nothing without stock, "sold out", or units left and reserved. */
+function stockText(s) {
+  if (s.sold_out) return "sold out";
+  if (s.stock_available === null) return "";
+  const reserved = s.stock_outstanding ? ` (${number.format(s.stock_outstanding)} reserved)` : "";
+  return `${number.format(s.stock_available)} in stock${reserved}`;
 }
 
 /** The card's numbers from the room (the stream) and its last minutes (history). */
@@ -476,6 +486,8 @@ function updateCard(card, room) {
   const gate = s.health ?? "none";
   setText(card.health, gate === "none" ? "no health gate" : `gate ${gate}`);
   card.health.dataset.health = gate;
+  setText(card.stock, stockText(s));
+  card.stock.dataset.stock = s.sold_out ? "sold-out" : s.stock_available === null ? "none" : "some";
   card.root.dataset.mode = room.mode;
 
   const paused = room.mode === "paused";

@@ -6,12 +6,16 @@
  */
 
 const root = document.getElementById("room");
+// The service's root: "" on its own origin, "/.waitroom" where the gate's proxy serves it on the protected site.
+const base = location.pathname.slice(0, location.pathname.lastIndexOf("/rooms/"));
 const room = root.dataset.room;
 // The page's language, and the room's own text and look (web/page.js), before anything is shown.
 const { localize } = await import(root.dataset.i18nModule);
 const { applyPage } = await import(root.dataset.pageModule);
+// Handing the admission over to the protected site (web/handover.js).
+const { arrivedFromGate, endHandover, handOver } = await import(root.dataset.handoverModule);
 const words = localize(document.documentElement.lang);
-const { t, number, percent: share, clock, duration, minutes } = words;
+const { t, number, percent: share, clock, when, duration, minutes } = words;
 const page = applyPage(words);
 const storageKey = `waitroom:ticket:${room}`;
 const $ = (id) => document.getElementById(id);
@@ -54,7 +58,7 @@ function saveTicket() {
 async function api(path, { method = "GET", token, keepalive = false } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(path, { method, headers, keepalive, cache: "no-store" });
+  const response = await fetch(`${base}${path}`, { method, headers, keepalive, cache: "no-store" });
   let data = null;
   if (response.status !== 204) {
     try {
@@ -96,6 +100,8 @@ const icons = {
   closed: "✕",
   gone: "✕",
   error: "!",
+  sold_out: "✕",
+  over_quota: "◷",
 };
 
 let lastAnnounced = "";
@@ -126,9 +132,10 @@ function setState(state, detail = "") {
   $("detail").textContent = detail;
   $("waiting").hidden = state !== "queued";
   $("active").hidden = !(state === "active" || state === "draining");
-  $("leave").hidden = !live.has(state);
+  // A re-render of the same state (a stream event, a heartbeat) keeps an open "give up?" question open.
+  if (changed) $("confirm-leave").hidden = true;
+  $("leave").hidden = !live.has(state) || !$("confirm-leave").hidden;
   $("leave").textContent = t(state === "active" || state === "draining" ? "give_up_seat" : "leave_queue");
-  $("confirm-leave").hidden = true;
   // Nothing to join at an address with no room; a closed room may open again.
   $("rejoin").hidden = live.has(state) || ["connecting", "superseded", "unknown", "gone"].includes(state);
   $("rejoin").textContent = t(state === "closed" ? "try_again" : "join_again");
@@ -191,6 +198,32 @@ function renderActive(data) {
   $("token-details").hidden = !ticket?.admission_token;
   if (ticket?.admission_token) $("admission-token").value = ticket.admission_token;
   if (!draining) keepTokenFresh();
+  // A seat resumed from an earlier visit: hand it over again with a fresh token (the old one may have lapsed).
+  if (!handedOver && !claimedHere) void refreshToken();
+}
+
+let handedOver = false;
+let claimedHere = false;
+let continued = false;
+
+/** Hand the current admission over to the protected site, then show (or follow) the way there. */
+async function handOverSeat() {
+  let next;
+  try {
+    next = await handOver(base, room, ticket.admission_token);
+  } catch {
+    return; // Offline: the next heartbeat hands over again.
+  }
+  if (!next || over) return;
+  handedOver = true;
+  if (!next.continue_url) return;
+  $("continue").href = next.continue_url;
+  $("continue-line").hidden = false;
+  // Just admitted, or sent here by the gate: go on by itself unless the room says otherwise.
+  if (next.auto_continue && (claimedHere || arrivedFromGate) && !continued && shown.status !== "draining") {
+    continued = true;
+    location.assign(next.continue_url);
+  }
 }
 
 /**
@@ -226,6 +259,7 @@ function keepAdmission(data) {
   ticket.admission_expires_at = data.admission_expires_at;
   ticket.expires_at = data.expires_at;
   saveTicket();
+  void handOverSeat();
 }
 
 const endings = {
@@ -238,6 +272,7 @@ function renderEnded(status, reason) {
   over = true;
   closeStream();
   setConnection("closed", t("conn_closed"));
+  if (reason === "sold_out") return setState("sold_out", t("detail_sold_out"));
   const detail = endings[status] ?? endings.ended;
   setState(status in endings ? status : "ended", reason === "claim_timeout" ? t("detail_claim_timeout") : detail);
 }
@@ -276,6 +311,7 @@ function roomEvent(change) {
     setState("gone", t("detail_gone"));
     return;
   }
+  if (change.event === "room_sold_out") return setNotice(t("notice_sold_out"));
   if (change.mode === "paused") setNotice(t("notice_paused"));
   else if (change.mode === "closed") setNotice(t("notice_closed"));
   else if (change.mode === "open" || change.mode === "passthrough") setNotice("");
@@ -296,7 +332,7 @@ function subscribe() {
   const query = new URLSearchParams({ token: ticket.token });
   // A stream we open again ourselves (EventSource gave up) resumes from the last ledger event seen.
   if (lastEventId) query.set("lastEventId", lastEventId);
-  const stream = new EventSource(`${ticket.events_url}?${query}`);
+  const stream = new EventSource(`${base}${ticket.events_url}?${query}`);
   source = stream;
   stream.onopen = () => {
     recoverDelay = 1000;
@@ -380,6 +416,7 @@ async function claim() {
   }
   if (!answer || over || !ticket) return;
   if (answer.ok) {
+    claimedHere = true;
     keepAdmission(answer.data);
     return render({ ...shown, status: answer.data.status, position: null, expires_at: answer.data.expires_at });
   }
@@ -418,7 +455,14 @@ async function join(note = "") {
   if (code === "not_found") setState("unknown", t("detail_unknown", { room }));
   else if (code === "room_closed") setState("closed", t("detail_closed"));
   else if (code === "room_full") setState("error", t("detail_full"));
-  else if (code === "rate_limited") setState("error", t("detail_rate_limited"));
+  else if (code === "sold_out") setState("sold_out", t("detail_sold_out"));
+  else if (code === "quota_exceeded") {
+    const at = answer.data.error.available_at;
+    setState(
+      "over_quota",
+      at ? t("detail_come_back_at", { at: when.format(new Date(at)) }) : t("detail_come_back_later"),
+    );
+  } else if (code === "rate_limited") setState("error", t("detail_rate_limited"));
   else setState("error", answer.data?.error?.message ?? t("detail_status", { status: answer.status }));
 }
 
@@ -430,13 +474,15 @@ async function leave({ unloading = false } = {}) {
   closeStream();
   if (unloading) {
     // sendBeacon cannot DELETE; a keepalive fetch outlives the page.
-    fetch(`/v1/tickets/${ticket_id}`, {
+    void endHandover(base, room);
+    fetch(`${base}/v1/tickets/${ticket_id}`, {
       method: "DELETE",
       headers: { authorization: `Bearer ${token}` },
       keepalive: true,
     }).catch(() => {});
     return;
   }
+  void endHandover(base, room);
   try {
     await api(`/v1/tickets/${ticket_id}`, { method: "DELETE", token });
   } catch {

@@ -12,6 +12,7 @@ export const roomsUsage = `usage: waitroom rooms <list | create | set | pause | 
   rooms list                               every room with its live numbers
   rooms create <room> --capacity N [setting=value …]
   rooms set <room> setting=value …         e.g. capacity=50 mode=paused admit_per_minute=null
+                                            target_url=https://shop.example/ return_origins=https://a.example,https://b.example
   rooms pause <room> | resume <room> | delete <room>
   top [--interval ms] [--once]             live view of every room (Ctrl-C quits)
 
@@ -36,9 +37,18 @@ export type Output = { write(text: string): void; isTTY?: boolean };
 type Api = (method: string, path: string, body?: unknown) => Promise<unknown>;
 
 export function adminApi(env: NodeJS.ProcessEnv): Api {
+  return serviceApi(env, "WAITROOM_ADMIN_KEY", "to manage rooms");
+}
+
+/** The service's HTTP API with one of its keys (the admin key, or the server key for stock). */
+export function serviceApi(
+  env: NodeJS.ProcessEnv,
+  keyName: "WAITROOM_ADMIN_KEY" | "WAITROOM_SERVER_KEY",
+  purpose: string,
+): Api {
   const base = (env.WAITROOM_URL || `http://127.0.0.1:${env.PORT || 8080}`).replace(/\/+$/, "");
-  const key = env.WAITROOM_ADMIN_KEY;
-  if (!key) throw new UsageError("WAITROOM_ADMIN_KEY must be set to manage rooms");
+  const key = env[keyName];
+  if (!key) throw new UsageError(`${keyName} must be set ${purpose}`);
   return async (method, path, body) => {
     let response: Response;
     try {
@@ -73,19 +83,30 @@ export function painter(out: Output, env: NodeJS.ProcessEnv) {
   return { bold: paint(1), dim: paint(2), red: paint(31), green: paint(32), yellow: paint(33) };
 }
 
-/** `key=value` arguments → settings: numbers, booleans and null as JSON, the rest as strings. */
+/** `key=value` arguments → settings: numbers, booleans and null as JSON, lists split at commas, the rest as strings. */
 export function parseSettings(pairs: readonly string[]): RoomSettings {
   const settings: Record<string, unknown> = {};
   for (const pair of pairs) {
     const match = /^([a-z_]+)=(.*)$/.exec(pair);
     if (!match) throw new UsageError(`expected setting=value, got '${pair}'`);
     const [, key = "", raw = ""] = match;
-    settings[key] = /^(-?\d+(\.\d+)?|true|false|null)$/.test(raw) ? JSON.parse(raw) : raw;
+    // A list setting (return_origins) is comma-separated: return_origins=https://a.example,https://b.example.
+    if (key === "return_origins") settings[key] = raw === "" ? [] : raw.split(",");
+    else settings[key] = /^(-?\d+(\.\d+)?|true|false|null)$/.test(raw) ? JSON.parse(raw) : raw;
   }
   return settings as RoomSettings;
 }
 
-const columns = ["room", "mode", "capacity", "queued", "admitted", "active", "free", "per min", "oldest wait"];
+const columns = ["room", "mode", "capacity", "queued", "admitted", "active", "free", "per min", "oldest wait", "stock"];
+
+/** Units left (and reserved) of a room with stock; "sold out" once nothing can come back. */
+function stockCell({ stats }: RoomWithStats): string {
+  if (stats.sold_out) return "sold out";
+  if (stats.stock_available === null) return "-";
+  return stats.stock_outstanding > 0
+    ? `${stats.stock_available} (+${stats.stock_outstanding})`
+    : String(stats.stock_available);
+}
 
 function row(room: RoomWithStats): string[] {
   const wait = room.stats.oldest_wait_seconds;
@@ -99,6 +120,7 @@ function row(room: RoomWithStats): string[] {
     String(room.stats.free_seats),
     String(room.stats.admitted_last_minute),
     wait === null ? "-" : `${Math.round(wait)}s`,
+    stockCell(room),
   ];
 }
 

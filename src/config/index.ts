@@ -78,6 +78,26 @@ const originList = z.string().transform((value, context): string[] =>
   }),
 );
 
+/** Which room guards which part of a protected site: `host[:port][/path]=room`. */
+export type GateRoute = { host: string; port: string | undefined; path: string; room: string };
+
+/** Comma-separated `host[:port][/path]=room` entries (docs/integration.md, "The gate"). */
+const gateRoutes = z.string().transform((value, context): GateRoute[] =>
+  value.split(",").map((entry) => {
+    const trimmed = entry.trim();
+    const match = /^([a-z0-9.-]+)(?::(\d{1,5}))?(\/[^\s=?#]*)?=([a-z0-9][a-z0-9_-]{0,47})$/.exec(trimmed.toLowerCase());
+    if (!match) {
+      context.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(trimmed)} is not host[:port][/path]=room, like shop.example.com/checkout=launch`,
+      });
+      return { host: "", port: undefined, path: "/", room: "" };
+    }
+    const [, host = "", port, path = "/", room = ""] = match;
+    return { host, port, path, room };
+  }),
+);
+
 /** Environment variables the service reads; unset values take these defaults. */
 const environmentSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
@@ -123,6 +143,8 @@ const environmentSchema = z.object({
   WAITROOM_REPLICAS: integer(1, 1000).default(1),
   WAITROOM_TRUSTED_PROXIES: cidrList.optional(),
   WAITROOM_ALLOWED_ORIGINS: originList.default([]),
+  WAITROOM_GATES: gateRoutes.default([]),
+  WAITROOM_GATE_COOKIE_SECURE: z.enum(["true", "false"], { error: "must be true or false" }).default("true"),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -171,7 +193,16 @@ export type Config = {
   /** Admission token lifetime and the key caches that staged rotation waits out (src/tokens). */
   tokens: TokenTimings;
   limits: LimitSettings;
+  gate: GateSettings;
   logLevel: (typeof logLevels)[number];
+};
+
+/** The forward-auth gate (src/http/routes/gate.ts). */
+export type GateSettings = {
+  /** Which room guards which host and path; the longest matching path wins. */
+  routes: readonly GateRoute[];
+  /** The admission cookie is Secure (false only for plain-HTTP development). */
+  cookieSecure: boolean;
 };
 
 /** How event streams behave. */
@@ -327,6 +358,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       trustedProxies: e.WAITROOM_TRUSTED_PROXIES,
       allowedOrigins: e.WAITROOM_ALLOWED_ORIGINS,
     },
+    gate: { routes: e.WAITROOM_GATES, cookieSecure: e.WAITROOM_GATE_COOKIE_SECURE === "true" },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -69,6 +69,8 @@ const streamEventName: Record<string, string> = {
   room_configured: "room",
   room_deleted: "room",
   room_health: "room",
+  room_sold_out: "room",
+  room_restocked: "room",
 };
 
 const SENT_IDS_KEPT = 256;

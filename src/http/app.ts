@@ -1,6 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { LimitSettings, MetricsSettings } from "../config/index.js";
+import type { GateSettings, LimitSettings, MetricsSettings } from "../config/index.js";
 import type { Sql } from "../db/client.js";
 import type { Hub } from "../events/hub.js";
 import type { RoomsFeed } from "../events/rooms-feed.js";
@@ -15,8 +15,10 @@ import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages.js";
 import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
 import { mountChecks } from "./routes/checks.js";
+import { mountGate } from "./routes/gate.js";
 import { mountOps } from "./routes/ops.js";
 import { mountRooms } from "./routes/rooms.js";
+import { mountStock } from "./routes/stock.js";
 import { mountTickets } from "./routes/tickets.js";
 
 export type { AppEnv } from "./route.js";
@@ -39,6 +41,7 @@ export type AppDeps = {
     jwksMaxAgeSeconds: number;
     limits: LimitSettings;
     metrics: MetricsSettings;
+    gate: GateSettings;
   };
 };
 
@@ -70,9 +73,16 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       log.warn({ route: c.req.routePath, code: error.code }, "answered an error code the route does not document");
     }
     if (error.code === "unavailable") c.header("retry-after", "2");
+    const availableAt = error.availableAt?.toISOString();
+    if (error.availableAt) {
+      c.header("retry-after", String(Math.max(1, Math.ceil((error.availableAt.getTime() - Date.now()) / 1000))));
+    }
     // The rest of the body is never read: close, or the client may see a reset instead of this answer.
     if (error.code === "payload_too_large") c.header("connection", "close");
-    return c.json({ error: { code: error.code, message: error.message } }, error.status);
+    return c.json(
+      { error: { code: error.code, message: error.message, ...(availableAt ? { available_at: availableAt } : {}) } },
+      error.status,
+    );
   };
 
   // One log line per request, without the query string: the stream's ?token= must stay out of logs.
@@ -115,7 +125,11 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     mountTickets(router, { sql, grouped, hub, tokens, metrics, streamBufferBytes: settings.streamBufferBytes }),
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
+  serve((router) =>
+    mountGate(router, { sql, tokens, gate: settings.gate, trustedProxies: settings.limits.trustedProxies }),
+  );
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
+  serve((router) => mountStock(router, { sql }));
   serve((router) => mountOps(router, { sql, metrics, listener, document: describe, metricsAccess: settings.metrics }));
   // The landing page, the waiting-room page, the admin dashboard and the API reference (/docs).
   mountPages(app, { sql });

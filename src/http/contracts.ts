@@ -18,6 +18,16 @@ const text = (max: number) =>
     .max(max)
     .refine((value) => !value.includes("\u0000") && !/\p{Cs}/u.test(value), "must be valid Unicode without NUL");
 
+/** Whether the runtime knows the zone (PostgreSQL, which has the last word, checks it again). */
+function knownTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const roomId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
@@ -30,6 +40,9 @@ export const ticketParams = z.object({ id: ticketId });
 export const joinRequest = z.strictObject({
   holder: text(256).optional().describe("Verified user id; only from a trusted caller."),
   priority: int32(-1000, 1000).optional().describe("Higher goes first; only from a trusted caller."),
+  tier: text(64)
+    .optional()
+    .describe("Quota tier of the holder (a key of the room's quota_tiers); only from a trusted caller."),
 });
 
 const status = z.enum(["queued", "admitted", "active", "draining", "ended", "expired", "left"]);
@@ -51,6 +64,26 @@ export const ticketState = z.object({
     .datetime()
     .nullable()
     .describe("Claim deadline of an offer, end of an active seat, end of grace while draining."),
+});
+
+/** A holder's quota in its room (waitroom.shares). */
+export const shares = z.object({
+  tier: z.string(),
+  quota_limit: z.int().describe("Admissions the tier allows per window."),
+  window_seconds: z.int(),
+  used: z.int().describe("Admissions in the window that were not returned."),
+  shares_left: z.int(),
+  next_share_at: z.iso
+    .datetime()
+    .nullable()
+    .describe("When the next share becomes available; null while some are left."),
+});
+
+/** GET /v1/tickets/{id}: the state, and the holder's quota where the room has quotas. */
+export const ticketAnswer = ticketState.extend({
+  shares: shares
+    .optional()
+    .describe("The holder's quota; only in a room with quota_tiers, for a ticket with a holder."),
 });
 
 export const joinResponse = z.object({
@@ -133,6 +166,20 @@ const pageUrl = (protocol: "https" | "https?", what: string) =>
       new RegExp(`^${protocol}://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\\S*)?$`),
       `${what} must be an ${protocol === "https" ? "https" : "http(s)"} URL with a plain ASCII host (punycode for others)`,
     );
+/** An origin as browsers write it in Origin: scheme://host[:port], lower case, no path. */
+const origin = z
+  .string()
+  .max(300)
+  .regex(
+    /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/,
+    "an origin is scheme://host[:port] in lower case, like https://shop.example",
+  );
+
+const handover = z
+  .enum(["cookie", "fragment"])
+  .describe(
+    "How the admission reaches the protected site: cookie (the gate's cookie) or fragment (#waitroom_token=… on the URL).",
+  );
 
 export const roomSettings = z.strictObject({
   capacity: int32(0).optional(),
@@ -181,12 +228,50 @@ export const roomSettings = z.strictObject({
     .nullable()
     .optional()
     .describe("The page's language when Accept-Language names none it speaks; null: en."),
+  target_url: z
+    .url({ protocol: /^https?$/, error: "target_url must be an http(s) URL" })
+    .max(2048)
+    .refine((url) => !url.includes("#"), "target_url must have no fragment (the handover may add one)")
+    .refine((url) => !/^https?:\/\/[^/?]*@/.test(url), "target_url must have no user info")
+    .nullable()
+    .optional()
+    .describe("The protected site: where the page's Continue leads once the seat is claimed."),
+  return_origins: z
+    .array(origin)
+    .max(32)
+    .optional()
+    .describe("Origins besides target_url's that the page may send a visitor back to (the URL the gate sent it from)."),
+  handover: handover.optional(),
+  auto_continue: z
+    .boolean()
+    .optional()
+    .describe("The page continues by itself once the seat is claimed (default true)."),
   shuffle_seed: z
     .int()
     .min(-9_007_199_254_740_991)
     .max(9_007_199_254_740_991)
     .optional()
     .describe("Seed of the opening draw (random unless given); fixed once the room has opened."),
+  quota_window_seconds: int32(1)
+    .nullable()
+    .optional()
+    .describe("Rolling window of the per-holder quotas (set with quota_tiers); null: no quotas."),
+  quota_tiers: z
+    .record(text(64), z.strictObject({ limit: int32(0, 999_999_999), priority: int32(-1000, 1000).optional() }))
+    .refine((tiers) => "default" in tiers, 'quota_tiers needs a tier "default" (for joins without a tier)')
+    .nullable()
+    .optional()
+    .describe(
+      'Admissions per window by tier, e.g. {"default": {"limit": 3}, "pro": {"limit": 10, "priority": 5}}; needs "default".',
+    ),
+  pool_per_day: int32(0)
+    .nullable()
+    .optional()
+    .describe("Most admissions per day (in time_zone), shared by all tiers; null: no pool."),
+  time_zone: text(64)
+    .refine(knownTimeZone, "time_zone must be an IANA time zone, e.g. Europe/Paris")
+    .optional()
+    .describe("IANA time zone whose days are the pool's periods (default UTC)."),
 });
 
 export const room = z.object({
@@ -211,6 +296,14 @@ export const room = z.object({
   page_admitted_text: z.string().nullable(),
   page_help_url: z.string().nullable(),
   page_language: z.string().nullable(),
+  quota_window_seconds: z.int().nullable(),
+  quota_tiers: z.record(z.string(), z.object({ limit: z.int(), priority: z.int().optional() })).nullable(),
+  pool_per_day: z.int().nullable(),
+  time_zone: z.string(),
+  target_url: z.string().nullable(),
+  return_origins: z.array(z.string()),
+  handover,
+  auto_continue: z.boolean(),
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
   stats: z.object({
@@ -223,7 +316,33 @@ export const room = z.object({
     oldest_wait_seconds: z.number().nullable(),
     median_wait_seconds: z.number().nullable(),
     health: z.enum(["healthy", "unhealthy", "unknown"]).nullable(),
+    stock_available: z.int().nullable(),
+    stock_outstanding: z.int(),
+    sold_out: z.boolean(),
+    pool_left: z.int().nullable(),
   }),
+});
+
+export const stockLevel = z.object({
+  room_id: roomId,
+  stock_available: z.int().nullable().describe("Units neither reserved nor consumed; null: the room has no stock."),
+  stock_outstanding: z.int().describe("Units reserved by offers and not settled yet."),
+  sold_out: z.boolean(),
+});
+
+export const addStockRequest = z.strictObject({ units: int32(1, 1_000_000_000) });
+
+export const settleRequest = z.strictObject({
+  outcome: z
+    .enum(["consumed", "returned"])
+    .describe("consumed: the unit is sold (the shares stay used); returned: the work or payment failed."),
+});
+
+export const settleResponse = z.object({
+  ticket_id: z.uuid(),
+  room_id: roomId,
+  outcome: z.enum(["consumed", "returned"]),
+  stock_available: z.int().nullable(),
 });
 
 export const roomList = z.object({ rooms: z.array(room) });
@@ -258,20 +377,26 @@ export const errorCodes = {
   forbidden: 403,
   wrong_room: 403,
   origin_not_allowed: 403,
+  return_not_allowed: 400,
+  admission_required: 401,
   not_found: 404,
   method_not_allowed: 405,
   superseded: 409,
   room_full: 409,
+  already_settled: 409,
+  not_granted: 409,
   draining: 410,
   ended: 410,
   expired: 410,
   left: 410,
+  sold_out: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
   headers_too_large: 431,
   not_admitted: 428,
   not_claimed: 428,
   rate_limited: 429,
+  quota_exceeded: 429,
   not_ready: 503,
   room_closed: 503,
   unavailable: 503,
@@ -281,5 +406,56 @@ export const errorCodes = {
 export type ErrorCode = keyof typeof errorCodes;
 
 export const errorEnvelope = z.object({
-  error: z.object({ code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]), message: z.string() }),
+  error: z.object({
+    code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]),
+    message: z.string(),
+    available_at: z.iso.datetime().optional().describe("quota_exceeded: when the holder's next share is available."),
+  }),
+});
+
+/** The handover: a claimed seat's admission token, and the URL the gate sent the visitor from (if any). */
+export const handoverRequest = z.strictObject({
+  admission_token: z.string().min(1).max(4096),
+  return: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe("The protected URL to go back to (the page's `return` query parameter)."),
+});
+
+export const handoverResponse = z.object({
+  continue_url: z
+    .string()
+    .nullable()
+    .describe("Where to go now (with #waitroom_token=… in fragment mode); null: the room has no target_url."),
+  handover,
+  auto_continue: z.boolean(),
+  admission_expires_at: z.iso.datetime().describe("When the cookie (the token in it) lapses unless renewed."),
+});
+
+/** What the proxy tells the gate about the request it is deciding on. */
+export const gateHeaders = z.object({
+  "x-forwarded-host": z
+    .string()
+    .max(300)
+    .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, "X-Forwarded-Host must be host[:port]")
+    .describe("The protected site's host, as the browser asked for it."),
+  "x-forwarded-uri": z
+    .string()
+    .max(8192)
+    .regex(/^\/[^\s#]*$/, "X-Forwarded-Uri must be the request's path and query")
+    .describe("The path and query the browser asked for."),
+  "x-forwarded-proto": z.enum(["http", "https"]).optional().describe("The scheme the browser used (default https)."),
+  cookie: z.string().max(16_384).optional(),
+});
+
+export const gateQuery = z.object({
+  deny: z
+    .enum(["redirect", "unauthorized"])
+    .default("redirect")
+    .describe(
+      "How to refuse: redirect (302, for Caddy forward_auth and Traefik ForwardAuth) or unauthorized " +
+        "(401 admission_required, for nginx auth_request with error_page); both carry Location.",
+    ),
 });

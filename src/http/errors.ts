@@ -7,6 +7,8 @@ export class ApiError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** When the caller may try again (quota_exceeded: the next share), shown as available_at and Retry-After. */
+    readonly availableAt?: Date,
   ) {
     super(message);
   }
@@ -38,6 +40,9 @@ const sqlErrors: Record<string, ErrorCode> = {
   WR404: "not_found",
   WR503: "room_closed",
   WRFUL: "room_full",
+  WRSLD: "sold_out",
+  WRQUO: "quota_exceeded",
+  WRRET: "return_not_allowed",
   // p_now from a role that may not pin the clock: the service never sends one.
   WR403: "forbidden",
 };
@@ -56,7 +61,12 @@ export function fromDatabaseError(error: unknown): ApiError | undefined {
   if (typeof code !== "string") return undefined;
   if (isUnavailable(code)) return new ApiError("unavailable", "the database is unavailable; retry shortly");
   const mapped = sqlErrors[code];
-  return mapped ? new ApiError(mapped, (error as Error).message) : undefined;
+  if (!mapped) return undefined;
+  // WRQUO carries the time of the next share as its detail (waitroom._check_quota); empty: never.
+  const detail = (error as { detail?: unknown }).detail;
+  const availableAt =
+    mapped === "quota_exceeded" && typeof detail === "string" && detail ? new Date(detail) : undefined;
+  return new ApiError(mapped, (error as Error).message, availableAt);
 }
 
 /** A verdict's code (waitroom.verdict) → the API error that explains it. */

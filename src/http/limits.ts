@@ -99,6 +99,10 @@ export function clientAddress(c: Context<AppEnv>, proxies: BlockList | undefined
   return client;
 }
 
+/** The direct peer is a trusted proxy (none is when WAITROOM_TRUSTED_PROXIES is unset). */
+export const fromTrustedProxy = (c: Context<AppEnv>, proxies: BlockList | undefined): boolean =>
+  trusted(proxies, peerOf(c));
+
 /** The host the browser addressed: Host, or X-Forwarded-Host from a trusted proxy. */
 function ownHost(c: Context<AppEnv>, proxies: BlockList | undefined): string {
   const forwarded = trusted(proxies, peerOf(c)) ? c.req.header("x-forwarded-host")?.split(",")[0]?.trim() : undefined;

@@ -30,6 +30,11 @@ export function openApiDocument(app: OpenAPIHono<AppEnv>): OpenApiDocument {
     tags: [
       { name: "tickets", description: "A visitor's place in a queue, from join to leave." },
       { name: "admission", description: "Admission tokens, for the protected app." },
+      {
+        name: "gate",
+        description:
+          "Forward auth for a site that knows nothing of waitroom: the proxy's gate and the page's handover.",
+      },
       { name: "rooms", description: "Rooms, for operators (admin key)." },
       { name: "operations", description: "Health, readiness, metrics and this description." },
     ],

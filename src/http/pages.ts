@@ -21,6 +21,7 @@ const assetTypes: Record<string, string> = {
   "room.js": "text/javascript; charset=utf-8",
   "i18n.js": "text/javascript; charset=utf-8",
   "page.js": "text/javascript; charset=utf-8",
+  "handover.js": "text/javascript; charset=utf-8",
   "admin.js": "text/javascript; charset=utf-8",
   "docs.js": "text/javascript; charset=utf-8",
   "pages.css": "text/css; charset=utf-8",
@@ -64,15 +65,16 @@ function securityHeaders(c: Context, options: { inlineStyles?: boolean; imageOri
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch] ?? ch);
 
-/** An asset's address: a new version is a new URL (its hash). */
-const assetUrl = (name: string) => `/assets/${name}?v=${assets.get(name)?.etag.slice(1, 9)}`;
+/** An asset's address under `root` (see page()): a new version is a new URL (its hash). */
+const assetUrl = (name: string, root = "/") => `${root}assets/${name}?v=${assets.get(name)?.etag.slice(1, 9)}`;
 
 /** The language of a page and the direction it is written in. */
 type PageLocale = { lang: string; dir: "ltr" | "rtl" };
 
 /**
- * A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its
- * own).
+ * A page; `vendor` names files under /assets/vendor/ it needs (stylesheets, and scripts that run before its own).
+ * `root` prefixes its own files: the room page says "../" (it sits at rooms/{room}), so it works where the
+ * gate's proxy serves the service under a path of the protected site (/.waitroom/rooms/{room}).
  */
 const page = (
   title: string,
@@ -80,6 +82,7 @@ const page = (
   body: string,
   vendor: string[] = [],
   locale: PageLocale = { lang: "en", dir: "ltr" },
+  root = "/",
 ) => `<!doctype html>
 <html lang="${locale.lang}" dir="${locale.dir}">
 <head>
@@ -87,7 +90,7 @@ const page = (
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
-<link rel="icon" href="/favicon.ico" type="image/svg+xml">
+<link rel="icon" href="${root}favicon.ico" type="image/svg+xml">
 ${vendor
   .map((name) =>
     name.endsWith(".css")
@@ -96,8 +99,8 @@ ${vendor
         `<script defer src="${vendorUrl(name)}"></script>`,
   )
   .join("\n")}
-<link rel="stylesheet" href="${assetUrl("pages.css")}">
-${script ? `<script type="module" src="${assetUrl(script)}"></script>` : ""}
+<link rel="stylesheet" href="${assetUrl("pages.css", root)}">
+${script ? `<script type="module" src="${assetUrl(script, root)}"></script>` : ""}
 </head>
 <body>
 ${body}
@@ -167,7 +170,7 @@ export function roomPage(room: string, settings: RoomPageSettings | null, langua
   return page(
     title,
     "room.js",
-    `<main id="room" class="room" data-room="${id}" data-i18n-module="${assetUrl("i18n.js")}" data-page-module="${assetUrl("page.js")}">
+    `<main id="room" class="room" data-room="${id}" data-i18n-module="${assetUrl("i18n.js", "../")}" data-page-module="${assetUrl("page.js", "../")}" data-handover-module="${assetUrl("handover.js", "../")}">
   <script type="application/json" id="page-settings">${jsonData(data)}</script>
   <header class="room-header">
     <img id="logo" class="logo" alt="" hidden>
@@ -192,7 +195,7 @@ export function roomPage(room: string, settings: RoomPageSettings | null, langua
       <progress id="progress" max="100" value="0">0%</progress>
     </div>
     <div id="active" hidden>
-      <p><a id="continue" class="button" href="#continue" data-i18n="continue">Continue</a></p>
+      <p id="continue-line" hidden><a id="continue" class="button" href="#continue" data-i18n="continue">Continue</a></p>
       <p id="expires"></p>
       <details id="token-details" hidden>
         <summary data-i18n="token_summary">Admission token</summary>
@@ -218,6 +221,7 @@ export function roomPage(room: string, settings: RoomPageSettings | null, langua
 </main>`,
     [],
     { lang: language, dir: rightToLeft.has(language) ? "rtl" : "ltr" },
+    "../",
   );
 }
 

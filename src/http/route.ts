@@ -44,14 +44,20 @@ export const securitySchemes = {
 type Security = RouteConfig["security"];
 
 /** Who may call a route: its `security`, one of these (none: anyone). */
-export const callers: Record<"ticket" | "ticketOrQuery" | "admin" | "anyoneOrServer", Security> = {
+export const callers: Record<"ticket" | "ticketOrQuery" | "admin" | "anyoneOrServer" | "server", Security> = {
   ticket: [{ ticketToken: [] }],
   /** The stream: EventSource cannot send headers. */
   ticketOrQuery: [{ ticketToken: [] }, { ticketTokenQuery: [] }],
   admin: [{ adminKey: [] }],
   /** Anyone; the server key unlocks more. */
   anyoneOrServer: [{}, { serverKey: [] }],
+  /** The protected app's backend only. */
+  server: [{ serverKey: [] }],
 };
+
+/** Whether a route's security lets anyone call (an empty requirement), or only the schemes it names. */
+const anyoneMayCall = (security: Security) =>
+  (security ?? []).some((requirement) => Object.keys(requirement).length === 0);
 
 /** Codes every route may answer: a declared body over the limit, an outage, and a bug. */
 export const anyRouteErrors: readonly ErrorCode[] = ["payload_too_large", "unavailable", "internal"];
@@ -77,6 +83,8 @@ function impliedErrors(config: Pick<RouteConfig, "request" | "security"> & Defen
   // A missing token is unauthorized; one no ticket could have is not_found, like a wrong one.
   if (schemes.has("ticketToken")) codes.push("unauthorized", "not_found");
   if (schemes.has("serverKey")) codes.push("unauthorized");
+  // A route for the server key alone is off (forbidden) while WAITROOM_SERVER_KEY is unset.
+  if (schemes.has("serverKey") && !anyoneMayCall(config.security)) codes.push("forbidden");
   return codes;
 }
 
@@ -158,10 +166,15 @@ function guards(security: Security, secrets: Secrets): MiddlewareHandler<AppEnv>
   }
   if (schemes.has("serverKey")) {
     // Anyone may call; the server key, when presented, must be right.
+    const serverOnly = !anyoneMayCall(security);
     checks.push((c, next) => {
+      if (serverOnly && !secrets.serverKey) {
+        throw new ApiError("forbidden", "the server-key routes are disabled: set WAITROOM_SERVER_KEY");
+      }
       const key = bearer(c);
       const trusted = key !== undefined && secrets.serverKey !== undefined && sameSecret(key, secrets.serverKey);
       if (key !== undefined && !trusted) throw new ApiError("unauthorized", "the server key is wrong");
+      if (!trusted && serverOnly) throw new ApiError("unauthorized", "the server key is required");
       c.set("trusted", trusted);
       return next();
     });

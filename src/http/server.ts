@@ -46,6 +46,7 @@ type HttpConfig = Pick<
   | "listen"
   | "metrics"
   | "limits"
+  | "gate"
 >;
 
 /** Listen, or reject (port in use, say) instead of crashing on an unhandled 'error' event. */
@@ -142,6 +143,7 @@ export async function startHttp(options: {
       metrics: config.metrics,
       jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
       limits: config.limits,
+      gate: config.gate,
     },
   });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;

@@ -69,10 +69,13 @@ export function createGroupedQueue(
       try {
         return answered(await joinMany(sql, room, requests));
       } catch (error) {
-        // The statement wrote nothing. An unknown or closed room, or an outage, is every caller's
-        // answer; a bad holder or priority (WR400) is one caller's, so each join is tried alone.
+        // The statement wrote nothing. An unknown, closed or sold-out room, or an outage, is every
+        // caller's answer; a bad holder or priority (WR400) is one caller's, so each join is tried alone.
         if (requests.length === 1) throw error;
-        if (sqlState(error) === "WR400") return Promise.all(requests.map((request) => alone(room, request)));
+        // So is a holder with no share left (WRQUO).
+        if (sqlState(error) === "WR400" || sqlState(error) === "WRQUO") {
+          return Promise.all(requests.map((request) => alone(room, request)));
+        }
         if (sqlState(error) === "WRFUL") return untilFull(room, requests);
         throw error;
       }

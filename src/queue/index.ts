@@ -62,7 +62,20 @@ export type RoomSettings = {
   page_admitted_text?: string | null;
   page_help_url?: string | null;
   page_language?: string | null;
+  /** The protected site: where the page's Continue leads. */
+  target_url?: string | null;
+  /** Origins besides target_url's the page may send visitors back to. */
+  return_origins?: string[];
+  handover?: "cookie" | "fragment";
+  auto_continue?: boolean;
   shuffle_seed?: number;
+  /** Rolling window of the per-holder quotas; null: none. */
+  quota_window_seconds?: number | null;
+  /** Admissions per window by tier ("default" required), and the priority a tier maps to. */
+  quota_tiers?: Record<string, { limit: number; priority?: number | undefined }> | null;
+  /** Most admissions per day in time_zone; null: no pool. */
+  pool_per_day?: number | null;
+  time_zone?: string;
 };
 
 export type Room = Required<Omit<RoomSettings, "opens_at" | "shuffle_seed">> & {
@@ -82,11 +95,15 @@ export type RoomStats = {
   oldest_wait_seconds: number | null;
   median_wait_seconds: number | null;
   health: "healthy" | "unhealthy" | "unknown" | null;
+  stock_available: number | null;
+  stock_outstanding: number;
+  sold_out: boolean;
+  pool_left: number | null;
 };
 
 export type RoomWithStats = Room & { stats: RoomStats };
 
-export type JoinRequest = { holder?: string; priority?: number };
+export type JoinRequest = { holder?: string; priority?: number; tier?: string };
 
 /** Many joins of one room in one statement (waitroom.join_many); answers in the order asked. */
 export async function joinMany(sql: Sql, room: string, requests: readonly JoinRequest[]): Promise<Joined[]> {
@@ -94,10 +111,12 @@ export async function joinMany(sql: Sql, room: string, requests: readonly JoinRe
   const holders = requests.some((r) => r.holder !== undefined) ? requests.map((r) => r.holder ?? null) : null;
   // A null element is join_many's own default (anonymous, priority 0): the default is not repeated here.
   const priorities = requests.some((r) => r.priority !== undefined) ? requests.map((r) => r.priority ?? null) : null;
+  const tiers = requests.some((r) => r.tier !== undefined) ? requests.map((r) => r.tier ?? null) : null;
   const rows = await sql<(Joined & { ordinal: number })[]>`
     select * from waitroom.join_many(${room}, ${requests.length},
       ${holders === null ? null : sql.array(holders as string[])}::text[],
-      ${priorities === null ? null : sql.array(priorities as number[])}::integer[])`;
+      ${priorities === null ? null : sql.array(priorities as number[])}::integer[],
+      null, ${tiers === null ? null : sql.array(tiers as string[])}::text[])`;
   const answers = new Array<Joined>(requests.length);
   for (const { ordinal, ...joined } of rows) answers[ordinal - 1] = joined;
   return answers;
@@ -218,6 +237,15 @@ export async function deleteRoom(sql: Sql, room: string): Promise<void> {
   await sql`select waitroom.delete_room(${room})`;
 }
 
+/** Where an admitted visitor of the room goes (waitroom.continue_to); WRRET for a return URL off the room's list. */
+export type Continuation = { url: string | null; handover: "cookie" | "fragment"; auto_continue: boolean };
+
+export async function continueTo(sql: Sql, room: string, returnUrl: string | undefined): Promise<Continuation> {
+  const [row] = await sql<Continuation[]>`select * from waitroom.continue_to(${room}, ${returnUrl ?? null})`;
+  if (!row) throw new Error("continue_to returned no row");
+  return row;
+}
+
 /** Rooms with their live numbers (waitroom.list_rooms); one room when `room` is given. */
 export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[]> {
   return sql<RoomWithStats[]>`select * from waitroom.list_rooms(${room ?? null})`;
@@ -237,4 +265,54 @@ export type HistoryBucket = {
 
 export async function history(sql: Sql, room: string, minutes: number, now?: Date): Promise<HistoryBucket[]> {
   return sql<HistoryBucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now ?? null})`;
+}
+
+/** A room's stock (waitroom.stock_level). */
+export type StockLevel = {
+  room_id: string;
+  stock_available: number | null;
+  stock_outstanding: number;
+  sold_out: boolean;
+};
+
+export async function addStock(sql: Sql, room: string, units: number): Promise<StockLevel> {
+  const [row] = await sql<StockLevel[]>`select * from waitroom.add_stock(${room}, ${units})`;
+  return row as StockLevel;
+}
+
+export async function stock(sql: Sql, room: string): Promise<StockLevel> {
+  const [row] = await sql<StockLevel[]>`select * from waitroom.stock(${room})`;
+  return row as StockLevel;
+}
+
+export type SettleOutcome = "consumed" | "returned";
+
+/** The answer of settle (waitroom.settlement). */
+export type Settlement = {
+  ok: boolean;
+  code: "ok" | "not_granted" | "already_consumed" | "already_returned";
+  room_id: string | null;
+  outcome: SettleOutcome | null;
+  stock_available: number | null;
+};
+
+export async function settle(sql: Sql, ticketId: string, outcome: SettleOutcome): Promise<Settlement> {
+  const [row] = await sql<Settlement[]>`select * from waitroom.settle(${ticketId}, ${outcome})`;
+  return row as Settlement;
+}
+
+/** A holder's quota in its room (waitroom.shares). */
+export type Shares = {
+  tier: string;
+  quota_limit: number;
+  window_seconds: number;
+  used: number;
+  shares_left: number;
+  next_share_at: Date | null;
+};
+
+/** The quota of the ticket's holder, for its current token; undefined without quotas or holder. */
+export async function ticketShares(sql: Sql, ticketId: string, token: string): Promise<Shares | undefined> {
+  const [row] = await sql<Shares[]>`select * from waitroom.ticket_shares(${ticketId}, ${token})`;
+  return row;
 }

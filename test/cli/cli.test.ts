@@ -39,9 +39,12 @@ describe("waitroom rooms", () => {
     const list = await waitroom(["rooms", "list"]);
     expect(list.code).toBe(0);
     const [header, ...lines] = list.stdout.trim().split("\n");
-    expect(header).toMatch(/^room\s+mode\s+capacity\s+queued\s+admitted\s+active\s+free\s+per min\s+oldest wait$/);
+    expect(header).toMatch(
+      /^room\s+mode\s+capacity\s+queued\s+admitted\s+active\s+free\s+per min\s+oldest wait\s+stock$/,
+    );
+    // No wait yet, and no stock.
     expect(lines.find((line) => line.startsWith(room))).toMatch(
-      new RegExp(`^${room}\\s+open\\s+3\\s+0\\s+0\\s+0\\s+3\\s+0\\s+-$`),
+      new RegExp(`^${room}\\s+open\\s+3\\s+0\\s+0\\s+0\\s+3\\s+0\\s+-\\s+-$`),
     );
     // Not a terminal: no colour codes.
     expect(list.stdout).not.toContain("\u001b[");
@@ -51,6 +54,19 @@ describe("waitroom rooms", () => {
     );
     const [row] = await db.sql`select capacity, mode from waitroom.rooms where id = ${room}`;
     expect(row).toEqual({ capacity: 5, mode: "paused" });
+    const handover = await waitroom([
+      "rooms",
+      "set",
+      room,
+      "target_url=https://shop.example/",
+      "return_origins=https://a.example,http://localhost:3000",
+      "auto_continue=false",
+    ]);
+    expect(handover.stdout).toMatch(
+      /target_url=https:\/\/shop\.example\/ return_origins=https:\/\/a\.example,http:\/\/localhost:3000 handover=cookie auto_continue=false\n/,
+    );
+    const [target] = await db.sql`select return_origins, auto_continue from waitroom.rooms where id = ${room}`;
+    expect(target).toEqual({ return_origins: ["https://a.example", "http://localhost:3000"], auto_continue: false });
     expect(await waitroom(["rooms", "resume", room])).toMatchObject({ code: 0, stdout: `${room}: mode open\n` });
     expect(await waitroom(["rooms", "pause", room])).toMatchObject({ code: 0, stdout: `${room}: mode paused\n` });
 

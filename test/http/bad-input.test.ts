@@ -285,6 +285,8 @@ function buildCorpus(f: Fixture): Case[] {
     ["priority without server key", {}, { priority: 1000 }, "forbidden"],
     ["priority 0 without server key", {}, { priority: 0 }, "forbidden"],
     ["holder and priority without server key", {}, { holder: "m", priority: 5 }, "forbidden"],
+    ["tier without server key", {}, { tier: "default" }, "forbidden"],
+    ["a tier in a room without tiers", serverKey, { holder: "h", tier: "default" }, "invalid_request"],
     ["ticket token as server key", bearer(f.queued.token), { priority: 1 }, "unauthorized"],
   ] as const) {
     add({ name: `join: ${what}`, method: "post", path: joinPath, headers, body, expect: code });
@@ -316,6 +318,7 @@ function buildCorpus(f: Fixture): Case[] {
       "😀\ud83d",
     ],
     priority: [1001, -1001, 1.5, "5", null, true, 2 ** 31, -(2 ** 31) - 1, [], {}, Number.MAX_SAFE_INTEGER + 2],
+    tier: [null, 5, true, [], {}, "", "x".repeat(65), "\u0000", "\ud800"],
   };
   for (const [field, values] of Object.entries(joinFields)) {
     for (const value of values) {
@@ -354,6 +357,49 @@ function buildCorpus(f: Fixture): Case[] {
     ],
     tick_ms: [49, 60_001, 1.5, "1000", null, 0],
     retention_seconds: [3599, 0, -1, 3600.5, null],
+    quota_window_seconds: [0, -1, 1.5, "60", 2 ** 31],
+    quota_tiers: [
+      5,
+      "default",
+      [],
+      { default: 3 },
+      { default: { limit: -1 } },
+      { default: { limit: 1.5 } },
+      { default: { limit: "3" } },
+      { default: { limit: 3, priority: 1001 } },
+      { default: { limit: 3, extra: 1 } },
+      { default: {} },
+      { "": { limit: 1 } },
+    ],
+    pool_per_day: [-1, 1.5, "5", 2 ** 31, true],
+    time_zone: ["", null, 5, "Mars/Olympus", "x".repeat(65), "UTC\u0000"],
+    target_url: [
+      "shop.example",
+      "ftp://shop.example/",
+      "javascript:alert(1)",
+      "https://shop.example/#fragment",
+      `https://shop.example/${"a".repeat(2048)}`,
+      "",
+      5,
+      true,
+      [],
+    ],
+    return_origins: [
+      "https://shop.example",
+      ["https://shop.example/"],
+      ["HTTPS://SHOP.EXAMPLE"],
+      ["https://shop.example/path"],
+      ["https://user@shop.example"],
+      ["javascript:alert(1)"],
+      ["https://shop.example https://evil.example"],
+      [5],
+      [null],
+      Array.from({ length: 33 }, (_, i) => `https://s${i}.example`),
+      null,
+      {},
+    ],
+    handover: ["header", "COOKIE", "", null, 1, ["cookie"]],
+    auto_continue: ["yes", 1, 0, null],
   };
   const settingsTargets = [
     { what: "existing room", path: `/v1/rooms/${f.room}`, base: {} },
@@ -426,6 +472,109 @@ function buildCorpus(f: Fixture): Case[] {
       headers: admin,
       body,
       expect: "invalid_request",
+    });
+  }
+
+  // Quotas need their tiers and a "default" tier (checked in SQL: nothing changes either).
+  for (const body of [
+    { quota_window_seconds: 60 },
+    { quota_tiers: { default: { limit: 1 } } },
+    { quota_window_seconds: 60, quota_tiers: { pro: { limit: 1 } } },
+  ]) {
+    add({
+      name: `put quota settings: ${JSON.stringify(body)}`,
+      method: "put",
+      path: `/v1/rooms/${f.room}`,
+      headers: admin,
+      body,
+      expect: "invalid_request",
+    });
+  }
+
+  // --- stock and settlement, for the server key ---
+  const stockPath = `/v1/rooms/${f.room}/stock`;
+  const settlePath = (id: string) => `/v1/tickets/${id}/settle`;
+  for (const [what, headers, code] of [
+    ["no key", {}, "unauthorized"],
+    ["admin key", admin, "unauthorized"],
+    ["ticket token", bearer(f.active.token), "unauthorized"],
+    ["wrong server key", bearer(`${SERVER_KEY}x`), "unauthorized"],
+  ] as const) {
+    add({ name: `add stock: ${what}`, method: "post", path: stockPath, headers, body: { units: 5 }, expect: code });
+    add({ name: `read stock: ${what}`, method: "get", path: stockPath, headers, expect: code });
+    add({
+      name: `settle: ${what}`,
+      method: "post",
+      path: settlePath(f.active.ticket_id),
+      headers,
+      body: { outcome: "returned" },
+      expect: code,
+    });
+  }
+  for (const units of [0, -1, 1.5, "5", null, true, 2 ** 31, 1_000_000_001, [], {}]) {
+    add({
+      name: `add stock: units=${JSON.stringify(units)}`,
+      method: "post",
+      path: stockPath,
+      headers: serverKey,
+      body: { units },
+      expect: "invalid_request",
+    });
+  }
+  for (const body of [{}, { units: 5, extra: 1 }, [5], "5"]) {
+    add({
+      name: `add stock: body ${JSON.stringify(body)}`,
+      method: "post",
+      path: stockPath,
+      headers: serverKey,
+      body,
+      expect: "invalid_request",
+    });
+  }
+  add({
+    name: "add stock to an unknown room",
+    method: "post",
+    path: `/v1/rooms/${uniqueRoomId("nowhere")}/stock`,
+    headers: serverKey,
+    body: { units: 5 },
+    expect: "not_found",
+  });
+  for (const id of badTicketIds) {
+    add({
+      name: `settle: id=${JSON.stringify(id)}`,
+      method: "post",
+      path: settlePath(encodeURIComponent(id)),
+      headers: serverKey,
+      body: { outcome: "consumed" },
+      expect: "invalid_request",
+    });
+  }
+  for (const body of [
+    {},
+    { outcome: "sold" },
+    { outcome: "CONSUMED" },
+    { outcome: 1 },
+    { outcome: null },
+    { outcome: "consumed", units: 2 },
+  ]) {
+    add({
+      name: `settle: body ${JSON.stringify(body)}`,
+      method: "post",
+      path: settlePath(f.active.ticket_id),
+      headers: serverKey,
+      body,
+      expect: "invalid_request",
+    });
+  }
+  // The fixture's tickets took no stock and no share: nothing to settle.
+  for (const ticket of [f.active, f.queued, { ticket_id: randomUUID() }]) {
+    add({
+      name: `settle a ticket that took nothing ${ticket.ticket_id}`,
+      method: "post",
+      path: settlePath(ticket.ticket_id),
+      headers: serverKey,
+      body: { outcome: "returned" },
+      expect: "not_granted",
     });
   }
 
@@ -720,6 +869,89 @@ function buildCorpus(f: Fixture): Case[] {
       add({ name: `${method} ${path}`, method, path: sample, headers: admin, expect: "method_not_allowed" });
     }
   }
+  // --- the handover: bodies, tokens, and return URLs off the room's list (f.room lists none) ---
+  const handoverPath = `/v1/rooms/${f.room}/handover`;
+  for (const body of [
+    {},
+    { admission_token: "" },
+    { admission_token: 5 },
+    { admission_token: null },
+    { admission_token: "x".repeat(4097) },
+    { admission_token: f.admissionToken, return: "" },
+    { admission_token: f.admissionToken, return: 5 },
+    { admission_token: f.admissionToken, return: `https://x.example/${"a".repeat(4096)}` },
+    { admission_token: f.admissionToken, extra: 1 },
+    { return: "https://shop.example/" },
+  ]) {
+    add({
+      name: `handover: ${JSON.stringify(body).slice(0, 120)}`,
+      method: "post",
+      path: handoverPath,
+      body,
+      expect: "invalid_request",
+    });
+  }
+  for (const returnUrl of [
+    "https://evil.example/",
+    "//evil.example/",
+    "/relative",
+    "javascript:alert(1)",
+    "https://shop.example@evil.example/",
+    "http://evil.example:80/",
+    "https://evil.example/#waitroom_token=x",
+    "data:text/html,<script>alert(1)</script>",
+  ]) {
+    add({
+      name: `handover: return ${returnUrl}`,
+      method: "post",
+      path: handoverPath,
+      body: { admission_token: f.admissionToken, return: returnUrl },
+      expect: "return_not_allowed",
+    });
+  }
+  for (const token of ["abc", "a.b.c", `${f.admissionToken}x`]) {
+    add({
+      name: `handover: token ${token.slice(0, 20)}`,
+      method: "post",
+      path: handoverPath,
+      body: { admission_token: token },
+      expect: "invalid_token",
+    });
+  }
+  add({
+    name: "handover: another room's token",
+    method: "post",
+    path: `/v1/rooms/${f.closedRoom}/handover`,
+    body: { admission_token: f.admissionToken },
+    expect: "wrong_room",
+  });
+
+  // --- the gate: what the proxy forwards (this service's WAITROOM_GATES maps no host) ---
+  const gateHeaders = { "x-forwarded-host": "shop.example", "x-forwarded-uri": "/", "x-forwarded-proto": "https" };
+  for (const [what, headers, query] of [
+    ["no forwarded headers", {}, ""],
+    ["no X-Forwarded-Uri", { "x-forwarded-host": "shop.example" }, ""],
+    ["no X-Forwarded-Host", { "x-forwarded-uri": "/" }, ""],
+    ["host with a path", { ...gateHeaders, "x-forwarded-host": "shop.example/x" }, ""],
+    ["host with a space", { ...gateHeaders, "x-forwarded-host": "shop example" }, ""],
+    ["host with userinfo", { ...gateHeaders, "x-forwarded-host": "user@shop.example" }, ""],
+    ["relative uri", { ...gateHeaders, "x-forwarded-uri": "shop" }, ""],
+    ["absolute uri", { ...gateHeaders, "x-forwarded-uri": "https://evil.example/" }, ""],
+    ["uri with a fragment", { ...gateHeaders, "x-forwarded-uri": "/#x" }, ""],
+    ["oversized uri", { ...gateHeaders, "x-forwarded-uri": `/${"a".repeat(8192)}` }, ""],
+    ["proto ftp", { ...gateHeaders, "x-forwarded-proto": "ftp" }, ""],
+    ["deny=maybe", gateHeaders, "?deny=maybe"],
+  ] as const) {
+    add({ name: `gate: ${what}`, method: "get", path: `/v1/gate${query}`, headers, expect: "invalid_request" });
+  }
+  add({
+    name: "gate: an unmapped host",
+    method: "get",
+    path: "/v1/gate?deny=unauthorized",
+    headers: gateHeaders,
+    expect: "not_found",
+  });
+
   return cases;
 }
 
@@ -766,6 +998,7 @@ async function snapshot() {
       (select md5(coalesce(string_agg(t::text, ',' order by t.room_id, t.shard), '')) from waitroom.queue_tally t)
         as queue_tally,
       (select md5(coalesce(string_agg(t::text, ',' order by t.kid), '')) from waitroom.signing_keys t) as signing_keys,
+      (select md5(coalesce(string_agg(t::text, ',' order by t.ticket_id), '')) from waitroom.grants t) as grants,
       (select coalesce(string_agg(r.id || '=' || coalesce(pg_sequence_last_value(r.queue_seq), 0), ',' order by r.id), '')
          from waitroom.rooms r) as sequences,
       (select count(*)::int from waitroom.tickets) as ticket_count`;

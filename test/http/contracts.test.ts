@@ -79,7 +79,10 @@ describe("zod and the database agree", () => {
 
   it("on every room setting, at and around its bounds, and on which settings exist", async () => {
     const room = uniqueRoomId();
-    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    // With quotas, so that each quota setting can change alone: a window without tiers (or the other way
+    // round) is a rule across two settings that only SQL checks (WR400, nothing changed), so null is not tried.
+    await db.sql`select waitroom.create_room(${room}, 1,
+      '{"quota_window_seconds": 60, "quota_tiers": {"default": {"limit": 1}}}', ${at(0)})`;
     const candidates: Record<string, unknown[]> = {
       capacity: [-1, 0, 1, 1_000_000, 1_000_001],
       admit_per_minute: [0, 1, 2 ** 31 - 1, null],
@@ -132,6 +135,41 @@ describe("zod and the database agree", () => {
         null,
       ],
       page_language: ["en", "de", "es", "fr", "pt", "ja", "zh", "ar", "he", "EN", "en-US", "", null],
+      quota_window_seconds: [-1, 0, 1, 2 ** 31 - 1],
+      quota_tiers: [
+        { default: { limit: 0 } },
+        { default: { limit: 999_999_999, priority: -1000 }, pro: { limit: 3, priority: 1000 } },
+        { default: { limit: 1_000_000_000 } },
+        { default: { limit: -1 } },
+        { default: { limit: 1, priority: 1001 } },
+        { default: { limit: 1, other: 1 } },
+        { pro: { limit: 1 } },
+        { [text(64)]: { limit: 1 }, default: { limit: 1 } },
+        { [text(65)]: { limit: 1 }, default: { limit: 1 } },
+      ],
+      pool_per_day: [-1, 0, 1, 2 ** 31 - 1, null],
+      // IANA names (PostgreSQL also takes POSIX zones such as "utc+1"; the API does not, on purpose).
+      time_zone: ["UTC", "Europe/Paris", "America/Argentina/Buenos_Aires", "Mars/Olympus", ""],
+      target_url: [
+        "https://shop.example/",
+        "http://localhost:8081/deep?x=1",
+        "https://shop.example",
+        "https://user@shop.example/",
+        "https://shop.example/#top",
+        "javascript:alert(1)",
+        "ftp://shop.example/",
+        null,
+      ],
+      return_origins: [
+        [],
+        ["https://a.example", "http://localhost:3000"],
+        ["https://a.example/"],
+        ["HTTPS://A.EXAMPLE"],
+        ["https://a.example/path"],
+        null,
+      ],
+      handover: ["cookie", "fragment", "header"],
+      auto_continue: [true, false],
       // Not a setting: both must refuse it.
       no_such_setting: [1],
     };

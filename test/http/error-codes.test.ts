@@ -1,9 +1,10 @@
-import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from "jose";
+import { decodeJwt, decodeProtectedHeader, generateKeyPair, importJWK, type JWK, SignJWT } from "jose";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { withClient } from "../../src/db/client.js";
 import { type ErrorCode, errorCodes } from "../../src/http/contracts.js";
 import type { Route } from "../../src/http/route.js";
 import { checkRoute, revokeRoute } from "../../src/http/routes/checks.js";
+import { endHandoverRoute, gateRoute, handoverRoute } from "../../src/http/routes/gate.js";
 import { routes } from "../../src/http/routes/index.js";
 import { metricsRoute, readyRoute } from "../../src/http/routes/ops.js";
 import {
@@ -14,6 +15,7 @@ import {
   putRoomRoute,
   resumeRoute,
 } from "../../src/http/routes/rooms.js";
+import { addStockRoute, getStockRoute, settleRoute } from "../../src/http/routes/stock.js";
 import {
   claimRoute,
   eventsRoute,
@@ -36,17 +38,25 @@ import { admit, first, join, uniqueRoomId, verdict } from "../helpers/queue.js";
  */
 
 const db = useTestDatabase();
-const server = useTestServer(db);
+/** The gate guards gate.test with a room of that name (which need not exist: the gate reads no database). */
+const gatedHost = "gate.test";
+const server = useTestServer(db, { env: { WAITROOM_GATES: `${gatedHost}=gated` } });
 /** The same service without WAITROOM_ADMIN_KEY: the admin API is disabled. */
 const keyless = useTestServer(db, { env: { WAITROOM_ADMIN_KEY: "" } });
 /** The same service allowing a client one call an hour of each kind. */
 const limited = useTestServer(db, {
-  env: Object.fromEntries(Object.keys(testLimits).map((name) => [name, "1/h"])),
+  // The gate answers only the proxies listed, and this service lists one that is not the test.
+  env: {
+    ...Object.fromEntries(Object.keys(testLimits).map((name) => [name, "1/h"])),
+    WAITROOM_TRUSTED_PROXIES: "192.0.2.1",
+  },
 });
 /** /metrics behind a key, and /metrics on a port of its own (the main port then has none). */
 const metricsKeyed = useTestServer(db, { env: { WAITROOM_METRICS_KEY: "metrics-key-for-tests-0123456789" } });
 const metricsApart = useTestServer(db, { env: { WAITROOM_METRICS_PORT: "0" } });
-const services = { server, keyless, limited, metricsKeyed, metricsApart };
+/** The same service without WAITROOM_SERVER_KEY: the server-key routes are disabled. */
+const serverless = useTestServer(db, { env: { WAITROOM_SERVER_KEY: "" } });
+const services = { server, keyless, limited, metricsKeyed, metricsApart, serverless };
 
 type Ticket = { ticket_id: string; token: string; room: string };
 type TicketState = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
@@ -57,6 +67,8 @@ type Call = {
   params?: Record<string, string>;
   token?: string;
   headers?: Record<string, string>;
+  /** The query string, without "?". */
+  query?: string;
   /** JSON-encoded unless a string. */
   body?: unknown;
   /** The service that answers (default: server). */
@@ -147,6 +159,36 @@ async function forgedAdmissionToken(): Promise<{ admission_token: string; room: 
   return { admission_token: forged, room };
 }
 
+/**
+ * An admission token for a ticket in any state, signed with the service's own key (as a claim would
+ * have, had the ticket been claimed): what the handover is refused for is then the seat's state alone.
+ */
+async function signedFor(ticket: { ticket_id: string; room: string }, instance = 1): Promise<string> {
+  await admissionToken();
+  const [key] = await db.sql<{ kid: string; private_jwk: JWK }[]>`
+    select kid, private_jwk from waitroom.signing_keys where private_jwk is not null order by activates_at desc limit 1`;
+  if (!key) throw new Error("no signing key after a claim");
+  return new SignJWT({ room: ticket.room, tid: ticket.ticket_id, ins: instance })
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "JWT" })
+    .setSubject(ticket.ticket_id)
+    .setIssuer("waitroom")
+    .setAudience(ticket.room)
+    .setIssuedAt()
+    .setExpirationTime("2 minutes")
+    .sign(await importJWK(key.private_jwk, "EdDSA"));
+}
+
+/** The handover of an admission token for the ticket's room. */
+const handingOver = async (ticket: { ticket_id: string; room: string }, extra: Record<string, unknown> = {}) => ({
+  params: { room: ticket.room },
+  body: { admission_token: await signedFor(ticket), ...extra },
+});
+
+/** What the proxy forwards to the gate about a request for path on host. */
+const forwarded = (host: string, path = "/") => ({
+  headers: { "x-forwarded-host": host, "x-forwarded-uri": path, "x-forwarded-proto": "https" },
+});
+
 /** The keyless service's LISTEN connection is cut and cannot come back until the test is over. */
 async function listenerDown(): Promise<void> {
   const database = new URL(db.url).pathname.slice(1);
@@ -165,6 +207,39 @@ async function listenerDown(): Promise<void> {
   await withClient(inject("serverUrl"), (client) => client.query("select pg_terminate_backend($1, 5000)", [pid]));
   await eventually(() => !keyless.listener.connected, "the service sees the LISTEN connection lost");
 }
+
+/**
+ * In a room of one unit of stock (and `settings`), holder ada joined, was admitted and claimed, and
+ * the unit was consumed: the room is sold out once admission next looks.
+ */
+async function settledTicket(settings: Record<string, unknown>): Promise<Ticket> {
+  const room = await createRoom({ idle_seconds: 3600, claim_seconds: 3600, ...settings });
+  await db.sql`select waitroom.add_stock(${room}, 1)`;
+  const now = await databaseNow();
+  const ticket = await join(db.sql, room, { holder: "ada", now });
+  expect(await admit(db.sql, room, now)).toEqual([ticket.ticket_id]);
+  expect((await verdict(db.sql, "claim", ticket, now)).ok).toBe(true);
+  expect(first(await db.sql`select * from waitroom.settle(${ticket.ticket_id}, 'consumed')`)).toMatchObject({
+    ok: true,
+  });
+  expect((await verdict(db.sql, "leave", ticket, now)).ok).toBe(true);
+  return { ...ticket, room };
+}
+
+async function soldOutRoom(): Promise<string> {
+  const { room } = await settledTicket({});
+  await admit(db.sql, room, await databaseNow());
+  expect(first(await db.sql`select sold_out from waitroom.room_stats where room_id = ${room}`)).toEqual({
+    sold_out: true,
+  });
+  return room;
+}
+
+/** What a stock route would do, with the right key. */
+const stockCall = (route: Route, room: string): Call =>
+  route === settleRoute
+    ? { params: { id: "00000000-0000-4000-8000-000000000000" }, body: { outcome: "consumed" } }
+    : { params: { room }, body: route === addStockRoute ? { units: 1 } : undefined };
 
 const ticketRoutes = [ticketRoute, eventsRoute, claimRoute, heartbeatRoute, leaveRoute];
 /** Every route the admin key opens, from the definitions themselves. */
@@ -259,6 +334,24 @@ const scenarios: Scenario[] = [
     code: "room_closed",
     given: "a closed room",
     arrange: async () => ({ params: { room: await createRoom({ mode: "closed" }) }, body: {} }),
+  },
+  {
+    route: joinRoute,
+    code: "sold_out",
+    given: "a room whose stock is sold",
+    arrange: async () => {
+      const room = await soldOutRoom();
+      return { params: { room }, body: {} };
+    },
+  },
+  {
+    route: joinRoute,
+    code: "quota_exceeded",
+    given: "a holder that used its tier's one admission of the day",
+    arrange: async () => {
+      const { room } = await settledTicket({ quota_window_seconds: 86400, quota_tiers: { default: { limit: 1 } } });
+      return { params: { room }, token: SERVER_KEY, body: { holder: "ada" } };
+    },
   },
 
   // --- every route a ticket's token opens ---
@@ -370,6 +463,113 @@ const scenarios: Scenario[] = [
     arrange: async () => presenting(checkRoute, await supersededTicket()),
   },
 
+  // --- the gate and the handover ---
+  ...(
+    [
+      [handoverRoute, "not_admitted", "queued"],
+      [handoverRoute, "not_claimed", "admitted"],
+      [handoverRoute, "draining", "draining"],
+      [handoverRoute, "ended", "ended"],
+      [handoverRoute, "expired", "expired"],
+      [handoverRoute, "left", "left"],
+    ] as const
+  ).map(
+    ([route, code, state]): Scenario => ({
+      route,
+      code,
+      given: `an admission token of a ticket that is ${state}`,
+      arrange: async () => handingOver(await ticketIn(state)),
+    }),
+  ),
+  {
+    route: handoverRoute,
+    code: "superseded",
+    given: "an admission token of a ticket its holder joined again",
+    arrange: async () => handingOver(await supersededTicket()),
+  },
+  {
+    route: handoverRoute,
+    code: "not_found",
+    given: "an admission token of a ticket that does not exist",
+    arrange: async () => handingOver({ ticket_id: crypto.randomUUID(), room: await createRoom() }),
+  },
+  {
+    route: handoverRoute,
+    code: "invalid_token",
+    given: "an admission token signed by another key",
+    arrange: async () => {
+      const { admission_token, room } = await forgedAdmissionToken();
+      return { params: { room }, body: { admission_token } };
+    },
+  },
+  {
+    route: handoverRoute,
+    code: "wrong_room",
+    given: "a genuine admission token of another room",
+    arrange: async () => ({
+      params: { room: await createRoom() },
+      body: { admission_token: (await admissionToken()).token },
+    }),
+  },
+  {
+    route: handoverRoute,
+    code: "return_not_allowed",
+    given: "a return URL whose origin the room does not list",
+    arrange: async () => handingOver(await ticketIn("active"), { return: "https://elsewhere.example/" }),
+  },
+  {
+    route: handoverRoute,
+    code: "invalid_request",
+    given: "no admission token",
+    arrange: async () => ({ params: { room: await createRoom() }, body: {} }),
+  },
+  {
+    route: handoverRoute,
+    code: "unsupported_media_type",
+    given: "a body that is not JSON",
+    arrange: async () => ({ params: { room: await createRoom() }, ...textBody }),
+  },
+  {
+    route: handoverRoute,
+    code: "rate_limited",
+    given: "the client's call of the hour spent",
+    arrange: async () => {
+      const call: Call = { ...(await handingOver(await ticketIn("active"))), service: "limited" };
+      await (await send(handoverRoute, call)).body?.cancel();
+      return call;
+    },
+  },
+  {
+    route: endHandoverRoute,
+    code: "invalid_request",
+    given: "a room id that cannot be one",
+    arrange: async () => ({ params: { room: "Not A Room" } }),
+  },
+  {
+    route: gateRoute,
+    code: "admission_required",
+    given: "no admission cookie, with deny=unauthorized (nginx)",
+    arrange: async () => ({ ...forwarded(gatedHost), query: "deny=unauthorized" }),
+  },
+  {
+    route: gateRoute,
+    code: "not_found",
+    given: "a host WAITROOM_GATES maps no room to",
+    arrange: async () => ({ ...forwarded("elsewhere.test"), query: "deny=unauthorized" }),
+  },
+  {
+    route: gateRoute,
+    code: "forbidden",
+    given: "a caller that is not one of WAITROOM_TRUSTED_PROXIES",
+    arrange: async () => ({ ...forwarded(gatedHost), service: "limited" }),
+  },
+  {
+    route: gateRoute,
+    code: "invalid_request",
+    given: "no X-Forwarded-Uri",
+    arrange: async () => ({ headers: { "x-forwarded-host": gatedHost } }),
+  },
+
   // --- the admin API ---
   ...adminRoutes.flatMap((route): Scenario[] => [
     {
@@ -424,6 +624,66 @@ const scenarios: Scenario[] = [
     arrange: async () => ({ params: { room: await createRoom() }, token: ADMIN_KEY, ...textBody }),
   },
 
+  // --- stock, for the server key ---
+  ...[addStockRoute, getStockRoute, settleRoute].flatMap((route): Scenario[] => [
+    {
+      route,
+      code: "unauthorized",
+      given: "no server key",
+      arrange: async () => stockCall(route, await createRoom()),
+    },
+    {
+      route,
+      code: "forbidden",
+      given: "the server-key routes disabled (no WAITROOM_SERVER_KEY)",
+      arrange: async () => ({ ...stockCall(route, await createRoom()), token: SERVER_KEY, service: "serverless" }),
+    },
+    {
+      route,
+      code: "invalid_request",
+      given: route === settleRoute ? "a ticket id that is not a UUID" : "a room id that cannot be one",
+      arrange: async (): Promise<Call> => {
+        const params: Record<string, string> = route === settleRoute ? { id: "not-a-uuid" } : { room: "Not-A-Room" };
+        return { ...stockCall(route, "Not-A-Room"), params, token: SERVER_KEY };
+      },
+    },
+  ]),
+  ...[addStockRoute, settleRoute].map(
+    (route): Scenario => ({
+      route,
+      code: "unsupported_media_type",
+      given: "a body that is not JSON",
+      arrange: async () => ({ ...stockCall(route, await createRoom()), token: SERVER_KEY, ...textBody }),
+    }),
+  ),
+  ...[addStockRoute, getStockRoute].map(
+    (route): Scenario => ({
+      route,
+      code: "not_found",
+      given: "a room that does not exist",
+      arrange: async () => ({ ...stockCall(route, uniqueRoomId("nowhere")), token: SERVER_KEY }),
+    }),
+  ),
+  {
+    route: settleRoute,
+    code: "not_granted",
+    given: "a ticket that was never offered a seat",
+    arrange: async () => ({
+      params: { id: (await ticketIn("queued")).ticket_id },
+      token: SERVER_KEY,
+      body: { outcome: "consumed" },
+    }),
+  },
+  {
+    route: settleRoute,
+    code: "already_settled",
+    given: "an admission whose unit was consumed already",
+    arrange: async () => {
+      const { ticket_id } = await settledTicket({});
+      return { params: { id: ticket_id }, token: SERVER_KEY, body: { outcome: "returned" } };
+    },
+  },
+
   // --- operations ---
   {
     route: readyRoute,
@@ -444,7 +704,7 @@ function send(route: Route, call: Call): Promise<Response> {
     return encodeURIComponent(value);
   });
   const { token, headers, body } = call;
-  return services[call.service ?? "server"].request(path, {
+  return services[call.service ?? "server"].request(call.query ? `${path}?${call.query}` : path, {
     method: route.method.toUpperCase(),
     token,
     headers,

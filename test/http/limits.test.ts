@@ -116,6 +116,7 @@ describe("per-client limits (the service's defaults)", () => {
       "get /v1/tickets/{id} ticket",
       "get /v1/tickets/{id}/events stream",
       "post /v1/check check",
+      "post /v1/rooms/{room}/handover ticket",
       "post /v1/rooms/{room}/tickets join",
       "post /v1/tickets/{id}/claim ticket",
       "post /v1/tickets/{id}/heartbeat ticket",

@@ -9,6 +9,9 @@ import {
   createClient,
   type ErrorCode,
   type JoinResponse,
+  type SettleResponse,
+  type StockLevel,
+  type TicketAnswer,
   type TicketState,
   WaitroomError,
   type WaitroomEvent,
@@ -353,6 +356,9 @@ describe("the client SDK against the real server", () => {
     expectTypeOf<JoinResponse>().toEqualTypeOf<z.infer<typeof contracts.joinResponse>>();
     expectTypeOf<ClaimResponse>().toEqualTypeOf<z.infer<typeof contracts.claimResponse>>();
     expectTypeOf<CheckResponse>().toEqualTypeOf<z.infer<typeof contracts.checkResponse>>();
+    expectTypeOf<TicketAnswer>().toEqualTypeOf<z.infer<typeof contracts.ticketAnswer>>();
+    expectTypeOf<StockLevel>().toEqualTypeOf<z.infer<typeof contracts.stockLevel>>();
+    expectTypeOf<SettleResponse>().toEqualTypeOf<z.infer<typeof contracts.settleResponse>>();
     expectTypeOf<Exclude<ErrorCode, "unexpected_response">>().toEqualTypeOf<contracts.ErrorCode>();
     // At run time too, for the error codes.
     const sdkCodes: Record<Exclude<ErrorCode, "unexpected_response">, true> = {
@@ -362,10 +368,16 @@ describe("the client SDK against the real server", () => {
       forbidden: true,
       wrong_room: true,
       origin_not_allowed: true,
+      return_not_allowed: true,
+      admission_required: true,
       not_found: true,
       method_not_allowed: true,
       superseded: true,
       room_full: true,
+      already_settled: true,
+      not_granted: true,
+      sold_out: true,
+      quota_exceeded: true,
       draining: true,
       ended: true,
       expired: true,

@@ -114,6 +114,10 @@ function callsWithNow(room: string, ticket: { ticket_id: string; token: string }
     health_due: `select waitroom.health_due('${room}', $1)`,
     set_health: `select waitroom.set_health('${room}', true, null, $1)`,
     history: `select * from waitroom.history('${room}', 60, $1)`,
+    add_stock: `select * from waitroom.add_stock('${room}', 5, $1)`,
+    settle: `select * from waitroom.settle(${id}, 'consumed', $1)`,
+    holder_shares: `select * from waitroom.holder_shares('${room}', 'someone', null, $1)`,
+    ticket_shares: `select * from waitroom.ticket_shares(${id}, ${token}, $1)`,
     leave: `select * from waitroom.leave(${id}, ${token}, $1)`,
     delete_room: `select waitroom.delete_room('${room}-gone', $1)`,
   };

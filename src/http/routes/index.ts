@@ -1,5 +1,6 @@
 import type { Route } from "../route.js";
 import { checkRoute, jwksRoute, listKeysRoute, revokeRoute, rotateRoute } from "./checks.js";
+import { endHandoverRoute, gateRoute, handoverRoute } from "./gate.js";
 import { healthRoute, metricsRoute, openApiRoute, readyRoute } from "./ops.js";
 import {
   deleteRoomRoute,
@@ -11,6 +12,7 @@ import {
   resumeRoute,
   roomsStreamRoute,
 } from "./rooms.js";
+import { addStockRoute, getStockRoute, settleRoute } from "./stock.js";
 import { claimRoute, eventsRoute, heartbeatRoute, joinRoute, leaveRoute, ticketRoute } from "./tickets.js";
 
 /** Every route definition of the API, by concern: what /openapi.json describes. */
@@ -21,11 +23,15 @@ export const routes: readonly Route[] = [
   claimRoute,
   heartbeatRoute,
   leaveRoute,
+  settleRoute,
   checkRoute,
   jwksRoute,
   listKeysRoute,
   rotateRoute,
   revokeRoute,
+  handoverRoute,
+  endHandoverRoute,
+  gateRoute,
   listRoomsRoute,
   getRoomRoute,
   putRoomRoute,
@@ -34,6 +40,8 @@ export const routes: readonly Route[] = [
   pauseRoute,
   resumeRoute,
   roomsStreamRoute,
+  addStockRoute,
+  getStockRoute,
   healthRoute,
   readyRoute,
   metricsRoute,

@@ -15,8 +15,8 @@ import {
   joinRequest,
   joinResponse,
   roomParams,
+  ticketAnswer,
   ticketParams,
-  ticketState,
 } from "../contracts.js";
 import { ApiError, verdictError } from "../errors.js";
 import { callers, defineRoute, type Router } from "../route.js";
@@ -32,7 +32,9 @@ export const joinRoute = defineRoute({
   summary: "Join a room's queue",
   description:
     "Anyone may join. With the server key (the protected app's backend) a join may also set `holder` " +
-    "(one live ticket per holder: re-joining supersedes the old ticket) and `priority`.",
+    "(one live ticket per holder: re-joining supersedes the old ticket), `priority` and `tier` (the holder's " +
+    "quota tier). A sold-out room answers sold_out; a holder with no share left in its tier answers " +
+    "quota_exceeded with `available_at`, when its next share comes back (and Retry-After).",
   tags: ["tickets"],
   security: callers.anyoneOrServer,
   request: {
@@ -47,18 +49,20 @@ export const joinRoute = defineRoute({
   },
   "x-rate-limit": "join",
   "x-checks-origin": true,
-  errors: ["forbidden", "not_found", "room_closed", "room_full"],
+  errors: ["forbidden", "not_found", "room_closed", "room_full", "sold_out", "quota_exceeded"],
 });
 
 export const ticketRoute = defineRoute({
   method: "get",
   path: "/v1/tickets/{id}",
   summary: "Read a ticket's state",
-  description: "Status, position, depth and estimated wait. Streams carry the same state as it changes.",
+  description:
+    "Status, position, depth and estimated wait. Streams carry the same state as it changes. In a room with " +
+    "quotas, `shares` shows the holder's: used, left, and when the next one comes back.",
   tags: ["tickets"],
   security: callers.ticket,
   request: { params: ticketParams },
-  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketState } } } },
+  responses: { 200: { description: "Current state.", content: { "application/json": { schema: ticketAnswer } } } },
   "x-rate-limit": "ticket",
   errors: ["superseded"],
 });
@@ -184,8 +188,11 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
   mount(joinRoute, async (c) => {
     const { room } = c.req.valid("param");
     const request = c.req.valid("json");
-    if (!c.var.trusted && (request.holder !== undefined || request.priority !== undefined)) {
-      throw new ApiError("forbidden", "holder and priority may only be set with the server key");
+    if (
+      !c.var.trusted &&
+      (request.holder !== undefined || request.priority !== undefined || request.tier !== undefined)
+    ) {
+      throw new ApiError("forbidden", "holder, priority and tier may only be set with the server key");
     }
     const joined = await grouped.join(room, request);
     metrics.joins.inc();
@@ -207,7 +214,25 @@ export function mountTickets({ mount }: Router, deps: TicketDeps): void {
     return state;
   };
 
-  mount(ticketRoute, async (c) => c.json(ticketView(await stateOf(c.req.valid("param").id, c.var.ticketToken)), 200));
+  mount(ticketRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const state = await stateOf(id, c.var.ticketToken);
+    const shares = await queue.ticketShares(sql, id, c.var.ticketToken);
+    return c.json(
+      {
+        ...ticketView(state),
+        ...(shares
+          ? {
+              shares: {
+                ...shares,
+                next_share_at: shares.next_share_at ? new Date(shares.next_share_at).toISOString() : null,
+              },
+            }
+          : {}),
+      },
+      200,
+    );
+  });
 
   mount(eventsRoute, async (c) => {
     const { id } = c.req.valid("param");

@@ -1,0 +1,26 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll } from "vitest";
+import { uniqueRoomId } from "./queue.js";
+
+/** The room a gate test's service guards 127.0.0.1 with (WAITROOM_GATES is read when the server starts). */
+export const gateRoom = uniqueRoomId("gate");
+
+/** A service environment whose gate guards every path of 127.0.0.1 with gateRoom, over plain HTTP. */
+export const gateEnvironment = { WAITROOM_GATES: `127.0.0.1=${gateRoom}`, WAITROOM_GATE_COOKIE_SECURE: "false" };
+
+/** The protected site: a tiny origin that knows nothing of waitroom and says which URL it served. */
+export function useOrigin(): { readonly port: number } {
+  let server: Server;
+  const origin = { port: 0 };
+  beforeAll(async () => {
+    server = createServer((request, response) => {
+      response.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+      response.end(`<!doctype html><title>origin</title><h1 id="origin">The origin served ${request.url}</h1>`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    origin.port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return origin;
+}
