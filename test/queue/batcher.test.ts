@@ -148,6 +148,30 @@ describe("Batcher, paced", () => {
     expect(await Promise.all([...trickle, ...later])).toEqual(["#2", "#3", "#4", "#5"]);
   });
 
+  it("waits at most paceLimitMs however long the last batch took", async () => {
+    const { run, batches, sent } = controlledRun();
+    const time = handClock();
+    const batcher = new Batcher(run, { maxBatch: 100, maxInFlight: 2, pace: 4, paceLimitMs: 100, clock: time.clock });
+    const first = batcher.submit(1);
+    await sent(1);
+    // A large batch took 1 s, mostly for its own rows.
+    time.set(1_000);
+    batches[0]?.answer();
+    await first;
+    const second = batcher.submit(2);
+    await sent(2);
+    // With the second in flight, the third waits 100 ms after the second started, not 4 × 1 s.
+    time.set(1_020);
+    const third = batcher.submit(3);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(time.timers.map((timer) => timer.at)).toEqual([1_100]);
+    time.fireNext();
+    await sent(3);
+    batches[1]?.answer();
+    batches[2]?.answer();
+    expect(await Promise.all([second, third])).toEqual(["#2", "#3"]);
+  });
+
   it("sends a call after a quiet spell at once", async () => {
     const { run, batches, sent } = controlledRun();
     const time = handClock();
