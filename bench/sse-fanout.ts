@@ -50,7 +50,17 @@ export type SseSizeFigures = {
   };
   /** Admission → each other stream's lowered position read, over all measured rounds' streams. */
   update: Quantiles;
-  perRound: Array<{ p50: number; p99: number; max: number; admitMs: number; positionQueries: number }>;
+  perRound: Array<{
+    p50: number;
+    p99: number;
+    max: number;
+    admitMs: number;
+    positionQueries: number;
+    /** After the round: streams the service held; streams it recycled and LISTEN reconnects during it. */
+    streamsHeld: number;
+    recycled: number;
+    listenReconnects: number;
+  }>;
   /** waitroom_position_queries_total delta per change, median over rounds. */
   positionQueriesPerChange: number;
   /** The same waitroom.positions query (all N tickets) run alone from the benchmark, median of 3. */
@@ -77,10 +87,24 @@ class Round {
   done: (() => void) | null = null;
 }
 
-async function positionQueries(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith("waitroom_position_queries_total"));
-  return Number(line?.split(" ")[1] ?? Number.NaN);
+/** The service's counters and gauges a round reads from /metrics. */
+const ROUND_METRICS = {
+  positionQueries: "waitroom_position_queries_total",
+  streams: "waitroom_sse_streams",
+  recycled: "waitroom_sse_streams_recycled_total",
+  listenReconnects: "waitroom_listen_reconnects_total",
+} as const;
+type RoundMetrics = Record<keyof typeof ROUND_METRICS, number>;
+
+async function roundMetrics(url: string): Promise<RoundMetrics> {
+  const lines = (await (await fetch(`${url}/metrics`)).text()).split("\n");
+  const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name} `))?.split(" ")[1] ?? Number.NaN);
+  return {
+    positionQueries: value(ROUND_METRICS.positionQueries),
+    streams: value(ROUND_METRICS.streams),
+    recycled: value(ROUND_METRICS.recycled),
+    listenReconnects: value(ROUND_METRICS.listenReconnects),
+  };
 }
 
 function openStream(
@@ -215,7 +239,7 @@ async function runSize(
       const all = new Promise<void>((resolve) => {
         round.done = resolve;
       });
-      const queriesBefore = await positionQueries(service.url);
+      const metricsBefore = await roundMetrics(service.url);
       const sent = performance.now();
       await control.query("select count(*) from waitroom.admit($1, 1)", [room]);
       const admitMs = performance.now() - sent;
@@ -224,17 +248,28 @@ async function runSize(
       clearTimeout(timer);
       // Late second re-reads (a change coalesced while one ran) are counted too.
       await new Promise((resolve) => setTimeout(resolve, 300));
-      const queries = (await positionQueries(service.url)) - queriesBefore;
+      const metricsAfter = await roundMetrics(service.url);
+      const queries = metricsAfter.positionQueries - metricsBefore.positionQueries;
       const latencies = expecting.filter((s) => s.arrived !== null).map((s) => (s.arrived as number) - sent);
       const roundMissed = expecting.length - latencies.length;
       if (r < plan.warmupRounds) continue;
       missed += roundMissed;
       measured.push(...latencies);
       const q = quantiles(latencies.length > 0 ? latencies : [Number.NaN]);
-      perRound.push({ p50: q.p50, p99: q.p99, max: q.max, admitMs, positionQueries: queries });
+      perRound.push({
+        p50: q.p50,
+        p99: q.p99,
+        max: q.max,
+        admitMs,
+        positionQueries: queries,
+        streamsHeld: metricsAfter.streams,
+        recycled: metricsAfter.recycled - metricsBefore.recycled,
+        listenReconnects: metricsAfter.listenReconnects - metricsBefore.listenReconnects,
+      });
       context.say(
         `  round ${r - plan.warmupRounds + 1}: p50 ${formatMs(q.p50)}, p99 ${formatMs(q.p99)}, ` +
-          `${queries} position quer${queries === 1 ? "y" : "ies"}, ${roundMissed} missed`,
+          `${queries} position quer${queries === 1 ? "y" : "ies"}, ${roundMissed} missed, ` +
+          `${formatCount(metricsAfter.streams)} streams held`,
       );
     }
     return {
@@ -315,7 +350,18 @@ async function markdownReport(figures: SseFanoutFigures, plan: Plan, mode: Mode)
   const notes = await readNotes("sse-fanout");
   const largest = figures.sizes.at(-1);
   const perRound = markdownTable(
-    ["streams", "round", "admit statement", "update p50", "update p99", "update max", "position queries"],
+    [
+      "streams",
+      "round",
+      "admit statement",
+      "update p50",
+      "update p99",
+      "update max",
+      "position queries",
+      "streams held",
+      "recycled",
+      "LISTEN reconnects",
+    ],
     figures.sizes.flatMap((s) =>
       s.perRound.map((r, index) => [
         formatCount(s.streams),
@@ -325,6 +371,9 @@ async function markdownReport(figures: SseFanoutFigures, plan: Plan, mode: Mode)
         formatMs(r.p99),
         formatMs(r.max),
         String(r.positionQueries),
+        formatCount(r.streamsHeld),
+        String(r.recycled),
+        String(r.listenReconnects),
       ]),
     ),
   );
