@@ -1,12 +1,31 @@
 -- Replay: the ledger rows an event stream shows, read back after a gap.
 -- Streams show every state change except joins (which are never announced)
--- and room creation (nobody can be subscribed to a room that did not exist).
+-- and room creation (nobody can be subscribed to a room that did not exist):
+-- waitroom.event_types says which.
+
+-- Every kind of ledger row the verbs write, and what event streams do with it:
+-- the one list (the service reads the stream names from here at start).
+create function waitroom.event_types()
+returns table (type text, announced boolean, stream_event text)
+language sql immutable parallel safe
+as $$
+  values ('joined', false, null::text), ('rejoined', false, null), ('room_created', false, null),
+         ('admitted', true, 'admitted'), ('active', true, 'active'), ('draining', true, 'draining'),
+         ('ended', true, 'ended'), ('expired', true, 'ended'), ('left', true, 'ended'),
+         ('room_configured', true, 'room'), ('room_deleted', true, 'room'), ('room_health', true, 'room'),
+         ('room_sold_out', true, 'room'), ('room_restocked', true, 'room'),
+         -- Announced so that streams re-read their positions, but not shown as events of their own.
+         ('room_shuffled', true, null), ('reserved', true, null), ('returned', true, null),
+         ('consumed', true, null), ('stock_added', true, null)
+$$;
+comment on function waitroom.event_types() is
+  'Every type of ledger row: whether it is announced and replayed to event streams (joins are not: they would be one notice per join), and the SSE event a stream shows it as (admitted, active, draining, ended, room), null when streams only re-read their state on it.';
 
 create function waitroom._announced(p_type text) returns boolean
 language sql immutable parallel safe
-as $$ select p_type not in ('joined', 'rejoined', 'room_created') $$;
+as $$ select coalesce((select e.announced from waitroom.event_types() e where e.type = p_type), true) $$;
 comment on function waitroom._announced(text) is
-  'Whether events of this type are published to streams (see waitroom._publish).';
+  'Whether events of this type are published to streams and replayed (waitroom.event_types; a type it does not list is).';
 
 -- Last-Event-ID resume: what a ticket's stream missed after event p_after.
 create function waitroom.ticket_events(p_ticket uuid, p_after bigint, p_limit integer default 1000)

@@ -59,19 +59,6 @@ type Subscriber = {
 };
 
 /** Ledger event types → the named SSE events clients see. */
-const streamEventName: Record<string, string> = {
-  admitted: "admitted",
-  active: "active",
-  draining: "draining",
-  ended: "ended",
-  expired: "ended",
-  left: "ended",
-  room_configured: "room",
-  room_deleted: "room",
-  room_health: "room",
-  room_sold_out: "room",
-  room_restocked: "room",
-};
 
 const SENT_IDS_KEPT = 256;
 const TOUCH_BATCH = 10_000;
@@ -133,6 +120,8 @@ export type HubOptions = {
   settings: StreamSettings;
   /** Verifies a presented token and reads the ticket's state (grouped with the other opens of the moment). */
   readState: (presented: PresentedToken) => Promise<TokenState>;
+  /** Ledger event type → the SSE event a stream shows it as (queue.streamEventTypes, from SQL). */
+  streamEvents: ReadonlyMap<string, string>;
 };
 
 export class Hub {
@@ -141,6 +130,7 @@ export class Hub {
   readonly #metrics: Metrics;
   readonly #settings: StreamSettings;
   readonly #readState: HubOptions["readState"];
+  readonly #streamEvents: ReadonlyMap<string, string>;
   readonly #rooms = new Map<string, Set<Subscriber>>();
   /**
    * Events heard for streams still being opened (token being verified), by ticket: each open
@@ -164,6 +154,7 @@ export class Hub {
     this.#metrics = options.metrics;
     this.#settings = options.settings;
     this.#readState = options.readState;
+    this.#streamEvents = options.streamEvents;
     const every = (ms: number, work: () => void) => {
       const timer = setInterval(work, ms);
       timer.unref();
@@ -370,7 +361,7 @@ export class Hub {
   }
 
   #sendEvent(subscriber: Subscriber, event: LedgerEvent): void {
-    const name = streamEventName[event.type];
+    const name = this.#streamEvents.get(event.type);
     if (!name || subscriber.closed || subscriber.sent.has(event.id)) return;
     if (name === "ended" || event.type === "room_deleted") {
       // Held for the state read that follows every delivery (deliver → refresh), which confirms or denies it.
@@ -382,7 +373,7 @@ export class Hub {
 
   /** Write a ledger event as its named SSE event; ends the stream after an end. */
   #writeEvent(subscriber: Subscriber, event: LedgerEvent): void {
-    const name = streamEventName[event.type] as string;
+    const name = this.#streamEvents.get(event.type) as string;
     subscriber.sent.add(event.id);
     subscriber.resumeAfter = Math.max(subscriber.resumeAfter, event.id);
     if (subscriber.sent.size > SENT_IDS_KEPT) {

@@ -11,7 +11,7 @@ import { roomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import { createMetrics } from "../metrics.js";
 import { createGroupedQueue } from "../queue/grouped.js";
-import { noticeEvents, proofOfWorkSecret } from "../queue/index.js";
+import { noticeEvents, proofOfWorkSecret, streamEventTypes } from "../queue/index.js";
 import { createTokenIssuer } from "../tokens/index.js";
 import { type AppEnv, createApp } from "./app.js";
 import { createLimiter } from "./limits.js";
@@ -114,7 +114,14 @@ export async function startHttp(options: {
     metrics.batchSize.observe({ kind }, size);
     if (kind === "read") metrics.positionQueries.inc();
   });
-  const hub = new Hub({ sql, log, metrics, settings: config.stream, readState: grouped.tokenState });
+  const hub = new Hub({
+    sql,
+    log,
+    metrics,
+    settings: config.stream,
+    readState: grouped.tokenState,
+    streamEvents: await streamEventTypes(sql),
+  });
   const listener = startListener({
     databaseUrl,
     log,

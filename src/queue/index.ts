@@ -208,6 +208,13 @@ export async function ticketEvents(sql: Sql, ticketId: string, afterId: number):
   return rows.map((row) => row.event);
 }
 
+/** Ledger event type → the SSE event streams show it as (waitroom.event_types); types not in it are not shown. */
+export async function streamEventTypes(sql: Sql): Promise<ReadonlyMap<string, string>> {
+  const rows = await sql<{ type: string; stream_event: string }[]>`
+    select type, stream_event from waitroom.event_types() where stream_event is not null`;
+  return new Map(rows.map((row) => [row.type, row.stream_event]));
+}
+
 /** The newest ledger id (0 for an empty ledger). */
 export async function latestEventId(sql: Sql): Promise<number> {
   const [row] = await sql<{ id: string }[]>`select waitroom.latest_event_id()::text as id`;
