@@ -83,6 +83,9 @@ const verdictErrors: Record<string, { code: ErrorCode; message: string }> = {
   left: { code: "left", message: "the ticket left the room" },
 };
 
+/** Every code a verdict on a ticket or admission token can answer: what a seat check documents. */
+export const verdictCodes: readonly ErrorCode[] = [...new Set(Object.values(verdictErrors).map((error) => error.code))];
+
 export function verdictError(code: string): ApiError {
   const known = verdictErrors[code];
   return known ? new ApiError(known.code, known.message) : new ApiError("internal", `unexpected verdict ${code}`);

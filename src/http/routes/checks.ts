@@ -4,7 +4,7 @@ import type { GroupedQueue } from "../../queue/grouped.js";
 import * as queue from "../../queue/index.js";
 import type { SigningKey, TokenIssuer } from "../../tokens/index.js";
 import { checkRequest, checkResponse, kidParams, signingKey } from "../contracts.js";
-import { ApiError, verdictError } from "../errors.js";
+import { ApiError, verdictCodes, verdictError } from "../errors.js";
 import { callers, defineRoute, type Router } from "../route.js";
 
 /*
@@ -25,18 +25,7 @@ export const checkRoute = defineRoute({
     200: { description: "The holder may proceed.", content: { "application/json": { schema: checkResponse } } },
   },
   "x-rate-limit": "check",
-  errors: [
-    "invalid_token",
-    "wrong_room",
-    "not_found",
-    "superseded",
-    "not_admitted",
-    "not_claimed",
-    "draining",
-    "expired",
-    "ended",
-    "left",
-  ],
+  errors: [...verdictCodes, "wrong_room"],
 });
 
 export const jwksRoute = defineRoute({

@@ -6,7 +6,7 @@ import type { Sql } from "../../db/client.js";
 import * as queue from "../../queue/index.js";
 import { TokenError, type TokenIssuer } from "../../tokens/index.js";
 import { gateHeaders, gateQuery, handoverRequest, handoverResponse, roomParams } from "../contracts.js";
-import { ApiError, verdictError } from "../errors.js";
+import { ApiError, verdictCodes, verdictError } from "../errors.js";
 import { fromTrustedProxy } from "../limits.js";
 import { type AppEnv, defineRoute, type Router } from "../route.js";
 
@@ -66,19 +66,7 @@ export const handoverRoute = defineRoute({
     200: { description: "Where to continue.", content: { "application/json": { schema: handoverResponse } } },
   },
   "x-rate-limit": "ticket",
-  errors: [
-    "invalid_token",
-    "wrong_room",
-    "not_found",
-    "superseded",
-    "not_admitted",
-    "not_claimed",
-    "draining",
-    "expired",
-    "ended",
-    "left",
-    "return_not_allowed",
-  ],
+  errors: [...verdictCodes, "wrong_room", "return_not_allowed"],
 });
 
 export const endHandoverRoute = defineRoute({
