@@ -63,7 +63,7 @@ describe("waitroom rooms", () => {
       "auto_continue=false",
     ]);
     expect(handover.stdout).toMatch(
-      /target_url=https:\/\/shop\.example\/ return_origins=https:\/\/a\.example,http:\/\/localhost:3000 handover=cookie auto_continue=false\n/,
+      /target_url=https:\/\/shop\.example\/ return_origins=https:\/\/a\.example,http:\/\/localhost:3000 handover=cookie auto_continue=false(\s|$)/,
     );
     const [target] = await db.sql`select return_origins, auto_continue from waitroom.rooms where id = ${room}`;
     expect(target).toEqual({ return_origins: ["https://a.example", "http://localhost:3000"], auto_continue: false });
