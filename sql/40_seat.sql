@@ -97,6 +97,7 @@ returns table (
   eta_high_seconds integer,
   expires_at  timestamptz,
   instance    integer,
+  end_reason  text,
   holder      text
 )
 language plpgsql
@@ -107,7 +108,7 @@ declare
 begin
   return query
   select v.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate, s.eta_seconds,
-         s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance, t.holder
+         s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance, s.end_reason, t.holder
     from (select 1) one
     left join waitroom.ticket_states(array[p_ticket], array[p_token], p_now) s on v.ok
     left join waitroom.tickets t on t.id = s.ticket_id;

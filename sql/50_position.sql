@@ -15,7 +15,8 @@ returns table (
   eta_low_seconds  integer,
   eta_high_seconds integer,
   expires_at  timestamptz,
-  instance    integer
+  instance    integer,
+  end_reason  text
 )
 language plpgsql stable
 as $$
@@ -163,7 +164,8 @@ begin
            when 'active' then p.expires_at
            when 'draining' then p.expires_at + make_interval(secs => r.grace_seconds)
          end,
-         p.instance
+         p.instance,
+         p.end_reason
     from placed p;
   if v_plan_cache_mode is not null then
     perform set_config('plan_cache_mode', v_plan_cache_mode, true);
@@ -171,7 +173,7 @@ begin
 end
 $$;
 comment on function waitroom.positions(text, uuid[], timestamptz) is
-  'Status, position (1 = next), depth, ETA (and its range), deadline and instance of many tickets of one room, in one query: what a process needs to update all its subscribers. expires_at is the claim deadline of an offer, the end of an active seat, the end of grace while draining. Positions are exact up to 10000, interpolated beyond (approximate = true).';
+  'Status, position (1 = next), depth, ETA (and its range), deadline and instance of many tickets of one room, in one query: what a process needs to update all its subscribers. expires_at is the claim deadline of an offer, the end of an active seat, the end of grace while draining. Positions are exact up to 10000, interpolated beyond (approximate = true). end_reason says why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out).';
 
 create function waitroom.position(p_ticket uuid, p_now timestamptz default null)
 returns table (
@@ -213,7 +215,8 @@ returns table (
   eta_low_seconds  integer,
   eta_high_seconds integer,
   expires_at  timestamptz,
-  instance    integer
+  instance    integer,
+  end_reason  text
 )
 language plpgsql stable
 as $$
@@ -239,7 +242,7 @@ begin
      cross join lateral waitroom.positions(g.room_id, g.tickets, p_now) s
   )
   select p.ordinal, p.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate,
-         s.eta_seconds, s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance
+         s.eta_seconds, s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance, s.end_reason
     from presented p
     left join states s on s.ticket_id = p.ticket_id and p.code not in ('unknown', 'superseded')
    order by p.ordinal;

@@ -30,7 +30,7 @@ export type StreamClient = {
 };
 
 /** What a stream shows: the ticket's state, ISO times, no internal instance number. */
-export type StreamData = Omit<TicketState, "expires_at" | "instance"> & {
+export type StreamData = Omit<TicketState, "expires_at" | "instance" | "end_reason"> & {
   expires_at: string | null;
   reason?: string;
   room?: Record<string, unknown>;
@@ -94,10 +94,17 @@ export function formatSse(message: { event?: string; id?: number; data?: unknown
 }
 
 /** A ticket state as JSON clients see it (streams and GET /v1/tickets/{id}). */
-export const ticketView = ({ instance: _instance, expires_at, ...state }: TicketState): StreamData => ({
+export const ticketView = ({
+  instance: _instance,
+  end_reason: _reason,
+  expires_at,
+  ...state
+}: TicketState): StreamData => ({
   ...state,
   expires_at: expires_at ? new Date(expires_at).toISOString() : null,
 });
+
+const withReason = (data: StreamData, reason: string | null): StreamData => (reason ? { ...data, reason } : data);
 
 const moved = (a: StreamData, b: StreamData) =>
   a.status !== b.status ||
@@ -349,7 +356,8 @@ export class Hub {
     }
     if (terminalStatuses.has(state.status)) {
       if (ending?.ticket_id) this.#writeEvent(subscriber, ending);
-      else this.#write(subscriber, formatSse({ event: "ended", data }));
+      // Read before the ledger event that ended it arrived: the state says why (sold_out, say) as the event would.
+      else this.#write(subscriber, formatSse({ event: "ended", data: withReason(data, state.end_reason) }));
       this.#end(subscriber);
       return;
     }

@@ -34,6 +34,8 @@ export type TicketState = {
   eta_high_seconds: number | null;
   expires_at: Date | null;
   instance: number;
+  /** Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives. */
+  end_reason: string | null;
 };
 
 /** The verdict on a presented token, with the ticket's state when the token is its current one. */

@@ -53,6 +53,23 @@ describe("ticket_states", () => {
     ]);
   });
 
+  it("says why a finished ticket ended, and nothing while it lives", async () => {
+    const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    const gone = await join(db.sql, room);
+    const waiting = await join(db.sql, room);
+    await verdict(db.sql, "leave", gone, at(1));
+    // A stream whose state read wins the race with the ledger event shows this reason (src/events/hub.ts).
+    const rows = await db.sql<{ ticket_id: string; end_reason: string | null }[]>`
+      select ticket_id, end_reason
+        from waitroom.ticket_states(${db.sql.array([gone.ticket_id, waiting.ticket_id])}::uuid[],
+                                    ${db.sql.array([gone.token, waiting.token])}::text[], ${at(2)})
+       order by ordinal`;
+    expect(rows).toEqual([
+      { ticket_id: gone.ticket_id, end_reason: "left" },
+      { ticket_id: waiting.ticket_id, end_reason: null },
+    ]);
+  });
+
   it("reads the queue once per room, not once per ticket (counted in index entries)", async () => {
     const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
     const tickets = await db.sql<{ ticket_id: string; token: string }[]>`
