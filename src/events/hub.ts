@@ -51,6 +51,8 @@ type Subscriber = {
    * instance of the ticket, or of a room of the same name deleted long ago).
    */
   ending: LedgerEvent | undefined;
+  /** The delivery (Hub's count) in which `ending` was heard: a state read begun before it cannot confirm or deny it. */
+  endingHeardIn: number;
   /** performance.now() after which the stream is ended for its client to reconnect (Infinity: never). */
   recycleAt: number;
   /** The newest ledger id this stream resumed after or was sent. */
@@ -154,6 +156,8 @@ export class Hub {
   /** Rooms being re-read; true = changed again meanwhile, read once more. */
   readonly #refreshing = new Map<string, boolean>();
   readonly #timers: ReturnType<typeof setInterval>[] = [];
+  /** Deliveries so far, numbered: held ends and state reads are ordered by it. */
+  #deliveries = 0;
 
   constructor(options: HubOptions) {
     this.#sql = options.sql;
@@ -232,6 +236,7 @@ export class Hub {
 
   /** Events from the LISTEN connection (or a replay): to the tickets they name, then re-read their rooms. */
   deliver(events: readonly LedgerEvent[]): void {
+    this.#deliveries += 1;
     const touched = new Set<string>();
     for (const event of events) {
       this.#latestId = Math.max(this.#latestId ?? 0, event.id);
@@ -330,10 +335,15 @@ export class Hub {
     const subscribers = [...(this.#rooms.get(room) ?? [])];
     if (subscribers.length === 0) return;
     const ids = [...new Set(subscribers.map((s) => s.ticketId))];
+    const readAfter = this.#deliveries;
     const rows = await positions(this.#sql, room, ids);
     this.#metrics.positionQueries.inc();
     const byTicket = new Map(rows.map((row) => [row.ticket_id, row]));
-    for (const subscriber of subscribers) this.#sendState(subscriber, byTicket.get(subscriber.ticketId), false);
+    for (const subscriber of subscribers) {
+      // An end heard while this read was in flight waits for the read that follows its delivery.
+      if (subscriber.ending && subscriber.endingHeardIn > readAfter) continue;
+      this.#sendState(subscriber, byTicket.get(subscriber.ticketId), false);
+    }
   }
 
   /** Send the state if it moved (or always, for the snapshot); ends the stream when the ticket is over. */
@@ -373,7 +383,10 @@ export class Hub {
     if (!name || subscriber.closed || subscriber.sent.has(event.id)) return;
     if (name === "ended" || event.type === "room_deleted") {
       // Held for the state read that follows every delivery (deliver → refresh), which confirms or denies it.
-      subscriber.ending ??= event;
+      if (!subscriber.ending) {
+        subscriber.ending = event;
+        subscriber.endingHeardIn = this.#deliveries;
+      }
       return;
     }
     this.#writeEvent(subscriber, event);
@@ -436,6 +449,7 @@ export class Hub {
       shown: ticketView(state),
       sent: new Set(),
       ending: undefined,
+      endingHeardIn: 0,
       // Spread over half the age to the whole, so streams opened together do not all reconnect together.
       recycleAt:
         this.#settings.maxAgeMs > 0
