@@ -104,7 +104,7 @@ begin
     )
     select waitroom._log(array_agg(row(p_room, d.id, 'admitted',
              jsonb_build_object('claim_deadline', v_deadline,
-                                'waited_ms', (extract(epoch from v_now - d.queued_at) * 1000)::bigint)
+                                'waited_ms', greatest((extract(epoch from v_now - d.queued_at) * 1000)::bigint, 0))
            )::waitroom.ledger_entry order by d.priority desc, d.seq), v_now),
            array_agg(d.id order by d.priority desc, d.seq),
            array_agg(d.holder order by d.priority desc, d.seq),

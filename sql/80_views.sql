@@ -41,7 +41,8 @@ select r.id as room_id,
      where e.room_id = r.id and e.type = 'admitted' and e.created_at > now() - interval '15 minutes'
   ) a
   cross join lateral (
-    select now() - min(t.queued_at) as oldest_wait
+    -- A join that committed after this statement's clock started reads as no wait, not a negative one.
+    select greatest(now() - min(t.queued_at), interval '0') as oldest_wait
       from waitroom.tickets t
      where t.room_id = r.id and t.status = 'queued'
   ) w;

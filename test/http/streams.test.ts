@@ -169,7 +169,7 @@ describe("event streams", () => {
     expect(text).toContain("event: state\n");
     expect(text).toContain(": keep-alive\n");
     // The stream was open for over a second: the presence round (every second here) has recorded it.
-    for (let waited = 0; !(await seen()) && waited < 5_000; waited += 100) await sleep(100);
+    for (let waited = 0; !(await seen()) && waited < 15_000; waited += 100) await sleep(100);
     expect(await seen()).toBe(true);
   });
 
