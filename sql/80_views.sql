@@ -42,7 +42,8 @@ select r.id as room_id,
   ) a
   cross join lateral (
     -- A join that committed after this statement's clock started reads as no wait, not a negative one.
-    select greatest(now() - min(t.queued_at), interval '0') as oldest_wait
+    select case when min(t.queued_at) is not null then greatest(now() - min(t.queued_at), interval '0') end
+             as oldest_wait
       from waitroom.tickets t
      where t.room_id = r.id and t.status = 'queued'
   ) w;
