@@ -40,7 +40,7 @@ create type waitroom.claim_result as (
   "instance" integer
 );
 comment on type waitroom.claim_result is
-  'Answer of claim: the verdict (ok, code, status, expires_at) and, when ok, what an admission token carries: the ticket''s holder (null for an anonymous one), room and instance; null on any other answer.';
+  'Answer of claim and renew_admission: the verdict (ok, code, status, expires_at) and, when ok, what an admission token carries: the ticket''s holder (null for an anonymous one), room and instance; null on any other answer.';
 
 create type waitroom.room_listing as (
   id                 text,

@@ -43,41 +43,49 @@ $$;
 comment on function waitroom.claim(uuid, text, timestamptz) is
   'Turn an admission offer into an active seat for session_seconds, and publish its active event. Idempotent for the ticket''s current token: of any number of calls (concurrent or retried) one makes the seat, and every one answers ok with the same seat (status active or draining, the same expires_at) while it is held; only the first writes anything. Codes: ok, unknown, superseded (an older token of a re-joined ticket), queued, ended, expired, left. ok also carries holder, room_id and instance (what an admission token says).';
 
-create function waitroom.heartbeat(p_ticket uuid, p_token text, p_now timestamptz default null)
+-- The heartbeat's one rule, for a ticket and the hash of the token presented
+-- for it: heartbeat (the bearer token) and renew_admission (the ticket's
+-- current hash, once a signed admission token proved its instance) share it.
+create function waitroom._heartbeat(p_ticket uuid, p_token_hash bytea, p_now timestamptz)
 returns waitroom.verdict
 language plpgsql
 as $$
 declare
-  v_now  timestamptz := waitroom._now(p_now);
-  v_hash bytea := waitroom._hash(p_token);
   t waitroom.tickets;
   r waitroom.rooms;
   v waitroom.verdict;
 begin
   select * into t from waitroom.tickets where id = p_ticket;
   select * into r from waitroom.rooms where id = t.room_id;
-  v := waitroom._verdict(t, r, v_hash, v_now);
+  v := waitroom._verdict(t, r, p_token_hash, p_now);
   if coalesce(v.status, '') not in ('queued', 'admitted', 'active') then
     return v;
   end if;
   -- Re-check liveness in the UPDATE itself: a concurrent transition wins.
   update waitroom.tickets tk
-     set last_seen_at = greatest(tk.last_seen_at, v_now),
+     set last_seen_at = greatest(tk.last_seen_at, p_now),
          expires_at = case
            when tk.status = 'active' and r.renew_on_heartbeat
-             then greatest(tk.expires_at, v_now + make_interval(secs => r.session_seconds))
+             then greatest(tk.expires_at, p_now + make_interval(secs => r.session_seconds))
            else tk.expires_at end
-   where tk.id = p_ticket and tk.token_hash = v_hash and tk.status = t.status
-     and waitroom._effective_status(tk, r, v_now) = tk.status
+   where tk.id = p_ticket and tk.token_hash = p_token_hash and tk.status = t.status
+     and waitroom._effective_status(tk, r, p_now) = tk.status
   returning tk.* into t;
   if not found then
     select * into t from waitroom.tickets where id = p_ticket;
-    return waitroom._verdict(t, r, v_hash, v_now);
+    return waitroom._verdict(t, r, p_token_hash, p_now);
   end if;
-  v := waitroom._verdict(t, r, v_hash, v_now);
+  v := waitroom._verdict(t, r, p_token_hash, p_now);
   return row(true, 'ok', v.status, v.expires_at)::waitroom.verdict;
 end
 $$;
+comment on function waitroom._heartbeat(uuid, bytea, timestamptz) is
+  'heartbeat for the token whose hash is p_token_hash, at p_now (already checked by the caller''s waitroom._now): refreshes last_seen_at of a live queued, admitted or active ticket and, where the room renews on heartbeat, extends an active seat to p_now + session_seconds. The verdict: ok = recorded.';
+
+create function waitroom.heartbeat(p_ticket uuid, p_token text, p_now timestamptz default null)
+returns waitroom.verdict
+language sql
+as $$ select waitroom._heartbeat(p_ticket, waitroom._hash(p_token), waitroom._now(p_now)) $$;
 comment on function waitroom.heartbeat(uuid, text, timestamptz) is
   'The holder is present: refreshes last_seen_at of a queued, admitted or active ticket and, where the room renews on heartbeat, extends an active seat to now + session_seconds. ok = recorded.';
 

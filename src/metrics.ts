@@ -35,6 +35,12 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
     }),
     joins: new Counter({ name: "waitroom_joins_total", help: "Tickets created or re-joined over HTTP.", registers }),
     claims: new Counter({ name: "waitroom_claims_total", help: "Seats claimed over HTTP.", registers }),
+    gateRenewals: new Counter({
+      name: "waitroom_gate_renewals_total",
+      help: "Admission cookies past half their life the gate renewed, by outcome: renewed, gone (cleared: the seat is over), failed or timed_out (the database; the still-valid token let through).",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
     events: new Counter({
       name: "waitroom_events_received_total",
       help: "Ledger events received over LISTEN/NOTIFY, by type (admitted = admissions seen by this process).",

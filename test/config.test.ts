@@ -59,7 +59,7 @@ describe("loadConfig", () => {
       sessionTimeouts: { statementTimeoutMs: 30_000, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 60_000 },
       listen: { pingMs: 5_000, pingTimeoutMs: 5_000 },
       metrics: { port: undefined, key: undefined },
-      gate: { routes: [], cookieSecure: true },
+      gate: { routes: [], cookieSecure: true, renewalTimeoutMs: 1000 },
       logLevel: "info",
     });
   });
@@ -76,6 +76,7 @@ describe("loadConfig", () => {
         { host: "localhost", port: "8081", path: "/checkout", room: "pay" },
       ],
       cookieSecure: false,
+      renewalTimeoutMs: 1000,
     });
     for (const bad of [
       "shop.example.com",
@@ -134,6 +135,7 @@ describe("loadConfig", () => {
       WAITROOM_REPLICAS: "2",
       WAITROOM_TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.7,fd00::/8",
       WAITROOM_ALLOWED_ORIGINS: "https://Shop.example, http://localhost:3000/",
+      WAITROOM_GATE_RENEWAL_TIMEOUT_MS: "250",
       LOG_LEVEL: "debug",
     });
     const { limits, ...rest } = config;
@@ -183,7 +185,7 @@ describe("loadConfig", () => {
       sessionTimeouts: { statementTimeoutMs: 0, lockTimeoutMs: 2500, idleInTransactionTimeoutMs: 120_000 },
       listen: { pingMs: 1000, pingTimeoutMs: 3000 },
       metrics: { port: 9100, key: "0123456789abcdef-metrics" },
-      gate: { routes: [], cookieSecure: true },
+      gate: { routes: [], cookieSecure: true, renewalTimeoutMs: 250 },
       logLevel: "debug",
     });
     expect(loadConfig({ DATABASE_URL: "postgres://localhost/x" }).databaseUrl).toBe("postgres://localhost/x");

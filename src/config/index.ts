@@ -146,6 +146,7 @@ const environmentSchema = z.object({
   WAITROOM_ALLOWED_ORIGINS: originList.default([]),
   WAITROOM_GATES: gateRoutes.default([]),
   WAITROOM_GATE_COOKIE_SECURE: z.enum(["true", "false"], { error: "must be true or false" }).default("true"),
+  WAITROOM_GATE_RENEWAL_TIMEOUT_MS: integer(10, 60_000).default(1000),
   LOG_LEVEL: z
     .string()
     .trim()
@@ -204,6 +205,8 @@ export type GateSettings = {
   routes: readonly GateRoute[];
   /** The admission cookie is Secure (false only for plain-HTTP development). */
   cookieSecure: boolean;
+  /** The longest the gate waits for a renewal's database call before letting a still-valid token through. */
+  renewalTimeoutMs: number;
 };
 
 /** How event streams behave. */
@@ -359,7 +362,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       trustedProxies: e.WAITROOM_TRUSTED_PROXIES,
       allowedOrigins: e.WAITROOM_ALLOWED_ORIGINS,
     },
-    gate: { routes: e.WAITROOM_GATES, cookieSecure: e.WAITROOM_GATE_COOKIE_SECURE === "true" },
+    gate: {
+      routes: e.WAITROOM_GATES,
+      cookieSecure: e.WAITROOM_GATE_COOKIE_SECURE === "true",
+      renewalTimeoutMs: e.WAITROOM_GATE_RENEWAL_TIMEOUT_MS,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -141,7 +141,14 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   );
   serve((router) => mountChecks(router, { sql, grouped, tokens, jwksMaxAgeSeconds: settings.jwksMaxAgeSeconds }));
   serve((router) =>
-    mountGate(router, { sql, tokens, gate: settings.gate, trustedProxies: settings.limits.trustedProxies }),
+    mountGate(router, {
+      sql,
+      tokens,
+      gate: settings.gate,
+      trustedProxies: settings.limits.trustedProxies,
+      metrics,
+      log,
+    }),
   );
   serve((router) => mountRooms(router, { sql, rooms, streamBufferBytes: settings.streamBufferBytes }));
   serve((router) => mountStock(router, { sql }));

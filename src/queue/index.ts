@@ -193,6 +193,19 @@ export async function checkAdmission(
   return row as Verdict;
 }
 
+/**
+ * The gate's renewal of a verified admission token (waitroom.renew_admission): check_admission, then a
+ * heartbeat for the seat (extending it where the room renews on heartbeat); ok carries what a fresh token says.
+ */
+export async function renewAdmission(
+  sql: Sql,
+  admission: { ticketId: string; instance: number; kid: string },
+): Promise<Claimed> {
+  const [row] = await sql<Claimed[]>`
+    select * from waitroom.renew_admission(${admission.ticketId}, ${admission.instance}, ${admission.kid})`;
+  return row as Claimed;
+}
+
 export async function positions(sql: Sql, room: string, ticketIds: readonly string[]): Promise<TicketState[]> {
   return sql<TicketState[]>`select * from waitroom.positions(${room}, ${sql.array(ticketIds as string[])}::uuid[])`;
 }

@@ -20,6 +20,8 @@ export type VerifiedAdmission = {
   room: string;
   holder: string;
   instance: number;
+  /** Its iat and exp: the gate renews a token once half the time between them has passed. */
+  issuedAt: Date;
   expiresAt: Date;
   kid: string;
 };
@@ -141,14 +143,14 @@ export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: T
           algorithms: [ALG],
           issuer: ISSUER,
           typ: "JWT",
-          requiredClaims: ["sub", "exp", "aud", "room", "tid", "ins"],
+          requiredClaims: ["sub", "iat", "exp", "aud", "room", "tid", "ins"],
         }));
       } catch (error) {
         if (error instanceof errors.JWTExpired) throw new TokenError("expired", "admission token has expired");
         const reason = error instanceof errors.JOSEError ? `: ${error.message}` : "";
         throw invalid(`admission token is invalid${reason}`);
       }
-      const { sub, aud, room, tid, ins, exp } = payload;
+      const { sub, aud, room, tid, ins, iat, exp } = payload;
       if (
         typeof sub !== "string" ||
         typeof room !== "string" ||
@@ -160,6 +162,7 @@ export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: T
         !Number.isInteger(ins) ||
         ins < 1 ||
         ins > 2_147_483_647 ||
+        typeof iat !== "number" ||
         typeof exp !== "number"
       ) {
         throw invalid("admission token claims are malformed");
@@ -167,7 +170,15 @@ export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: T
       if (room !== expectedRoom) {
         throw new TokenError("wrong_room", `the admission token is for room '${room}', not '${expectedRoom}'`);
       }
-      return { ticketId: tid, room, holder: sub, instance: ins, expiresAt: new Date(exp * 1000), kid };
+      return {
+        ticketId: tid,
+        room,
+        holder: sub,
+        instance: ins,
+        issuedAt: new Date(iat * 1000),
+        expiresAt: new Date(exp * 1000),
+        kid,
+      };
     },
 
     async jwks() {

@@ -1,6 +1,8 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { decodeJwt, importJWK, type JWK, SignJWT } from "jose";
 import { afterAll, beforeAll } from "vitest";
+import type { Sql } from "../../src/db/client.js";
 import { uniqueRoomId } from "./queue.js";
 
 /** The room a gate test's service guards 127.0.0.1 with (WAITROOM_GATES is read when the server starts). */
@@ -23,4 +25,20 @@ export function useOrigin(): { readonly port: number } {
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return origin;
+}
+
+/**
+ * The admission token as the service would have signed it `seconds` earlier: the same claims with iat
+ * and exp moved back, signed with the service's current key (read as the schema's owner). The gate then
+ * finds it that far into its life, with no clock to move and no waiting.
+ */
+export async function signedEarlier(sql: Sql, token: string, seconds: number): Promise<string> {
+  const [key] = await sql<{ kid: string; private_jwk: JWK }[]>`
+    select kid, private_jwk from waitroom.current_signing_key()`;
+  if (!key) throw new Error("no current signing key");
+  const { iat, exp, ...claims } = decodeJwt(token);
+  if (iat === undefined || exp === undefined) throw new Error("the admission token has no iat or exp");
+  return new SignJWT({ ...claims, iat: iat - seconds, exp: exp - seconds })
+    .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "JWT" })
+    .sign(await importJWK(key.private_jwk, "EdDSA"));
 }

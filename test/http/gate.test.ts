@@ -1,9 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { decodeJwt } from "jose";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { guardingRoom } from "../../src/http/routes/gate.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
-import { ADMIN_KEY, type TestServer, useTestServer } from "../helpers/http.js";
-import { uniqueRoomId } from "../helpers/queue.js";
+import { signedEarlier } from "../helpers/gate.js";
+import { ADMIN_KEY, metric, SERVER_KEY, type TestServer, useTestServer } from "../helpers/http.js";
+import { holdLock, uniqueRoomId } from "../helpers/queue.js";
 
 /*
  * Where admitted visitors go (the room's target, return URLs and handover) and the forward-auth gate,
@@ -12,7 +14,15 @@ import { uniqueRoomId } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 const room = uniqueRoomId("gate");
-const server = useTestServer(db, { worker: true, env: { WAITROOM_GATES: `shop.test=${room},shop.test/api=other` } });
+// The renewal timeout is far above what a renewal takes even on a loaded machine; one test holds a lock past it.
+const renewalTimeoutMs = 3000;
+const server = useTestServer(db, {
+  worker: true,
+  env: {
+    WAITROOM_GATES: `shop.test=${room},shop.test/api=other`,
+    WAITROOM_GATE_RENEWAL_TIMEOUT_MS: String(renewalTimeoutMs),
+  },
+});
 
 async function putRoom(id: string, settings: Record<string, unknown>, service: TestServer = server) {
   const response = await service.request(`/v1/rooms/${id}`, { method: "PUT", token: ADMIN_KEY, body: settings });
@@ -20,12 +30,17 @@ async function putRoom(id: string, settings: Record<string, unknown>, service: T
   return response.json() as Promise<Record<string, unknown>>;
 }
 
-/** A fresh seat in the room: its ticket and admission token. */
-async function seat(id: string): Promise<{ ticket_id: string; token: string; admission_token: string }> {
-  const joined = (await (await server.request(`/v1/rooms/${id}/tickets`, { method: "POST" })).json()) as {
-    ticket_id: string;
-    token: string;
-  };
+/** A fresh seat in the room (a holder's, when named): its ticket and admission token. */
+async function seat(
+  id: string,
+  holder?: string,
+): Promise<{ ticket_id: string; token: string; admission_token: string }> {
+  const joined = (await (
+    await server.request(`/v1/rooms/${id}/tickets`, {
+      method: "POST",
+      ...(holder ? { token: SERVER_KEY, body: { holder } } : {}),
+    })
+  ).json()) as { ticket_id: string; token: string };
   const { admission_token } = await eventually(async () => {
     const claim = await server.request(`/v1/tickets/${joined.ticket_id}/claim`, {
       method: "POST",
@@ -189,5 +204,158 @@ describe("the gate", () => {
     expect((await gate({ "x-forwarded-uri": "/api/x", cookie: `waitroom_other=${token}` })).status).toBe(302);
     expect((await gate({ "x-forwarded-uri": uri, cookie: `waitroom_${room}=${token}x` })).status).toBe(302);
     expect((await gate({ "x-forwarded-uri": uri, cookie: `waitroom_${room}=` })).status).toBe(302);
+  });
+});
+
+describe("the gate's renewal of the cookie", () => {
+  /** The gate asked for a request to the site carrying the room's cookie with `token`. */
+  const gated = (token: string) => gate({ "x-forwarded-uri": "/basket", cookie: `waitroom_${room}=${token}` });
+  const renewals = async (outcome: string) => metric(server, `waitroom_gate_renewals_total{outcome="${outcome}"}`);
+  const allRenewals = async () =>
+    (await Promise.all(["renewed", "gone", "failed", "timed_out"].map(renewals))).reduce((a, b) => a + b, 0);
+  /** The seat as the database has it. */
+  const seatRow = async (ticketId: string) => {
+    const [row] = await db.sql<{ expires_at: Date; last_seen_at: Date }[]>`
+      select expires_at, last_seen_at from waitroom.tickets where id = ${ticketId}`;
+    if (!row) throw new Error("no such ticket");
+    return row;
+  };
+  const renewedToken = (response: Response) => {
+    const [cookie = ""] = response.headers.getSetCookie();
+    return { cookie, token: /^waitroom_[^=]+=([^;]*)/.exec(cookie)?.[1] ?? "" };
+  };
+  const roomPage = `/.waitroom/rooms/${room}?${new URLSearchParams({ return: "https://shop.test/basket" })}`;
+
+  it("lets a token with less than half its life spent through on its signature alone", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600, renew_on_heartbeat: true });
+    const mine = await seat(room);
+    const before = await seatRow(mine.ticket_id);
+    const renewalsBefore = await allRenewals();
+    const passed = await gated(mine.admission_token);
+    expect(passed.status).toBe(204);
+    expect(passed.headers.getSetCookie()).toEqual([]);
+    // No renewal ran: a heartbeat would have moved last_seen_at (and, in this room, expires_at).
+    expect(await seatRow(mine.ticket_id)).toEqual(before);
+    expect(await allRenewals()).toBe(renewalsBefore);
+  });
+
+  it("renews a token past half its life: a fresh cookie with a later exp, and the seat extended as a heartbeat would", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600, renew_on_heartbeat: true });
+    const mine = await seat(room);
+    const before = await seatRow(mine.ticket_id);
+    // As if signed 70 s ago: 50 s left of its 120.
+    const old = await signedEarlier(db.sql, mine.admission_token, 70);
+    const renewedBefore = await renewals("renewed");
+    const passed = await gated(old);
+    expect(passed.status).toBe(204);
+    const { cookie, token } = renewedToken(passed);
+    // The handover's cookie, to the attribute.
+    expect(cookie.split("; ").slice(1)).toEqual(
+      expect.arrayContaining(["HttpOnly", "Path=/", "SameSite=Lax", "Secure", expect.stringMatching(/^Max-Age=\d+$/)]),
+    );
+    expect(cookie.split("; ")).toHaveLength(6);
+    expect(Number(/Max-Age=(\d+)/.exec(cookie)?.[1])).toBeGreaterThan(60);
+    expect(decodeJwt(token).exp).toBeGreaterThan(decodeJwt(old).exp ?? Infinity);
+    // The service itself takes it: signature, claims, and the seat behind it.
+    const checked = await server.request("/v1/check", { method: "POST", body: { room, admission_token: token } });
+    expect(checked.status).toBe(200);
+    const after = await seatRow(mine.ticket_id);
+    expect(after.expires_at.getTime()).toBeGreaterThan(before.expires_at.getTime());
+    expect(after.last_seen_at.getTime()).toBeGreaterThan(before.last_seen_at.getTime());
+    expect(await renewals("renewed")).toBe(renewedBefore + 1);
+    // The renewed token is young again: it passes with no renewal.
+    expect((await gated(token)).headers.getSetCookie()).toEqual([]);
+  });
+
+  it("does not extend the seat without renew_on_heartbeat: the renewed token ends with the seat", async () => {
+    const id = room;
+    await putRoom(id, { capacity: 50, session_seconds: 30, renew_on_heartbeat: false });
+    const mine = await seat(id);
+    const before = await seatRow(mine.ticket_id);
+    // Its token ends with the seat (30 s < 120 s); as if signed 20 s ago, 10 s are left.
+    const old = await signedEarlier(db.sql, mine.admission_token, 20);
+    const passed = await gated(old);
+    expect(passed.status).toBe(204);
+    const { token } = renewedToken(passed);
+    const exp = decodeJwt(token).exp ?? Infinity;
+    expect(exp).toBeGreaterThan(decodeJwt(old).exp ?? Infinity);
+    expect(exp * 1000).toBeLessThanOrEqual(before.expires_at.getTime());
+    expect((await seatRow(mine.ticket_id)).expires_at).toEqual(before.expires_at);
+  });
+
+  it("clears the cookie and sends the visitor to the room at the first renewal after a leave", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600, renew_on_heartbeat: true });
+    const mine = await seat(room);
+    const old = await signedEarlier(db.sql, mine.admission_token, 70);
+    expect(
+      (await server.request(`/v1/tickets/${mine.ticket_id}`, { method: "DELETE", token: mine.token })).status,
+    ).toBe(204);
+    // A young token is not checked: the leave is seen at its next renewal, half a lifetime later at most.
+    expect((await gated(mine.admission_token)).status).toBe(204);
+    const goneBefore = await renewals("gone");
+    const refused = await gated(old);
+    expect(refused.status).toBe(302);
+    expect(refused.headers.get("location")).toBe(roomPage);
+    expect(refused.headers.getSetCookie()).toEqual([
+      expect.stringMatching(new RegExp(`^waitroom_${room}=; Max-Age=0; Path=/; Secure`)),
+    ]);
+    expect(await renewals("gone")).toBe(goneBefore + 1);
+  });
+
+  it("clears the cookie of a superseded seat at its next renewal", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600 });
+    const mine = await seat(room, "ada");
+    const old = await signedEarlier(db.sql, mine.admission_token, 70);
+    // Ada joins again (another device): her seat stays, her old token is superseded.
+    const again = await server.request(`/v1/rooms/${room}/tickets`, {
+      method: "POST",
+      token: SERVER_KEY,
+      body: { holder: "ada" },
+    });
+    expect(((await again.json()) as { ticket_id: string }).ticket_id).toBe(mine.ticket_id);
+    const refused = await gate(
+      { "x-forwarded-uri": "/basket", cookie: `waitroom_${room}=${old}` },
+      "?deny=unauthorized",
+    );
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("location")).toBe(roomPage);
+    expect(refused.headers.getSetCookie()[0]).toMatch(new RegExp(`^waitroom_${room}=; Max-Age=0;`));
+  });
+
+  it("lets a still-valid token through when the renewal fails in the database, and says so", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600 });
+    const mine = await seat(room);
+    const old = await signedEarlier(db.sql, mine.admission_token, 70);
+    const failedBefore = await renewals("failed");
+    await db.sql`revoke execute on function waitroom.renew_admission(uuid, integer, text, timestamptz) from waitroom_app`;
+    onTestFinished(async () => {
+      await db.sql`grant execute on function waitroom.renew_admission(uuid, integer, text, timestamptz) to waitroom_app`;
+    });
+    const passed = await gated(old);
+    expect(passed.status).toBe(204);
+    expect(passed.headers.getSetCookie()).toEqual([]);
+    expect(await renewals("failed")).toBe(failedBefore + 1);
+    // An expired token is refused all the same: failing open ends at the token's exp.
+    const expired = await signedEarlier(db.sql, mine.admission_token, 121);
+    expect((await gated(expired)).status).toBe(302);
+  });
+
+  it("lets a still-valid token through when the renewal takes longer than WAITROOM_GATE_RENEWAL_TIMEOUT_MS", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600 });
+    const mine = await seat(room);
+    const old = await signedEarlier(db.sql, mine.admission_token, 70);
+    const timedOutBefore = await renewals("timed_out");
+    // The database stuck: the seats are locked until the gate has answered.
+    const lock = holdLock(db.sql, (tx) => tx`lock table waitroom.tickets in access exclusive mode`);
+    await lock.held;
+    try {
+      const passed = await gated(old);
+      expect(passed.status).toBe(204);
+      expect(passed.headers.getSetCookie()).toEqual([]);
+    } finally {
+      lock.release();
+      await lock.done;
+    }
+    expect(await renewals("timed_out")).toBe(timedOutBefore + 1);
   });
 });

@@ -137,3 +137,73 @@ describe("check_admission", () => {
     expect(fn).toEqual({ volatile: "s", definer: true, granted: true });
   });
 });
+
+describe("renew_admission", () => {
+  type Renewed = Verdict & { holder: string | null; room_id: string | null; instance: number | null };
+  async function renew(ticketId: string, instance: number, now: Date, kid = liveKid): Promise<Renewed> {
+    const [row] = await db.sql<Renewed[]>`
+      select * from waitroom.renew_admission(${ticketId}::uuid, ${instance}::integer, ${kid}, ${now})`;
+    if (!row) throw new Error("renew_admission returned no row");
+    return row;
+  }
+
+  it("heartbeats a live seat as heartbeat does: extended with renew_on_heartbeat, and what a fresh token says", async () => {
+    const { room, ticket } = await admittedTicket();
+    await verdict(db.sql, "claim", ticket, at(1));
+    expect(await renew(ticket.ticket_id, 1, at(40))).toEqual({
+      ok: true,
+      code: "ok",
+      status: "active",
+      expires_at: at(100),
+      holder: "user-1",
+      room_id: room,
+      instance: 1,
+    });
+    expect(await ticketRow(db.sql, ticket.ticket_id)).toMatchObject({ expires_at: at(100), last_seen_at: at(40) });
+    // The same seat heartbeated with its bearer token lands on the same end.
+    expect(await verdict(db.sql, "heartbeat", ticket, at(40))).toMatchObject({ ok: true, expires_at: at(100) });
+  });
+
+  it("leaves the seat's end alone without renew_on_heartbeat, and refuses it once over", async () => {
+    const room = await createRoom(db.sql, 1, { session_seconds: 60, grace_seconds: 5, renew_on_heartbeat: false });
+    const ticket = await join(db.sql, room);
+    await admit(db.sql, room, at(0));
+    await verdict(db.sql, "claim", ticket, at(1));
+    expect(await renew(ticket.ticket_id, 1, at(40))).toMatchObject({ ok: true, expires_at: at(61), holder: null });
+    expect(await ticketRow(db.sql, ticket.ticket_id)).toMatchObject({ expires_at: at(61), last_seen_at: at(40) });
+    const over = { holder: null, room_id: null, instance: null };
+    expect(await renew(ticket.ticket_id, 1, at(61))).toEqual({
+      ok: false,
+      code: "draining",
+      status: "draining",
+      expires_at: at(61),
+      ...over,
+    });
+    expect(await renew(ticket.ticket_id, 1, at(66))).toMatchObject({ ok: false, code: "ended", ...over });
+  });
+
+  it("refuses a seat left, superseded or of a revoked key, and changes nothing", async () => {
+    const { room, ticket } = await admittedTicket();
+    await verdict(db.sql, "claim", ticket, at(1));
+    const revoked = await addKey();
+    await db.sql`select waitroom.revoke_signing_key(${revoked})`;
+    expect(await renew(ticket.ticket_id, 1, at(2), revoked)).toMatchObject({ ok: false, code: "key_revoked" });
+    await join(db.sql, room, { holder: "user-1", now: at(3) });
+    const before = await ticketRow(db.sql, ticket.ticket_id);
+    expect(await renew(ticket.ticket_id, 1, at(4))).toMatchObject({ ok: false, code: "superseded", holder: null });
+    expect(await ticketRow(db.sql, ticket.ticket_id)).toEqual(before);
+
+    const other = await admittedTicket();
+    await verdict(db.sql, "claim", other.ticket, at(1));
+    await verdict(db.sql, "leave", other.ticket, at(2));
+    expect(await renew(other.ticket.ticket_id, 1, at(3))).toMatchObject({ ok: false, code: "left" });
+  });
+
+  it("is callable by the app role, as its owner", async () => {
+    const [fn] = await db.sql<{ definer: boolean; granted: boolean }[]>`
+      select p.prosecdef as definer, has_function_privilege('waitroom_app', p.oid, 'execute') as granted
+        from pg_proc p
+       where p.oid = 'waitroom.renew_admission(uuid, integer, text, timestamptz)'::regprocedure`;
+    expect(fn).toEqual({ definer: true, granted: true });
+  });
+});

@@ -106,6 +106,7 @@ function callsWithNow(room: string, ticket: { ticket_id: string; token: string }
     check: `select * from waitroom.check(${id}, ${token}, $1)`,
     touch: `select waitroom.touch(array[${id}], $1)`,
     check_admission: `select * from waitroom.check_admission(${id}, 1, 'kid', $1)`,
+    renew_admission: `select * from waitroom.renew_admission(${id}, 1, 'kid', $1)`,
     positions: `select * from waitroom.positions('${room}', array[${id}], $1)`,
     position: `select * from waitroom.position(${id}, $1)`,
     ticket_states: `select * from waitroom.ticket_states(array[${id}], array[${token}], $1)`,

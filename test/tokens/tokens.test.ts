@@ -134,6 +134,7 @@ describe("sign", () => {
       room,
       holder: "user-42",
       instance: 1,
+      issuedAt: new Date((payload.iat ?? 0) * 1000),
       expiresAt: new Date((payload.exp ?? 0) * 1000),
       kid,
     });
@@ -372,18 +373,25 @@ describe("verify", () => {
   ])("rejects a properly signed token lacking %s", async (_, payload) => {
     const tokens = issuer();
     await tokens.sign(claims());
-    const token = await signWithCurrentKey({ ...payload, iss: "waitroom", exp: Math.floor(Date.now() / 1000) + 600 });
+    const now = Math.floor(Date.now() / 1000);
+    const token = await signWithCurrentKey({ ...payload, iss: "waitroom", iat: now, exp: now + 600 });
     expect(await rejection(tokens, token)).toMatchObject({ code: "invalid_token" });
   });
 
-  it("rejects a properly signed token from another issuer or without exp", async () => {
+  it("rejects a properly signed token from another issuer, or without exp or iat", async () => {
     const tokens = issuer();
     await tokens.sign(claims());
     const base = { sub: "user-1", aud: "launch", room: "launch", tid: claims().ticketId, ins: 1 };
-    const exp = Math.floor(Date.now() / 1000) + 600;
+    const iat = Math.floor(Date.now() / 1000);
+    const exp = iat + 600;
+    // The complete payload passes: each refusal below is for the one claim changed.
+    expect(
+      await tokens.verify(await signWithCurrentKey({ ...base, iss: "waitroom", iat, exp }), "launch"),
+    ).toMatchObject({ ticketId: base.tid });
     for (const payload of [
-      { ...base, iss: "evil", exp },
-      { ...base, iss: "waitroom" },
+      { ...base, iss: "evil", iat, exp },
+      { ...base, iss: "waitroom", iat },
+      { ...base, iss: "waitroom", exp },
     ]) {
       expect(await rejection(tokens, await signWithCurrentKey(payload))).toMatchObject({ code: "invalid_token" });
     }

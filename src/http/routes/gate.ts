@@ -3,8 +3,10 @@ import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { GateRoute, GateSettings } from "../../config/index.js";
 import type { Sql } from "../../db/client.js";
+import type { Logger } from "../../log.js";
+import type { Metrics } from "../../metrics.js";
 import * as queue from "../../queue/index.js";
-import { TokenError, type TokenIssuer } from "../../tokens/index.js";
+import { type SignedAdmission, TokenError, type TokenIssuer, type VerifiedAdmission } from "../../tokens/index.js";
 import { gateHeaders, gateQuery, handoverRequest, handoverResponse, roomParams } from "../contracts.js";
 import { ApiError, verdictCodes, verdictError } from "../errors.js";
 import { fromTrustedProxy } from "../limits.js";
@@ -12,10 +14,12 @@ import { type AppEnv, defineRoute, type Router } from "../route.js";
 
 /*
  * The gate: forward auth for a site that knows nothing about waitroom. The reverse proxy in front of
- * the site asks GET /v1/gate before every request; the answer rests on the admission cookie alone
- * (an admission token, verified against the cached signing keys: no database round trip). The
- * waiting-room page, served by the same proxy under /.waitroom/ so it is first-party on the site,
- * hands the admission over after each claim and heartbeat (POST …/handover sets the cookie).
+ * the site asks GET /v1/gate before every request. A young admission cookie (a token with less than
+ * half its life spent) is let through on its signature alone, against the cached signing keys: no
+ * database round trip. An older one is renewed: one call checks the seat and heartbeats it, and the
+ * answer carries a fresh cookie, so the cookie slides while the visitor uses the site; a seat that is
+ * over clears it. The waiting-room page, served by the same proxy under /.waitroom/ so it is
+ * first-party on the site, hands the admission over after each claim and heartbeat (POST …/handover).
  */
 
 /** Where the proxy serves the service on the protected site: the page, the API and the handover. */
@@ -33,11 +37,18 @@ export const gateRoute = defineRoute({
     "the protected site. The room is the one WAITROOM_GATES maps the forwarded host and path to. 204 when the " +
     "request's admission cookie holds a valid admission token for that room; otherwise a refusal whose Location " +
     `is the room's page on the site (${GATE_PREFIX}/rooms/{room}) with the original URL as its return parameter. ` +
-    "Decides on the cookie alone: leaving, expiry and revocation are seen when the cookie is next renewed.",
+    "A token with less than half its life (exp − iat) spent passes on its signature alone, with no database round " +
+    "trip. An older one is renewed: the seat is checked and heartbeated (extended where the room has " +
+    "renew_on_heartbeat) and the 204 sets a fresh cookie; a seat left, superseded, ended or revoked clears the " +
+    "cookie and is refused like a missing one. So a seat's end is seen at most half a token's lifetime late. " +
+    "If the database fails or takes longer than WAITROOM_GATE_RENEWAL_TIMEOUT_MS, the still-valid token passes.",
   tags: ["gate"],
   request: { headers: gateHeaders, query: gateQuery },
   responses: {
-    204: { description: "Admitted: let the request through." },
+    204: {
+      description: "Admitted: let the request through (with a renewed admission cookie once the token is half spent).",
+      headers: { "set-cookie": { schema: { type: "string" } } },
+    },
     302: {
       description: "Not admitted (deny=redirect): Location is the room's page, with the URL to return to.",
       headers: { location: { schema: { type: "string" } } },
@@ -96,9 +107,92 @@ export function guardingRoom(routes: readonly GateRoute[], hostHeader: string, u
   return best?.room;
 }
 
-export type GateDeps = { sql: Sql; tokens: TokenIssuer; gate: GateSettings; trustedProxies: BlockList | undefined };
+export type GateDeps = {
+  sql: Sql;
+  tokens: TokenIssuer;
+  gate: GateSettings;
+  trustedProxies: BlockList | undefined;
+  metrics: Metrics;
+  log: Logger;
+};
 
-export function mountGate({ mount }: Router, { sql, tokens, gate, trustedProxies }: GateDeps): void {
+/**
+ * A token is renewed once half the time from its iat to its exp has passed: a visitor active at least
+ * once per half-life keeps a valid cookie, the database sees at most about one renewal per visitor per
+ * half-life, and a seat's end is seen at most half a lifetime (60 s by default) late.
+ */
+const dueForRenewal = (admission: VerifiedAdmission) =>
+  Date.now() >= (admission.issuedAt.getTime() + admission.expiresAt.getTime()) / 2;
+
+/** What renewing a verified token came to; the visitor is let through unless the seat is gone. */
+type Renewal =
+  | { outcome: "renewed"; signed: SignedAdmission }
+  | { outcome: "gone"; code: string }
+  | { outcome: "failed"; error: unknown }
+  | { outcome: "timed_out" };
+
+export function mountGate({ mount }: Router, { sql, tokens, gate, trustedProxies, metrics, log }: GateDeps): void {
+  /** The seat checked and heartbeated, and a fresh token signed for it; never rejects. */
+  const renew = async (room: string, admission: VerifiedAdmission): Promise<Renewal> => {
+    try {
+      const seat = await queue.renewAdmission(sql, admission);
+      if (!seat.ok) return { outcome: "gone", code: seat.code };
+      const signed = await tokens.sign({
+        holder: seat.holder,
+        room,
+        ticketId: admission.ticketId,
+        instance: seat.instance,
+        expiresAt: seat.expires_at,
+      });
+      return { outcome: "renewed", signed };
+    } catch (error) {
+      return { outcome: "failed", error };
+    }
+  };
+
+  /** renew, or timed_out once the gate has waited renewalTimeoutMs (the call finishes unheard). */
+  const renewWithin = async (room: string, admission: VerifiedAdmission): Promise<Renewal> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<Renewal>((resolve) => {
+      timer = setTimeout(() => resolve({ outcome: "timed_out" }), gate.renewalTimeoutMs);
+    });
+    try {
+      return await Promise.race([renew(room, admission), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** Whether the token in the cookie admits the request; sets the renewed cookie, or clears one whose seat is over. */
+  const admits = async (c: Context<AppEnv>, room: string, token: string): Promise<boolean> => {
+    let admission: VerifiedAdmission;
+    try {
+      admission = await tokens.verify(token, room);
+    } catch (error) {
+      if (error instanceof TokenError) return false;
+      throw error;
+    }
+    if (!dueForRenewal(admission)) return true;
+    const renewal = await renewWithin(room, admission);
+    metrics.gateRenewals.inc({ outcome: renewal.outcome });
+    switch (renewal.outcome) {
+      case "renewed":
+        setAdmissionCookie(c, room, renewal.signed, gate.cookieSecure);
+        return true;
+      case "gone":
+        clearAdmissionCookie(c, room, gate.cookieSecure);
+        return false;
+      case "failed":
+        // Failing open for a token that is still valid: the database being down must not lock out
+        // visitors already admitted; their seat's end is then seen when the token expires.
+        log.warn({ err: renewal.error, room }, "gate: renewing an admission failed; its still-valid token passes");
+        return true;
+      case "timed_out":
+        log.warn({ room, timeoutMs: gate.renewalTimeoutMs }, "gate: renewing an admission timed out; its token passes");
+        return true;
+    }
+  };
+
   mount(gateRoute, async (c) => {
     // The forwarded headers describe the proxy's request: with proxies configured, only theirs are believed.
     if (trustedProxies && !fromTrustedProxy(c, trustedProxies)) {
@@ -110,14 +204,7 @@ export function mountGate({ mount }: Router, { sql, tokens, gate, trustedProxies
     const room = guardingRoom(gate.routes, host, uri);
     if (!room) throw new ApiError("not_found", `WAITROOM_GATES maps no room to ${host}${uri.split("?")[0]}`);
     const token = getCookie(c, admissionCookie(room));
-    if (token !== undefined) {
-      try {
-        await tokens.verify(token, room);
-        return c.body(null, 204);
-      } catch (error) {
-        if (!(error instanceof TokenError)) throw error;
-      }
-    }
+    if (token !== undefined && (await admits(c, room, token))) return c.body(null, 204);
     const original = `${headers["x-forwarded-proto"] ?? "https"}://${host}${uri}`;
     const location = `${GATE_PREFIX}/rooms/${room}?${new URLSearchParams({ return: original })}`;
     c.header("location", location);
@@ -133,8 +220,14 @@ export function mountGate({ mount }: Router, { sql, tokens, gate, trustedProxies
     const verdict = await queue.checkAdmission(sql, admission);
     if (!verdict.ok) throw verdictError(verdict.code);
     const next = await queue.continueTo(sql, room, request.return);
-    const lifetime = Math.floor((admission.expiresAt.getTime() - Date.now()) / 1000);
-    if (next.handover === "cookie") setAdmissionCookie(c, room, request.admission_token, lifetime, gate.cookieSecure);
+    if (next.handover === "cookie") {
+      setAdmissionCookie(
+        c,
+        room,
+        { token: request.admission_token, expiresAt: admission.expiresAt },
+        gate.cookieSecure,
+      );
+    }
     const continueUrl =
       next.url === null || next.handover === "cookie"
         ? next.url
@@ -151,17 +244,27 @@ export function mountGate({ mount }: Router, { sql, tokens, gate, trustedProxies
   });
 
   mount(endHandoverRoute, (c) => {
-    deleteCookie(c, admissionCookie(c.req.valid("param").room), { path: "/", secure: gate.cookieSecure });
+    clearAdmissionCookie(c, c.req.valid("param").room, gate.cookieSecure);
     return c.body(null, 204);
   });
 }
 
-function setAdmissionCookie(c: Context<AppEnv>, room: string, token: string, maxAge: number, secure: boolean): void {
-  setCookie(c, admissionCookie(room), token, {
+/** The gate's cookie for the room, holding the token until its exp (the handover's and the gate's renewal's). */
+function setAdmissionCookie(
+  c: Context<AppEnv>,
+  room: string,
+  admission: { token: string; expiresAt: Date },
+  secure: boolean,
+): void {
+  setCookie(c, admissionCookie(room), admission.token, {
     httpOnly: true,
     secure,
     sameSite: "Lax",
     path: "/",
-    maxAge: Math.max(0, maxAge),
+    maxAge: Math.max(0, Math.floor((admission.expiresAt.getTime() - Date.now()) / 1000)),
   });
+}
+
+function clearAdmissionCookie(c: Context<AppEnv>, room: string, secure: boolean): void {
+  deleteCookie(c, admissionCookie(room), { path: "/", secure });
 }
