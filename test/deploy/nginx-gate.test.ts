@@ -1,7 +1,8 @@
+import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
-import { gateEnvironment, gateRoom, useOrigin } from "../helpers/gate.js";
+import { gateEnvironment, gateRoom, signedEarlier, useOrigin } from "../helpers/gate.js";
 import { ADMIN_KEY, StreamRecorder, useTestServer } from "../helpers/http.js";
 import { type Nginx, startGateNginx } from "../helpers/nginx.js";
 
@@ -158,15 +159,60 @@ describe("the gate behind nginx", () => {
         .status,
     ).toBe(200);
     expect((await browser.get("/")).status).toBe(200);
-    // The token in the cookie expires with the seat: the gate refuses it then, with no call to the database.
+    // The token in the cookie ends with the seat, and renewals (without renew_on_heartbeat) do not move
+    // that end: the gate refuses the visitor then, its token expired or its seat found over.
     const refused = await eventually(async () => {
       const answer = await browser.get("/");
       return answer.status === 302 && answer;
     }, "the gate refuses the ended seat");
-    expect(browser.jar.size).toBe(1);
     expect(refused.headers.get("location")).toBe(
       `${nginx.url}/.waitroom/rooms/${room}?return=${encodeURIComponent(`${nginx.url}/`)}`,
     );
+    expect(await nginx.errorLog()).not.toMatch(/\[(error|crit|alert|emerg)\]/);
+  });
+
+  it("renews the cookie of a visitor using the site, and sends it to the room at the first renewal after it left", async () => {
+    const configured = await server.request(`/v1/rooms/${room}`, {
+      method: "PUT",
+      token: ADMIN_KEY,
+      body: { capacity: 5, session_seconds: 600, grace_seconds: 0, renew_on_heartbeat: true },
+    });
+    expect(configured.status).toBe(200);
+    const browser = visitor();
+    const mine = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as Joined;
+    const claimed = await eventually(async () => {
+      const answer = await browser.call("POST", `/v1/tickets/${mine.ticket_id}/claim`, { token: mine.token });
+      return answer.ok && ((await answer.json()) as { admission_token: string });
+    }, "the visitor is admitted");
+    const cookie = `waitroom_${room}`;
+    // The page went on to the site long ago: its token is in its second half (as if signed 70 s ago).
+    const old = await signedEarlier(db.sql, claimed.admission_token, 70);
+    browser.jar.set(cookie, old);
+
+    const page = await browser.get("/shop/basket");
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("The origin served /shop/basket");
+    const [renewed = ""] = page.headers.getSetCookie();
+    expect(renewed).toMatch(new RegExp(`^${cookie}=ey[^;]+; Max-Age=\\d+; Path=/; HttpOnly; SameSite=Lax$`));
+    const fresh = browser.jar.get(cookie) ?? "";
+    expect(fresh).not.toBe(old);
+    expect(decodeJwt(fresh).exp).toBeGreaterThan(decodeJwt(old).exp ?? Infinity);
+    // A young cookie passes with nothing set.
+    const next = await browser.get("/shop/basket");
+    expect(next.status).toBe(200);
+    expect(next.headers.getSetCookie()).toEqual([]);
+
+    // It leaves from elsewhere (another tab, the app): its cookie stays until the next renewal, which refuses it.
+    expect(
+      (await server.request(`/v1/tickets/${mine.ticket_id}`, { method: "DELETE", token: mine.token })).status,
+    ).toBe(204);
+    browser.jar.set(cookie, await signedEarlier(db.sql, fresh, 70));
+    const refused = await browser.get("/shop/basket");
+    expect(refused.status).toBe(302);
+    expect(refused.headers.get("location")).toBe(
+      `${nginx.url}/.waitroom/rooms/${room}?return=${encodeURIComponent(`${nginx.url}/shop/basket`)}`,
+    );
+    expect(browser.jar.has(cookie)).toBe(false);
     expect(await nginx.errorLog()).not.toMatch(/\[(error|crit|alert|emerg)\]/);
   });
 });
