@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
-import { gateEnvironment, gateRoom, signedEarlier, useOrigin } from "../helpers/gate.js";
+import { gateEnvironment, gateRoom, signedEarlier, useOrigin, visitor } from "../helpers/gate.js";
 import { ADMIN_KEY, StreamRecorder, useTestServer } from "../helpers/http.js";
 import { type Nginx, startGateNginx } from "../helpers/nginx.js";
 
@@ -23,34 +23,6 @@ afterAll(() => nginx?.stop());
 
 type Joined = { ticket_id: string; token: string; events_url: string; position: number };
 
-/** A visitor: one browser's cookie jar, following nothing by itself. */
-function visitor() {
-  const jar = new Map<string, string>();
-  const remember = (response: Response) => {
-    for (const line of response.headers.getSetCookie()) {
-      const [pair = ""] = line.split(";");
-      const [name = "", value = ""] = pair.split("=");
-      if (/max-age=0/i.test(line) || value === "") jar.delete(name);
-      else jar.set(name, value);
-    }
-    return response;
-  };
-  const cookie = () => [...jar].map(([name, value]) => `${name}=${value}`).join("; ");
-  return {
-    jar,
-    async get(path: string) {
-      return remember(await fetch(`${nginx.url}${path}`, { redirect: "manual", headers: { cookie: cookie() } }));
-    },
-    async call(method: string, path: string, init: { token?: string; body?: unknown } = {}) {
-      const headers: Record<string, string> = { cookie: cookie() };
-      if (init.token) headers.authorization = `Bearer ${init.token}`;
-      if (init.body !== undefined) headers["content-type"] = "application/json";
-      const body = init.body === undefined ? undefined : JSON.stringify(init.body);
-      return remember(await fetch(`${nginx.url}/.waitroom${path}`, { method, headers, body }));
-    },
-  };
-}
-
 const room = gateRoom;
 
 describe("the gate behind nginx", () => {
@@ -70,7 +42,7 @@ describe("the gate behind nginx", () => {
       "the first visitor holds the seat",
     );
 
-    const browser = visitor();
+    const browser = visitor(nginx.url);
     const deep = "/shop/item/42?colour=blue";
     const refused = await browser.get(deep);
     expect(refused.status).toBe(302);
@@ -148,7 +120,7 @@ describe("the gate behind nginx", () => {
       body: { session_seconds: 2, grace_seconds: 0, renew_on_heartbeat: false },
     });
     expect(configured.status).toBe(200);
-    const browser = visitor();
+    const browser = visitor(nginx.url);
     const mine = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as Joined;
     const claimed = await eventually(async () => {
       const answer = await browser.call("POST", `/v1/tickets/${mine.ticket_id}/claim`, { token: mine.token });
@@ -178,7 +150,7 @@ describe("the gate behind nginx", () => {
       body: { capacity: 5, session_seconds: 600, grace_seconds: 0, renew_on_heartbeat: true },
     });
     expect(configured.status).toBe(200);
-    const browser = visitor();
+    const browser = visitor(nginx.url);
     const mine = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as Joined;
     const claimed = await eventually(async () => {
       const answer = await browser.call("POST", `/v1/tickets/${mine.ticket_id}/claim`, { token: mine.token });

@@ -42,3 +42,31 @@ export async function signedEarlier(sql: Sql, token: string, seconds: number): P
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "JWT" })
     .sign(await importJWK(key.private_jwk, "EdDSA"));
 }
+
+/** A visitor of the site behind the proxy at siteUrl: one browser's cookie jar, following nothing by itself. */
+export function visitor(siteUrl: string) {
+  const jar = new Map<string, string>();
+  const remember = (response: Response) => {
+    for (const line of response.headers.getSetCookie()) {
+      const [pair = ""] = line.split(";");
+      const [name = "", value = ""] = pair.split("=");
+      if (/max-age=0/i.test(line) || value === "") jar.delete(name);
+      else jar.set(name, value);
+    }
+    return response;
+  };
+  const cookie = () => [...jar].map(([name, value]) => `${name}=${value}`).join("; ");
+  return {
+    jar,
+    async get(path: string) {
+      return remember(await fetch(`${siteUrl}${path}`, { redirect: "manual", headers: { cookie: cookie() } }));
+    },
+    async call(method: string, path: string, init: { token?: string; body?: unknown } = {}) {
+      const headers: Record<string, string> = { cookie: cookie() };
+      if (init.token) headers.authorization = `Bearer ${init.token}`;
+      if (init.body !== undefined) headers["content-type"] = "application/json";
+      const body = init.body === undefined ? undefined : JSON.stringify(init.body);
+      return remember(await fetch(`${siteUrl}/.waitroom${path}`, { method, headers, body }));
+    },
+  };
+}
