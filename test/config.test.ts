@@ -90,6 +90,11 @@ describe("loadConfig", () => {
       expect(error.message).toMatch(/host\[:port\]\[\/path\]=room/);
     }
     expect(namedIn(configError({ WAITROOM_GATE_COOKIE_SECURE: "no" }))).toEqual(["WAITROOM_GATE_COOKIE_SECURE"]);
+    for (const bad of ["0", "5", "60001", "1s"]) {
+      expect(namedIn(configError({ WAITROOM_GATE_RENEWAL_TIMEOUT_MS: bad }))).toEqual([
+        "WAITROOM_GATE_RENEWAL_TIMEOUT_MS",
+      ]);
+    }
   });
 
   it("reads valid values", () => {
