@@ -20,8 +20,8 @@ export type VerifiedAdmission = {
   room: string;
   holder: string;
   instance: number;
-  /** Its iat and exp: the gate renews a token once half the time between them has passed. */
-  issuedAt: Date;
+  /** Its iat (every token we sign has one), and exp: the gate renews a token half way between them. */
+  issuedAt: Date | undefined;
   expiresAt: Date;
   kid: string;
 };
@@ -143,7 +143,7 @@ export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: T
           algorithms: [ALG],
           issuer: ISSUER,
           typ: "JWT",
-          requiredClaims: ["sub", "iat", "exp", "aud", "room", "tid", "ins"],
+          requiredClaims: ["sub", "exp", "aud", "room", "tid", "ins"],
         }));
       } catch (error) {
         if (error instanceof errors.JWTExpired) throw new TokenError("expired", "admission token has expired");
@@ -162,7 +162,7 @@ export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: T
         !Number.isInteger(ins) ||
         ins < 1 ||
         ins > 2_147_483_647 ||
-        typeof iat !== "number" ||
+        (iat !== undefined && typeof iat !== "number") ||
         typeof exp !== "number"
       ) {
         throw invalid("admission token claims are malformed");
@@ -175,7 +175,7 @@ export function createTokenIssuer({ sql, log, timings = defaultTokenTimings }: T
         room,
         holder: sub,
         instance: ins,
-        issuedAt: new Date(iat * 1000),
+        issuedAt: iat === undefined ? undefined : new Date(iat * 1000),
         expiresAt: new Date(exp * 1000),
         kid,
       };

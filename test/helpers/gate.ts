@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { decodeJwt, importJWK, type JWK, SignJWT } from "jose";
+import { decodeJwt, importJWK, type JWK, type JWTPayload, SignJWT } from "jose";
 import { afterAll, beforeAll } from "vitest";
 import type { Sql } from "../../src/db/client.js";
 import { uniqueRoomId } from "./queue.js";
@@ -27,20 +27,25 @@ export function useOrigin(): { readonly port: number } {
   return origin;
 }
 
-/**
- * The admission token as the service would have signed it `seconds` earlier: the same claims with iat
- * and exp moved back, signed with the service's current key (read as the schema's owner). The gate then
- * finds it that far into its life, with no clock to move and no waiting.
- */
-export async function signedEarlier(sql: Sql, token: string, seconds: number): Promise<string> {
+/** The admission token's claims changed by `change`, signed with the service's current key (read as the schema's owner). */
+export async function resigned(sql: Sql, token: string, change: (claims: JWTPayload) => JWTPayload): Promise<string> {
   const [key] = await sql<{ kid: string; private_jwk: JWK }[]>`
     select kid, private_jwk from waitroom.current_signing_key()`;
   if (!key) throw new Error("no current signing key");
-  const { iat, exp, ...claims } = decodeJwt(token);
-  if (iat === undefined || exp === undefined) throw new Error("the admission token has no iat or exp");
-  return new SignJWT({ ...claims, iat: iat - seconds, exp: exp - seconds })
+  return new SignJWT(change(decodeJwt(token)))
     .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "JWT" })
     .sign(await importJWK(key.private_jwk, "EdDSA"));
+}
+
+/**
+ * The admission token as the service would have signed it `seconds` earlier: the same claims with iat
+ * and exp moved back. The gate then finds it that far into its life, with no clock to move and no waiting.
+ */
+export function signedEarlier(sql: Sql, token: string, seconds: number): Promise<string> {
+  return resigned(sql, token, ({ iat, exp, ...claims }) => {
+    if (iat === undefined || exp === undefined) throw new Error("the admission token has no iat or exp");
+    return { ...claims, iat: iat - seconds, exp: exp - seconds };
+  });
 }
 
 /** A visitor of the site behind the proxy at siteUrl: one browser's cookie jar, following nothing by itself. */

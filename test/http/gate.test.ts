@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { guardingRoom } from "../../src/http/routes/gate.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
-import { signedEarlier } from "../helpers/gate.js";
+import { resigned, signedEarlier } from "../helpers/gate.js";
 import { ADMIN_KEY, metric, SERVER_KEY, type TestServer, useTestServer } from "../helpers/http.js";
 import { holdLock, uniqueRoomId } from "../helpers/queue.js";
 
@@ -265,6 +265,15 @@ describe("the gate's renewal of the cookie", () => {
     expect(await renewals("renewed")).toBe(renewedBefore + 1);
     // The renewed token is young again: it passes with no renewal.
     expect((await gated(token)).headers.getSetCookie()).toEqual([]);
+  });
+
+  it("renews a token without iat (never one the service signed) at once", async () => {
+    await putRoom(room, { capacity: 50, session_seconds: 600 });
+    const mine = await seat(room);
+    const undated = await resigned(db.sql, mine.admission_token, ({ iat: _iat, ...claims }) => claims);
+    const passed = await gated(undated);
+    expect(passed.status).toBe(204);
+    expect(decodeJwt(renewedToken(passed).token).iat).toEqual(expect.any(Number));
   });
 
   it("does not extend the seat without renew_on_heartbeat: the renewed token ends with the seat", async () => {

@@ -378,7 +378,7 @@ describe("verify", () => {
     expect(await rejection(tokens, token)).toMatchObject({ code: "invalid_token" });
   });
 
-  it("rejects a properly signed token from another issuer, or without exp or iat", async () => {
+  it("rejects a properly signed token from another issuer, or without exp", async () => {
     const tokens = issuer();
     await tokens.sign(claims());
     const base = { sub: "user-1", aud: "launch", room: "launch", tid: claims().ticketId, ins: 1 };
@@ -391,7 +391,7 @@ describe("verify", () => {
     for (const payload of [
       { ...base, iss: "evil", iat, exp },
       { ...base, iss: "waitroom", iat },
-      { ...base, iss: "waitroom", exp },
+      { ...base, iss: "waitroom", iat: "yesterday", exp },
     ]) {
       expect(await rejection(tokens, await signWithCurrentKey(payload))).toMatchObject({ code: "invalid_token" });
     }

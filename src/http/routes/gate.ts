@@ -119,15 +119,16 @@ export type GateDeps = {
 /**
  * A token is renewed once half the time from its iat to its exp has passed: a visitor active at least
  * once per half-life keeps a valid cookie, the database sees at most about one renewal per visitor per
- * half-life, and a seat's end is seen at most half a lifetime (60 s by default) late.
+ * half-life, and a seat's end is seen at most half a lifetime (60 s by default) late. One without iat
+ * (never ours) is always checked.
  */
-const dueForRenewal = (admission: VerifiedAdmission) =>
-  Date.now() >= (admission.issuedAt.getTime() + admission.expiresAt.getTime()) / 2;
+const dueForRenewal = ({ issuedAt, expiresAt }: VerifiedAdmission) =>
+  issuedAt === undefined || Date.now() >= (issuedAt.getTime() + expiresAt.getTime()) / 2;
 
 /** What renewing a verified token came to; the visitor is let through unless the seat is gone. */
 type Renewal =
   | { outcome: "renewed"; signed: SignedAdmission }
-  | { outcome: "gone"; code: string }
+  | { outcome: "gone" }
   | { outcome: "failed"; error: unknown }
   | { outcome: "timed_out" };
 
@@ -136,7 +137,7 @@ export function mountGate({ mount }: Router, { sql, tokens, gate, trustedProxies
   const renew = async (room: string, admission: VerifiedAdmission): Promise<Renewal> => {
     try {
       const seat = await queue.renewAdmission(sql, admission);
-      if (!seat.ok) return { outcome: "gone", code: seat.code };
+      if (!seat.ok) return { outcome: "gone" };
       const signed = await tokens.sign({
         holder: seat.holder,
         room,
