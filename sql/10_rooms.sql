@@ -14,6 +14,20 @@ as $$
 $$;
 comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
 
+-- A room's settings as operators read them (list_rooms): each named by
+-- _room_settings, so a new column is shown without a list to extend here;
+-- all but the seed of the opening draw (see configure_room).
+create function waitroom._shown_settings(r waitroom.rooms) returns jsonb
+language sql stable
+as $$
+  select jsonb_object_agg(s.name, j.room -> s.name)
+    from (select to_jsonb(r) as room) j
+   cross join unnest(waitroom._room_settings()) s(name)
+   where s.name <> 'shuffle_seed'
+$$;
+comment on function waitroom._shown_settings(waitroom.rooms) is
+  'The settings of room r as a JSON object, as list_rooms shows them: every one of _room_settings() but shuffle_seed, hidden until the draw.';
+
 -- Merge settings into a room row; unknown keys and bad types are WR400.
 create function waitroom._apply_settings(r waitroom.rooms, p_settings jsonb) returns waitroom.rooms
 language plpgsql stable

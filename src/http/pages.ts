@@ -5,7 +5,8 @@ import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
 import type { Sql } from "../db/client.js";
-import { pageLanguages, roomId } from "./contracts.js";
+import { pageLanguages } from "../queue/rooms.js";
+import { roomId } from "./contracts.js";
 
 /*
  * The pages people see: the waiting room (/rooms/{room}) and the admin

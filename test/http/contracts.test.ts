@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
+import { shownSettings } from "../../src/queue/rooms.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { at, uniqueRoomId } from "../helpers/queue.js";
 
@@ -77,7 +78,30 @@ describe("zod and the database agree", () => {
     expect({ byHolder, byPriority }).toEqual({ byHolder: [], byPriority: [] });
   });
 
-  it("on every room setting, at and around its bounds, and on which settings exist", async () => {
+  it("on which settings exist: zod's are the columns waitroom._room_settings() names, shown but shuffle_seed", async () => {
+    const [row] = await db.sql<{ names: string[] }[]>`select waitroom._room_settings() as names`;
+    const inSql = row?.names ?? [];
+    const inZod = Object.keys(roomSettings.shape);
+    expect({
+      onlyInSql: inSql.filter((name) => !inZod.includes(name)),
+      onlyInZod: inZod.filter((name) => !inSql.includes(name)),
+    }).toEqual({ onlyInSql: [], onlyInZod: [] });
+
+    // What list_rooms shows of a room (waitroom._shown_settings) is what the room's zod type says it shows.
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const [listed] = await db.sql<{ settings: Record<string, unknown> }[]>`
+      select settings from waitroom.list_rooms(${room})`;
+    const shownBySql = Object.keys(listed?.settings ?? {});
+    const shownByZod = Object.keys(shownSettings.shape);
+    expect({
+      onlyInSql: shownBySql.filter((name) => !shownByZod.includes(name)),
+      onlyInZod: shownByZod.filter((name) => !shownBySql.includes(name)),
+    }).toEqual({ onlyInSql: [], onlyInZod: [] });
+    expect(shownBySql).not.toContain("shuffle_seed");
+  });
+
+  it("on every room setting, at and around its bounds", async () => {
     const room = uniqueRoomId();
     // With quotas, so that each quota setting can change alone: a window without tiers (or the other way
     // round) is a rule across two settings that only SQL checks (WR400, nothing changed), so null is not tried.
