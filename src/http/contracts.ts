@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { ticketStatuses } from "../queue/index.js";
 import { roomSettings, roomStats, shownSettings } from "../queue/rooms.js";
 import { int32, text } from "../queue/values.js";
 
@@ -46,7 +47,7 @@ export const challengeResponse = z.object({
   expires_at: z.iso.datetime(),
 });
 
-const status = z.enum(["queued", "admitted", "active", "draining", "ended", "expired", "left"]);
+const status = z.enum(ticketStatuses);
 
 export const ticketState = z.object({
   ticket_id: z.uuid(),

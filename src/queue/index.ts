@@ -9,8 +9,13 @@ export type { Room, RoomSettings, RoomStats, RoomWithStats } from "./rooms.js";
  * function is one statement; the SQL decides.
  */
 
-export type TicketStatus = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
-export const terminalStatuses: ReadonlySet<string> = new Set(["ended", "expired", "left"]);
+/**
+ * The statuses a ticket can have, and those it never leaves, as the tickets table's constraints say
+ * (tickets_status_known, tickets_end_iff_terminal); test/http/contracts.test.ts holds them to the table.
+ */
+export const ticketStatuses = ["queued", "admitted", "active", "draining", "ended", "expired", "left"] as const;
+export type TicketStatus = (typeof ticketStatuses)[number];
+export const terminalStatuses: ReadonlySet<string> = new Set<TicketStatus>(["ended", "expired", "left"]);
 
 /** The answer of check, claim, heartbeat and leave (waitroom.verdict). */
 export type Verdict = { ok: boolean; code: string; status: TicketStatus | null; expires_at: Date | null };

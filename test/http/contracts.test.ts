@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
+import { terminalStatuses, ticketStatuses } from "../../src/queue/index.js";
 import { shownSettings } from "../../src/queue/rooms.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { at, uniqueRoomId } from "../helpers/queue.js";
@@ -15,8 +16,11 @@ const db = useTestDatabase();
 
 const rolledBack = Symbol("rolled back");
 
-/** Whether SQL accepts it, in a transaction that is rolled back; a refusal must be WR400, nothing else. */
-async function sqlAccepts(statement: (sql: typeof db.sql) => Promise<unknown>): Promise<boolean | string> {
+/** Whether SQL accepts it, in a transaction that is rolled back; a refusal must be `refusal` (WR400), nothing else. */
+async function sqlAccepts(
+  statement: (sql: typeof db.sql) => Promise<unknown>,
+  refusal = "WR400",
+): Promise<boolean | string> {
   try {
     await db.sql.begin(async (tx) => {
       await statement(tx as unknown as typeof db.sql);
@@ -25,7 +29,7 @@ async function sqlAccepts(statement: (sql: typeof db.sql) => Promise<unknown>): 
   } catch (error) {
     if (error === rolledBack) return true;
     const code = (error as { code?: string }).code;
-    return code === "WR400" ? false : `refused with ${code}: ${(error as Error).message}`;
+    return code === refusal ? false : `refused with ${code}: ${(error as Error).message}`;
   }
   return "committed";
 }
@@ -76,6 +80,34 @@ describe("zod and the database agree", () => {
       (sql, priority) => sql`select * from waitroom.join(${room}, null, ${priority as number}, ${at(1)})`,
     );
     expect({ byHolder, byPriority }).toEqual({ byHolder: [], byPriority: [] });
+  });
+
+  it("on the ticket statuses, and which of them are terminal", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const [ticket] = await db.sql<
+      { ticket_id: string }[]
+    >`select ticket_id from waitroom.join(${room}, null, 0, ${at(1)})`;
+    // Every deadline set, so that only the status rules decide: the table knows a status when it takes
+    // it with or without an end, and holds it terminal when it takes it with one.
+    const takes = (status: string, ended: boolean) =>
+      sqlAccepts(
+        (sql) => sql`
+          update waitroom.tickets
+             set status = ${status}, admitted_at = ${at(2)}, claim_deadline = ${at(3)}, claimed_at = ${at(2)},
+                 expires_at = ${at(3)}, ended_at = ${ended ? at(4) : null}, end_reason = ${ended ? "test" : null}
+           where id = ${ticket?.ticket_id ?? ""}`,
+        "23514",
+      );
+    const known: string[] = [];
+    const terminal: string[] = [];
+    for (const status of [...ticketStatuses, "bogus"]) {
+      const withEnd = await takes(status, true);
+      const withoutEnd = await takes(status, false);
+      if (withEnd === true || withoutEnd === true) known.push(status);
+      if (withEnd === true) terminal.push(status);
+    }
+    expect({ known, terminal }).toEqual({ known: [...ticketStatuses], terminal: [...terminalStatuses] });
   });
 
   it("on which settings exist: zod's are the columns waitroom._room_settings() names, shown but shuffle_seed", async () => {
