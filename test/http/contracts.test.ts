@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
+import { addStockRequest, historyQuery, joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
 import { terminalStatuses, ticketStatuses } from "../../src/queue/index.js";
 import { shownSettings } from "../../src/queue/rooms.js";
 import { useTestDatabase } from "../helpers/database.js";
@@ -80,6 +80,22 @@ describe("zod and the database agree", () => {
       (sql, priority) => sql`select * from waitroom.join(${room}, null, ${priority as number}, ${at(1)})`,
     );
     expect({ byHolder, byPriority }).toEqual({ byHolder: [], byPriority: [] });
+  });
+
+  it("on stock units to add and minutes of history", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const byUnits = await disagreements(
+      [-1, 0, 1, 1_000_000_000, 1_000_000_001, 2 ** 31 - 1],
+      (units) => addStockRequest.safeParse({ units }).success,
+      (sql, units) => sql`select waitroom.add_stock(${room}, ${units as number}, ${at(1)})`,
+    );
+    const byMinutes = await disagreements(
+      [-1, 0, 1, 60, 1440, 1441],
+      (minutes) => historyQuery.safeParse({ minutes }).success,
+      (sql, minutes) => sql`select * from waitroom.history(${room}, ${minutes as number}, ${at(1)})`,
+    );
+    expect({ byUnits, byMinutes }).toEqual({ byUnits: [], byMinutes: [] });
   });
 
   it("on the ticket statuses, and which of them are terminal", async () => {
