@@ -61,17 +61,11 @@ comment on type waitroom.continuation is
   'Answer of continue_to: where the page sends an admitted visitor (null: nowhere configured), how the admission is handed over (cookie or fragment) and whether the page goes there by itself.';
 
 create type waitroom.room_page as (
-  room_id            text,
-  page_title         text,
-  page_message       text,
-  page_brand_color   text,
-  page_logo_url      text,
-  page_admitted_text text,
-  page_help_url      text,
-  page_language      text
+  room_id  text,
+  settings jsonb
 );
 comment on type waitroom.room_page is
-  'What the waiting-room page of a room shows of its settings (show_room_page): title, message, brand colour, logo URL, admitted text, help link, default language; null where the page keeps its default.';
+  'What the waiting-room page of a room shows of its settings (show_room_page): its page_ settings (title, message, brand colour, logo URL, admitted text, help link, default language) as one JSON object, each null where the page keeps its default.';
 
 create type waitroom.signing_key as (
   kid          text,

@@ -243,10 +243,10 @@ comment on function waitroom.put_room(text, jsonb, timestamptz) is
 create function waitroom.show_room_page(p_room text) returns setof waitroom.room_page
 language sql stable
 as $$
-  select r.id, r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text,
-         r.page_help_url, r.page_language
+  -- The page's settings are the ones named page_…: a new one reaches the page without a list to extend.
+  select r.id, (select jsonb_object_agg(e.key, e.value) from jsonb_each(to_jsonb(r)) e where e.key like 'page\_%')
     from waitroom.rooms r
    where r.id = p_room
 $$;
 comment on function waitroom.show_room_page(text) is
-  'The page settings of room p_room (no row if unknown): what its waiting-room page shows.';
+  'The page settings of room p_room (its settings named page_…, as a JSON object; no row if unknown): what its waiting-room page shows.';

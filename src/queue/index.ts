@@ -1,8 +1,8 @@
 import type { Sql } from "../db/client.js";
 import type { IdRange, LedgerEvent } from "../events/codec.js";
-import { type RoomListing, type RoomSettings, type RoomWithStats, roomOf } from "./rooms.js";
+import { type RoomListing, type RoomPageSettings, type RoomSettings, type RoomWithStats, roomOf } from "./rooms.js";
 
-export type { Room, RoomSettings, RoomStats, RoomWithStats } from "./rooms.js";
+export type { Room, RoomPageSettings, RoomSettings, RoomStats, RoomWithStats } from "./rooms.js";
 
 /*
  * Typed calls of the SQL verbs in schema waitroom. No rules live here: each
@@ -211,6 +211,12 @@ export async function continueTo(sql: Sql, room: string, returnUrl: string | und
 export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[]> {
   const rows = await sql<RoomListing[]>`select * from waitroom.list_rooms(${room ?? null})`;
   return rows.map(roomOf);
+}
+
+/** The page settings of a room (waitroom.show_room_page); undefined for an unknown room. */
+export async function showRoomPage(sql: Sql, room: string): Promise<RoomPageSettings | undefined> {
+  const [found] = await sql<{ settings: RoomPageSettings }[]>`select settings from waitroom.show_room_page(${room})`;
+  return found?.settings;
 }
 
 /** One minute of a room's ledger (waitroom.history). */

@@ -159,6 +159,11 @@ export type RoomSettings = z.infer<typeof roomSettings>;
 export const shownSettings = roomSettings.omit({ shuffle_seed: true }).required();
 export type ShownSettings = z.infer<typeof shownSettings>;
 
+/** What the waiting-room page shows of its room (waitroom.show_room_page): the page_ settings; null: its default. */
+export type RoomPageSettings = {
+  [K in keyof ShownSettings as K extends `page_${string}` ? K : never]: ShownSettings[K];
+};
+
 /** A room's live numbers (list_rooms' stats, from the view waitroom.room_stats). */
 export const roomStats = z.object({
   queued: z.int(),

@@ -147,6 +147,13 @@ describe("zod and the database agree", () => {
       onlyInZod: shownByZod.filter((name) => !shownBySql.includes(name)),
     }).toEqual({ onlyInSql: [], onlyInZod: [] });
     expect(shownBySql).not.toContain("shuffle_seed");
+
+    // And what the room's page reads (waitroom.show_room_page) is what RoomPageSettings types: the page_ settings.
+    const [page] = await db.sql<{ settings: Record<string, unknown> }[]>`
+      select settings from waitroom.show_room_page(${room})`;
+    expect(Object.keys(page?.settings ?? {}).sort()).toEqual(
+      shownByZod.filter((name) => name.startsWith("page_")).sort(),
+    );
   });
 
   it("on every room setting, at and around its bounds", async () => {
