@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { ticketStatuses } from "../queue/index.js";
-import { roomSettings, roomStats, shownSettings } from "../queue/rooms.js";
+import { roomIdPattern, roomSettings, roomStats, shownSettings } from "../queue/rooms.js";
 import { int32, text } from "../queue/values.js";
 
 export { roomSettings };
@@ -14,7 +14,7 @@ export { roomSettings };
 
 export const roomId = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
+  .regex(new RegExp(`^${roomIdPattern}$`), "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
 export const ticketId = z.uuid({ error: "a ticket id is a UUID" });
 /** A ledger event id, as SSE carries it (empty: from the start). */
 export const eventId = z.string().regex(/^\d{0,15}$/, "Last-Event-ID must be an event id");

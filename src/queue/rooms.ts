@@ -8,6 +8,12 @@ import { int32, text } from "./values.js";
  * the rules); test/http/contracts.test.ts holds the two lists and their bounds to each other.
  */
 
+/**
+ * A room id as the rooms table has it (constraint rooms_id_is_a_slug; create_room checks it first), without
+ * anchors, for the patterns that contain one: 1 to 48 characters of a-z, 0-9, _ and -, not starting with _ or -.
+ */
+export const roomIdPattern = "[a-z0-9][a-z0-9_-]{0,47}";
+
 /** Whether the runtime knows the zone (PostgreSQL, which has the last word, checks it again). */
 function knownTimeZone(zone: string): boolean {
   try {
