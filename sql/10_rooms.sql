@@ -14,7 +14,7 @@ as $$
 $$;
 comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
 
--- A room's settings as operators read them (list_rooms): each named by
+-- A room's settings as operators read them (list_rooms, room_created): each named by
 -- _room_settings, so a new column is shown without a list to extend here;
 -- all but the seed of the opening draw (see configure_room).
 create function waitroom._shown_settings(r waitroom.rooms) returns jsonb
@@ -26,7 +26,7 @@ as $$
    where s.name <> 'shuffle_seed'
 $$;
 comment on function waitroom._shown_settings(waitroom.rooms) is
-  'The settings of room r as a JSON object, as list_rooms shows them: every one of _room_settings() but shuffle_seed, hidden until the draw.';
+  'The settings of room r as a JSON object, as list_rooms shows them and room_created records them: every one of _room_settings() but shuffle_seed, hidden until the draw.';
 
 -- Merge settings into a room row; unknown keys and bad types are WR400.
 create function waitroom._apply_settings(r waitroom.rooms, p_settings jsonb) returns waitroom.rooms
@@ -117,9 +117,8 @@ begin
   r := waitroom._apply_settings(r, p_settings);
   perform waitroom._save_room(r);
   insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
-  -- The seed stays out of the ledger until the draw reveals it (see configure_room).
-  perform waitroom._log(array[row(p_room, null, 'room_created',
-    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at')::waitroom.ledger_entry],
+  -- The settings it was made with; the seed stays out of the ledger until the draw reveals it (see configure_room).
+  perform waitroom._log(array[row(p_room, null, 'room_created', waitroom._shown_settings(r))::waitroom.ledger_entry],
     v_now);
   perform waitroom._wake(p_room);
   return r;
