@@ -7,14 +7,23 @@ import type { RoomsFeed } from "../events/rooms-feed.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { GroupedQueue } from "../queue/grouped.js";
-import { TokenError, type TokenIssuer } from "../tokens/index.js";
+import type { TokenIssuer } from "../tokens/index.js";
 import { tooLarge } from "./body.js";
-import { ApiError, fromDatabaseError } from "./errors.js";
+import { ApiError, asApiError, errorAnswer } from "./errors.js";
 import type { Limiter } from "./limits.js";
+import type { NodeRoute } from "./node-route.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages.js";
 import type { ProofOfWork } from "./proof-of-work.js";
-import { type AppEnv, anyRouteErrors, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
+import {
+  type AppEnv,
+  countError,
+  countRequest,
+  createRouter,
+  defaultHook,
+  type Router,
+  type Secrets,
+} from "./route.js";
 import { mountChecks } from "./routes/checks.js";
 import { mountGate } from "./routes/gate.js";
 import { mountOps } from "./routes/ops.js";
@@ -67,42 +76,24 @@ function allowedMethods(document: OpenApiDocument) {
   });
 }
 
+/** The HTTP application, and the routes it serves on Node's request ahead of the framework (node-route.ts). */
+export type HttpApp = { app: OpenAPIHono<AppEnv>; nodeRoutes: readonly NodeRoute[] };
+
 /** The HTTP application: the routers of each concern, the pages, and what every request shares. */
-export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+export function createApp(deps: AppDeps): HttpApp {
   const { sql, grouped, hub, rooms, tokens, metrics, log, listener, limiter, proofOfWork, settings } = deps;
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
 
   const fail = (c: Context<AppEnv>, error: ApiError) => {
-    metrics.errors.inc({ code: error.code });
-    const documented = c.get("errorCodes");
-    if (documented && !documented.includes(error.code) && !anyRouteErrors.includes(error.code)) {
-      // The description promised otherwise: tests fail on this counter.
-      metrics.undocumentedErrors.inc({ route: c.req.routePath, code: error.code });
-      log.warn({ route: c.req.routePath, code: error.code }, "answered an error code the route does not document");
-    }
-    if (error.code === "unavailable") c.header("retry-after", "2");
-    const availableAt = error.availableAt?.toISOString();
-    if (error.availableAt) {
-      c.header("retry-after", String(Math.max(1, Math.ceil((error.availableAt.getTime() - Date.now()) / 1000))));
-    }
-    // The rest of the body is never read: close, or the client may see a reset instead of this answer.
-    if (error.code === "payload_too_large") c.header("connection", "close");
-    return c.json(
-      { error: { code: error.code, message: error.message, ...(availableAt ? { available_at: availableAt } : {}) } },
-      error.status,
-    );
+    countError({ metrics, log }, error, c.req.routePath, c.get("errorCodes"));
+    const answer = errorAnswer(error);
+    return c.body(answer.body, answer.status, answer.headers);
   };
 
-  // One log line per request, without the query string: the stream's ?token= must stay out of logs.
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    const route = c.req.routePath;
-    metrics.requests.inc({ method: c.req.method, route, status: c.res.status });
-    log.debug(
-      { method: c.req.method, route, status: c.res.status, ms: Math.round(performance.now() - started) },
-      "request",
-    );
+    countRequest({ metrics, log }, { method: c.req.method, route: c.req.routePath, status: c.res.status, started });
   });
   // A declared length over the limit is refused before anything is read, on every route; a chunked
   // body is counted as it is read.
@@ -117,16 +108,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     return document;
   };
   const options = {
+    metrics,
+    log,
     secrets: settings,
     bodyLimitBytes: settings.bodyLimitBytes,
     limits: settings.limits,
     limiter,
   };
+  const nodeRoutes: NodeRoute[] = [];
   /** Each concern is its own router; all share the root's middleware, errors and description. */
   const serve = (mount: (router: Router) => void) => {
     const router = createRouter(options);
     mount(router);
     app.route("/", router.app);
+    nodeRoutes.push(...router.nodeRoutes);
   };
   serve((router) =>
     mountTickets(router, {
@@ -163,14 +158,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     return fail(c, new ApiError("not_found", `no route ${c.req.method} ${path}`));
   });
 
-  app.onError((error, c) => {
-    if (error instanceof ApiError) return fail(c, error);
-    if (error instanceof TokenError) return fail(c, new ApiError(error.code, error.message));
-    const mapped = fromDatabaseError(error);
-    if (mapped) return fail(c, mapped);
-    log.error({ err: error, method: c.req.method, route: c.req.routePath }, "request failed");
-    return fail(c, new ApiError("internal", "internal error"));
-  });
+  app.onError((error, c) => fail(c, asApiError(error, log, { method: c.req.method, route: c.req.routePath })));
 
-  return app;
+  return { app, nodeRoutes };
 }

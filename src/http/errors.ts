@@ -1,21 +1,51 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import type { Logger } from "../log.js";
+import { TokenError } from "../tokens/index.js";
 import { type ErrorCode, errorCodes } from "./contracts.js";
 
 /** An expected failure: answered with the error envelope and the status of its code. */
 export class ApiError extends Error {
+  /** When the caller may try again (quota_exceeded: the next share), shown as available_at and Retry-After. */
+  readonly availableAt: Date | undefined;
+  /** Seconds until a retry may succeed (rate_limited: until the bucket has a token), shown as Retry-After. */
+  readonly retryAfterSeconds: number | undefined;
+
   constructor(
     readonly code: ErrorCode,
     message: string,
-    /** When the caller may try again (quota_exceeded: the next share), shown as available_at and Retry-After. */
-    readonly availableAt?: Date,
+    retry: { availableAt?: Date | undefined; retryAfterSeconds?: number } = {},
   ) {
     super(message);
+    this.availableAt = retry.availableAt;
+    this.retryAfterSeconds = retry.retryAfterSeconds;
   }
 
   get status(): ContentfulStatusCode {
     return errorCodes[this.code] as ContentfulStatusCode;
   }
+}
+
+/** An error answer on the wire: the one envelope, and the headers its code calls for. */
+export type ErrorAnswer = { status: ContentfulStatusCode; headers: Record<string, string>; body: string };
+
+export function errorAnswer(error: ApiError, now = Date.now()): ErrorAnswer {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  const retryAfter =
+    error.retryAfterSeconds ??
+    (error.availableAt
+      ? Math.max(1, Math.ceil((error.availableAt.getTime() - now) / 1000))
+      : error.code === "unavailable"
+        ? 2
+        : undefined);
+  if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
+  // The rest of the body is never read: close, or the client may see a reset instead of this answer.
+  if (error.code === "payload_too_large") headers.connection = "close";
+  const availableAt = error.availableAt?.toISOString();
+  const body = JSON.stringify({
+    error: { code: error.code, message: error.message, ...(availableAt ? { available_at: availableAt } : {}) },
+  });
+  return { status: error.status, headers, body };
 }
 
 /** A zod mismatch as invalid_request, naming each problem. */
@@ -67,7 +97,17 @@ export function fromDatabaseError(error: unknown): ApiError | undefined {
   const detail = (error as { detail?: unknown }).detail;
   const availableAt =
     mapped === "quota_exceeded" && typeof detail === "string" && detail ? new Date(detail) : undefined;
-  return new ApiError(mapped, (error as Error).message, availableAt);
+  return new ApiError(mapped, (error as Error).message, { availableAt });
+}
+
+/** Whatever a handler threw, as the API error to answer; anything unexpected is logged and internal. */
+export function asApiError(error: unknown, log: Logger, request: { method: string; route: string }): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof TokenError) return new ApiError(error.code, error.message);
+  const mapped = fromDatabaseError(error);
+  if (mapped) return mapped;
+  log.error({ err: error, ...request }, "request failed");
+  return new ApiError("internal", "internal error");
 }
 
 /** A verdict's code (waitroom.verdict) → the API error that explains it. */

@@ -1,9 +1,8 @@
+import type { IncomingMessage } from "node:http";
 import { type BlockList, isIP } from "node:net";
-import type { Context } from "hono";
 import type { LimitSettings, RateBucket, RateLimit } from "../config/index.js";
 import type { Metrics } from "../metrics.js";
 import { ApiError } from "./errors.js";
-import type { AppEnv } from "./route.js";
 
 /*
  * What one client may do: token buckets per client address (per holder for the server's
@@ -86,12 +85,24 @@ export function addressKey(address: string): string {
     .join(":")}::/64`;
 }
 
+/**
+ * What the limits read of a request: Node's own. A Hono context is one (its env holds them), and so
+ * are the routes served on Node's request directly (node-route.ts).
+ */
+export type Caller = { env: { incoming: IncomingMessage } };
+
+/** A request header as Node parsed it (repeated ones joined with ", "). */
+const header = (c: Caller, name: string): string | undefined => {
+  const value = c.env.incoming.headers[name];
+  return Array.isArray(value) ? value.join(", ") : value;
+};
+
 const familyOf = (address: string) => (isIP(address) === 6 ? "ipv6" : "ipv4");
 const trusted = (proxies: BlockList | undefined, address: string) =>
   proxies !== undefined && isIP(address) !== 0 && proxies.check(address, familyOf(address));
 
 /** The direct peer, IPv4-mapped addresses unwrapped. */
-function peerOf(c: Context<AppEnv>): string {
+function peerOf(c: Caller): string {
   const address = c.env.incoming.socket.remoteAddress ?? "";
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address) ? address.slice(7) : address;
 }
@@ -101,10 +112,10 @@ function peerOf(c: Context<AppEnv>): string {
  * address in X-Forwarded-For that is not one (read from the right: the left is whatever the client
  * wrote). Every proxy trusted: the leftmost address; a malformed entry ends the walk.
  */
-export function clientAddress(c: Context<AppEnv>, proxies: BlockList | undefined): string {
+export function clientAddress(c: Caller, proxies: BlockList | undefined): string {
   let client = peerOf(c);
   if (!trusted(proxies, client)) return client;
-  const hops = (c.req.header("x-forwarded-for") ?? "").split(",").map((hop) => hop.trim());
+  const hops = (header(c, "x-forwarded-for") ?? "").split(",").map((hop) => hop.trim());
   for (const hop of hops.reverse()) {
     if (isIP(hop) === 0) break;
     client = hop;
@@ -114,13 +125,12 @@ export function clientAddress(c: Context<AppEnv>, proxies: BlockList | undefined
 }
 
 /** The direct peer is a trusted proxy (none is when WAITROOM_TRUSTED_PROXIES is unset). */
-export const fromTrustedProxy = (c: Context<AppEnv>, proxies: BlockList | undefined): boolean =>
-  trusted(proxies, peerOf(c));
+export const fromTrustedProxy = (c: Caller, proxies: BlockList | undefined): boolean => trusted(proxies, peerOf(c));
 
 /** The host the browser addressed: Host, or X-Forwarded-Host from a trusted proxy. */
-function ownHost(c: Context<AppEnv>, proxies: BlockList | undefined): string {
-  const forwarded = trusted(proxies, peerOf(c)) ? c.req.header("x-forwarded-host")?.split(",")[0]?.trim() : undefined;
-  return (forwarded || c.req.header("host") || "").toLowerCase();
+function ownHost(c: Caller, proxies: BlockList | undefined): string {
+  const forwarded = trusted(proxies, peerOf(c)) ? header(c, "x-forwarded-host")?.split(",")[0]?.trim() : undefined;
+  return (forwarded || header(c, "host") || "").toLowerCase();
 }
 
 /**
@@ -128,10 +138,10 @@ function ownHost(c: Context<AppEnv>, proxies: BlockList | undefined): string {
  * origin or an allowed one: a body-less POST needs no CORS preflight, so any page could otherwise
  * make its visitors join. Callers that are not browsers send neither and are not concerned.
  */
-export function checkOrigin(c: Context<AppEnv>, settings: LimitSettings): void {
-  const site = c.req.header("sec-fetch-site");
+export function checkOrigin(c: Caller, settings: LimitSettings): void {
+  const site = header(c, "sec-fetch-site");
   if (site === "same-origin") return;
-  const origin = c.req.header("origin");
+  const origin = header(c, "origin");
   if (origin === undefined && site === undefined) return;
   if (origin !== undefined && settings.allowedOrigins.includes(origin.toLowerCase())) return;
   let host: string | undefined;
@@ -147,15 +157,15 @@ export function checkOrigin(c: Context<AppEnv>, settings: LimitSettings): void {
 
 export type Limiter = {
   /** Take a token from `bucket` for `key`; over the limit: rate_limited with Retry-After, counted. */
-  take(c: Context<AppEnv>, bucket: RateBucket, key: string): void;
+  take(bucket: RateBucket, key: string): void;
   /** The client's address (see clientAddress). */
-  address(c: Context<AppEnv>): string;
+  address(c: Caller): string;
   /**
    * A presented key, checked under the throttle of wrong keys: while the client's address has used
    * up its failures (the key bucket), rate_limited whatever the key, so a guess that happens to be
    * right teaches nothing; otherwise a wrong key takes a token and is refused with `refusal`.
    */
-  checkKey(c: Context<AppEnv>, right: () => boolean, refusal: ApiError): void;
+  checkKey(c: Caller, right: () => boolean, refusal: ApiError): void;
 };
 
 export function createLimiter(settings: LimitSettings, metrics: Metrics): Limiter | undefined {
@@ -164,22 +174,23 @@ export function createLimiter(settings: LimitSettings, metrics: Metrics): Limite
   const buckets = Object.fromEntries(
     Object.entries(rates).map(([bucket, limit]) => [bucket, new TokenBuckets(limit)]),
   ) as Record<RateBucket, TokenBuckets>;
-  const refuse = (c: Context<AppEnv>, bucket: RateBucket, wait: number): never => {
+  const refuse = (bucket: RateBucket, wait: number): never => {
     metrics.rateLimited.inc({ bucket });
-    c.header("retry-after", String(wait));
-    throw new ApiError("rate_limited", `too many requests from this client; retry in ${wait} s`);
+    throw new ApiError("rate_limited", `too many requests from this client; retry in ${wait} s`, {
+      retryAfterSeconds: wait,
+    });
   };
-  const address = (c: Context<AppEnv>) => addressKey(clientAddress(c, trustedProxies));
+  const address = (c: Caller) => addressKey(clientAddress(c, trustedProxies));
   return {
-    take(c, bucket, key) {
+    take(bucket, key) {
       const wait = buckets[bucket].take(key);
-      if (wait !== 0) refuse(c, bucket, wait);
+      if (wait !== 0) refuse(bucket, wait);
     },
     address,
     checkKey(c, right, refusal) {
       const client = address(c);
       const wait = buckets.key.wait(client);
-      if (wait !== 0) refuse(c, "key", wait);
+      if (wait !== 0) refuse("key", wait);
       if (right()) return;
       buckets.key.take(client);
       throw refusal;
@@ -188,12 +199,7 @@ export function createLimiter(settings: LimitSettings, metrics: Metrics): Limite
 }
 
 /** A presented key, checked under the limiter's throttle of wrong keys when limits are on. */
-export function checkKey(
-  limiter: Limiter | undefined,
-  c: Context<AppEnv>,
-  right: () => boolean,
-  refusal: ApiError,
-): void {
+export function checkKey(limiter: Limiter | undefined, c: Caller, right: () => boolean, refusal: ApiError): void {
   if (limiter) limiter.checkKey(c, right, refusal);
   else if (!right()) throw refusal;
 }

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import type { MetricsSettings } from "../config/index.js";
 import type { Metrics } from "../metrics.js";
-import { ApiError } from "./errors.js";
+import { ApiError, errorAnswer } from "./errors.js";
 import { checkKey, type Limiter } from "./limits.js";
 import { type AppEnv, sameSecret } from "./route.js";
 
@@ -44,8 +44,10 @@ export function createMetricsApp(
     authorizeMetrics(c, settings, true, limiter);
     return c.text(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType });
   });
-  const answer = (c: Context<AppEnv>, error: ApiError) =>
-    c.json({ error: { code: error.code, message: error.message } }, error.status);
+  const answer = (c: Context<AppEnv>, error: ApiError) => {
+    const { body, status, headers } = errorAnswer(error);
+    return c.body(body, status, headers);
+  };
   app.notFound((c) => answer(c, new ApiError("not_found", `no route ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => answer(c, error instanceof ApiError ? error : new ApiError("internal", "internal error")));
   return app;

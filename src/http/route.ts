@@ -4,10 +4,19 @@ import { createRoute, type Hook, OpenAPIHono, type RouteConfig, type RouteHandle
 import type { Context, MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import type { LimitSettings, RateBucket } from "../config/index.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import { jsonBody } from "./body.js";
 import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
 import { ApiError, invalid, parse } from "./errors.js";
 import { checkKey, checkOrigin, type Limiter } from "./limits.js";
+import {
+  type NodeDefinition,
+  type NodeHandler,
+  type NodeRoute,
+  type NodeRouteOptions,
+  nodeRoute,
+} from "./node-route.js";
 
 /*
  * One definition per route: what it takes, who may call it, what it answers and which error codes
@@ -61,6 +70,32 @@ const anyoneMayCall = (security: Security) =>
 
 /** Codes every route may answer: a declared body over the limit, an outage, and a bug. */
 export const anyRouteErrors: readonly ErrorCode[] = ["payload_too_large", "unavailable", "internal"];
+
+type Observers = { metrics: Metrics; log: Logger };
+
+/** Count an error answer; a code its route does not document is a bug (the tests fail on the counter). */
+export function countError(
+  { metrics, log }: Observers,
+  error: ApiError,
+  route: string,
+  documented: readonly ErrorCode[] | undefined,
+): void {
+  metrics.errors.inc({ code: error.code });
+  if (documented && !documented.includes(error.code) && !anyRouteErrors.includes(error.code)) {
+    metrics.undocumentedErrors.inc({ route, code: error.code });
+    log.warn({ route, code: error.code }, "answered an error code the route does not document");
+  }
+}
+
+/** One count and debug line per request, by its route: never the URL, whose ?token= must stay out of logs. */
+export function countRequest(
+  { metrics, log }: Observers,
+  request: { method: string; route: string; status: number; started: number },
+): void {
+  const { method, route, status, started } = request;
+  metrics.requests.inc({ method, route, status });
+  log.debug({ method, route, status, ms: Math.round(performance.now() - started) }, "request");
+}
 
 /** What a route does about hostile traffic, declared with it (and shown in /openapi.json). */
 type Defences = {
@@ -125,12 +160,24 @@ export function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
 }
 
-function bearer(c: Context): string | undefined {
-  const header = c.req.header("authorization");
+/** The bearer token of an Authorization header (none: undefined; any other form: unauthorized). */
+function bearerOf(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match?.[1]) throw new ApiError("unauthorized", "Authorization must be 'Bearer <token>'");
   return match[1];
+}
+
+const bearer = (c: Context) => bearerOf(c.req.header("authorization"));
+
+/** The ticket's token: the bearer, or (on the stream, for EventSource) ?token=. */
+export function ticketTokenOf(authorization: string | undefined, queryToken: string | undefined): string {
+  const token = bearerOf(authorization) ?? queryToken;
+  if (!token) throw new ApiError("unauthorized", "the ticket's token is required (Authorization: Bearer <token>)");
+  // No ticket has such a token (and PostgreSQL text cannot even hold a NUL).
+  if (token.length > 256 || token.includes("\u0000"))
+    throw new ApiError("not_found", "no ticket with this id and token");
+  return token;
 }
 
 export type Secrets = {
@@ -158,13 +205,7 @@ function guards(security: Security, secrets: Secrets, limiter: Limiter | undefin
   if (schemes.has("ticketToken")) {
     const inQuery = schemes.has("ticketTokenQuery");
     checks.push((c, next) => {
-      const token = bearer(c) ?? (inQuery ? c.req.query("token") : undefined);
-      if (!token) throw new ApiError("unauthorized", "the ticket's token is required (Authorization: Bearer <token>)");
-      // No ticket has such a token (and PostgreSQL text cannot even hold a NUL).
-      if (token.length > 256 || token.includes("\u0000")) {
-        throw new ApiError("not_found", "no ticket with this id and token");
-      }
-      c.set("ticketToken", token);
+      c.set("ticketToken", ticketTokenOf(c.req.header("authorization"), inQuery ? c.req.query("token") : undefined));
       return next();
     });
   }
@@ -201,6 +242,10 @@ export type Router = {
   app: OpenAPIHono<AppEnv>;
   /** Serve a route by its definition. */
   mount<R extends Route>(route: R, handler: RouteHandler<R, AppEnv>): void;
+  /** Serve a route by its definition on Node's request, ahead of the framework (node-route.ts). */
+  mountOnNode<D extends NodeDefinition>(route: D, handler: NodeHandler<D>): void;
+  /** What mountOnNode served, for the server to try before the framework. */
+  nodeRoutes: readonly NodeRoute[];
 };
 
 /**
@@ -210,30 +255,33 @@ export type Router = {
 function rateLimit(bucket: RateBucket, limiter: Limiter): MiddlewareHandler<AppEnv> {
   return (c, next) => {
     if (!c.var.trusted) {
-      limiter.take(c, bucket, limiter.address(c));
+      limiter.take(bucket, limiter.address(c));
     } else {
       // Only join takes the server key, and its body names the holder (a route without a body: none).
       const holder = (c.req as unknown as { valid(target: "json"): { holder?: string } | undefined }).valid(
         "json",
       )?.holder;
-      if (holder !== undefined) limiter.take(c, "holder", holder);
+      if (holder !== undefined) limiter.take("holder", holder);
     }
     return next();
   };
 }
 
-export type RouterOptions = {
+export type RouterOptions = NodeRouteOptions & {
   secrets: Secrets;
-  bodyLimitBytes: number;
   limits: LimitSettings;
-  /** Absent: per-client rate limits are off. */
-  limiter: Limiter | undefined;
 };
 
 export function createRouter(options: RouterOptions): Router {
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
+  const nodeRoutes: NodeRoute[] = [];
   return {
     app,
+    nodeRoutes,
+    mountOnNode(route, handler) {
+      app.openAPIRegistry.registerPath(route);
+      nodeRoutes.push(nodeRoute(route, options, handler));
+    },
     mount(route, handler) {
       const codes = route["x-error-codes"];
       const middleware: MiddlewareHandler<AppEnv>[] = [

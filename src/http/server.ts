@@ -1,7 +1,7 @@
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { createAdaptorServer } from "@hono/node-server";
+import { createAdaptorServer, getRequestListener } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Config } from "../config/index.js";
 import { connectSql, type Sql } from "../db/client.js";
@@ -136,7 +136,7 @@ export async function startHttp(options: {
   const rooms = roomsFeed(sql);
   const tokens = createTokenIssuer({ sql, log, timings: config.tokens });
   const limiter = createLimiter(config.limits, metrics);
-  const app = createApp({
+  const { app, nodeRoutes } = createApp({
     sql,
     grouped,
     hub,
@@ -158,7 +158,11 @@ export async function startHttp(options: {
       gate: config.gate,
     },
   });
-  const server = createAdaptorServer({ fetch: app.fetch, hostname: config.host }) as Server;
+  const framework = getRequestListener(app.fetch, { hostname: config.host });
+  const server = createServer((incoming, outgoing) => {
+    // The routes served on Node's request come first (node-route.ts); the framework answers the rest.
+    if (!nodeRoutes.some((serve) => serve(incoming, outgoing))) void framework(incoming, outgoing);
+  });
   server.on("clientError", answerUnparsable);
   const metricsServer =
     config.metrics.port === undefined
