@@ -41,7 +41,7 @@ export type TestServer = HttpService & {
   /** fetch against the server; JSON bodies are serialised and typed as JSON. */
   request(
     path: string,
-    init?: { method?: string; body?: unknown; token?: string; headers?: Record<string, string> },
+    init?: { method?: string; body?: unknown; token?: string; headers?: Record<string, string>; signal?: AbortSignal },
   ): Promise<Response>;
 };
 
@@ -68,7 +68,7 @@ export function useTestServer(
           body = typeof init.body === "string" ? init.body : JSON.stringify(init.body);
           headers["content-type"] ??= "application/json";
         }
-        return fetch(`${http.url}${path}`, { method: init.method ?? "GET", headers, body });
+        return fetch(`${http.url}${path}`, { method: init.method ?? "GET", headers, body, signal: init.signal });
       },
     });
   });
