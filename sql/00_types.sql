@@ -43,40 +43,15 @@ comment on type waitroom.claim_result is
   'Answer of claim: the verdict (ok, code, status, expires_at) and, when ok, what an admission token carries: the ticket''s holder (null for an anonymous one), room and instance; null on any other answer.';
 
 create type waitroom.room_listing as (
-  id                 text,
-  capacity           integer,
-  admit_per_minute   integer,
-  session_seconds    integer,
-  grace_seconds      integer,
-  claim_seconds      integer,
-  idle_seconds       integer,
-  renew_on_heartbeat boolean,
-  mode               text,
-  opens_at           timestamptz,
-  tick_ms            integer,
-  retention_seconds  integer,
-  health_url         text,
-  max_queued         integer,
-  page_title         text,
-  page_message       text,
-  page_brand_color   text,
-  page_logo_url      text,
-  page_admitted_text text,
-  page_help_url      text,
-  page_language      text,
-  quota_window_seconds integer,
-  quota_tiers        jsonb,
-  pool_per_day       integer,
-  time_zone          text,
-  target_url         text,
-  return_origins     text[],
-  handover           text,
-  auto_continue      boolean,
-  proof_of_work_bits integer,
-  created_at         timestamptz,
-  updated_at         timestamptz,
-  stats              jsonb
+  id         text,
+  settings   jsonb,
+  created_at timestamptz,
+  updated_at timestamptz,
+  stats      jsonb
 );
+comment on type waitroom.room_listing is
+  'A room as the admin API shows it (list_rooms): its settings, a JSON object of every setting (see _room_settings) but shuffle_seed, hidden until the draw; and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds, health, stock_available, stock_outstanding, sold_out and pool_left.';
+
 create type waitroom.continuation as (
   url           text,
   handover      text,
@@ -85,21 +60,12 @@ create type waitroom.continuation as (
 comment on type waitroom.continuation is
   'Answer of continue_to: where the page sends an admitted visitor (null: nowhere configured), how the admission is handed over (cookie or fragment) and whether the page goes there by itself.';
 
-comment on type waitroom.room_listing is
-  'A room as the admin API shows it (list_rooms): its settings (not shuffle_seed, hidden until the draw) and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds, health, stock_available, stock_outstanding, sold_out and pool_left.';
-
 create type waitroom.room_page as (
-  room_id            text,
-  page_title         text,
-  page_message       text,
-  page_brand_color   text,
-  page_logo_url      text,
-  page_admitted_text text,
-  page_help_url      text,
-  page_language      text
+  room_id  text,
+  settings jsonb
 );
 comment on type waitroom.room_page is
-  'What the waiting-room page of a room shows of its settings (show_room_page): title, message, brand colour, logo URL, admitted text, help link, default language; null where the page keeps its default.';
+  'What the waiting-room page of a room shows of its settings (show_room_page): its page_ settings (title, message, brand colour, logo URL, admitted text, help link, default language) as one JSON object, each null where the page keeps its default.';
 
 create type waitroom.signing_key as (
   kid          text,

@@ -14,6 +14,20 @@ as $$
 $$;
 comment on function waitroom._room_settings() is 'Names of the room columns that create_room/configure_room accept as settings.';
 
+-- A room's settings as operators read them (list_rooms, room_created): each named by
+-- _room_settings, so a new column is shown without a list to extend here;
+-- all but the seed of the opening draw (see configure_room).
+create function waitroom._shown_settings(r waitroom.rooms) returns jsonb
+language sql stable
+as $$
+  select jsonb_object_agg(s.name, j.room -> s.name)
+    from (select to_jsonb(r) as room) j
+   cross join unnest(waitroom._room_settings()) s(name)
+   where s.name <> 'shuffle_seed'
+$$;
+comment on function waitroom._shown_settings(waitroom.rooms) is
+  'The settings of room r as a JSON object, as list_rooms shows them and room_created records them: every one of _room_settings() but shuffle_seed, hidden until the draw.';
+
 -- Merge settings into a room row; unknown keys and bad types are WR400.
 create function waitroom._apply_settings(r waitroom.rooms, p_settings jsonb) returns waitroom.rooms
 language plpgsql stable
@@ -103,9 +117,8 @@ begin
   r := waitroom._apply_settings(r, p_settings);
   perform waitroom._save_room(r);
   insert into waitroom.queue_tally (room_id, shard) select p_room, s from generate_series(0, 15) s;
-  -- The seed stays out of the ledger until the draw reveals it (see configure_room).
-  perform waitroom._log(array[row(p_room, null, 'room_created',
-    to_jsonb(r) - 'id' - 'queue_seq' - 'created_at' - 'updated_at' - 'shuffle_seed' - 'shuffled_at')::waitroom.ledger_entry],
+  -- The settings it was made with; the seed stays out of the ledger until the draw reveals it (see configure_room).
+  perform waitroom._log(array[row(p_room, null, 'room_created', waitroom._shown_settings(r))::waitroom.ledger_entry],
     v_now);
   perform waitroom._wake(p_room);
   return r;
@@ -229,10 +242,10 @@ comment on function waitroom.put_room(text, jsonb, timestamptz) is
 create function waitroom.show_room_page(p_room text) returns setof waitroom.room_page
 language sql stable
 as $$
-  select r.id, r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text,
-         r.page_help_url, r.page_language
+  -- The page's settings are the ones named page_…: a new one reaches the page without a list to extend.
+  select r.id, (select jsonb_object_agg(e.key, e.value) from jsonb_each(to_jsonb(r)) e where e.key like 'page\_%')
     from waitroom.rooms r
    where r.id = p_room
 $$;
 comment on function waitroom.show_room_page(text) is
-  'The page settings of room p_room (no row if unknown): what its waiting-room page shows.';
+  'The page settings of room p_room (its settings named page_…, as a JSON object; no row if unknown): what its waiting-room page shows.';

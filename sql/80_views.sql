@@ -54,14 +54,7 @@ comment on view waitroom.room_stats is
 create function waitroom.list_rooms(p_room text default null) returns setof waitroom.room_listing
 language sql stable
 as $$
-  select r.id, r.capacity, r.admit_per_minute, r.session_seconds, r.grace_seconds, r.claim_seconds,
-         r.idle_seconds, r.renew_on_heartbeat, r.mode, r.opens_at, r.tick_ms, r.retention_seconds,
-         r.health_url, r.max_queued,
-         r.page_title, r.page_message, r.page_brand_color, r.page_logo_url, r.page_admitted_text, r.page_help_url,
-         r.page_language,
-         r.quota_window_seconds, r.quota_tiers, r.pool_per_day, r.time_zone,
-         r.target_url, r.return_origins, r.handover, r.auto_continue,
-         r.proof_of_work_bits, r.created_at, r.updated_at,
+  select r.id, waitroom._shown_settings(r), r.created_at, r.updated_at,
          jsonb_build_object(
            'queued', s.queued, 'admitted', s.admitted, 'active', s.active, 'draining', s.draining,
            'free_seats', s.free_seats, 'admitted_last_minute', s.admitted_last_minute,
@@ -75,7 +68,7 @@ as $$
    order by r.id
 $$;
 comment on function waitroom.list_rooms(text) is
-  'Every room (or only p_room; no row if unknown) with its settings and live numbers from room_stats, in id order: what GET /v1/rooms shows.';
+  'Every room (or only p_room; no row if unknown) with its settings (a JSON object, as _shown_settings) and live numbers from room_stats, in id order: what GET /v1/rooms shows.';
 
 create view waitroom.queue as
 select t.room_id,

@@ -1,6 +1,7 @@
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { roomIdPattern } from "../queue/rooms.js";
 import type { TokenTimings } from "../tokens/index.js";
 
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -81,11 +82,13 @@ const originList = z.string().transform((value, context): string[] =>
 /** Which room guards which part of a protected site: `host[:port][/path]=room`. */
 export type GateRoute = { host: string; port: string | undefined; path: string; room: string };
 
+const gateRoutePattern = new RegExp(`^([a-z0-9.-]+)(?::(\\d{1,5}))?(\\/[^\\s=?#]*)?=(${roomIdPattern})$`);
+
 /** Comma-separated `host[:port][/path]=room` entries (docs/integration.md, "The gate"). */
 const gateRoutes = z.string().transform((value, context): GateRoute[] =>
   value.split(",").map((entry) => {
     const trimmed = entry.trim();
-    const match = /^([a-z0-9.-]+)(?::(\d{1,5}))?(\/[^\s=?#]*)?=([a-z0-9][a-z0-9_-]{0,47})$/.exec(trimmed.toLowerCase());
+    const match = gateRoutePattern.exec(trimmed.toLowerCase());
     if (!match) {
       context.addIssue({
         code: "custom",

@@ -119,7 +119,7 @@ async function fingerprint(client: pg.Client): Promise<string> {
 }
 
 /** Names of the migrations in dir, in the order node-pg-migrate applies them (as it records them). */
-async function migrationNames(dir: string): Promise<string[]> {
+export async function migrationNames(dir = migrationsDir): Promise<string[]> {
   return (await readdir(dir))
     .filter((name) => name.endsWith(".sql"))
     .sort()

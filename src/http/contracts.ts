@@ -1,36 +1,20 @@
 import { z } from "@hono/zod-openapi";
+import { ticketStatuses } from "../queue/index.js";
+import { roomIdPattern, roomSettings, roomStats, shownSettings } from "../queue/rooms.js";
+import { int32, text } from "../queue/values.js";
+
+export { roomSettings };
 
 /*
  * Every request and response shape of the HTTP API, in one place. The route
  * definitions in routes/ validate with these, type their handlers by them,
- * and /openapi.json is generated from the same definitions.
+ * and /openapi.json is generated from the same definitions. The room settings
+ * are declared with the rooms, in src/queue/rooms.ts.
  */
-
-const int32 = (min: number, max = 2_147_483_647) => z.int().min(min).max(max);
-/**
- * A string PostgreSQL stores as given: text cannot hold NUL, and a lone surrogate would be
- * stored as U+FFFD (so two different holders would become one).
- */
-const text = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .refine((value) => !value.includes("\u0000") && !/\p{Cs}/u.test(value), "must be valid Unicode without NUL");
-
-/** Whether the runtime knows the zone (PostgreSQL, which has the last word, checks it again). */
-function knownTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export const roomId = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,47}$/, "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
+  .regex(new RegExp(`^${roomIdPattern}$`), "a room id is 1 to 48 characters of a-z, 0-9, _ and -");
 export const ticketId = z.uuid({ error: "a ticket id is a UUID" });
 /** A ledger event id, as SSE carries it (empty: from the start). */
 export const eventId = z.string().regex(/^\d{0,15}$/, "Last-Event-ID must be an event id");
@@ -63,7 +47,7 @@ export const challengeResponse = z.object({
   expires_at: z.iso.datetime(),
 });
 
-const status = z.enum(["queued", "admitted", "active", "draining", "ended", "expired", "left"]);
+const status = z.enum(ticketStatuses);
 
 export const ticketState = z.object({
   ticket_id: z.uuid(),
@@ -166,186 +150,13 @@ export const checkResponse = z.object({
   expires_at: z.iso.datetime(),
 });
 
-/** The languages the waiting-room page speaks (web/i18n.js has a catalogue for each). */
-export const pageLanguages = ["en", "de", "es", "fr", "pt", "ja", "zh", "ar"] as const;
-
-/** Text the page shows with textContent: characters, not markup; `lines` keeps line breaks. */
-const pageText = (max: number, lines: boolean) =>
-  text(max).refine(
-    (value) => !(lines ? /(?!\n)\p{Cc}/u : /\p{Cc}/u).test(value),
-    lines ? "must not contain control characters but line breaks" : "must not contain control characters",
-  );
-/** A URL whose origin goes into the page's CSP: a plain ASCII host, so nothing can be smuggled into the header. */
-const pageUrl = (protocol: "https" | "https?", what: string) =>
-  z
-    .string()
-    .max(2048)
-    .regex(
-      new RegExp(`^${protocol}://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\\S*)?$`),
-      `${what} must be an ${protocol === "https" ? "https" : "http(s)"} URL with a plain ASCII host (punycode for others)`,
-    );
-/** An origin as browsers write it in Origin: scheme://host[:port], lower case, no path. */
-const origin = z
-  .string()
-  .max(300)
-  .regex(
-    /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/,
-    "an origin is scheme://host[:port] in lower case, like https://shop.example",
-  );
-
-const handover = z
-  .enum(["cookie", "fragment"])
-  .describe(
-    "How the admission reaches the protected site: cookie (the gate's cookie) or fragment (#waitroom_token=… on the URL).",
-  );
-
-export const roomSettings = z.strictObject({
-  capacity: int32(0).optional(),
-  admit_per_minute: int32(1).nullable().optional(),
-  session_seconds: int32(1).optional(),
-  grace_seconds: int32(0).optional(),
-  claim_seconds: int32(1).optional(),
-  idle_seconds: int32(1).optional(),
-  renew_on_heartbeat: z.boolean().optional(),
-  mode: z.enum(["open", "paused", "passthrough", "closed"]).optional(),
-  opens_at: z.iso.datetime({ offset: true }).nullable().optional(),
-  tick_ms: int32(50, 60_000).optional(),
-  retention_seconds: int32(3600).optional(),
-  health_url: z
-    .url({ protocol: /^https?$/, error: "health_url must be an http(s) URL" })
-    .max(2048)
-    .nullable()
-    .optional()
-    .describe("Upstream health check: admission pauses while it does not answer 2xx."),
-  max_queued: int32(1)
-    .nullable()
-    .optional()
-    .describe("Most tickets queued at once: a join beyond it is refused with room_full; null: no cap."),
-  page_title: pageText(80, false).nullable().optional().describe("The waiting-room page's heading; null: the room id."),
-  page_message: pageText(500, true).nullable().optional().describe("A message under the heading; null: none."),
-  page_brand_color: z
-    .string()
-    .regex(/^#[0-9a-fA-F]{6}$/, "page_brand_color must be #rrggbb")
-    .nullable()
-    .optional()
-    .describe("The page's accent colour, #rrggbb; its text is black or white, whichever contrasts more."),
-  page_logo_url: pageUrl("https", "page_logo_url")
-    .nullable()
-    .optional()
-    .describe("A logo for the page's header; the page's CSP allows images from its origin only."),
-  page_admitted_text: pageText(200, true)
-    .nullable()
-    .optional()
-    .describe("What the admitted screen says; null: the page's default, in the visitor's language."),
-  page_help_url: pageUrl("https?", "page_help_url")
-    .nullable()
-    .optional()
-    .describe("A link to the site's status or help page; null: none."),
-  page_language: z
-    .enum(pageLanguages)
-    .nullable()
-    .optional()
-    .describe("The page's language when Accept-Language names none it speaks; null: en."),
-  target_url: z
-    .url({ protocol: /^https?$/, error: "target_url must be an http(s) URL" })
-    .max(2048)
-    .refine((url) => !url.includes("#"), "target_url must have no fragment (the handover may add one)")
-    .refine((url) => !/^https?:\/\/[^/?]*@/.test(url), "target_url must have no user info")
-    .nullable()
-    .optional()
-    .describe("The protected site: where the page's Continue leads once the seat is claimed."),
-  return_origins: z
-    .array(origin)
-    .max(32)
-    .optional()
-    .describe("Origins besides target_url's that the page may send a visitor back to (the URL the gate sent it from)."),
-  handover: handover.optional(),
-  auto_continue: z
-    .boolean()
-    .optional()
-    .describe("The page continues by itself once the seat is claimed (default true)."),
-  proof_of_work_bits: int32(1, 24)
-    .nullable()
-    .optional()
-    .describe(
-      "Anonymous joins must solve a challenge: a SHA-256 with this many leading zero bits (each bit doubles the work); null: none.",
-    ),
-  shuffle_seed: z
-    .int()
-    .min(-9_007_199_254_740_991)
-    .max(9_007_199_254_740_991)
-    .optional()
-    .describe("Seed of the opening draw (random unless given); fixed once the room has opened."),
-  quota_window_seconds: int32(1)
-    .nullable()
-    .optional()
-    .describe("Rolling window of the per-holder quotas (set with quota_tiers); null: no quotas."),
-  quota_tiers: z
-    .record(text(64), z.strictObject({ limit: int32(0, 999_999_999), priority: int32(-1000, 1000).optional() }))
-    .refine((tiers) => "default" in tiers, 'quota_tiers needs a tier "default" (for joins without a tier)')
-    .nullable()
-    .optional()
-    .describe(
-      'Admissions per window by tier, e.g. {"default": {"limit": 3}, "pro": {"limit": 10, "priority": 5}}; needs "default".',
-    ),
-  pool_per_day: int32(0)
-    .nullable()
-    .optional()
-    .describe("Most admissions per day (in time_zone), shared by all tiers; null: no pool."),
-  time_zone: text(64)
-    .refine(knownTimeZone, "time_zone must be an IANA time zone, e.g. Europe/Paris")
-    .optional()
-    .describe("IANA time zone whose days are the pool's periods (default UTC)."),
-});
-
+/** A room with its settings (every one but shuffle_seed, hidden until the draw) and live numbers. */
 export const room = z.object({
   id: roomId,
-  capacity: z.int(),
-  admit_per_minute: z.int().nullable(),
-  session_seconds: z.int(),
-  grace_seconds: z.int(),
-  claim_seconds: z.int(),
-  idle_seconds: z.int(),
-  renew_on_heartbeat: z.boolean(),
-  mode: z.enum(["open", "paused", "passthrough", "closed"]),
-  opens_at: z.iso.datetime().nullable(),
-  tick_ms: z.int(),
-  retention_seconds: z.int(),
-  health_url: z.string().nullable(),
-  max_queued: z.int().nullable(),
-  page_title: z.string().nullable(),
-  page_message: z.string().nullable(),
-  page_brand_color: z.string().nullable(),
-  page_logo_url: z.string().nullable(),
-  page_admitted_text: z.string().nullable(),
-  page_help_url: z.string().nullable(),
-  page_language: z.string().nullable(),
-  quota_window_seconds: z.int().nullable(),
-  quota_tiers: z.record(z.string(), z.object({ limit: z.int(), priority: z.int().optional() })).nullable(),
-  pool_per_day: z.int().nullable(),
-  time_zone: z.string(),
-  target_url: z.string().nullable(),
-  return_origins: z.array(z.string()),
-  handover,
-  auto_continue: z.boolean(),
-  proof_of_work_bits: z.int().nullable(),
+  ...shownSettings.shape,
   created_at: z.iso.datetime(),
   updated_at: z.iso.datetime(),
-  stats: z.object({
-    queued: z.int(),
-    admitted: z.int(),
-    active: z.int(),
-    draining: z.int(),
-    free_seats: z.int(),
-    admitted_last_minute: z.int(),
-    oldest_wait_seconds: z.number().nullable(),
-    median_wait_seconds: z.number().nullable(),
-    health: z.enum(["healthy", "unhealthy", "unknown"]).nullable(),
-    stock_available: z.int().nullable(),
-    stock_outstanding: z.int(),
-    sold_out: z.boolean(),
-    pool_left: z.int().nullable(),
-  }),
+  stats: roomStats,
 });
 
 export const stockLevel = z.object({
@@ -458,7 +269,7 @@ export const handoverResponse = z.object({
     .string()
     .nullable()
     .describe("Where to go now (with #waitroom_token=… in fragment mode); null: the room has no target_url."),
-  handover,
+  handover: shownSettings.shape.handover,
   auto_continue: z.boolean(),
   admission_expires_at: z.iso.datetime().describe("When the cookie (the token in it) lapses unless renewed."),
 });

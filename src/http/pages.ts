@@ -5,7 +5,9 @@ import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
 import type { Sql } from "../db/client.js";
-import { pageLanguages, roomId } from "./contracts.js";
+import * as queue from "../queue/index.js";
+import { pageLanguages, type RoomPageSettings } from "../queue/rooms.js";
+import { roomId } from "./contracts.js";
 
 /*
  * The pages people see: the waiting room (/rooms/{room}) and the admin
@@ -144,17 +146,6 @@ export function pageLanguage(acceptLanguage: string | undefined, roomDefault: st
   return roomDefault && isPageLanguage(roomDefault) ? roomDefault : "en";
 }
 
-/** A room's page settings (waitroom.show_room_page); null where the page keeps its default. */
-export type RoomPageSettings = {
-  page_title: string | null;
-  page_message: string | null;
-  page_brand_color: string | null;
-  page_logo_url: string | null;
-  page_admitted_text: string | null;
-  page_help_url: string | null;
-  page_language: string | null;
-};
-
 /** The origin of a logo URL for the CSP's img-src; SQL and zod allow only plain ASCII hosts there. */
 function logoOrigin(url: string | null): string | undefined {
   if (!url || !URL.canParse(url)) return undefined;
@@ -241,8 +232,7 @@ export function roomPage(room: string, settings: RoomPageSettings | null, langua
  */
 async function readRoomPage(sql: Sql, room: string): Promise<RoomPageSettings | null> {
   try {
-    const [found] = await sql<RoomPageSettings[]>`select * from waitroom.show_room_page(${room})`;
-    return found ?? null;
+    return (await queue.showRoomPage(sql, room)) ?? null;
   } catch {
     return null;
   }

@@ -1,4 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { roomIdPattern } from "../queue/rooms.js";
 import { ApiError } from "./errors.js";
 
 /*
@@ -15,8 +16,9 @@ import { ApiError } from "./errors.js";
 /** How long a challenge may be used: enough to solve the hardest one on a slow phone, short for replays. */
 export const CHALLENGE_SECONDS = 120;
 
-const challengePattern =
-  /^([a-z0-9][a-z0-9_-]{0,47})\.(\d{1,2})\.(\d{1,12})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/;
+const challengePattern = new RegExp(
+  `^(${roomIdPattern})\\.(\\d{1,2})\\.(\\d{1,12})\\.([A-Za-z0-9_-]{22})\\.([A-Za-z0-9_-]{43})$`,
+);
 
 export type Proof = { challenge: string; nonce: string };
 

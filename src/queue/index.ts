@@ -1,13 +1,21 @@
 import type { Sql } from "../db/client.js";
 import type { IdRange, LedgerEvent } from "../events/codec.js";
+import { type RoomListing, type RoomPageSettings, type RoomSettings, type RoomWithStats, roomOf } from "./rooms.js";
+
+export type { Room, RoomPageSettings, RoomSettings, RoomStats, RoomWithStats } from "./rooms.js";
 
 /*
  * Typed calls of the SQL verbs in schema waitroom. No rules live here: each
  * function is one statement; the SQL decides.
  */
 
-export type TicketStatus = "queued" | "admitted" | "active" | "draining" | "ended" | "expired" | "left";
-export const terminalStatuses: ReadonlySet<string> = new Set(["ended", "expired", "left"]);
+/**
+ * The statuses a ticket can have, and those it never leaves, as the tickets table's constraints say
+ * (tickets_status_known, tickets_end_iff_terminal); test/http/contracts.test.ts holds them to the table.
+ */
+export const ticketStatuses = ["queued", "admitted", "active", "draining", "ended", "expired", "left"] as const;
+export type TicketStatus = (typeof ticketStatuses)[number];
+export const terminalStatuses: ReadonlySet<string> = new Set<TicketStatus>(["ended", "expired", "left"]);
 
 /** The answer of check, claim, heartbeat and leave (waitroom.verdict). */
 export type Verdict = { ok: boolean; code: string; status: TicketStatus | null; expires_at: Date | null };
@@ -40,72 +48,6 @@ export type TicketState = {
 
 /** The verdict on a presented token, with the ticket's state when the token is its current one. */
 export type TokenState = { code: string; state: TicketState | undefined };
-
-export type RoomSettings = {
-  capacity?: number;
-  admit_per_minute?: number | null;
-  session_seconds?: number;
-  grace_seconds?: number;
-  claim_seconds?: number;
-  idle_seconds?: number;
-  renew_on_heartbeat?: boolean;
-  mode?: "open" | "paused" | "passthrough" | "closed";
-  opens_at?: string | null;
-  tick_ms?: number;
-  retention_seconds?: number;
-  health_url?: string | null;
-  /** Most tickets queued at once; null: no cap. */
-  max_queued?: number | null;
-  /** The waiting-room page's own text, colour, logo, help link and default language; null: the page's default. */
-  page_title?: string | null;
-  page_message?: string | null;
-  page_brand_color?: string | null;
-  page_logo_url?: string | null;
-  page_admitted_text?: string | null;
-  page_help_url?: string | null;
-  page_language?: string | null;
-  /** The protected site: where the page's Continue leads. */
-  target_url?: string | null;
-  /** Origins besides target_url's the page may send visitors back to. */
-  return_origins?: string[];
-  handover?: "cookie" | "fragment";
-  auto_continue?: boolean;
-  /** Leading zero bits an anonymous HTTP join's proof of work must show; null: none. */
-  proof_of_work_bits?: number | null;
-  shuffle_seed?: number;
-  /** Rolling window of the per-holder quotas; null: none. */
-  quota_window_seconds?: number | null;
-  /** Admissions per window by tier ("default" required), and the priority a tier maps to. */
-  quota_tiers?: Record<string, { limit: number; priority?: number | undefined }> | null;
-  /** Most admissions per day in time_zone; null: no pool. */
-  pool_per_day?: number | null;
-  time_zone?: string;
-};
-
-export type Room = Required<Omit<RoomSettings, "opens_at" | "shuffle_seed">> & {
-  id: string;
-  opens_at: Date | null;
-  created_at: Date;
-  updated_at: Date;
-};
-
-export type RoomStats = {
-  queued: number;
-  admitted: number;
-  active: number;
-  draining: number;
-  free_seats: number;
-  admitted_last_minute: number;
-  oldest_wait_seconds: number | null;
-  median_wait_seconds: number | null;
-  health: "healthy" | "unhealthy" | "unknown" | null;
-  stock_available: number | null;
-  stock_outstanding: number;
-  sold_out: boolean;
-  pool_left: number | null;
-};
-
-export type RoomWithStats = Room & { stats: RoomStats };
 
 export type JoinRequest = {
   holder?: string;
@@ -267,7 +209,14 @@ export async function continueTo(sql: Sql, room: string, returnUrl: string | und
 
 /** Rooms with their live numbers (waitroom.list_rooms); one room when `room` is given. */
 export async function listRooms(sql: Sql, room?: string): Promise<RoomWithStats[]> {
-  return sql<RoomWithStats[]>`select * from waitroom.list_rooms(${room ?? null})`;
+  const rows = await sql<RoomListing[]>`select * from waitroom.list_rooms(${room ?? null})`;
+  return rows.map(roomOf);
+}
+
+/** The page settings of a room (waitroom.show_room_page); undefined for an unknown room. */
+export async function showRoomPage(sql: Sql, room: string): Promise<RoomPageSettings | undefined> {
+  const [found] = await sql<{ settings: RoomPageSettings }[]>`select settings from waitroom.show_room_page(${room})`;
+  return found?.settings;
 }
 
 /** One minute of a room's ledger (waitroom.history). */

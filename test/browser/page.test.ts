@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import type { BrowserContext, Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
-import { pageLanguages } from "../../src/http/contracts.js";
+import { pageLanguages } from "../../src/queue/rooms.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { ADMIN_KEY, useTestServer } from "../helpers/http.js";
 import { uniqueRoomId } from "../helpers/queue.js";

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
+import { addStockRequest, historyQuery, joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
+import { terminalStatuses, ticketStatuses } from "../../src/queue/index.js";
+import { shownSettings } from "../../src/queue/rooms.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { at, uniqueRoomId } from "../helpers/queue.js";
 
@@ -14,8 +16,11 @@ const db = useTestDatabase();
 
 const rolledBack = Symbol("rolled back");
 
-/** Whether SQL accepts it, in a transaction that is rolled back; a refusal must be WR400, nothing else. */
-async function sqlAccepts(statement: (sql: typeof db.sql) => Promise<unknown>): Promise<boolean | string> {
+/** Whether SQL accepts it, in a transaction that is rolled back; a refusal must be `refusal` (WR400), nothing else. */
+async function sqlAccepts(
+  statement: (sql: typeof db.sql) => Promise<unknown>,
+  refusal = "WR400",
+): Promise<boolean | string> {
   try {
     await db.sql.begin(async (tx) => {
       await statement(tx as unknown as typeof db.sql);
@@ -24,7 +29,7 @@ async function sqlAccepts(statement: (sql: typeof db.sql) => Promise<unknown>): 
   } catch (error) {
     if (error === rolledBack) return true;
     const code = (error as { code?: string }).code;
-    return code === "WR400" ? false : `refused with ${code}: ${(error as Error).message}`;
+    return code === refusal ? false : `refused with ${code}: ${(error as Error).message}`;
   }
   return "committed";
 }
@@ -55,7 +60,19 @@ describe("zod and the database agree", () => {
       (value) => roomId.safeParse(value).success,
       (sql, value) => sql`select waitroom.create_room(${value as string}, 1, '{}', ${at(0)})`,
     );
-    expect(found).toEqual([]);
+    // create_room checks the id before it names the room's sequence after it; the table's constraint
+    // (rooms_id_is_a_slug) must say the same.
+    const byTable: Disagreement[] = [];
+    for (const value of values) {
+      const zod = roomId.safeParse(value).success;
+      const table = await sqlAccepts(
+        (sql) => sql`insert into waitroom.rooms (id, capacity, queue_seq, created_at, updated_at)
+                     values (${value}, 1, 'waitroom.rooms'::regclass, ${at(0)}, ${at(0)})`,
+        "23514",
+      );
+      if (zod !== table) byTable.push({ value, zod, sql: table });
+    }
+    expect({ found, byTable }).toEqual({ found: [], byTable: [] });
   });
 
   it("on holders and priorities of a join", async () => {
@@ -77,7 +94,81 @@ describe("zod and the database agree", () => {
     expect({ byHolder, byPriority }).toEqual({ byHolder: [], byPriority: [] });
   });
 
-  it("on every room setting, at and around its bounds, and on which settings exist", async () => {
+  it("on stock units to add and minutes of history", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const byUnits = await disagreements(
+      [-1, 0, 1, 1_000_000_000, 1_000_000_001, 2 ** 31 - 1],
+      (units) => addStockRequest.safeParse({ units }).success,
+      (sql, units) => sql`select waitroom.add_stock(${room}, ${units as number}, ${at(1)})`,
+    );
+    const byMinutes = await disagreements(
+      [-1, 0, 1, 60, 1440, 1441],
+      (minutes) => historyQuery.safeParse({ minutes }).success,
+      (sql, minutes) => sql`select * from waitroom.history(${room}, ${minutes as number}, ${at(1)})`,
+    );
+    expect({ byUnits, byMinutes }).toEqual({ byUnits: [], byMinutes: [] });
+  });
+
+  it("on the ticket statuses, and which of them are terminal", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const [ticket] = await db.sql<
+      { ticket_id: string }[]
+    >`select ticket_id from waitroom.join(${room}, null, 0, ${at(1)})`;
+    // Every deadline set, so that only the status rules decide: the table knows a status when it takes
+    // it with or without an end, and holds it terminal when it takes it with one.
+    const takes = (status: string, ended: boolean) =>
+      sqlAccepts(
+        (sql) => sql`
+          update waitroom.tickets
+             set status = ${status}, admitted_at = ${at(2)}, claim_deadline = ${at(3)}, claimed_at = ${at(2)},
+                 expires_at = ${at(3)}, ended_at = ${ended ? at(4) : null}, end_reason = ${ended ? "test" : null}
+           where id = ${ticket?.ticket_id ?? ""}`,
+        "23514",
+      );
+    const known: string[] = [];
+    const terminal: string[] = [];
+    for (const status of [...ticketStatuses, "bogus"]) {
+      const withEnd = await takes(status, true);
+      const withoutEnd = await takes(status, false);
+      if (withEnd === true || withoutEnd === true) known.push(status);
+      if (withEnd === true) terminal.push(status);
+    }
+    expect({ known, terminal }).toEqual({ known: [...ticketStatuses], terminal: [...terminalStatuses] });
+  });
+
+  it("on which settings exist: zod's are the columns waitroom._room_settings() names, shown but shuffle_seed", async () => {
+    const [row] = await db.sql<{ names: string[] }[]>`select waitroom._room_settings() as names`;
+    const inSql = row?.names ?? [];
+    const inZod = Object.keys(roomSettings.shape);
+    expect({
+      onlyInSql: inSql.filter((name) => !inZod.includes(name)),
+      onlyInZod: inZod.filter((name) => !inSql.includes(name)),
+    }).toEqual({ onlyInSql: [], onlyInZod: [] });
+
+    // What list_rooms shows of a room (waitroom._shown_settings) is what the room's zod type says it shows.
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, '{}', ${at(0)})`;
+    const [listed] = await db.sql<{ settings: Record<string, unknown> }[]>`
+      select settings from waitroom.list_rooms(${room})`;
+    const shownBySql = Object.keys(listed?.settings ?? {});
+    const shownByZod = Object.keys(shownSettings.shape);
+    expect({
+      onlyInSql: shownBySql.filter((name) => !shownByZod.includes(name)),
+      onlyInZod: shownByZod.filter((name) => !shownBySql.includes(name)),
+    }).toEqual({ onlyInSql: [], onlyInZod: [] });
+    expect(shownBySql).not.toContain("shuffle_seed");
+
+    // And what the room's page reads (waitroom.show_room_page) is what RoomPageSettings types: the page_ settings.
+    const [page] = await db.sql<{ settings: Record<string, unknown> }[]>`
+      select settings from waitroom.show_room_page(${room})`;
+    expect(Object.keys(page?.settings ?? {}).sort()).toEqual(
+      shownByZod.filter((name) => name.startsWith("page_")).sort(),
+    );
+  });
+
+  it("on every room setting, at and around its bounds", async () => {
     const room = uniqueRoomId();
     // With quotas, so that each quota setting can change alone: a window without tiers (or the other way
     // round) is a rule across two settings that only SQL checks (WR400, nothing changed), so null is not tried.

@@ -20,7 +20,14 @@ const db = useTestDatabase();
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
 
 /** One client connection through the proxy, with the startup parameters it sent (PostgreSQL protocol 3). */
-type Piped = { client: Socket; upstream: Socket; parameters: Map<string, string>; stalled: boolean };
+type Piped = {
+  client: Socket;
+  upstream: Socket;
+  parameters: Map<string, string>;
+  stalled: boolean;
+  /** What a held connection sent, forwarded on release. */
+  held: Buffer[] | null;
+};
 
 /**
  * A TCP proxy in front of PostgreSQL that can stall connections: their bytes are then swallowed in
@@ -29,11 +36,12 @@ type Piped = { client: Socket; upstream: Socket; parameters: Map<string, string>
 class StallingProxy {
   readonly piped: Piped[] = [];
   #server: Server | undefined;
+  readonly #holding = new Set<string>();
 
   async start(target: URL): Promise<URL> {
     this.#server = createServer((client) => {
       const upstream = new Socket();
-      const piped: Piped = { client, upstream, parameters: new Map(), stalled: false };
+      const piped: Piped = { client, upstream, parameters: new Map(), stalled: false, held: null };
       this.piped.push(piped);
       let startup: Buffer | null = Buffer.alloc(0);
       client.on("data", (data) => {
@@ -44,9 +52,11 @@ class StallingProxy {
             for (let i = 0; i + 1 < pairs.length; i += 2)
               if (pairs[i]) piped.parameters.set(pairs[i] as string, pairs[i + 1] ?? "");
             startup = null;
+            if (this.#holding.has(piped.parameters.get("application_name") ?? "")) piped.held = [];
           }
         }
-        if (!piped.stalled) upstream.write(data);
+        if (piped.held) piped.held.push(data);
+        else if (!piped.stalled) upstream.write(data);
       });
       upstream.on("data", (data) => {
         if (!piped.stalled) client.write(data);
@@ -74,6 +84,20 @@ class StallingProxy {
     );
     for (const piped of matching) piped.stalled = true;
     return matching.length;
+  }
+
+  /** Hold new connections that name this application_name (their bytes wait) until release(). */
+  hold(applicationName: string): void {
+    this.#holding.add(applicationName);
+  }
+
+  release(applicationName: string): void {
+    this.#holding.delete(applicationName);
+    for (const piped of this.piped) {
+      if (piped.parameters.get("application_name") !== applicationName || !piped.held) continue;
+      for (const data of piped.held) piped.upstream.write(data);
+      piped.held = null;
+    }
   }
 
   async close(): Promise<void> {
@@ -139,13 +163,16 @@ describe("timeouts on the service's connections", () => {
       await stream.next((m) => m.event === "state" && m.data.position === 1);
       const firstPid = service.listener.backendPid;
 
-      // The LISTEN connection stops answering, its socket still open: no error, no end.
+      // The LISTEN connection stops answering, its socket still open: no error, no end. Its
+      // replacement is held at the proxy meanwhile, so the red spell lasts until the test has seen it.
+      proxy.hold("waitroom-listen");
       expect(proxy.stall("waitroom-listen")).toBe(1);
       await eventually(async () => (await readyz(base)) === 503, "/readyz turns red");
       const red = await fetch(`${base}/readyz`);
       expect(await red.json()).toEqual({ error: { code: "not_ready", message: expect.any(String) } });
 
       // A new connection replaces it, and events reach the stream again.
+      proxy.release("waitroom-listen");
       await eventually(async () => (await readyz(base)) === 200, "/readyz is green again");
       expect(service.listener.backendPid).not.toBe(firstPid);
       const metrics = await (await fetch(`${base}/metrics`)).text();

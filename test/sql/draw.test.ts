@@ -232,6 +232,10 @@ describe("opening draw", () => {
     const [created] = await db.sql<{ data: Record<string, unknown> }[]>`
       select data from waitroom.events where room_id = ${room} and type = 'room_created'`;
     expect(created?.data).not.toHaveProperty("shuffle_seed");
+    // The settings the room was made with, no more (no state such as healthy or stock_available) and no fewer.
+    const [settings] = await db.sql<{ names: string[] }[]>`
+      select array_remove(waitroom._room_settings(), 'shuffle_seed') as names`;
+    expect(Object.keys(created?.data ?? {}).sort()).toEqual([...(settings?.names ?? [])].sort());
 
     await admit(db.sql, room, at(OPENS));
     await expect(
