@@ -5,10 +5,25 @@ import type pg from "pg";
 import { loadConfig } from "../src/config/index.js";
 import { startWorker } from "../src/worker/index.js";
 import { formatCount, formatMs, formatRatio, markdownTable, textTable } from "./lib/format.js";
+import {
+  busyAutovacuum,
+  mib,
+  OVERDUE_AFTER_S,
+  RETENTION_S,
+  sampleTables,
+  type TablesSample,
+  totalBytes,
+} from "./lib/lifecycle-tables.js";
 import { readNotes } from "./lib/notes.js";
 import { withClient } from "./lib/server.js";
 import { median } from "./lib/stats.js";
 import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js";
+import {
+  type HttpLifecyclesFigures,
+  httpLifecyclesConsole,
+  httpLifecyclesMarkdown,
+  runHttpLifecycles,
+} from "./lifecycles-http.js";
 
 /*
  * Benchmark 8: does maintenance keep up with traffic? Complete ticket
@@ -28,10 +43,6 @@ import type { BenchContext, Benchmark, BenchReport, Mode } from "./lib/types.js"
 const TARGET_PER_SECOND = 1_000;
 const BATCH = 100;
 const DRIVERS = 2;
-/** The rooms' retention (the least a room may have). */
-const RETENTION_S = 3_600;
-/** Rows are stamped this much less than the retention ago: they are due for purging this long after being written. */
-const OVERDUE_AFTER_S = 2;
 const SETTLE_TIMEOUT_MS = 60_000;
 
 type Plan = { backlog: number; capacityRounds: number; sustainSeconds: number; sampleMs: number };
@@ -40,20 +51,7 @@ const PLANS: Record<Mode, Plan> = {
   quick: { backlog: 2_000, capacityRounds: 1, sustainSeconds: 8, sampleMs: 1_000 },
 };
 
-type Sample = {
-  atSeconds: number;
-  lifecycles: number;
-  tickets: number;
-  events: number;
-  overdueTickets: number;
-  overdueEvents: number;
-  ticketsTableBytes: number;
-  ticketsIndexBytes: number;
-  eventsTableBytes: number;
-  eventsIndexBytes: number;
-  /** Autovacuum runs on the two tables so far. */
-  autovacuums: number;
-};
+type Sample = TablesSample;
 
 type CapacityRound = { sweepMs: number; sweepCalls: number; bareMs: number; fillPerSecond: number };
 
@@ -84,6 +82,8 @@ export type LifecyclesFigures = {
     sizeGrowthSecondHalf: number;
   };
   target: { perSecond: number; met: boolean };
+  /** The same lifecycles through the real service over HTTP: reported apart, no target. */
+  http: HttpLifecyclesFigures;
 };
 
 const driverSql = fileURLToPath(new URL("./sql/lifecycles.sql", import.meta.url));
@@ -134,55 +134,6 @@ async function capacityRound(context: BenchContext, control: pg.Client, round: n
   return { sweepMs, sweepCalls, bareMs, fillPerSecond };
 }
 
-async function sample(control: pg.Client, startedAt: number, lifecycles: number): Promise<Sample> {
-  const { rows } = await control.query<Record<string, string>>(`
-    select (select count(*) from waitroom.tickets) as tickets,
-           (select count(*) from waitroom.events) as events,
-           (select count(*) from waitroom.tickets t join waitroom.rooms r on r.id = t.room_id
-             where t.status in ('ended', 'expired', 'left')
-               and t.ended_at < now() - make_interval(secs => r.retention_seconds)) as overdue_tickets,
-           (select count(*) from waitroom.events e join waitroom.rooms r on r.id = e.room_id
-             where e.created_at < now() - make_interval(secs => r.retention_seconds)) as overdue_events,
-           pg_table_size('waitroom.tickets') as tickets_table, pg_indexes_size('waitroom.tickets') as tickets_index,
-           pg_table_size('waitroom.events') as events_table, pg_indexes_size('waitroom.events') as events_index,
-           (select sum(autovacuum_count) from pg_stat_user_tables
-             where relid in ('waitroom.tickets'::regclass, 'waitroom.events'::regclass)) as autovacuums`);
-  const row = rows[0] ?? {};
-  const n = (key: string) => Number(row[key]);
-  return {
-    atSeconds: (performance.now() - startedAt) / 1000,
-    lifecycles,
-    tickets: n("tickets"),
-    events: n("events"),
-    overdueTickets: n("overdue_tickets"),
-    overdueEvents: n("overdue_events"),
-    ticketsTableBytes: n("tickets_table"),
-    ticketsIndexBytes: n("tickets_index"),
-    eventsTableBytes: n("events_table"),
-    eventsIndexBytes: n("events_index"),
-    autovacuums: n("autovacuums"),
-  };
-}
-
-const totalBytes = (s: Sample) => s.ticketsTableBytes + s.ticketsIndexBytes + s.eventsTableBytes + s.eventsIndexBytes;
-
-/**
- * What docs/operations.md recommends for a busy deployment: autovacuum looks every 5 s and vacuums the two
- * tables after 2 % of their rows changed, so the space of purged rows is reused rather than added to.
- * The naptime is the server's: it is put back when the load is over.
- */
-async function busyAutovacuum(control: pg.Client, on: boolean): Promise<void> {
-  await control.query(on ? "alter system set autovacuum_naptime = '5s'" : "alter system reset autovacuum_naptime");
-  await control.query("select pg_reload_conf()");
-  for (const table of ["waitroom.tickets", "waitroom.events"]) {
-    await control.query(
-      on
-        ? `alter table ${table} set (autovacuum_vacuum_scale_factor = 0.02)`
-        : `alter table ${table} reset (autovacuum_vacuum_scale_factor)`,
-    );
-  }
-}
-
 async function sustained(context: BenchContext, databaseUrl: string, control: pg.Client, plan: Plan) {
   const config = loadConfig({});
   await busyAutovacuum(control, true);
@@ -221,18 +172,18 @@ async function sustained(context: BenchContext, databaseUrl: string, control: pg
     };
     const sampling = (async () => {
       while (performance.now() < endAt) {
-        samples.push(await sample(control, startedAt, lifecycles));
+        samples.push(await sampleTables(control, startedAt, lifecycles));
         await delay(Math.min(plan.sampleMs, Math.max(0, endAt - performance.now())));
       }
     })();
     await Promise.all([...rooms.map((room, index) => drive(room, index)), sampling]);
     const elapsedS = (performance.now() - startedAt) / 1000;
-    samples.push(await sample(control, startedAt, lifecycles));
+    samples.push(await sampleTables(control, startedAt, lifecycles));
     context.say(`sustained: ${formatCount(lifecycles)} lifecycles in ${elapsedS.toFixed(1)} s, ${sweeps} sweeps`);
 
     const stoppedAt = performance.now();
     while (performance.now() - stoppedAt < SETTLE_TIMEOUT_MS) {
-      const now = await sample(control, startedAt, lifecycles);
+      const now = await sampleTables(control, startedAt, lifecycles);
       if (now.overdueTickets === 0 && now.overdueEvents === 0) {
         settledMs = performance.now() - stoppedAt;
         break;
@@ -259,8 +210,6 @@ async function sustained(context: BenchContext, databaseUrl: string, control: pg
     await busyAutovacuum(control, false);
   }
 }
-
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 function sampleRows(samples: readonly Sample[]): string[][] {
   // At most about a dozen rows: the first, the last and evenly spaced ones between.
@@ -310,6 +259,7 @@ function consoleReport(figures: LifecyclesFigures): string {
     textTable(SAMPLE_HEADER, sampleRows(s.samples)),
     `size at the end / half-way: ${formatRatio(s.sizeGrowthSecondHalf)}; target ≥ ${formatCount(figures.target.perSecond)} ` +
       `lifecycles/s kept up with: ${figures.target.met ? "met" : "NOT met"}`,
+    httpLifecyclesConsole(figures.http),
   ].join("\n");
 }
 
@@ -356,6 +306,8 @@ async function markdownReport(figures: LifecyclesFigures, plan: Plan, mode: Mode
     "",
     markdownTable(SAMPLE_HEADER, sampleRows(s.samples)),
     "",
+    httpLifecyclesMarkdown(figures.http, mode),
+    "",
     "### Why (notes: bench/notes/lifecycles.md)",
     "",
     notes,
@@ -376,6 +328,7 @@ export const lifecyclesBenchmark: Benchmark<LifecyclesFigures> = {
       }
       await control.query("vacuum analyze waitroom.tickets, waitroom.events");
       const load = await sustained(context, databaseUrl, control, plan);
+      const http = await runHttpLifecycles(context, load.sweepIntervalMs);
       // Kept up: never more overdue than two sweep intervals' lifecycles (rows become due between sweeps, one
       // interval apart), and all purged soon after the load stopped.
       const intervalWorth = (2 * TARGET_PER_SECOND * load.sweepIntervalMs) / 1000;
@@ -388,6 +341,7 @@ export const lifecyclesBenchmark: Benchmark<LifecyclesFigures> = {
           driverPerSecond: median(rounds.map((r) => r.fillPerSecond)),
         },
         sustained: load,
+        http,
         target: {
           perSecond: TARGET_PER_SECOND,
           met:

@@ -132,6 +132,18 @@ describe("bench/run.ts --quick", () => {
       expect(lifecycles.sustained.samples.length, "samples").toBeGreaterThan(0);
       expect(stdout).toContain("Lifecycles — sweeps purge");
 
+      const [firstHttpStep] = lifecycles.http.steps;
+      expect(firstHttpStep?.completed, "lifecycles through over HTTP").toBeGreaterThan(0);
+      for (const step of lifecycles.http.steps) {
+        expect(step.errors, `errors at ${step.offeredPerSecond}/s: ${JSON.stringify(step.errorKinds)}`).toBe(0);
+        expect(step.joinToAdmitted.p50, "join → admitted p50").toBeGreaterThan(0);
+        expect(step.cpuPerLifecycle.serviceMs, "service CPU per lifecycle").toBeGreaterThan(0);
+      }
+      const httpSweeps = lifecycles.http.steps.reduce((sum, step) => sum + step.sweep.calls, 0);
+      expect(httpSweeps, "sweeps during the HTTP steps").toBeGreaterThan(0);
+      expect(lifecycles.http.functions.length, "PostgreSQL's time by function").toBeGreaterThan(0);
+      expect(stdout).toContain("Lifecycles over HTTP —");
+
       expect(await benchmarksFileContent()).toBe(before);
     },
     RUN_TIMEOUT_MS + 20_000,

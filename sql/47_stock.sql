@@ -135,10 +135,11 @@ comment on function waitroom._pool_period(waitroom.rooms, timestamptz) is 'The p
 create function waitroom._pool_left(r waitroom.rooms, p_now timestamptz) returns integer
 language sql stable
 as $$
-  select greatest(r.pool_per_day - (
+  -- No pool: null (greatest() would ignore the null difference and answer 0).
+  select case when r.pool_per_day is not null then greatest(r.pool_per_day - (
     select count(*) from waitroom.grants g
      where g.room_id = r.id and g.period = waitroom._pool_period(r, p_now)
-       and g.outcome is distinct from 'returned'), 0)::integer
+       and g.outcome is distinct from 'returned'), 0)::integer end
 $$;
 comment on function waitroom._pool_left(waitroom.rooms, timestamptz) is
   'Offers the room''s pool can still make today (null without a pool).';

@@ -39,7 +39,7 @@ export function renderBenchmarksFile(options: {
     "## How to reproduce",
     "",
     "```sh",
-    "npm run bench                       # full run (18–20 min), rewrites this file",
+    "npm run bench                       # full run (20–23 min), rewrites this file",
     "npm run bench -- --quick            # about a minute, a smoke run: prints only (add --write to rewrite this file)",
     "npm run bench -- --only admission   # some benchmarks (join, httpJoin, admission, sseFanout, leaveAdmit, eta, rush, lifecycles); prints only",
     "npm run bench -- --only soak        # the soak (over 11 min, not in the default run); updates its section here",

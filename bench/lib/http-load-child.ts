@@ -1,5 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import http from "node:http";
+import { type Answer, request } from "./http-request.js";
 import { quantileOfSorted } from "./stats.js";
 
 /*
@@ -41,29 +42,6 @@ export type LoadResult = {
   /** This process's CPU (user + system) during the measured window. */
   cpuMs: number;
 };
-
-type Answer = { status: number; body: string | null };
-
-function request(agent: http.Agent, url: URL, args: LoadArgs, keepBody: boolean): Promise<Answer> {
-  const headers: http.OutgoingHttpHeaders =
-    args.jsonBody === undefined
-      ? { "content-length": "0" }
-      : { "content-type": "application/json", "content-length": Buffer.byteLength(args.jsonBody) };
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: args.method, agent, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => {
-        if (keepBody) chunks.push(chunk);
-      });
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, body: keepBody ? Buffer.concat(chunks).toString("utf8") : null }),
-      );
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end(args.jsonBody);
-  });
-}
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? "{}") as LoadArgs;

@@ -4,13 +4,15 @@ import { expect } from "vitest";
 import { eventually } from "./eventually.js";
 
 /*
- * The real app as an operator runs it: tsx src/main.ts <command> in its own
- * process group, with its JSON log lines collected. killLaunched() in an
- * afterAll reaches every process a test file started, whatever happened.
+ * The real app as an operator runs it (npm start): node --import tsx
+ * src/main.ts <command>, in its own process group, with its JSON log lines
+ * collected. killLaunched() in an afterAll reaches every process a test file
+ * started, whatever happened. Not the tsx command: it relays a signal to its
+ * child and SIGKILLs it when the child has not acknowledged within 30 ms,
+ * which a loaded machine misses (exit 143 in the middle of a graceful stop).
  */
 
 const root = join(import.meta.dirname, "..", "..");
-const tsx = join(root, "node_modules", ".bin", "tsx");
 
 export type LogLine = { level: number; msg: string; [key: string]: unknown };
 
@@ -34,8 +36,8 @@ function baseEnv(): NodeJS.ProcessEnv {
 }
 
 export function launch(env: Record<string, string>, command = "start"): Running {
-  // Own process group, so cleanup can reach tsx and the node process it runs.
-  const child = spawn(tsx, ["src/main.ts", command], {
+  // Own process group, so cleanup reaches whatever the app starts.
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", command], {
     cwd: root,
     env: { ...baseEnv(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -118,7 +120,7 @@ export async function startServing(env: Record<string, string>, httpPort: number
   return running;
 }
 
-/** A signal to tsx (which relays it), as a supervisor would; resolves with the exit and how long it took. */
+/** A signal to the app, as a supervisor would send it; resolves with the exit and how long it took. */
 export async function terminate(running: Running, signal: NodeJS.Signals = "SIGTERM") {
   const started = Date.now();
   running.child.kill(signal);

@@ -6,7 +6,7 @@ import { StreamRecorder, testEnvironment } from "../helpers/http.js";
 import { createRoom } from "../helpers/queue.js";
 
 /*
- * Separate app processes (tsx src/main.ts start) on one database, as behind
+ * Separate app processes (as npm start runs them) on one database, as behind
  * a load balancer: state changes made through one reach streams on another,
  * and a stream survives its app's restart through Last-Event-ID.
  */

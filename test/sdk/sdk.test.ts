@@ -425,4 +425,35 @@ describe("the client SDK against the real server", () => {
     };
     expect(Object.keys(sdkCodes).sort()).toEqual(Object.keys(errorCodes).sort());
   });
+
+  it("sends a claim whose answer was lost again, and gets the same seat with one active event", async () => {
+    const room = await createRoom({ capacity: 1, claim_seconds: 60, session_seconds: 300 });
+    // The first claim reaches the service and commits; its answer is dropped on the way back, as when the
+    // connection fails after the request was sent (fetch then rejects with a TypeError).
+    let claimsSent = 0;
+    const lossy: typeof globalThis.fetch = async (input, init) => {
+      const response = await globalThis.fetch(input, init);
+      if (init?.method === "POST" && new URL(String(input)).pathname.endsWith("/claim") && ++claimsSent === 1) {
+        await response.arrayBuffer();
+        throw new TypeError("fetch failed");
+      }
+      return response;
+    };
+    const client = createClient({ baseUrl: server.url, fetch: lossy });
+    const ticket = await client.join(room);
+    await db.sql`select * from waitroom.admit(${room})`;
+
+    const claimed = await ticket.claim();
+    expect(claimsSent).toBe(2);
+    const [seat] = await db.sql<{ status: string; expires_at: Date; actives: number }[]>`
+      select t.status, t.expires_at,
+             (select count(*)::int from waitroom.events e where e.ticket_id = t.id and e.type = 'active') as actives
+        from waitroom.tickets t where t.id = ${ticket.id}`;
+    expect(seat).toMatchObject({ status: "active", actives: 1 });
+    expect(Date.parse(claimed.expires_at)).toBe(seat?.expires_at.getTime());
+    const { payload } = await jwtVerify(claimed.admission_token, createRemoteJWKSet(new URL(client.jwksUrl)), {
+      issuer: "waitroom",
+    });
+    expect(payload.tid).toBe(ticket.id);
+  });
 });

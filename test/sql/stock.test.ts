@@ -498,4 +498,19 @@ describe("the pool per day", () => {
       { period: "2030-01-02", n: 2 },
     ]);
   });
+
+  it("shows no pool_left for a room without a pool, and the day's share left for one with", async () => {
+    const plain = await createRoom(db.sql, 10);
+    const pooled = await createRoom(db.sql, 10, { pool_per_day: 3, claim_seconds: 3600, idle_seconds: 86400 });
+    // room_stats counts today's pool: the clock is the database's.
+    const now = new Date();
+    await joinMany(pooled, 1, now);
+    expect(await admit(db.sql, pooled, now)).toHaveLength(1);
+    const left = await db.sql<{ room_id: string; pool_left: number | null }[]>`
+      select room_id, pool_left from waitroom.room_stats where room_id in (${plain}, ${pooled})`;
+    expect(Object.fromEntries(left.map((row) => [row.room_id, row.pool_left]))).toEqual({
+      [plain]: null,
+      [pooled]: 2,
+    });
+  });
 });
