@@ -69,21 +69,14 @@ const PLANS: Record<Mode, Plan> = {
 /** Calls of a SQL function and its time in PostgreSQL (ms, wall clock), from pg_stat_user_functions. */
 type FunctionTime = { calls: number; ms: number; selfMs: number };
 
-export type HttpLifecycleStep = {
+/** What the load generator measured, as it reported it (its visitors, latencies and errors). */
+type GeneratorFigures = Omit<LifecycleLoadResult, "offered" | "seconds" | "cpuMs">;
+
+export type HttpLifecycleStep = GeneratorFigures & {
   offeredPerSecond: number;
   /** Visitors that actually arrived in the window, per second (below the offered rate when the generator lagged). */
   arrivedPerSecond: number;
   achievedPerSecond: number;
-  completed: number;
-  finished: number;
-  join: Quantiles;
-  joinToAdmitted: Quantiles;
-  claim: Quantiles;
-  leave: Quantiles;
-  lifecycle: Quantiles;
-  errors: number;
-  errorKinds: Record<string, number>;
-  maxArrivalLagMs: number;
   /** CPU ms per completed lifecycle in the window. */
   cpuPerLifecycle: { serviceMs: number; postgresMs: number | null; loadGeneratorMs: number };
   /** The benchmark's own connection (sampling, ageing), per lifecycle: not counted in postgresMs. */

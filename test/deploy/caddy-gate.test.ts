@@ -2,8 +2,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateCaddy } from "../helpers/caddy.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { eventually } from "../helpers/eventually.js";
-import { gateEnvironment, gateRoom, signedEarlier, useOrigin, visitor } from "../helpers/gate.js";
+import { gateEnvironment, gateRoom, joinAndClaim, signedEarlier, useOrigin, visitor } from "../helpers/gate.js";
 import { ADMIN_KEY, useTestServer } from "../helpers/http.js";
 import type { RunningProxy } from "../helpers/proxy.js";
 
@@ -39,27 +38,20 @@ describe("the gate behind caddy", () => {
     expect(refused.status).toBe(302);
     expect(refused.headers.get("location")).toBe(roomPage);
 
-    const mine = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as {
-      ticket_id: string;
-      token: string;
-    };
-    const claimed = await eventually(async () => {
-      const answer = await browser.call("POST", `/v1/tickets/${mine.ticket_id}/claim`, { token: mine.token });
-      return answer.ok && ((await answer.json()) as { admission_token: string });
-    }, "the visitor is admitted");
+    const { ticket: mine, admissionToken } = await joinAndClaim(browser, room);
     const handover = await browser.call("POST", `/v1/rooms/${room}/handover`, {
-      body: { admission_token: claimed.admission_token },
+      body: { admission_token: admissionToken },
     });
     expect(handover.status).toBe(200);
     const cookie = `waitroom_${room}`;
-    expect(browser.jar.get(cookie)).toBe(claimed.admission_token);
+    expect(browser.jar.get(cookie)).toBe(admissionToken);
     const young = await browser.get("/shop/basket");
     expect(young.status).toBe(200);
     expect(await young.text()).toContain("The origin served /shop/basket");
     expect(young.headers.getSetCookie()).toEqual([]);
 
     // Its token in its second half (as if signed 70 s ago): the site's page comes with a renewed cookie.
-    const old = await signedEarlier(db.sql, claimed.admission_token, 70);
+    const old = await signedEarlier(db.sql, admissionToken, 70);
     browser.jar.set(cookie, old);
     const renewed = await browser.get("/shop/basket");
     expect(renewed.status).toBe(200);

@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
-import { gateEnvironment, gateRoom, signedEarlier, useOrigin, visitor } from "../helpers/gate.js";
+import { gateEnvironment, gateRoom, joinAndClaim, signedEarlier, useOrigin, visitor } from "../helpers/gate.js";
 import { ADMIN_KEY, StreamRecorder, useTestServer } from "../helpers/http.js";
 import { type Nginx, startGateNginx } from "../helpers/nginx.js";
 
@@ -121,14 +121,9 @@ describe("the gate behind nginx", () => {
     });
     expect(configured.status).toBe(200);
     const browser = visitor(nginx.url);
-    const mine = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as Joined;
-    const claimed = await eventually(async () => {
-      const answer = await browser.call("POST", `/v1/tickets/${mine.ticket_id}/claim`, { token: mine.token });
-      return answer.ok && ((await answer.json()) as { admission_token: string });
-    }, "the visitor is admitted");
+    const { admissionToken } = await joinAndClaim(browser, room);
     expect(
-      (await browser.call("POST", `/v1/rooms/${room}/handover`, { body: { admission_token: claimed.admission_token } }))
-        .status,
+      (await browser.call("POST", `/v1/rooms/${room}/handover`, { body: { admission_token: admissionToken } })).status,
     ).toBe(200);
     expect((await browser.get("/")).status).toBe(200);
     // The token in the cookie ends with the seat, and renewals (without renew_on_heartbeat) do not move
@@ -151,14 +146,10 @@ describe("the gate behind nginx", () => {
     });
     expect(configured.status).toBe(200);
     const browser = visitor(nginx.url);
-    const mine = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as Joined;
-    const claimed = await eventually(async () => {
-      const answer = await browser.call("POST", `/v1/tickets/${mine.ticket_id}/claim`, { token: mine.token });
-      return answer.ok && ((await answer.json()) as { admission_token: string });
-    }, "the visitor is admitted");
+    const { ticket: mine, admissionToken } = await joinAndClaim(browser, room);
     const cookie = `waitroom_${room}`;
     // The page went on to the site long ago: its token is in its second half (as if signed 70 s ago).
-    const old = await signedEarlier(db.sql, claimed.admission_token, 70);
+    const old = await signedEarlier(db.sql, admissionToken, 70);
     browser.jar.set(cookie, old);
 
     const page = await browser.get("/shop/basket");

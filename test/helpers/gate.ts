@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { decodeJwt, importJWK, type JWK, type JWTPayload, SignJWT } from "jose";
 import { afterAll, beforeAll } from "vitest";
 import type { Sql } from "../../src/db/client.js";
+import { eventually } from "./eventually.js";
 import { uniqueRoomId } from "./queue.js";
 
 /** The room a gate test's service guards 127.0.0.1 with (WAITROOM_GATES is read when the server starts). */
@@ -74,4 +75,17 @@ export function visitor(siteUrl: string) {
       return remember(await fetch(`${siteUrl}/.waitroom${path}`, { method, headers, body }));
     },
   };
+}
+
+/** A visitor's join through the site, then its claim as soon as the room admits it: the ticket and the admission token. */
+export async function joinAndClaim(browser: ReturnType<typeof visitor>, room: string) {
+  const ticket = (await (await browser.call("POST", `/v1/rooms/${room}/tickets`)).json()) as {
+    ticket_id: string;
+    token: string;
+  };
+  const claimed = await eventually(async () => {
+    const answer = await browser.call("POST", `/v1/tickets/${ticket.ticket_id}/claim`, { token: ticket.token });
+    return answer.ok && ((await answer.json()) as { admission_token: string });
+  }, "the visitor is admitted");
+  return { ticket, admissionToken: claimed.admission_token };
 }
