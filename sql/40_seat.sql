@@ -192,7 +192,9 @@ declare
   v_now   timestamptz := waitroom._now(p_now);
   v_count integer;
 begin
-  -- Rows locked in id order: two processes touching overlapping sets cannot deadlock.
+  -- A ticket another transaction holds (an admission, a heartbeat, a sweep) is skipped: waiting
+  -- on it would end in lock_timeout and fail the whole batch, every other stream's presence with it,
+  -- and the next round, seconds later, records it. Never waiting, two processes cannot deadlock.
   with live as (
     select t.id
       from waitroom.tickets t
@@ -200,8 +202,7 @@ begin
      where t.id = any (p_tickets)
        and t.status in ('queued', 'admitted', 'active')
        and waitroom._effective_status(t, r, v_now) = t.status
-     order by t.id
-       for update of t
+       for update of t skip locked
   )
   update waitroom.tickets t
      set last_seen_at = greatest(t.last_seen_at, v_now)
@@ -212,4 +213,4 @@ begin
 end
 $$;
 comment on function waitroom.touch(uuid[], timestamptz) is
-  'Presence for many tickets at once (their holders'' event streams are open): refreshes last_seen_at of live queued, admitted and active tickets; never extends a seat. Returns how many were touched.';
+  'Presence for many tickets at once (their holders'' event streams are open): refreshes last_seen_at of live queued, admitted and active tickets, skipping any another transaction holds (the next round records it); never extends a seat. Returns how many were touched.';

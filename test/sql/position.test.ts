@@ -191,4 +191,41 @@ describe("touch", () => {
     expect(byId.get(idle.ticket_id)?.last_seen_at).toEqual(at(0));
     expect(byId.get(gone.ticket_id)?.last_seen_at).toEqual(at(0));
   });
+
+  it("skips a ticket another transaction holds, instead of waiting on it and failing the whole batch", async () => {
+    const room = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    const held = await join(db.sql, room, { now: at(0) });
+    const free = await join(db.sql, room, { now: at(0) });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let locked: () => void = () => {};
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve;
+    });
+    const holder = db.sql.begin(async (tx) => {
+      await tx`select id from waitroom.tickets where id = ${held.ticket_id} for update`;
+      locked();
+      await released;
+    });
+    try {
+      await isLocked;
+      // A lock wait would end in lock_timeout and touch nobody: presence must go on for the rest.
+      const [row] = await db.sql.begin(async (tx) => {
+        await tx`set local lock_timeout = '500ms'`;
+        return tx<{ touched: number }[]>`
+          select waitroom.touch(${db.sql.array([held.ticket_id, free.ticket_id])}::uuid[], ${at(35)}) as touched`;
+      });
+      expect(row?.touched).toBe(1);
+    } finally {
+      release();
+      await holder;
+    }
+    const seen = await db.sql<{ id: string; last_seen_at: Date }[]>`
+      select id, last_seen_at from waitroom.tickets where id in (${held.ticket_id}, ${free.ticket_id})`;
+    const byId = new Map(seen.map((t) => [t.id, t.last_seen_at]));
+    expect(byId.get(free.ticket_id)).toEqual(at(35));
+    expect(byId.get(held.ticket_id)).toEqual(at(0));
+  });
 });
