@@ -43,7 +43,7 @@ describe("loadConfig", () => {
         perTicket: 2,
         maxAgeMs: 300_000,
       },
-      grouping: { maxJoinBatch: 500, maxReadBatch: 1000, maxInFlight: 2 },
+      grouping: { maxJoinBatch: 500, maxReadBatch: 1000, maxJoinsInFlight: 1, maxReadsInFlight: 2 },
       limits: {
         rates: {
           join: { perSecond: 0.1, burst: 10 },
@@ -118,6 +118,7 @@ describe("loadConfig", () => {
       WAITROOM_STREAM_BUFFER_BYTES: "65536",
       WAITROOM_JOIN_BATCH_MAX: "100",
       WAITROOM_READ_BATCH_MAX: "200",
+      WAITROOM_JOIN_BATCHES_IN_FLIGHT: "3",
       WAITROOM_BATCHES_IN_FLIGHT: "1",
       WAITROOM_STATEMENT_TIMEOUT_MS: "0",
       WAITROOM_LOCK_TIMEOUT_MS: "2500",
@@ -186,7 +187,7 @@ describe("loadConfig", () => {
         perTicket: 1,
         maxAgeMs: 60_000,
       },
-      grouping: { maxJoinBatch: 100, maxReadBatch: 200, maxInFlight: 1 },
+      grouping: { maxJoinBatch: 100, maxReadBatch: 200, maxJoinsInFlight: 3, maxReadsInFlight: 1 },
       sessionTimeouts: { statementTimeoutMs: 0, lockTimeoutMs: 2500, idleInTransactionTimeoutMs: 120_000 },
       listen: { pingMs: 1000, pingTimeoutMs: 3000 },
       metrics: { port: 9100, key: "0123456789abcdef-metrics" },

@@ -123,6 +123,7 @@ const environmentSchema = z.object({
   WAITROOM_STREAM_BUFFER_BYTES: integer(4096, 16_777_216).default(262_144),
   WAITROOM_JOIN_BATCH_MAX: integer(1, 10_000).default(500),
   WAITROOM_READ_BATCH_MAX: integer(1, 10_000).default(1_000),
+  WAITROOM_JOIN_BATCHES_IN_FLIGHT: integer(1, 64).default(1),
   WAITROOM_BATCHES_IN_FLIGHT: integer(1, 64).default(2),
   // Hostile traffic (docs/operations.md): how long a peer may stall us, and who may read /metrics.
   WAITROOM_STATEMENT_TIMEOUT_MS: integer(0, 86_400_000).default(30_000),
@@ -254,8 +255,14 @@ export type GroupingSettings = {
   maxJoinBatch: number;
   /** Most stream opens and ticket reads verified by one waitroom.ticket_states. */
   maxReadBatch: number;
-  /** Batches of one kind (per room, for joins) in flight at once; calls arriving meanwhile wait for the next. */
-  maxInFlight: number;
+  /**
+   * Batches of joins of one room in flight at once; joins arriving meanwhile wait for the next. One:
+   * while a room's batch is written the next gathers, so a rush makes fewer, larger batches, each
+   * paying one statement and one commit (bench/notes/http-join.md).
+   */
+  maxJoinsInFlight: number;
+  /** Batches of reads (stream opens, ticket reads) in flight at once; calls arriving meanwhile wait for the next. */
+  maxReadsInFlight: number;
 };
 
 /*
@@ -346,7 +353,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     grouping: {
       maxJoinBatch: e.WAITROOM_JOIN_BATCH_MAX,
       maxReadBatch: e.WAITROOM_READ_BATCH_MAX,
-      maxInFlight: e.WAITROOM_BATCHES_IN_FLIGHT,
+      maxJoinsInFlight: e.WAITROOM_JOIN_BATCHES_IN_FLIGHT,
+      maxReadsInFlight: e.WAITROOM_BATCHES_IN_FLIGHT,
     },
     sessionTimeouts: {
       statementTimeoutMs: e.WAITROOM_STATEMENT_TIMEOUT_MS,

@@ -103,14 +103,14 @@ export function createGroupedQueue(
   };
   const joins = new KeyedBatcher<JoinRequest, Joined>(batch, {
     maxBatch: settings.maxJoinBatch,
-    maxInFlight: settings.maxInFlight,
+    maxInFlight: settings.maxJoinsInFlight,
     onBatch: (size) => onBatch?.("join", size),
   });
   const reads = new Batcher<PresentedToken, TokenState>(
     async (presented) => answered(await ticketStates(sql, presented)),
     {
       maxBatch: settings.maxReadBatch,
-      maxInFlight: settings.maxInFlight,
+      maxInFlight: settings.maxReadsInFlight,
       pace: READ_PACE,
       paceLimitMs: READ_PACE_LIMIT_MS,
       onBatch: (size) => onBatch?.("read", size),
