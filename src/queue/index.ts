@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { Sql } from "../db/client.js";
 import type { IdRange, LedgerEvent } from "../events/codec.js";
 import { type RoomListing, type RoomPageSettings, type RoomSettings, type RoomWithStats, roomOf } from "./rooms.js";
@@ -28,23 +29,29 @@ export type Joined = {
   depth: number;
 };
 
-/** A row of waitroom.positions: what a stream shows. */
-export type TicketState = {
-  ticket_id: string;
-  room_id: string;
-  status: TicketStatus;
-  position: number | null;
-  depth: number;
-  approximate: boolean;
-  eta_seconds: number | null;
+/**
+ * A ticket's state as a stream shows it: the attributes of waitroom.ticket_state (sql/00_types.sql) in
+ * its order, as postgres.js reads them (bigint as number). It declares the type; rows are not parsed with
+ * it (a room-wide re-read returns thousands). test/sql/ticket-states.test.ts holds its keys to the SQL
+ * type's attributes and parses real rows of every status with it.
+ */
+export const ticketStateRow = z.object({
+  ticket_id: z.string(),
+  room_id: z.string(),
+  status: z.enum(ticketStatuses),
+  position: z.number().nullable(),
+  depth: z.number(),
+  approximate: z.boolean(),
+  eta_seconds: z.number().nullable(),
   /** The range the actual wait is expected in; high is null when a recent minute admitted nobody. */
-  eta_low_seconds: number | null;
-  eta_high_seconds: number | null;
-  expires_at: Date | null;
-  instance: number;
+  eta_low_seconds: z.number().nullable(),
+  eta_high_seconds: z.number().nullable(),
+  expires_at: z.date().nullable(),
+  instance: z.number(),
   /** Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives. */
-  end_reason: string | null;
-};
+  end_reason: z.string().nullable(),
+});
+export type TicketState = z.infer<typeof ticketStateRow>;
 
 /** The verdict on a presented token, with the ticket's state when the token is its current one. */
 export type TokenState = { code: string; state: TicketState | undefined };
@@ -82,8 +89,8 @@ export type PresentedToken = { ticketId: string; token: string };
 /** The verdict on each (ticket, token) and, where the token is the ticket's current one, its state. */
 export async function ticketStates(sql: Sql, presented: readonly PresentedToken[]): Promise<TokenState[]> {
   const rows = await sql<(TicketState & { ordinal: number; code: string })[]>`
-    select * from waitroom.ticket_states(
-      ${sql.array(presented.map((p) => p.ticketId))}::uuid[], ${sql.array(presented.map((p) => p.token))}::text[])`;
+    select s.ordinal, s.code, (s.state).* from waitroom.ticket_states(
+      ${sql.array(presented.map((p) => p.ticketId))}::uuid[], ${sql.array(presented.map((p) => p.token))}::text[]) s`;
   return rows.map(({ ordinal: _ordinal, code, ...state }) => ({
     code,
     state: state.ticket_id === null ? undefined : state,
@@ -115,7 +122,7 @@ export async function heartbeat(
   token: string,
 ): Promise<TokenState & { holder: string | null }> {
   const [row] = await sql<(TicketState & { code: string; holder: string | null })[]>`
-    select * from waitroom.heartbeat_state(${ticketId}, ${token})`;
+    select h.code, h.holder, (h.state).* from waitroom.heartbeat_state(${ticketId}, ${token}) h`;
   const { code, holder, ...state } = row as TicketState & { code: string; holder: string | null };
   return { code, holder, state: state.ticket_id === null ? undefined : state };
 }
