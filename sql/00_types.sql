@@ -83,7 +83,7 @@ create type waitroom.room_listing as (
   stats      jsonb
 );
 comment on type waitroom.room_listing is
-  'A room as the admin API shows it (list_rooms): its settings, a JSON object of every setting (see _room_settings) but shuffle_seed, hidden until the draw; and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds, health, stock_available, stock_outstanding, sold_out and pool_left.';
+  'A room as the admin API shows it (list_rooms): its settings, a JSON object of every setting (see _room_settings) but shuffle_seed, hidden until the draw; and stats, a JSON object of the room''s live numbers from the view room_stats (which list_rooms names).';
 
 create type waitroom.continuation as (
   url           text,
