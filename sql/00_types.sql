@@ -11,8 +11,8 @@ comment on type waitroom.verdict is
 
 -- What a stream shows of a ticket: the one declaration of a ticket's state,
 -- which positions returns and ticket_states and heartbeat_state carry (as
--- their column state); src/queue/index.ts declares the same columns
--- (ticketStateRow) and test/sql/ticket-states.test.ts holds the two together.
+-- their column state). TypeScript reads it as ticketStateRow
+-- (src/queue/index.ts), which test/sql/row-types.test.ts holds to it.
 create type waitroom.ticket_state as (
   ticket_id        uuid,
   room_id          text,

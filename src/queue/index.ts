@@ -31,25 +31,30 @@ export type Joined = {
 
 /**
  * A ticket's state as a stream shows it: the attributes of waitroom.ticket_state (sql/00_types.sql) in
- * its order, as postgres.js reads them (bigint as number). It declares the type; rows are not parsed with
- * it (a room-wide re-read returns thousands). test/sql/ticket-states.test.ts holds its keys to the SQL
- * type's attributes and parses real rows of every status with it.
+ * its order, as postgres.js reads them (bigint as number). It declares the type, and the HTTP contract
+ * is made from it; rows are not parsed with it (a room-wide re-read returns thousands).
+ * test/sql/row-types.test.ts holds its keys to the SQL type's, test/sql/ticket-states.test.ts parses
+ * real rows of every status with it.
  */
 export const ticketStateRow = z.object({
   ticket_id: z.string(),
   room_id: z.string(),
   status: z.enum(ticketStatuses),
-  position: z.number().nullable(),
-  depth: z.number(),
-  approximate: z.boolean(),
-  eta_seconds: z.number().nullable(),
-  /** The range the actual wait is expected in; high is null when a recent minute admitted nobody. */
-  eta_low_seconds: z.number().nullable(),
-  eta_high_seconds: z.number().nullable(),
+  position: z.int().nullable().describe("1 = next; null unless queued."),
+  depth: z.int().describe("Tickets queued in the room."),
+  approximate: z.boolean().describe("true deep in a long queue, where the position is interpolated."),
+  eta_seconds: z.int().nullable().describe("Estimated wait from the recent admission rate; null without a basis."),
+  eta_low_seconds: z.int().nullable().describe("Low end of the range the wait is expected in; null without a basis."),
+  eta_high_seconds: z
+    .int()
+    .nullable()
+    .describe("High end of that range; null without a basis, or when a recent minute admitted nobody."),
   expires_at: z.date().nullable(),
-  instance: z.number(),
-  /** Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives. */
-  end_reason: z.string().nullable(),
+  instance: z.int().describe("Incremented on every re-join; an admission token names the instance it was issued for."),
+  end_reason: z
+    .string()
+    .nullable()
+    .describe("Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives."),
 });
 export type TicketState = z.infer<typeof ticketStateRow>;
 
@@ -289,15 +294,19 @@ export async function settle(sql: Sql, ticketId: string, outcome: SettleOutcome)
   return row as Settlement;
 }
 
-/** A holder's quota in its room (waitroom.shares). */
-export type Shares = {
-  tier: string;
-  quota_limit: number;
-  window_seconds: number;
-  used: number;
-  shares_left: number;
-  next_share_at: Date | null;
-};
+/**
+ * A holder's quota in its room: the attributes of waitroom.shares in its order, as postgres.js reads them
+ * (the HTTP contract is made from it; test/sql/row-types.test.ts holds its keys to the SQL type's).
+ */
+export const sharesRow = z.object({
+  tier: z.string(),
+  quota_limit: z.int().describe("Admissions the tier allows per window."),
+  window_seconds: z.int(),
+  used: z.int().describe("Admissions in the window that were not returned."),
+  shares_left: z.int(),
+  next_share_at: z.date().nullable(),
+});
+export type Shares = z.infer<typeof sharesRow>;
 
 /** The quota of the ticket's holder, for its current token; undefined without quotas or holder. */
 export async function ticketShares(sql: Sql, ticketId: string, token: string): Promise<Shares | undefined> {

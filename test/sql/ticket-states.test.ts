@@ -21,14 +21,6 @@ const states = (pairs: { ticket_id: string; token: string }[], now = at(1)) =>
                                   ${db.sql.array(pairs.map((p) => p.token))}::text[], ${now})`;
 
 describe("waitroom.ticket_state, the one declaration of a ticket's state", () => {
-  it("has the attributes TypeScript's TicketState declares, in the same order", async () => {
-    const rows = await db.sql<{ name: string }[]>`
-      select attname as name from pg_attribute
-       where attrelid = 'waitroom.ticket_state'::regclass and attnum > 0 and not attisdropped
-       order by attnum`;
-    expect(rows.map((row) => row.name)).toEqual(Object.keys(ticketStateRow.shape));
-  });
-
   it("is what positions and position return and what ticket_states and heartbeat_state carry", async () => {
     const rows = await db.sql<{ name: string; state_type: string }[]>`
       select p.proname as name,
