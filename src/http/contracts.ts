@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { sharesRow, ticketStateRow, ticketStatuses } from "../queue/index.js";
+import { settleOutcomes, sharesRow, stockLevelRow, ticketStateRow, ticketStatuses } from "../queue/index.js";
 import { roomIdPattern, roomSettings, roomStats, shownSettings } from "../queue/rooms.js";
 import { int32, text } from "../queue/values.js";
 
@@ -145,25 +145,20 @@ export const room = z.object({
   stats: roomStats,
 });
 
-export const stockLevel = z.object({
-  room_id: roomId,
-  stock_available: z.int().nullable().describe("Units neither reserved nor consumed; null: the room has no stock."),
-  stock_outstanding: z.int().describe("Units reserved by offers and not settled yet."),
-  sold_out: z.boolean(),
-});
+export const stockLevel = stockLevelRow.extend({ room_id: roomId });
 
 export const addStockRequest = z.strictObject({ units: int32(1, 1_000_000_000) });
 
 export const settleRequest = z.strictObject({
   outcome: z
-    .enum(["consumed", "returned"])
+    .enum(settleOutcomes)
     .describe("consumed: the unit is sold (the shares stay used); returned: the work or payment failed."),
 });
 
 export const settleResponse = z.object({
   ticket_id: z.uuid(),
   room_id: roomId,
-  outcome: z.enum(["consumed", "returned"]),
+  outcome: z.enum(settleOutcomes),
   stock_available: z.int().nullable(),
 });
 

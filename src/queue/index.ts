@@ -18,8 +18,14 @@ export const ticketStatuses = ["queued", "admitted", "active", "draining", "ende
 export type TicketStatus = (typeof ticketStatuses)[number];
 export const terminalStatuses: ReadonlySet<string> = new Set<TicketStatus>(["ended", "expired", "left"]);
 
-/** The answer of check, claim, heartbeat and leave (waitroom.verdict). */
-export type Verdict = { ok: boolean; code: string; status: TicketStatus | null; expires_at: Date | null };
+/** The answer of check, claim, heartbeat and leave: waitroom.verdict's attributes, as postgres.js reads them. */
+export const verdictRow = z.object({
+  ok: z.boolean(),
+  code: z.string(),
+  status: z.enum(ticketStatuses).nullable(),
+  expires_at: z.date().nullable(),
+});
+export type Verdict = z.infer<typeof verdictRow>;
 
 export type Joined = {
   ticket_id: string;
@@ -223,9 +229,15 @@ export async function deleteRoom(sql: Sql, room: string): Promise<void> {
   await sql`select waitroom.delete_room(${room})`;
 }
 
-/** Where an admitted visitor of the room goes (waitroom.continue_to); WRRET for a return URL off the room's list. */
-export type Continuation = { url: string | null; handover: "cookie" | "fragment"; auto_continue: boolean };
+/** Where an admitted visitor of the room goes: waitroom.continuation's attributes. */
+export const continuationRow = z.object({
+  url: z.string().nullable(),
+  handover: z.enum(["cookie", "fragment"]),
+  auto_continue: z.boolean(),
+});
+export type Continuation = z.infer<typeof continuationRow>;
 
+/** waitroom.continue_to; WRRET for a return URL off the room's list. */
 export async function continueTo(sql: Sql, room: string, returnUrl: string | undefined): Promise<Continuation> {
   const [row] = await sql<Continuation[]>`select * from waitroom.continue_to(${room}, ${returnUrl ?? null})`;
   if (!row) throw new Error("continue_to returned no row");
@@ -260,13 +272,14 @@ export async function history(sql: Sql, room: string, minutes: number, now?: Dat
   return sql<HistoryBucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now ?? null})`;
 }
 
-/** A room's stock (waitroom.stock_level). */
-export type StockLevel = {
-  room_id: string;
-  stock_available: number | null;
-  stock_outstanding: number;
-  sold_out: boolean;
-};
+/** A room's stock: waitroom.stock_level's attributes (the HTTP contract is made from it). */
+export const stockLevelRow = z.object({
+  room_id: z.string(),
+  stock_available: z.int().nullable().describe("Units neither reserved nor consumed; null: the room has no stock."),
+  stock_outstanding: z.int().describe("Units reserved by offers and not settled yet."),
+  sold_out: z.boolean(),
+});
+export type StockLevel = z.infer<typeof stockLevelRow>;
 
 export async function addStock(sql: Sql, room: string, units: number): Promise<StockLevel> {
   const [row] = await sql<StockLevel[]>`select * from waitroom.add_stock(${room}, ${units})`;
@@ -278,16 +291,18 @@ export async function stock(sql: Sql, room: string): Promise<StockLevel> {
   return row as StockLevel;
 }
 
-export type SettleOutcome = "consumed" | "returned";
+export const settleOutcomes = ["consumed", "returned"] as const;
+export type SettleOutcome = (typeof settleOutcomes)[number];
 
-/** The answer of settle (waitroom.settlement). */
-export type Settlement = {
-  ok: boolean;
-  code: "ok" | "not_granted" | "already_consumed" | "already_returned";
-  room_id: string | null;
-  outcome: SettleOutcome | null;
-  stock_available: number | null;
-};
+/** The answer of settle: waitroom.settlement's attributes. */
+export const settlementRow = z.object({
+  ok: z.boolean(),
+  code: z.enum(["ok", "not_granted", "already_consumed", "already_returned"]),
+  room_id: z.string().nullable(),
+  outcome: z.enum(settleOutcomes).nullable(),
+  stock_available: z.int().nullable(),
+});
+export type Settlement = z.infer<typeof settlementRow>;
 
 export async function settle(sql: Sql, ticketId: string, outcome: SettleOutcome): Promise<Settlement> {
   const [row] = await sql<Settlement[]>`select * from waitroom.settle(${ticketId}, ${outcome})`;

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { z } from "zod";
-import { sharesRow, ticketStateRow } from "../../src/queue/index.js";
+import {
+  continuationRow,
+  settlementRow,
+  sharesRow,
+  stockLevelRow,
+  ticketStateRow,
+  verdictRow,
+} from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
 
 /*
@@ -12,7 +19,11 @@ import { useTestDatabase } from "../helpers/database.js";
 const db = useTestDatabase();
 
 const rows: ReadonlyArray<[sqlType: string, row: z.ZodObject]> = [
+  ["waitroom.verdict", verdictRow],
   ["waitroom.ticket_state", ticketStateRow],
+  ["waitroom.continuation", continuationRow],
+  ["waitroom.stock_level", stockLevelRow],
+  ["waitroom.settlement", settlementRow],
   ["waitroom.shares", sharesRow],
 ];
 
