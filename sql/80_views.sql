@@ -12,7 +12,7 @@ select r.id as room_id,
        a.admitted_last_minute,
        r.admit_per_minute,
        w.oldest_wait,
-       a.median_wait,
+       m.median_wait,
        r.opens_at,
        case
          when r.health_url is null then null
@@ -34,12 +34,17 @@ select r.id as room_id,
      where t.room_id = r.id and t.status in ('active', 'draining')
   ) s
   cross join lateral (
-    select count(*) filter (where e.created_at > now() - interval '1 minute') as admitted_last_minute,
-           make_interval(secs => percentile_cont(0.5) within group (order by (e.data ->> 'waited_ms')::bigint) / 1000.0)
+    select coalesce(sum(a.admitted), 0) as admitted_last_minute
+      from waitroom.admission_tally a
+     where a.room_id = r.id and a.admitted_at > now() - interval '1 minute'
+  ) a
+  cross join lateral (
+    -- The waits are in the ledger rows; the BRIN index on created_at bounds the read to the last 15 minutes.
+    select make_interval(secs => percentile_cont(0.5) within group (order by (e.data ->> 'waited_ms')::bigint) / 1000.0)
              as median_wait
       from waitroom.events e
      where e.room_id = r.id and e.type = 'admitted' and e.created_at > now() - interval '15 minutes'
-  ) a
+  ) m
   cross join lateral (
     -- A join that committed after this statement's clock started reads as no wait, not a negative one.
     select case when min(t.queued_at) is not null then greatest(now() - min(t.queued_at), interval '0') end
