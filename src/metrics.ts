@@ -95,5 +95,10 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
       help: "waitroom.positions reads run to update subscribers (one per room and change) and to open streams (one per batch of opens).",
       registers,
     }),
+    positionReadsDropped: new Counter({
+      name: "waitroom_position_reads_dropped_total",
+      help: "Room re-reads whose states were not shown because something was announced while they ran and the room was read again at once.",
+      registers,
+    }),
   };
 }

@@ -216,7 +216,7 @@ export type GateSettings = {
 export type StreamSettings = {
   /** A comment line this often keeps proxies from closing idle streams. */
   keepAliveMs: number;
-  /** Positions of a room's subscribers are re-read at least this often (depth grows without events). */
+  /** Every this often, subscribers not re-read for half of it are (depth grows without events): states are at most 1.5× this old. */
   refreshMs: number;
   /** Open streams are recorded as presence (last_seen_at) this often, in one statement per process. */
   presenceMs: number;

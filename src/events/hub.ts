@@ -18,9 +18,10 @@ import type { LedgerEvent } from "./codec.js";
 /*
  * Fans ledger events out to this process's event streams. Events name the
  * tickets they concern; positions and depth are not in them, so after any
- * change in a room (and every refreshMs, since joins are never announced)
- * the room's subscribers are re-read with ONE waitroom.positions query and
- * sent a `state` only where their numbers moved.
+ * change in a room the room's subscribers are re-read with ONE
+ * waitroom.positions query and sent a `state` only where their numbers moved.
+ * Joins are never announced: every refreshMs, the subscribers whose state was
+ * read more than half of it ago are re-read too (streams just opened were).
  */
 
 /** Where a stream's text goes; write() returns false once the client is gone or was dropped. */
@@ -43,6 +44,8 @@ type Subscriber = {
   client: StreamClient;
   /** The state last sent. */
   shown: StreamData;
+  /** When (Hub's clock) the read that gave `shown` (or confirmed it) began. */
+  readAt: number;
   /** Ids of events already sent (bounded), so replay and live delivery never repeat one. */
   sent: Set<number>;
   /**
@@ -53,7 +56,7 @@ type Subscriber = {
   ending: LedgerEvent | undefined;
   /** The delivery (Hub's count) in which `ending` was heard: a state read begun before it cannot confirm or deny it. */
   endingHeardIn: number;
-  /** performance.now() after which the stream is ended for its client to reconnect (Infinity: never). */
+  /** When (Hub's clock) the stream is ended for its client to reconnect (Infinity: never). */
   recycleAt: number;
   /** The newest ledger id this stream resumed after or was sent. */
   resumeAfter: number;
@@ -108,13 +111,17 @@ export const ticketView = ({
 
 const withReason = (data: StreamData, reason: string | null): StreamData => (reason ? { ...data, reason } : data);
 
-const moved = (a: StreamData, b: StreamData) =>
-  a.status !== b.status ||
-  a.position !== b.position ||
-  a.depth !== b.depth ||
-  a.approximate !== b.approximate ||
-  a.eta_seconds !== b.eta_seconds ||
-  a.expires_at !== b.expires_at;
+/** Whether a state read shows the stream anything new (checked before building its view: most rows of a re-read did not move). */
+const moved = (shown: StreamData, state: TicketState) =>
+  shown.status !== state.status ||
+  shown.position !== state.position ||
+  shown.depth !== state.depth ||
+  shown.approximate !== state.approximate ||
+  shown.eta_seconds !== state.eta_seconds ||
+  shown.expires_at !== (state.expires_at === null ? null : new Date(state.expires_at).toISOString());
+
+/** A room's re-read: every subscriber (something was announced), or only those not read lately (the periodic one). */
+type RefreshScope = "all" | "stale";
 
 /** How a stream open ended: streaming, nothing left to stream, or refused with the token's verdict. */
 export type Opened =
@@ -131,6 +138,8 @@ export type HubOptions = {
   readState: (presented: PresentedToken) => Promise<TokenState>;
   /** Ledger event type → the SSE event a stream shows it as (queue.streamEventTypes, from SQL). */
   streamEvents: ReadonlyMap<string, string>;
+  /** Monotonic milliseconds (performance.now by default; tests move it themselves). */
+  now?: () => number;
 };
 
 export class Hub {
@@ -140,6 +149,7 @@ export class Hub {
   readonly #settings: StreamSettings;
   readonly #readState: HubOptions["readState"];
   readonly #streamEvents: ReadonlyMap<string, string>;
+  readonly #now: () => number;
   readonly #rooms = new Map<string, Set<Subscriber>>();
   /**
    * Events heard for streams still being opened (token being verified), by ticket: each open
@@ -153,8 +163,10 @@ export class Hub {
    */
   #latestId: number | undefined;
   readonly #tickets = new Map<string, Set<Subscriber>>();
-  /** Rooms being re-read; true = changed again meanwhile, read once more. */
-  readonly #refreshing = new Map<string, boolean>();
+  /** Rooms being re-read, and the re-read asked for meanwhile (undefined: none yet). */
+  readonly #refreshing = new Map<string, RefreshScope | undefined>();
+  /** Rooms whose last read was dropped for the re-read asked for meanwhile: the next one is never dropped. */
+  readonly #dropped = new Set<string>();
   readonly #timers: ReturnType<typeof setInterval>[] = [];
   /** Deliveries so far, numbered: held ends and state reads are ordered by it. */
   #deliveries = 0;
@@ -166,6 +178,7 @@ export class Hub {
     this.#settings = options.settings;
     this.#readState = options.readState;
     this.#streamEvents = options.streamEvents;
+    this.#now = options.now ?? (() => performance.now());
     const every = (ms: number, work: () => void) => {
       const timer = setInterval(work, ms);
       timer.unref();
@@ -176,7 +189,7 @@ export class Hub {
       this.#broadcast(": keep-alive\n\n");
     });
     every(this.#settings.refreshMs, () => {
-      for (const room of this.#rooms.keys()) this.refresh(room);
+      for (const room of this.#rooms.keys()) this.refresh(room, "stale");
     });
     every(this.#settings.presenceMs, () => void this.#recordPresence());
     // Until the first event arrives, streams resume after the ledger's head at start.
@@ -207,12 +220,16 @@ export class Hub {
     hearing.add(heard);
     this.#opening.set(presented.ticketId, hearing);
     try {
+      let readAt = this.#now();
       let { code, state } = await this.#readState(presented);
       let missed: LedgerEvent[] = [];
       if (state && lastEventId !== undefined) {
         missed = await ticketEvents(this.#sql, presented.ticketId, lastEventId);
         // The snapshot must be newer than what is replayed before it.
-        if (missed.length > 0) ({ code, state } = await this.#readState(presented));
+        if (missed.length > 0) {
+          readAt = this.#now();
+          ({ code, state } = await this.#readState(presented));
+        }
       }
       if (!state) return { kind: "refused", code };
       if (missed.length === 0 && terminalStatuses.has(state.status)) return { kind: "over" };
@@ -220,7 +237,7 @@ export class Hub {
         sayGoodbye(client);
         return { kind: "streaming", unsubscribe: () => {} };
       }
-      const subscriber = this.#add(state, client, lastEventId ?? 0);
+      const subscriber = this.#add(state, readAt, client, lastEventId ?? 0);
       for (const event of missed) this.#sendEvent(subscriber, event);
       this.#sendState(subscriber, state, true);
       for (const event of heard) if (event.room_id === subscriber.roomId) this.#sendEvent(subscriber, event);
@@ -274,18 +291,19 @@ export class Hub {
   }
 
   /** Re-read a room's subscribers with one query; coalesces calls that arrive while one runs. */
-  refresh(room: string): void {
+  refresh(room: string, scope: RefreshScope = "all"): void {
     if (this.#refreshing.has(room)) {
-      this.#refreshing.set(room, true);
+      const pending = this.#refreshing.get(room);
+      this.#refreshing.set(room, pending === "all" || scope === "all" ? "all" : "stale");
       return;
     }
-    this.#refreshing.set(room, false);
-    void this.#refreshRoom(room)
+    this.#refreshing.set(room, undefined);
+    void this.#refreshRoom(room, scope)
       .catch((error: unknown) => this.#log.warn({ err: error, room }, "could not refresh positions"))
       .finally(() => {
         const again = this.#refreshing.get(room);
         this.#refreshing.delete(room);
-        if (again) this.refresh(room);
+        if (again) this.refresh(room, again);
       });
   }
 
@@ -306,7 +324,7 @@ export class Hub {
    * that vanished without closing its connection stops counting as present.
    */
   #recycle(): void {
-    const now = performance.now();
+    const now = this.#now();
     for (const subscribers of this.#rooms.values()) {
       for (const subscriber of [...subscribers]) {
         if (subscriber.recycleAt > now) continue;
@@ -331,17 +349,29 @@ export class Hub {
     sayGoodbye(subscriber.client, why, retryMs, known ? { id, data: subscriber.shown } : undefined);
   }
 
-  async #refreshRoom(room: string): Promise<void> {
-    const subscribers = [...(this.#rooms.get(room) ?? [])];
+  async #refreshRoom(room: string, scope: RefreshScope): Promise<void> {
+    const readAt = this.#now();
+    const staleBefore = readAt - this.#settings.refreshMs / 2;
+    const subscribers = [...(this.#rooms.get(room) ?? [])].filter((s) => scope === "all" || s.readAt <= staleBefore);
     if (subscribers.length === 0) return;
     const ids = [...new Set(subscribers.map((s) => s.ticketId))];
     const readAfter = this.#deliveries;
     const rows = await positions(this.#sql, room, ids);
     this.#metrics.positionQueries.inc();
+    // Something was announced while this read was in flight, and the room is read again at once: these
+    // states are already old, and showing them would only hold the newer ones up (a draw re-places
+    // everyone). Once in a row at most, so that a room that never stops changing is still shown.
+    if (this.#refreshing.get(room) === "all" && !this.#dropped.has(room)) {
+      this.#dropped.add(room);
+      this.#metrics.positionReadsDropped.inc();
+      return;
+    }
+    this.#dropped.delete(room);
     const byTicket = new Map(rows.map((row) => [row.ticket_id, row]));
     for (const subscriber of subscribers) {
       // An end heard while this read was in flight waits for the read that follows its delivery.
       if (subscriber.ending && subscriber.endingHeardIn > readAfter) continue;
+      subscriber.readAt = readAt;
       this.#sendState(subscriber, byTicket.get(subscriber.ticketId), false);
     }
   }
@@ -358,22 +388,23 @@ export class Hub {
       this.#end(subscriber);
       return;
     }
-    const data = ticketView(state);
     if (state.instance !== subscriber.instance) {
-      this.#write(subscriber, formatSse({ event: "superseded", data: { ...data, status: "superseded" } }));
+      this.#write(subscriber, formatSse({ event: "superseded", data: { ...ticketView(state), status: "superseded" } }));
       this.#end(subscriber);
       return;
     }
     if (terminalStatuses.has(state.status)) {
       if (ending?.ticket_id) this.#writeEvent(subscriber, ending);
       // Read before the ledger event that ended it arrived: the state says why (sold_out, say) as the event would.
-      else this.#write(subscriber, formatSse({ event: "ended", data: withReason(data, state.end_reason) }));
+      else
+        this.#write(subscriber, formatSse({ event: "ended", data: withReason(ticketView(state), state.end_reason) }));
       this.#end(subscriber);
       return;
     }
     if (ending)
       this.#log.warn({ event: ending.id, ticket: subscriber.ticketId }, "ignored an end the ticket's state denies");
-    if (!snapshot && !moved(subscriber.shown, data)) return;
+    if (!snapshot && !moved(subscriber.shown, state)) return;
+    const data = ticketView(state);
     subscriber.shown = data;
     this.#write(subscriber, formatSse({ event: "state", data }));
   }
@@ -440,20 +471,21 @@ export class Hub {
     }
   }
 
-  #add(state: TicketState, client: StreamClient, resumeAfter: number): Subscriber {
+  #add(state: TicketState, readAt: number, client: StreamClient, resumeAfter: number): Subscriber {
     const subscriber: Subscriber = {
       ticketId: state.ticket_id,
       roomId: state.room_id,
       instance: state.instance,
       client,
       shown: ticketView(state),
+      readAt,
       sent: new Set(),
       ending: undefined,
       endingHeardIn: 0,
       // Spread over half the age to the whole, so streams opened together do not all reconnect together.
       recycleAt:
         this.#settings.maxAgeMs > 0
-          ? performance.now() + this.#settings.maxAgeMs * (0.5 + Math.random() / 2)
+          ? this.#now() + this.#settings.maxAgeMs * (0.5 + Math.random() / 2)
           : Number.POSITIVE_INFINITY,
       resumeAfter,
       closed: false,
