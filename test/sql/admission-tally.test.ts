@@ -89,7 +89,11 @@ describe("the admission tally", () => {
   });
 
   it("is purged by the sweep with the ledger rows it counts, at the room's retention horizon", async () => {
-    const room = await createRoom(db.sql, 100, { retention_seconds: 3600, idle_seconds: 86_400, claim_seconds: 86_400 });
+    const room = await createRoom(db.sql, 100, {
+      retention_seconds: 3600,
+      idle_seconds: 86_400,
+      claim_seconds: 86_400,
+    });
     await db.sql`select waitroom.join(${room}, null, 0, ${at(0)}) from generate_series(1, 5)`;
     await admit(db.sql, room, at(10), 2);
     await admit(db.sql, room, at(20), 3);
