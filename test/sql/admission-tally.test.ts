@@ -52,19 +52,6 @@ describe("the admission tally", () => {
     expect(counted.map((instant) => instant.admitted)).toEqual([1, 1, 5]);
   });
 
-  it("holds the admissions a rolled-back admit made as little as the ledger does", async () => {
-    const room = await createRoom(db.sql, 10, { idle_seconds: 3600 });
-    await db.sql`select waitroom.join(${room}, null, 0, ${at(0)}) from generate_series(1, 3)`;
-    await expect(
-      db.sql.begin(async (tx) => {
-        await tx`select * from waitroom.admit(${room}, null, ${at(1)})`;
-        throw new Error("roll back");
-      }),
-    ).rejects.toThrow("roll back");
-    expect(await tally(room)).toEqual([]);
-    expect(await fromLedger(room)).toEqual([]);
-  });
-
   it("rate-limits from the tally across the one-minute horizon", async () => {
     const room = await createRoom(db.sql, 100, { admit_per_minute: 5, idle_seconds: 3600, claim_seconds: 3600 });
     await db.sql`select waitroom.join(${room}, null, 0, ${at(0)}) from generate_series(1, 20)`;
