@@ -9,6 +9,39 @@ create type waitroom.verdict as (
 comment on type waitroom.verdict is
   'Answer of check/heartbeat/leave (and the first four columns of claim_result): ok, a precise code (ok, unknown, superseded, queued, not_claimed, already_claimed, draining, ended, expired, left), the ticket status and the deadline that matters for it.';
 
+-- What a stream shows of a ticket: the one declaration of a ticket's state,
+-- which positions returns and ticket_states and heartbeat_state carry (as
+-- their column state). TypeScript reads it as ticketStateRow
+-- (src/queue/index.ts), which test/sql/row-types.test.ts holds to it.
+create type waitroom.ticket_state as (
+  ticket_id        uuid,
+  room_id          text,
+  status           text,
+  "position"       bigint,
+  depth            bigint,
+  approximate      boolean,
+  eta_seconds      integer,
+  eta_low_seconds  integer,
+  eta_high_seconds integer,
+  expires_at       timestamptz,
+  "instance"       integer,
+  end_reason       text
+);
+comment on type waitroom.ticket_state is
+  'A ticket''s state as a stream shows it (returned by positions and position, carried by ticket_states and heartbeat_state): status, place in the queue and its ETA, the deadline that matters for the status, the instance and why it ended.';
+comment on column waitroom.ticket_state.ticket_id is 'The ticket.';
+comment on column waitroom.ticket_state.room_id is 'Its room.';
+comment on column waitroom.ticket_state.status is 'Its status now (queued, admitted, active, draining, ended, expired, left): an offer or seat past its deadline reads as what the next sweep will make it.';
+comment on column waitroom.ticket_state."position" is '1 = next; null unless queued.';
+comment on column waitroom.ticket_state.depth is 'Tickets queued in the room.';
+comment on column waitroom.ticket_state.approximate is 'true deep in a long queue (past position 10000), where the position is interpolated.';
+comment on column waitroom.ticket_state.eta_seconds is 'Estimated wait from the admission rate of the last five minutes; null without a basis (not queued, or nobody admitted).';
+comment on column waitroom.ticket_state.eta_low_seconds is 'Low end of the range the wait is expected in; null without a basis.';
+comment on column waitroom.ticket_state.eta_high_seconds is 'High end of that range; null without a basis, or when a recent minute admitted nobody.';
+comment on column waitroom.ticket_state.expires_at is 'Claim deadline of an offer, end of an active seat, end of grace while draining; null otherwise.';
+comment on column waitroom.ticket_state."instance" is 'The ticket''s instance, incremented on every re-join: an admission token names the one it was issued for.';
+comment on column waitroom.ticket_state.end_reason is 'Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives.';
+
 create type waitroom.ledger_entry as (
   room_id   text,
   ticket_id uuid,
@@ -50,7 +83,7 @@ create type waitroom.room_listing as (
   stats      jsonb
 );
 comment on type waitroom.room_listing is
-  'A room as the admin API shows it (list_rooms): its settings, a JSON object of every setting (see _room_settings) but shuffle_seed, hidden until the draw; and stats, a JSON object of queued, admitted, active, draining, free_seats, admitted_last_minute, oldest_wait_seconds, median_wait_seconds, health, stock_available, stock_outstanding, sold_out and pool_left.';
+  'A room as the admin API shows it (list_rooms): its settings, a JSON object of every setting (see _room_settings) but shuffle_seed, hidden until the draw; and stats, a JSON object of the room''s live numbers from the view room_stats (which list_rooms names).';
 
 create type waitroom.continuation as (
   url           text,

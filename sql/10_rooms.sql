@@ -1,7 +1,12 @@
 -- Rooms: create, configure, delete.
 
--- Settings are the rooms columns an operator may change; the others are
--- state the room's verbs keep.
+-- Settings are the rooms columns an operator may change, read from the table:
+-- a column a migration adds is a setting unless it is named below. What is
+-- named is the room's state, which its verbs keep (identity, the queue's
+-- sequence, timestamps, the draw, the health gate, stock). It stays a list
+-- because nothing in the table tells state from setting; a state column left
+-- out of it fails test/http/contracts.test.ts (zod's settings are exactly
+-- these names), so none becomes a setting unnoticed.
 create function waitroom._room_settings() returns text[]
 language sql stable
 as $$

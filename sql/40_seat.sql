@@ -92,22 +92,7 @@ comment on function waitroom.heartbeat(uuid, text, timestamptz) is
 -- POST /v1/tickets/{id}/heartbeat in one round trip: the heartbeat, then the
 -- state it left (read in a later statement, so an extended seat shows).
 create function waitroom.heartbeat_state(p_ticket uuid, p_token text, p_now timestamptz default null)
-returns table (
-  code        text,
-  ticket_id   uuid,
-  room_id     text,
-  status      text,
-  "position"  bigint,
-  depth       bigint,
-  approximate boolean,
-  eta_seconds integer,
-  eta_low_seconds  integer,
-  eta_high_seconds integer,
-  expires_at  timestamptz,
-  instance    integer,
-  end_reason  text,
-  holder      text
-)
+returns table (code text, holder text, state waitroom.ticket_state)
 language plpgsql
 as $$
 #variable_conflict use_column
@@ -115,15 +100,14 @@ declare
   v waitroom.verdict := waitroom.heartbeat(p_ticket, p_token, p_now);
 begin
   return query
-  select v.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate, s.eta_seconds,
-         s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance, s.end_reason, t.holder
+  select v.code, t.holder, s.state
     from (select 1) one
     left join waitroom.ticket_states(array[p_ticket], array[p_token], p_now) s on v.ok
-    left join waitroom.tickets t on t.id = s.ticket_id;
+    left join waitroom.tickets t on t.id = (s.state).ticket_id;
 end
 $$;
 comment on function waitroom.heartbeat_state(uuid, text, timestamptz) is
-  'heartbeat, then the ticket''s state as ticket_states shows it, and its holder (what a refreshed admission token says): one row whose code is heartbeat''s (ok = recorded); the other columns are null unless ok.';
+  'heartbeat, then the ticket''s holder (what a refreshed admission token says) and its state (a waitroom.ticket_state, as ticket_states shows it): one row whose code is heartbeat''s (ok = recorded); holder and state are null unless ok.';
 
 create function waitroom.leave(p_ticket uuid, p_token text, p_now timestamptz default null)
 returns waitroom.verdict

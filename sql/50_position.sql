@@ -4,23 +4,9 @@
 -- the queue is read once, from its head down to the furthest ticket asked
 -- about (at most 10000 rows per priority band), and ranked.
 create function waitroom.positions(p_room text, p_tickets uuid[], p_now timestamptz default null)
-returns table (
-  ticket_id   uuid,
-  room_id     text,
-  status      text,
-  "position"  bigint,
-  depth       bigint,
-  approximate boolean,
-  eta_seconds integer,
-  eta_low_seconds  integer,
-  eta_high_seconds integer,
-  expires_at  timestamptz,
-  instance    integer,
-  end_reason  text
-)
+returns setof waitroom.ticket_state
 language plpgsql stable
 as $$
-#variable_conflict use_column
 declare
   -- Ranks are exact up to here; past it the position is interpolated.
   c_exact_limit constant bigint := 10000;
@@ -174,51 +160,25 @@ begin
 end
 $$;
 comment on function waitroom.positions(text, uuid[], timestamptz) is
-  'Status, position (1 = next), depth, ETA (and its range), deadline and instance of many tickets of one room, in one query: what a process needs to update all its subscribers. expires_at is the claim deadline of an offer, the end of an active seat, the end of grace while draining. Positions are exact up to 10000, interpolated beyond (approximate = true). end_reason says why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out).';
+  'The state (waitroom.ticket_state) of many tickets of one room, in one query: status, position (1 = next), depth, ETA (and its range), deadline, instance and end reason, what a process needs to update all its subscribers. expires_at is the claim deadline of an offer, the end of an active seat, the end of grace while draining. Positions are exact up to 10000, interpolated beyond (approximate = true). end_reason says why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out).';
 
 create function waitroom.position(p_ticket uuid, p_now timestamptz default null)
-returns table (
-  ticket_id   uuid,
-  room_id     text,
-  status      text,
-  "position"  bigint,
-  depth       bigint,
-  approximate boolean,
-  eta_seconds integer,
-  eta_low_seconds  integer,
-  eta_high_seconds integer
-)
+returns setof waitroom.ticket_state
 language sql stable
 as $$
-  select p.ticket_id, p.room_id, p.status, p."position", p.depth, p.approximate, p.eta_seconds,
-         p.eta_low_seconds, p.eta_high_seconds
+  select p.*
     from waitroom.tickets t
    cross join lateral waitroom.positions(t.room_id, array[t.id], p_now) p
    where t.id = p_ticket
 $$;
 comment on function waitroom.position(uuid, timestamptz) is
-  'Status, position (1 = next), depth and ETA of a ticket. Exact up to position 10000, interpolated beyond (approximate = true). eta_seconds is null when there is no recent admission to go by; eta_low_seconds and eta_high_seconds bound it (high is null when a recent minute admitted nobody). No row for an unknown ticket.';
+  'The state (waitroom.ticket_state) of one ticket: status, position (1 = next), depth, ETA, deadline, instance and end reason, as positions reads it. Exact up to position 10000, interpolated beyond (approximate = true). eta_seconds is null when there is no recent admission to go by; eta_low_seconds and eta_high_seconds bound it (high is null when a recent minute admitted nobody). No row for an unknown ticket.';
 
 -- The first read of many clients at once (an opening rush of stream opens):
 -- every presented token is checked and every ticket it proves is read with
 -- ONE positions query per room, however many arrive together.
 create function waitroom.ticket_states(p_tickets uuid[], p_tokens text[], p_now timestamptz default null)
-returns table (
-  ordinal     integer,
-  code        text,
-  ticket_id   uuid,
-  room_id     text,
-  status      text,
-  "position"  bigint,
-  depth       bigint,
-  approximate boolean,
-  eta_seconds integer,
-  eta_low_seconds  integer,
-  eta_high_seconds integer,
-  expires_at  timestamptz,
-  instance    integer,
-  end_reason  text
-)
+returns table (ordinal integer, code text, state waitroom.ticket_state)
 language plpgsql stable
 as $$
 #variable_conflict use_column
@@ -238,16 +198,15 @@ begin
     -- one learns nothing more than its verdict.
     select * from presented p where p.code not in ('unknown', 'superseded')
   ), states as (
-    select s.*
+    select s as state, s.ticket_id
       from (select pr.room_id, array_agg(distinct pr.ticket_id) as tickets from proven pr group by pr.room_id) g
      cross join lateral waitroom.positions(g.room_id, g.tickets, p_now) s
   )
-  select p.ordinal, p.code, s.ticket_id, s.room_id, s.status, s."position", s.depth, s.approximate,
-         s.eta_seconds, s.eta_low_seconds, s.eta_high_seconds, s.expires_at, s.instance, s.end_reason
+  select p.ordinal, p.code, s.state
     from presented p
     left join states s on s.ticket_id = p.ticket_id and p.code not in ('unknown', 'superseded')
    order by p.ordinal;
 end
 $$;
 comment on function waitroom.ticket_states(uuid[], text[], timestamptz) is
-  'Verdicts on many (ticket, token) pairs, one row per pair in order (ordinal = array index), with the ticket''s state (as waitroom.positions) when the token is its current one; state columns are null for unknown and superseded tokens. One positions read per room, however many pairs: what a rush of stream opens costs. WR400 when the arrays differ in length.';
+  'Verdicts on many (ticket, token) pairs, one row per pair in order (ordinal = array index), with the ticket''s state (a waitroom.ticket_state, as positions reads it) when the token is its current one; state is null for unknown and superseded tokens (select ordinal, code, (state).* for flat columns). One positions read per room, however many pairs: what a rush of stream opens costs. WR400 when the arrays differ in length.';

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cp, rm, writeFile } from "node:fs/promises";
+import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -353,5 +353,34 @@ describe("re-applying sql/", () => {
     await expect(migrate(service, log, { sqlDir: dir })).rejects.toThrow(/permission denied|must be owner/);
     const comment = await db.query("select obj_description('waitroom.room_stats'::regclass, 'pg_class') as c");
     expect(comment.rows[0].c).not.toBe("v4");
+  });
+
+  it("changes a type that functions return (waitroom.ticket_state) on a database that holds tickets", async () => {
+    const attributes = async () => {
+      const { rows } = await db.query<{ name: string }>(`
+        select attname as name from pg_attribute
+         where attrelid = 'waitroom.ticket_state'::regclass and attnum > 0 and not attisdropped order by attnum`);
+      return rows.map((row) => row.name);
+    };
+    const real = await attributes();
+    const dir = await sqlCopy();
+    const types = join(dir, "00_types.sql");
+    const text = await readFile(types, "utf8");
+    expect(text).toContain("  end_reason       text\n);");
+    await writeFile(types, text.replace("  end_reason       text\n);", "  end_reason       text,\n  spare text\n);"));
+    await db.query("select waitroom.create_room('shape', 1)");
+    const { rows: joined } = await db.query("select * from waitroom.join('shape', 'ada')");
+    const ticket = joined[0];
+
+    expect(await migrate(url, log, { sqlDir: dir })).toEqual({ migrations: [], sqlApplied: true });
+    expect(await attributes()).toEqual([...real, "spare"]);
+    // Back to the real sql/: positions and the verbs that carry its rows are made anew over the real type.
+    expect(await migrate(url, log)).toEqual({ migrations: [], sqlApplied: true });
+    expect(await attributes()).toEqual(real);
+    const { rows } = await db.query(
+      "select ordinal, code, (state).status, (state).position from waitroom.ticket_states(array[$1::uuid], array[$2])",
+      [ticket.ticket_id, ticket.token],
+    );
+    expect(rows).toEqual([{ ordinal: 1, code: "queued", status: "queued", position: "1" }]);
   });
 });

@@ -73,7 +73,13 @@ describe("the README's quick start", { timeout: 90_000 }, () => {
 
     const port = await freePort();
     const service = await startServing(
-      { DATABASE_URL: db.url, PORT: String(port), HOST: "127.0.0.1", WAITROOM_ADMIN_KEY: adminKey, LOG_LEVEL: "warn" },
+      {
+        DATABASE_URL: db.serviceUrl,
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        WAITROOM_ADMIN_KEY: adminKey,
+        LOG_LEVEL: "warn",
+      },
       port,
     );
     const env = { PATH: process.env.PATH, HOME: process.env.HOME };

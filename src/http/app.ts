@@ -12,18 +12,11 @@ import { tooLarge } from "./body.js";
 import { ApiError, asApiError, errorAnswer } from "./errors.js";
 import type { Limiter } from "./limits.js";
 import type { NodeRoute } from "./node-route.js";
+import { countError, countRequest } from "./observe.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { mountPages } from "./pages.js";
 import type { ProofOfWork } from "./proof-of-work.js";
-import {
-  type AppEnv,
-  countError,
-  countRequest,
-  createRouter,
-  defaultHook,
-  type Router,
-  type Secrets,
-} from "./route.js";
+import { type AppEnv, createRouter, defaultHook, type Router, type Secrets } from "./route.js";
 import { mountChecks } from "./routes/checks.js";
 import { mountGate } from "./routes/gate.js";
 import { mountOps } from "./routes/ops.js";

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { ticketStatuses } from "../queue/index.js";
+import { settleOutcomes, sharesRow, stockLevelRow, ticketStateRow, ticketStatuses } from "../queue/index.js";
 import { roomIdPattern, roomSettings, roomStats, shownSettings } from "../queue/rooms.js";
 import { int32, text } from "../queue/values.js";
 
@@ -49,32 +49,18 @@ export const challengeResponse = z.object({
 
 const status = z.enum(ticketStatuses);
 
-export const ticketState = z.object({
+/** What a client sees of a ticket's state (waitroom.ticket_state): all of it but the instance and end reason. */
+export const ticketState = ticketStateRow.omit({ instance: true, end_reason: true }).extend({
   ticket_id: z.uuid(),
   room_id: roomId,
-  status,
-  position: z.int().nullable().describe("1 = next; null unless queued."),
-  depth: z.int().describe("Tickets queued in the room."),
-  approximate: z.boolean().describe("true deep in a long queue, where the position is interpolated."),
-  eta_seconds: z.int().nullable().describe("Estimated wait from the recent admission rate; null without a basis."),
-  eta_low_seconds: z.int().nullable().describe("Low end of the range the wait is expected in; null without a basis."),
-  eta_high_seconds: z
-    .int()
-    .nullable()
-    .describe("High end of that range; null without a basis, or when a recent minute admitted nobody."),
   expires_at: z.iso
     .datetime()
     .nullable()
     .describe("Claim deadline of an offer, end of an active seat, end of grace while draining."),
 });
 
-/** A holder's quota in its room (waitroom.shares). */
-export const shares = z.object({
-  tier: z.string(),
-  quota_limit: z.int().describe("Admissions the tier allows per window."),
-  window_seconds: z.int(),
-  used: z.int().describe("Admissions in the window that were not returned."),
-  shares_left: z.int(),
+/** A holder's quota in its room (waitroom.shares), its time as JSON carries it. */
+export const shares = sharesRow.extend({
   next_share_at: z.iso
     .datetime()
     .nullable()
@@ -159,25 +145,20 @@ export const room = z.object({
   stats: roomStats,
 });
 
-export const stockLevel = z.object({
-  room_id: roomId,
-  stock_available: z.int().nullable().describe("Units neither reserved nor consumed; null: the room has no stock."),
-  stock_outstanding: z.int().describe("Units reserved by offers and not settled yet."),
-  sold_out: z.boolean(),
-});
+export const stockLevel = stockLevelRow.extend({ room_id: roomId });
 
 export const addStockRequest = z.strictObject({ units: int32(1, 1_000_000_000) });
 
 export const settleRequest = z.strictObject({
   outcome: z
-    .enum(["consumed", "returned"])
+    .enum(settleOutcomes)
     .describe("consumed: the unit is sold (the shares stay used); returned: the work or payment failed."),
 });
 
 export const settleResponse = z.object({
   ticket_id: z.uuid(),
   room_id: roomId,
-  outcome: z.enum(["consumed", "returned"]),
+  outcome: z.enum(settleOutcomes),
   stock_available: z.int().nullable(),
 });
 

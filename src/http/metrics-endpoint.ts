@@ -2,9 +2,10 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import type { MetricsSettings } from "../config/index.js";
 import type { Metrics } from "../metrics.js";
+import { sameSecret } from "./credentials.js";
 import { ApiError, errorAnswer } from "./errors.js";
 import { checkKey, type Limiter } from "./limits.js";
-import { type AppEnv, sameSecret } from "./route.js";
+import type { AppEnv } from "./route.js";
 
 /*
  * /metrics names rooms, counts and error codes: worth keeping from the public. With

@@ -4,9 +4,11 @@ import type { RateBucket } from "../config/index.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { tooLarge } from "./body.js";
+import { ticketTokenOf } from "./credentials.js";
 import { asApiError, errorAnswer, parse } from "./errors.js";
 import type { Limiter } from "./limits.js";
-import { countError, countRequest, type Route, ticketTokenOf } from "./route.js";
+import { countError, countRequest } from "./observe.js";
+import type { Route } from "./route.js";
 
 /*
  * A defined route served on Node's request itself, ahead of the framework: the event stream, whose

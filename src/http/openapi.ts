@@ -1,6 +1,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { errorCodes } from "./contracts.js";
-import { type AppEnv, anyRouteErrors, securitySchemes } from "./route.js";
+import { anyRouteErrors } from "./observe.js";
+import { type AppEnv, securitySchemes } from "./route.js";
 
 /*
  * /openapi.json (rendered by /docs: web/docs.js), generated from the route definitions that validate

@@ -1,13 +1,11 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { HttpBindings } from "@hono/node-server";
 import { createRoute, type Hook, OpenAPIHono, type RouteConfig, type RouteHandler } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import type { LimitSettings, RateBucket } from "../config/index.js";
-import type { Logger } from "../log.js";
-import type { Metrics } from "../metrics.js";
 import { jsonBody } from "./body.js";
 import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
+import { bearerOf, sameSecret, ticketTokenOf } from "./credentials.js";
 import { ApiError, invalid, parse } from "./errors.js";
 import { checkKey, checkOrigin, type Limiter } from "./limits.js";
 import {
@@ -68,35 +66,6 @@ export const callers: Record<"ticket" | "ticketOrQuery" | "admin" | "anyoneOrSer
 const anyoneMayCall = (security: Security) =>
   (security ?? []).some((requirement) => Object.keys(requirement).length === 0);
 
-/** Codes every route may answer: a declared body over the limit, an outage, and a bug. */
-export const anyRouteErrors: readonly ErrorCode[] = ["payload_too_large", "unavailable", "internal"];
-
-type Observers = { metrics: Metrics; log: Logger };
-
-/** Count an error answer; a code its route does not document is a bug (the tests fail on the counter). */
-export function countError(
-  { metrics, log }: Observers,
-  error: ApiError,
-  route: string,
-  documented: readonly ErrorCode[] | undefined,
-): void {
-  metrics.errors.inc({ code: error.code });
-  if (documented && !documented.includes(error.code) && !anyRouteErrors.includes(error.code)) {
-    metrics.undocumentedErrors.inc({ route, code: error.code });
-    log.warn({ route, code: error.code }, "answered an error code the route does not document");
-  }
-}
-
-/** One count and debug line per request, by its route: never the URL, whose ?token= must stay out of logs. */
-export function countRequest(
-  { metrics, log }: Observers,
-  request: { method: string; route: string; status: number; started: number },
-): void {
-  const { method, route, status, started } = request;
-  metrics.requests.inc({ method, route, status });
-  log.debug({ method, route, status, ms: Math.round(performance.now() - started) }, "request");
-}
-
 /** What a route does about hostile traffic, declared with it (and shown in /openapi.json). */
 type Defences = {
   /** The token bucket a call draws from, per client address (docs/operations.md, "Hostile traffic"). */
@@ -154,31 +123,7 @@ export function defineRoute<D extends Definition>({ errors, ...config }: D): Omi
   }) as unknown as Omit<D, "errors"> & ErrorCodes;
 }
 
-/** Compare secrets in constant time (hashed first, so lengths do not leak either). */
-export function sameSecret(given: string, expected: string): boolean {
-  const digest = (value: string) => createHash("sha256").update(value).digest();
-  return timingSafeEqual(digest(given), digest(expected));
-}
-
-/** The bearer token of an Authorization header (none: undefined; any other form: unauthorized). */
-function bearerOf(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match?.[1]) throw new ApiError("unauthorized", "Authorization must be 'Bearer <token>'");
-  return match[1];
-}
-
 const bearer = (c: Context) => bearerOf(c.req.header("authorization"));
-
-/** The ticket's token: the bearer, or (on the stream, for EventSource) ?token=. */
-export function ticketTokenOf(authorization: string | undefined, queryToken: string | undefined): string {
-  const token = bearerOf(authorization) ?? queryToken;
-  if (!token) throw new ApiError("unauthorized", "the ticket's token is required (Authorization: Bearer <token>)");
-  // No ticket has such a token (and PostgreSQL text cannot even hold a NUL).
-  if (token.length > 256 || token.includes("\u0000"))
-    throw new ApiError("not_found", "no ticket with this id and token");
-  return token;
-}
 
 export type Secrets = {
   /** Unset: the admin endpoints answer forbidden. */

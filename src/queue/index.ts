@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { Sql } from "../db/client.js";
 import type { IdRange, LedgerEvent } from "../events/codec.js";
 import { type RoomListing, type RoomPageSettings, type RoomSettings, type RoomWithStats, roomOf } from "./rooms.js";
@@ -17,8 +18,14 @@ export const ticketStatuses = ["queued", "admitted", "active", "draining", "ende
 export type TicketStatus = (typeof ticketStatuses)[number];
 export const terminalStatuses: ReadonlySet<string> = new Set<TicketStatus>(["ended", "expired", "left"]);
 
-/** The answer of check, claim, heartbeat and leave (waitroom.verdict). */
-export type Verdict = { ok: boolean; code: string; status: TicketStatus | null; expires_at: Date | null };
+/** The answer of check, claim, heartbeat and leave: waitroom.verdict's attributes, as postgres.js reads them. */
+export const verdictRow = z.object({
+  ok: z.boolean(),
+  code: z.string(),
+  status: z.enum(ticketStatuses).nullable(),
+  expires_at: z.date().nullable(),
+});
+export type Verdict = z.infer<typeof verdictRow>;
 
 export type Joined = {
   ticket_id: string;
@@ -28,23 +35,34 @@ export type Joined = {
   depth: number;
 };
 
-/** A row of waitroom.positions: what a stream shows. */
-export type TicketState = {
-  ticket_id: string;
-  room_id: string;
-  status: TicketStatus;
-  position: number | null;
-  depth: number;
-  approximate: boolean;
-  eta_seconds: number | null;
-  /** The range the actual wait is expected in; high is null when a recent minute admitted nobody. */
-  eta_low_seconds: number | null;
-  eta_high_seconds: number | null;
-  expires_at: Date | null;
-  instance: number;
-  /** Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives. */
-  end_reason: string | null;
-};
+/**
+ * A ticket's state as a stream shows it: the attributes of waitroom.ticket_state (sql/00_types.sql) in
+ * its order, as postgres.js reads them (bigint as number). It declares the type, and the HTTP contract
+ * is made from it; rows are not parsed with it (a room-wide re-read returns thousands).
+ * test/sql/row-types.test.ts holds its keys to the SQL type's, test/sql/ticket-states.test.ts parses
+ * real rows of every status with it.
+ */
+export const ticketStateRow = z.object({
+  ticket_id: z.string(),
+  room_id: z.string(),
+  status: z.enum(ticketStatuses),
+  position: z.int().nullable().describe("1 = next; null unless queued."),
+  depth: z.int().describe("Tickets queued in the room."),
+  approximate: z.boolean().describe("true deep in a long queue, where the position is interpolated."),
+  eta_seconds: z.int().nullable().describe("Estimated wait from the recent admission rate; null without a basis."),
+  eta_low_seconds: z.int().nullable().describe("Low end of the range the wait is expected in; null without a basis."),
+  eta_high_seconds: z
+    .int()
+    .nullable()
+    .describe("High end of that range; null without a basis, or when a recent minute admitted nobody."),
+  expires_at: z.date().nullable(),
+  instance: z.int().describe("Incremented on every re-join; an admission token names the instance it was issued for."),
+  end_reason: z
+    .string()
+    .nullable()
+    .describe("Why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out); null while it lives."),
+});
+export type TicketState = z.infer<typeof ticketStateRow>;
 
 /** The verdict on a presented token, with the ticket's state when the token is its current one. */
 export type TokenState = { code: string; state: TicketState | undefined };
@@ -82,8 +100,8 @@ export type PresentedToken = { ticketId: string; token: string };
 /** The verdict on each (ticket, token) and, where the token is the ticket's current one, its state. */
 export async function ticketStates(sql: Sql, presented: readonly PresentedToken[]): Promise<TokenState[]> {
   const rows = await sql<(TicketState & { ordinal: number; code: string })[]>`
-    select * from waitroom.ticket_states(
-      ${sql.array(presented.map((p) => p.ticketId))}::uuid[], ${sql.array(presented.map((p) => p.token))}::text[])`;
+    select s.ordinal, s.code, (s.state).* from waitroom.ticket_states(
+      ${sql.array(presented.map((p) => p.ticketId))}::uuid[], ${sql.array(presented.map((p) => p.token))}::text[]) s`;
   return rows.map(({ ordinal: _ordinal, code, ...state }) => ({
     code,
     state: state.ticket_id === null ? undefined : state,
@@ -115,7 +133,7 @@ export async function heartbeat(
   token: string,
 ): Promise<TokenState & { holder: string | null }> {
   const [row] = await sql<(TicketState & { code: string; holder: string | null })[]>`
-    select * from waitroom.heartbeat_state(${ticketId}, ${token})`;
+    select h.code, h.holder, (h.state).* from waitroom.heartbeat_state(${ticketId}, ${token}) h`;
   const { code, holder, ...state } = row as TicketState & { code: string; holder: string | null };
   return { code, holder, state: state.ticket_id === null ? undefined : state };
 }
@@ -211,9 +229,15 @@ export async function deleteRoom(sql: Sql, room: string): Promise<void> {
   await sql`select waitroom.delete_room(${room})`;
 }
 
-/** Where an admitted visitor of the room goes (waitroom.continue_to); WRRET for a return URL off the room's list. */
-export type Continuation = { url: string | null; handover: "cookie" | "fragment"; auto_continue: boolean };
+/** Where an admitted visitor of the room goes: waitroom.continuation's attributes. */
+export const continuationRow = z.object({
+  url: z.string().nullable(),
+  handover: z.enum(["cookie", "fragment"]),
+  auto_continue: z.boolean(),
+});
+export type Continuation = z.infer<typeof continuationRow>;
 
+/** waitroom.continue_to; WRRET for a return URL off the room's list. */
 export async function continueTo(sql: Sql, room: string, returnUrl: string | undefined): Promise<Continuation> {
   const [row] = await sql<Continuation[]>`select * from waitroom.continue_to(${room}, ${returnUrl ?? null})`;
   if (!row) throw new Error("continue_to returned no row");
@@ -248,13 +272,14 @@ export async function history(sql: Sql, room: string, minutes: number, now?: Dat
   return sql<HistoryBucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now ?? null})`;
 }
 
-/** A room's stock (waitroom.stock_level). */
-export type StockLevel = {
-  room_id: string;
-  stock_available: number | null;
-  stock_outstanding: number;
-  sold_out: boolean;
-};
+/** A room's stock: waitroom.stock_level's attributes (the HTTP contract is made from it). */
+export const stockLevelRow = z.object({
+  room_id: z.string(),
+  stock_available: z.int().nullable().describe("Units neither reserved nor consumed; null: the room has no stock."),
+  stock_outstanding: z.int().describe("Units reserved by offers and not settled yet."),
+  sold_out: z.boolean(),
+});
+export type StockLevel = z.infer<typeof stockLevelRow>;
 
 export async function addStock(sql: Sql, room: string, units: number): Promise<StockLevel> {
   const [row] = await sql<StockLevel[]>`select * from waitroom.add_stock(${room}, ${units})`;
@@ -266,31 +291,37 @@ export async function stock(sql: Sql, room: string): Promise<StockLevel> {
   return row as StockLevel;
 }
 
-export type SettleOutcome = "consumed" | "returned";
+export const settleOutcomes = ["consumed", "returned"] as const;
+export type SettleOutcome = (typeof settleOutcomes)[number];
 
-/** The answer of settle (waitroom.settlement). */
-export type Settlement = {
-  ok: boolean;
-  code: "ok" | "not_granted" | "already_consumed" | "already_returned";
-  room_id: string | null;
-  outcome: SettleOutcome | null;
-  stock_available: number | null;
-};
+/** The answer of settle: waitroom.settlement's attributes. */
+export const settlementRow = z.object({
+  ok: z.boolean(),
+  code: z.enum(["ok", "not_granted", "already_consumed", "already_returned"]),
+  room_id: z.string().nullable(),
+  outcome: z.enum(settleOutcomes).nullable(),
+  stock_available: z.int().nullable(),
+});
+export type Settlement = z.infer<typeof settlementRow>;
 
 export async function settle(sql: Sql, ticketId: string, outcome: SettleOutcome): Promise<Settlement> {
   const [row] = await sql<Settlement[]>`select * from waitroom.settle(${ticketId}, ${outcome})`;
   return row as Settlement;
 }
 
-/** A holder's quota in its room (waitroom.shares). */
-export type Shares = {
-  tier: string;
-  quota_limit: number;
-  window_seconds: number;
-  used: number;
-  shares_left: number;
-  next_share_at: Date | null;
-};
+/**
+ * A holder's quota in its room: the attributes of waitroom.shares in its order, as postgres.js reads them
+ * (the HTTP contract is made from it; test/sql/row-types.test.ts holds its keys to the SQL type's).
+ */
+export const sharesRow = z.object({
+  tier: z.string(),
+  quota_limit: z.int().describe("Admissions the tier allows per window."),
+  window_seconds: z.int(),
+  used: z.int().describe("Admissions in the window that were not returned."),
+  shares_left: z.int(),
+  next_share_at: z.date().nullable(),
+});
+export type Shares = z.infer<typeof sharesRow>;
 
 /** The quota of the ticket's holder, for its current token; undefined without quotas or holder. */
 export async function ticketShares(sql: Sql, ticketId: string, token: string): Promise<Shares | undefined> {

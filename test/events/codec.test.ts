@@ -141,7 +141,7 @@ describe("Reassembler on chunks from Postgres", () => {
 
 /** A LISTEN connection of its own, feeding a Reassembler, as an app process holds one. */
 async function listen() {
-  const listener = createSql(db.url, { max: 1 });
+  const listener = createSql(db.serviceUrl, { max: 1 });
   const payloads: string[] = [];
   const messages = new Map<string, string>();
   const incomplete: IncompleteMessage[] = [];

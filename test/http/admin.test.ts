@@ -426,7 +426,7 @@ describe("the admin API without WAITROOM_ADMIN_KEY", () => {
 describe("the rooms stream when the service stops", () => {
   it("tells the dashboard to reconnect (to another replica) and ends, instead of holding the shutdown", async () => {
     const http = await startHttp({
-      databaseUrl: db.url,
+      databaseUrl: db.serviceUrl,
       config: loadConfig(testEnvironment()),
       log: createLogger("silent"),
     });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { addStockRequest, historyQuery, joinRequest, roomId, roomSettings } from "../../src/http/contracts.js";
 import { terminalStatuses, ticketStatuses } from "../../src/queue/index.js";
-import { shownSettings } from "../../src/queue/rooms.js";
+import { roomStats, shownSettings } from "../../src/queue/rooms.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { at, uniqueRoomId } from "../helpers/queue.js";
 
@@ -166,6 +166,19 @@ describe("zod and the database agree", () => {
     expect(Object.keys(page?.settings ?? {}).sort()).toEqual(
       shownByZod.filter((name) => name.startsWith("page_")).sort(),
     );
+  });
+
+  it("on a room's stats: list_rooms builds exactly the numbers zod's roomStats declares, of its types", async () => {
+    const room = uniqueRoomId();
+    await db.sql`select waitroom.create_room(${room}, 1, ${db.sql.json({ health_url: "https://up.example/health" })}, ${at(0)})`;
+    const [listed] = await db.sql<{ stats: Record<string, unknown> }[]>`select stats from waitroom.list_rooms(${room})`;
+    const inSql = Object.keys(listed?.stats ?? {});
+    const inZod = Object.keys(roomStats.shape);
+    expect({
+      onlyInSql: inSql.filter((name) => !inZod.includes(name)),
+      onlyInZod: inZod.filter((name) => !inSql.includes(name)),
+    }).toEqual({ onlyInSql: [], onlyInZod: [] });
+    expect(roomStats.strict().safeParse(listed?.stats).error).toBeUndefined();
   });
 
   it("on every room setting, at and around its bounds", async () => {

@@ -120,7 +120,7 @@ const readyz = async (base: string) => (await fetch(`${base}/readyz`)).status;
 
 describe("timeouts on the service's connections", () => {
   it("sets statement, lock and idle-in-transaction timeouts on every connection, and detects a stalled LISTEN", async () => {
-    const url = await proxy.start(new URL(db.url));
+    const url = await proxy.start(new URL(db.serviceUrl));
     const config = loadConfig(
       testEnvironment({
         WAITROOM_STATEMENT_TIMEOUT_MS: "4321",

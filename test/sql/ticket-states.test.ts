@@ -1,4 +1,12 @@
 import { describe, expect, it } from "vitest";
+import {
+  heartbeat,
+  joinMany,
+  type TicketState,
+  ticketStateRow,
+  ticketStates,
+  ticketStatuses,
+} from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
 
@@ -8,9 +16,68 @@ type Row = { ordinal: number; code: string; ticket_id: string | null; status: st
 
 const states = (pairs: { ticket_id: string; token: string }[], now = at(1)) =>
   db.sql<Row[]>`
-    select ordinal, code, ticket_id, status, position
+    select ordinal, code, (state).ticket_id, (state).status, (state).position
       from waitroom.ticket_states(${db.sql.array(pairs.map((p) => p.ticket_id))}::uuid[],
                                   ${db.sql.array(pairs.map((p) => p.token))}::text[], ${now})`;
+
+describe("waitroom.ticket_state, the one declaration of a ticket's state", () => {
+  it("is what positions and position return and what ticket_states and heartbeat_state carry", async () => {
+    const rows = await db.sql<{ name: string; state_type: string }[]>`
+      select p.proname as name,
+             coalesce(
+               (select a.type::regtype::text
+                  from unnest(p.proallargtypes, p.proargmodes, p.proargnames) a(type, mode, name)
+                 where a.mode = 't' and a.name = 'state'),
+               p.prorettype::regtype::text) as state_type
+        from pg_proc p
+       where p.pronamespace = 'waitroom'::regnamespace
+         and p.proname in ('positions', 'position', 'ticket_states', 'heartbeat_state')
+       order by p.proname`;
+    expect(rows).toEqual(
+      ["heartbeat_state", "position", "positions", "ticket_states"].map((name) => ({
+        name,
+        state_type: "waitroom.ticket_state",
+      })),
+    );
+  });
+
+  it("reads into TicketState for tickets of every status, through positions, ticket_states and heartbeat", async () => {
+    const room = await createRoom(db.sql, 3, {
+      claim_seconds: 10,
+      session_seconds: 10,
+      grace_seconds: 10,
+      idle_seconds: 100,
+    });
+    const [active, offered, queued, gone] = [
+      await join(db.sql, room),
+      await join(db.sql, room),
+      await join(db.sql, room, { now: at(0.5) }),
+      await join(db.sql, room, { now: at(0.5) }),
+    ];
+    await admit(db.sql, room, at(1), 2);
+    await verdict(db.sql, "claim", active, at(1));
+    await verdict(db.sql, "leave", gone, at(1));
+    const ids = db.sql.array([active, offered, queued, gone].map((ticket) => ticket.ticket_id));
+    const read: TicketState[] = [];
+    // Active then draining then ended; admitted then expired; queued; left.
+    for (const now of [at(5), at(15), at(25)]) {
+      read.push(...(await db.sql<TicketState[]>`select * from waitroom.positions(${room}, ${ids}::uuid[], ${now})`));
+    }
+    expect(new Set(read.map((row) => row.status))).toEqual(new Set(ticketStatuses));
+
+    // The service's own calls, on a clock of now: ticket_states' and heartbeat_state's state flattened.
+    const live = await createRoom(db.sql, 0, { idle_seconds: 3600 });
+    const [mine] = await joinMany(db.sql, live, [{}]);
+    if (!mine) throw new Error("join_many answered nothing");
+    const [opened] = await ticketStates(db.sql, [{ ticketId: mine.ticket_id, token: mine.token }]);
+    const beat = await heartbeat(db.sql, mine.ticket_id, mine.token);
+    expect(opened?.state).toMatchObject({ ticket_id: mine.ticket_id, status: "queued", position: 1 });
+    expect(beat.state).toEqual(opened?.state);
+    read.push(...[opened?.state, beat.state].filter((state) => state !== undefined));
+
+    for (const row of read) expect(ticketStateRow.strict().parse(row)).toEqual(row);
+  });
+});
 
 describe("ticket_states", () => {
   it("answers every presented pair in order, with the state only where the token is the ticket's own", async () => {
@@ -60,7 +127,7 @@ describe("ticket_states", () => {
     await verdict(db.sql, "leave", gone, at(1));
     // A stream whose state read wins the race with the ledger event shows this reason (src/events/hub.ts).
     const rows = await db.sql<{ ticket_id: string; end_reason: string | null }[]>`
-      select ticket_id, end_reason
+      select (state).ticket_id, (state).end_reason
         from waitroom.ticket_states(${db.sql.array([gone.ticket_id, waiting.ticket_id])}::uuid[],
                                     ${db.sql.array([gone.token, waiting.token])}::text[], ${at(2)})
        order by ordinal`;
