@@ -131,6 +131,14 @@ begin
       return;
     end if;
   end if;
+  -- The usual big batch, the ids of one INSERT, is one run: announced without sorting them.
+  if cardinality(p_ids) <= waitroom._notice_max_rows()
+     and (select bool_and(u.id = p_ids[1] + u.i - 1) from unnest(p_ids) with ordinality as u(id, i)) then
+    perform pg_notify('waitroom_events', c)
+       from waitroom._chunks(jsonb_build_object('v', 1, 'ranges', jsonb_build_array(jsonb_build_array(p_ids[1], p_ids[cardinality(p_ids)])))::text,
+                             p_ids[1] || '-' || p_ids[cardinality(p_ids)]) c;
+    return;
+  end if;
   for v_notice in
     with ids as (
       select u.id, row_number() over (order by u.id) - 1 as i

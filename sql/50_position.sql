@@ -30,26 +30,27 @@ begin
   -- mean rate for eta_seconds; for the range, the slowest and the fastest
   -- minute since the room's first admission in that window, and the mean gap
   -- between admission instants (admissions come in batches, one per tick).
+  -- Read from the admission tally: one row per admission instant.
   with admissions as (
-    select e.created_at
-      from waitroom.events e
-     where e.room_id = p_room and e.type = 'admitted'
-       and e.created_at > v_now - interval '5 minutes' and e.created_at <= v_now
+    select a.admitted_at, a.admitted
+      from waitroom.admission_tally a
+     where a.room_id = p_room
+       and a.admitted_at > v_now - interval '5 minutes' and a.admitted_at <= v_now
   ), minutes as (
-    select m, count(a.created_at) as n
+    select m, coalesce(sum(a.admitted), 0) as n
       from generate_series(0, 4) m
       left join admissions a
-        on a.created_at > v_now - make_interval(mins => m + 1) and a.created_at <= v_now - make_interval(mins => m)
+        on a.admitted_at > v_now - make_interval(mins => m + 1) and a.admitted_at <= v_now - make_interval(mins => m)
      group by m
   ), summary as (
-    select count(*) as n, count(distinct a.created_at) as batches,
-           extract(epoch from max(a.created_at) - min(a.created_at)) as span
+    select coalesce(sum(a.admitted), 0) as n, count(*) as batches,
+           extract(epoch from max(a.admitted_at) - min(a.admitted_at)) as span
       from admissions a
   )
   select s.n / 300.0,
          -- minutes wholly before the first admission are left out: the room was not admitting yet
          (select min(mi.n) / 60.0 from minutes mi
-           where v_now - make_interval(mins => mi.m) >= (select min(a.created_at) from admissions a)),
+           where v_now - make_interval(mins => mi.m) >= (select min(a.admitted_at) from admissions a)),
          (select max(mi.n) / 60.0 from minutes mi),
          case when s.batches >= 2 then s.span / (s.batches - 1) else r.tick_ms / 1000.0 end
     into v_rate, v_rate_low, v_rate_high, v_gap

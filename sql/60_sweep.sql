@@ -142,6 +142,7 @@ declare
   v waitroom.sweep_result;
   v_freed text[];
   v_ids bigint[];
+  v_tally_purged bigint;
 begin
   if p_limit is null or p_limit < 1 then
     perform waitroom._fail('WR400', 'p_limit must be at least 1');
@@ -182,10 +183,24 @@ begin
   delete from waitroom.events e using old where e.id = old.id;
   get diagnostics v.events_purged = row_count;
 
+  -- The admission tally leaves with the ledger rows it counts: same horizon.
+  with old as (
+    select a.room_id, a.admitted_at
+      from waitroom.admission_tally a
+      left join waitroom.rooms r on r.id = a.room_id
+     where (p_room is null or a.room_id = p_room)
+       and a.admitted_at < v_now - coalesce(make_interval(secs => r.retention_seconds), c_default_retention)
+     limit p_limit
+       for update of a skip locked
+  )
+  delete from waitroom.admission_tally a using old
+   where a.room_id = old.room_id and a.admitted_at = old.admitted_at;
+  get diagnostics v_tally_purged = row_count;
+
   v.batch_full := greatest(v.offers_expired, v.idle_expired, v.sessions_drained, v.sessions_ended,
-                           v.tickets_purged, v.events_purged) >= p_limit;
+                           v.tickets_purged, v.events_purged, v_tally_purged) >= p_limit;
   return v;
 end
 $$;
 comment on function waitroom.sweep(integer, text, timestamptz) is
-  'Expire lapsed offers and idle queued tickets (in every room, whatever its mode or opens_at), move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets and events past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows, batch_full when one reached it (call again: more may be due); rows are taken with SKIP LOCKED, so concurrent runs share the work and each row is changed or deleted by one of them.';
+  'Expire lapsed offers and idle queued tickets (in every room, whatever its mode or opens_at), move sessions active -> draining -> ended, wake admission where seats were freed, purge finished tickets, events and the admission tally past the room''s retention_seconds; all rooms, or only p_room. Each kind at most p_limit rows, batch_full when one reached it (call again: more may be due); rows are taken with SKIP LOCKED, so concurrent runs share the work and each row is changed or deleted by one of them.';
