@@ -4,10 +4,11 @@ import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { runner } from "node-pg-migrate";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { withClient } from "../src/db/client.js";
-import { migrate, migrationNames, sqlDir } from "../src/db/migrate.js";
+import { MIGRATIONS_TABLE, migrate, migrationNames, sqlDir } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 import { asServiceRole } from "./helpers/database.js";
 
@@ -382,5 +383,38 @@ describe("re-applying sql/", () => {
       [ticket.ticket_id, ticket.token],
     );
     expect(rows).toEqual([{ ordinal: 1, code: "queued", status: "queued", position: "1" }]);
+  });
+});
+
+describe("migration 0010 (the admission tally)", () => {
+  it("counts the admissions a database already holds in its ledger", async () => {
+    const url = await emptyDatabase();
+    // The schema as it stood before 0010: the migrations up to 0009, rows written straight into the ledger.
+    const before = join(tmpdir(), `waitroom-migrations-${randomBytes(5).toString("hex")}`);
+    scratch.push(before);
+    await cp(join(root, "migrations"), before, { recursive: true });
+    const names = await migrationNames(join(root, "migrations"));
+    expect(names).toContain("0010_admission_tally");
+    for (const name of names.filter((n) => n >= "0010")) await rm(join(before, `${name}.sql`));
+    const client = await connectForTest(url);
+    await runner({ dbClient: client, dir: before, migrationsTable: MIGRATIONS_TABLE, direction: "up", log: () => {} });
+    await client.query(`
+      insert into waitroom.events (room_id, ticket_id, type, created_at)
+      select room, gen_random_uuid(), type, at
+        from (values ('a', 'admitted', timestamptz '2030-01-01 00:00:00', 3),
+                     ('a', 'admitted', timestamptz '2030-01-01 00:00:01', 2),
+                     ('b', 'admitted', timestamptz '2030-01-01 00:00:00', 1),
+                     ('a', 'joined',   timestamptz '2030-01-01 00:00:00', 4)) v(room, type, at, n)
+       cross join generate_series(1, v.n)`);
+
+    expect((await migrate(url, log)).migrations).toEqual(["0010_admission_tally"]);
+    const { rows } = await client.query(
+      "select room_id, admitted_at, admitted from waitroom.admission_tally order by room_id, admitted_at",
+    );
+    expect(rows).toEqual([
+      { room_id: "a", admitted_at: new Date("2030-01-01T00:00:00Z"), admitted: 3 },
+      { room_id: "a", admitted_at: new Date("2030-01-01T00:00:01Z"), admitted: 2 },
+      { room_id: "b", admitted_at: new Date("2030-01-01T00:00:00Z"), admitted: 1 },
+    ]);
   });
 });

@@ -16,7 +16,7 @@ export const sqlDir = join(root, "sql");
 const MIGRATE_LOCK = "8602272712111386477";
 
 /** Where a migrate records what it applied from sql/; beside node-pg-migrate's own table. */
-const MIGRATIONS_TABLE = "waitroom_migrations"; // in schema public, node-pg-migrate's default
+export const MIGRATIONS_TABLE = "waitroom_migrations"; // in schema public, node-pg-migrate's default
 const SQL_STATE_TABLE = "public.waitroom_sql_state";
 
 /** Bump when the way sql/ is applied changes, so every database re-applies it once. */
