@@ -27,13 +27,15 @@ export const verdictRow = z.object({
 });
 export type Verdict = z.infer<typeof verdictRow>;
 
-export type Joined = {
-  ticket_id: string;
-  token: string;
-  status: TicketStatus;
-  position: number | null;
-  depth: number;
-};
+/** What a join answers: waitroom.join's columns (join_many's after its ordinal); test/sql/row-types.test.ts holds them. */
+export const joinedRow = z.object({
+  ticket_id: z.string(),
+  token: z.string(),
+  status: z.enum(ticketStatuses),
+  position: z.int().nullable(),
+  depth: z.int(),
+});
+export type Joined = z.infer<typeof joinedRow>;
 
 /**
  * A ticket's state as a stream shows it: the attributes of waitroom.ticket_state (sql/00_types.sql) in
@@ -256,17 +258,18 @@ export async function showRoomPage(sql: Sql, room: string): Promise<RoomPageSett
   return found?.settings;
 }
 
-/** One minute of a room's ledger (waitroom.history). */
-export type HistoryBucket = {
-  minute: Date;
-  joined: number;
-  admitted: number;
-  left: number;
-  expired: number;
-  median_wait_ms: number | null;
-  p90_wait_ms: number | null;
-  depth: number;
-};
+/** One minute of a room's ledger: waitroom.history's columns (test/sql/row-types.test.ts holds them). */
+export const historyBucketRow = z.object({
+  minute: z.date(),
+  joined: z.int(),
+  admitted: z.int(),
+  left: z.int(),
+  expired: z.int(),
+  median_wait_ms: z.int().nullable(),
+  p90_wait_ms: z.int().nullable(),
+  depth: z.int(),
+});
+export type HistoryBucket = z.infer<typeof historyBucketRow>;
 
 export async function history(sql: Sql, room: string, minutes: number, now?: Date): Promise<HistoryBucket[]> {
   return sql<HistoryBucket[]>`select * from waitroom.history(${room}, ${minutes}, ${now ?? null})`;

@@ -191,14 +191,15 @@ export type RoomStats = z.infer<typeof roomStats>;
 export type Room = { id: string } & ShownSettings & { created_at: Date; updated_at: Date };
 export type RoomWithStats = Room & { stats: RoomStats };
 
-/** A row of waitroom.list_rooms: the settings come as one JSON object (waitroom._shown_settings). */
-export type RoomListing = {
-  id: string;
-  settings: Record<string, unknown>;
-  created_at: Date;
-  updated_at: Date;
-  stats: RoomStats;
-};
+/** A row of waitroom.list_rooms (type waitroom.room_listing): the settings come as one JSON object (waitroom._shown_settings). */
+export const roomListingRow = z.object({
+  id: z.string(),
+  settings: z.record(z.string(), z.unknown()),
+  created_at: z.date(),
+  updated_at: z.date(),
+  stats: roomStats,
+});
+export type RoomListing = z.infer<typeof roomListingRow>;
 
 const shownKeys = Object.keys(shownSettings.shape);
 
