@@ -107,6 +107,18 @@ comment on function waitroom._notice_max_rows() is
 --    of 16-digit ids are under 8000 bytes). Ids of one INSERT are consecutive
 --    unless concurrent inserts took numbers in between, so an admission of
 --    10,000 is usually one run: about 50 bytes instead of 3 MB.
+-- One compact notice: the id ranges of ledger rows, keyed '<first>-<last>'.
+create function waitroom._publish_notice(p_first bigint, p_last bigint, p_ranges jsonb) returns void
+language plpgsql
+as $$
+begin
+  perform pg_notify('waitroom_events', c)
+     from waitroom._chunks(jsonb_build_object('v', 1, 'ranges', p_ranges)::text, p_first || '-' || p_last) c;
+end
+$$;
+comment on function waitroom._publish_notice(bigint, bigint, jsonb) is
+  'NOTIFY waitroom_events with one compact notice naming the ledger ids in p_ranges ([[first, last], ...], p_first..p_last overall); the one place the notice''s form is written.';
+
 create function waitroom._publish_ids(p_ids bigint[]) returns void
 language plpgsql
 as $$
@@ -134,9 +146,8 @@ begin
   -- The usual big batch, the ids of one INSERT, is one run: announced without sorting them.
   if cardinality(p_ids) <= waitroom._notice_max_rows()
      and (select bool_and(u.id = p_ids[1] + u.i - 1) from unnest(p_ids) with ordinality as u(id, i)) then
-    perform pg_notify('waitroom_events', c)
-       from waitroom._chunks(jsonb_build_object('v', 1, 'ranges', jsonb_build_array(jsonb_build_array(p_ids[1], p_ids[cardinality(p_ids)])))::text,
-                             p_ids[1] || '-' || p_ids[cardinality(p_ids)]) c;
+    perform waitroom._publish_notice(p_ids[1], p_ids[cardinality(p_ids)],
+                                     jsonb_build_array(jsonb_build_array(p_ids[1], p_ids[cardinality(p_ids)])));
     return;
   end if;
   for v_notice in
@@ -153,14 +164,12 @@ begin
         from runs r
     )
     select min(n.first_id) as first_id, max(n.last_id) as last_id,
-           jsonb_build_object('v', 1, 'ranges', jsonb_agg(jsonb_build_array(n.first_id, n.last_id) order by n.first_id))
-             as body
+           jsonb_agg(jsonb_build_array(n.first_id, n.last_id) order by n.first_id) as ranges
       from numbered n
      group by n.part, n.piece
      order by 1
   loop
-    perform pg_notify('waitroom_events', c)
-       from waitroom._chunks(v_notice.body::text, v_notice.first_id || '-' || v_notice.last_id) c;
+    perform waitroom._publish_notice(v_notice.first_id, v_notice.last_id, v_notice.ranges);
   end loop;
 end
 $$;
