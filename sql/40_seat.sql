@@ -13,16 +13,22 @@ declare
   r waitroom.rooms;
   v waitroom.verdict;
 begin
-  -- The predicate is the lock: of any number of concurrent callers exactly
-  -- one sees status = 'admitted' and wins.
-  update waitroom.tickets tk
-     set status = 'active', claimed_at = v_now, last_seen_at = v_now,
-         expires_at = v_now + make_interval(secs => rm.session_seconds)
-    from waitroom.rooms rm
-   where tk.id = p_ticket and rm.id = tk.room_id
-     and tk.token_hash = v_hash and tk.status = 'admitted' and tk.claim_deadline > v_now
-  returning tk.* into t;
-  if found then
+  -- The row lock first (for the presented token only: a wrong one locks
+  -- nothing): a claim arriving while its admission, a sweep or a re-join
+  -- commits waits for it and sees the ticket as it now is. A bare UPDATE
+  -- would judge the row as its snapshot saw it (still queued) and the read
+  -- after it the committed offer. Of any number of concurrent callers
+  -- exactly one finds the offer and makes the seat.
+  select * into t from waitroom.tickets tk
+   where tk.id = p_ticket and tk.token_hash = v_hash
+     for no key update;
+  if t.status = 'admitted' and t.claim_deadline > v_now then
+    update waitroom.tickets tk
+       set status = 'active', claimed_at = v_now, last_seen_at = v_now,
+           expires_at = v_now + make_interval(secs => rm.session_seconds)
+      from waitroom.rooms rm
+     where tk.id = p_ticket and rm.id = tk.room_id
+    returning tk.* into t;
     perform waitroom._publish_ids(waitroom._log(array[row(t.room_id, t.id, 'active',
       jsonb_build_object('expires_at', t.expires_at))::waitroom.ledger_entry], v_now));
     return row(true, 'ok', 'active', t.expires_at, t.holder, t.room_id, t.instance)::waitroom.claim_result;
@@ -61,14 +67,16 @@ begin
   if coalesce(v.status, '') not in ('queued', 'admitted', 'active') then
     return v;
   end if;
-  -- Re-check liveness in the UPDATE itself: a concurrent transition wins.
+  -- Re-check liveness in the UPDATE itself: a concurrent transition wins
+  -- unless it leaves the ticket live (an admission of the queued ticket
+  -- while this waited on its row: the presence counts for the offer).
   update waitroom.tickets tk
      set last_seen_at = greatest(tk.last_seen_at, p_now),
          expires_at = case
            when tk.status = 'active' and r.renew_on_heartbeat
              then greatest(tk.expires_at, p_now + make_interval(secs => r.session_seconds))
            else tk.expires_at end
-   where tk.id = p_ticket and tk.token_hash = p_token_hash and tk.status = t.status
+   where tk.id = p_ticket and tk.token_hash = p_token_hash and tk.status in ('queued', 'admitted', 'active')
      and waitroom._effective_status(tk, r, p_now) = tk.status
   returning tk.* into t;
   if not found then

@@ -99,6 +99,37 @@ describe("claim under contention", () => {
   });
 });
 
+describe("a holder's verbs while its admission commits", () => {
+  it("a claim and a heartbeat arriving during admit's transaction wait for it, then claim and record", async () => {
+    // Regression (seen behind nginx in CI): a claim whose UPDATE began before admit committed found
+    // no admitted row, then read the committed offer and answered not_claimed, a code claim must
+    // never give; a heartbeat of the queued ticket re-checked its status against the one it first
+    // read and answered not_claimed too.
+    const room = "admit-commit";
+    await db.sql`select waitroom.create_room(${room}, 2)`;
+    const [claimer] = await db.sql<Joined[]>`select * from waitroom.join(${room}, 'claimer')`;
+    const [beater] = await db.sql<Joined[]>`select * from waitroom.join(${room}, 'beater')`;
+    if (!claimer || !beater) throw new Error("join returned no row");
+    const admission = holdLock(db.sql, (tx) => tx`select * from waitroom.admit(${room})`);
+    try {
+      await admission.held;
+      const claimed = db.sql<Verdict[]>`select * from waitroom.claim(${claimer.ticket_id}, ${claimer.token})`.execute();
+      const beaten = db.sql<
+        Verdict[]
+      >`select * from waitroom.heartbeat(${beater.ticket_id}, ${beater.token})`.execute();
+      expect(await waitForLockWaiters(db.sql, "waitroom.claim", 1)).toBe(1);
+      expect(await waitForLockWaiters(db.sql, "waitroom.heartbeat", 1)).toBe(1);
+      admission.release();
+      await admission.done;
+      expect((await claimed)[0]).toMatchObject({ ok: true, code: "ok", status: "active" });
+      expect((await beaten)[0]).toMatchObject({ ok: true, code: "ok", status: "admitted" });
+    } finally {
+      admission.release();
+      await admission.done.catch(() => {});
+    }
+  });
+});
+
 describe("capacity under a storm of every verb", () => {
   it("occupied seats never exceed capacity while admitters, joiners, claimers, leavers and sweep race", async () => {
     const random = testRandom(105);
