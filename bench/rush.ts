@@ -127,6 +127,8 @@ type PhaseCpu = {
   postgresMs: number | null;
   clientsMs: number;
   busyPercent: number | null;
+  /** Of all cores' time, how much the kernel took (system, irq, softirq: the connections' TCP work among it). */
+  kernelPercent: number | null;
   /** Busy with processes that are not this run's: the shared machine's neighbours. */
   othersPercent: number | null;
 };
@@ -193,9 +195,10 @@ export type RushSizeFigures = {
       lastMs: number;
     }>;
     endedAfterOpen: Record<string, number>;
-    /** Service and PostgreSQL CPU over the opening, per stream opened. */
+    /** Service, PostgreSQL and stream clients' CPU over the opening, per stream opened. */
     serviceCpuMsPerStream: number;
     postgresCpuMsPerStream: number | null;
+    clientsCpuMsPerStream: number;
     cpu: PhaseCpu;
     serviceDescriptors: number | null;
     /** The kernel's TCP counters over the opening (machine-wide; null without /proc). */
@@ -496,7 +499,7 @@ function cpuSplit(before: CpuSnapshot, after: CpuSnapshot): PhaseCpu {
   const clientsMs = after.clientsMs - before.clientsMs;
   const ours = serviceMs + (postgresMs ?? 0) + clientsMs + (after.benchmarkMs - before.benchmarkMs);
   if (!before.machine || !after.machine)
-    return { serviceMs, postgresMs, clientsMs, busyPercent: null, othersPercent: null };
+    return { serviceMs, postgresMs, clientsMs, busyPercent: null, kernelPercent: null, othersPercent: null };
   const totalMs = after.machine.totalMs - before.machine.totalMs;
   const busyMs = after.machine.busyMs - before.machine.busyMs;
   return {
@@ -504,6 +507,7 @@ function cpuSplit(before: CpuSnapshot, after: CpuSnapshot): PhaseCpu {
     postgresMs,
     clientsMs,
     busyPercent: (100 * busyMs) / totalMs,
+    kernelPercent: (100 * (after.machine.kernelMs - before.machine.kernelMs)) / totalMs,
     othersPercent: Math.max(0, (100 * (busyMs - ours)) / totalMs),
   };
 }
@@ -665,6 +669,7 @@ async function runRush(
         serviceCpuMsPerStream: openingCpu.serviceMs / Math.max(1, openedCount),
         postgresCpuMsPerStream:
           openingCpu.postgresMs === null ? null : openingCpu.postgresMs / Math.max(1, openedCount),
+        clientsCpuMsPerStream: openingCpu.clientsMs / Math.max(1, openedCount),
         cpu: openingCpu,
         serviceDescriptors,
         tcp,
@@ -890,9 +895,9 @@ const SIZE_HEADER = [
 const roundsOf = (figures: RushFigures) =>
   `${figures.rounds} round${figures.rounds === 1 ? "" : "s"} × ${figures.secondsPerRun} s`;
 const busy = (cpu: PhaseCpu) =>
-  cpu.busyPercent === null || cpu.othersPercent === null
+  cpu.busyPercent === null || cpu.othersPercent === null || cpu.kernelPercent === null
     ? "n/a"
-    : `${Math.round(cpu.busyPercent)} % (others ${Math.round(cpu.othersPercent)} %)`;
+    : `${Math.round(cpu.busyPercent)} % (kernel ${Math.round(cpu.kernelPercent)} %, others ${Math.round(cpu.othersPercent)} %)`;
 const ms3 = (ms: number | null) => (ms === null || Number.isNaN(ms) ? "n/a" : `${ms.toFixed(3)} ms`);
 
 /** Where each size's time went: the join and open phases' CPU and the kernel's view of the connections. */
@@ -904,7 +909,7 @@ function openingTable(figures: RushFigures): string {
       "client processes",
       "TCP connect p50 · p99 · last",
       "listen-queue overflows · SYN retransmits",
-      "CPU / stream opened: service · PostgreSQL",
+      "CPU / stream opened: service · PostgreSQL · clients",
       "service descriptors at the peak",
       "service RSS",
       "machine busy while opening",
@@ -917,7 +922,7 @@ function openingTable(figures: RushFigures): string {
       s.streams.tcp === null
         ? "n/a"
         : `${formatCount(s.streams.tcp.ListenOverflows)} · ${formatCount(s.streams.tcp.TCPSynRetrans)}`,
-      `${ms3(s.streams.serviceCpuMsPerStream)} · ${ms3(s.streams.postgresCpuMsPerStream)}`,
+      `${ms3(s.streams.serviceCpuMsPerStream)} · ${ms3(s.streams.postgresCpuMsPerStream)} · ${ms3(s.streams.clientsCpuMsPerStream)}`,
       s.streams.serviceDescriptors === null ? "n/a" : formatCount(s.streams.serviceDescriptors),
       `${mb(s.memory.before.rss)} → ${mb(s.memory.after.rss)}`,
       busy(s.streams.cpu),
@@ -1099,8 +1104,10 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     "",
     drawTable(figures),
     "",
-    'Machine busy: all cores, from /proc; "others" is what was not this run\'s processes (service, PostgreSQL, ' +
-      "clients, the benchmark), i.e. the shared machine's neighbours. " +
+    'Machine busy: all cores, from /proc; "kernel" is the part spent in the kernel (system, irq and softirq time: ' +
+      "on loopback the TCP work of both ends of every connection is done there, charged to whichever process is on the " +
+      "core, so the clients' and the service's CPU include some of each other's); \"others\" is what was not this run's " +
+      "processes (service, PostgreSQL, clients, the benchmark), i.e. the shared machine's neighbours. " +
       "Descriptors and TCP counters are read just after the last stream opened; the counters are the kernel's, machine-wide, " +
       'over the opening (the clients see an overflow as a SYN retransmitted after 1 s, 3 s, 7 s, …). "The position query ' +
       "alone\" is `waitroom.positions` for every ticket of the room from the benchmark's connection after the draw (median of " +

@@ -10,7 +10,8 @@ import { readdir, readFile } from "node:fs/promises";
 /** Clock ticks per second of /proc's CPU counters (USER_HZ, 100 on every Linux build in practice). */
 const TICKS_PER_SECOND = 100;
 
-export type MachineCpu = { busyMs: number; totalMs: number };
+/** busyMs includes kernelMs: system, irq and softirq time, where loopback TCP's work for both ends is done. */
+export type MachineCpu = { busyMs: number; kernelMs: number; totalMs: number };
 
 /** All cores together since boot, from the first line of /proc/stat. */
 export async function machineCpu(): Promise<MachineCpu | null> {
@@ -20,7 +21,7 @@ export async function machineCpu(): Promise<MachineCpu | null> {
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
   const busy = user + nice + system + irq + softirq + steal;
   const toMs = (ticks: number) => (ticks * 1000) / TICKS_PER_SECOND;
-  return { busyMs: toMs(busy), totalMs: toMs(busy + idle + iowait) };
+  return { busyMs: toMs(busy), kernelMs: toMs(system + irq + softirq), totalMs: toMs(busy + idle + iowait) };
 }
 
 /** CPU time (user + system) of one process, in ms, and its parent's pid. */
