@@ -306,34 +306,27 @@ as $$
 declare
   v_now timestamptz := waitroom._now(p_now);
   g waitroom.grants;
-  returned boolean;
   v_available integer;
   v_outstanding integer;
 begin
   if p_outcome is null or p_outcome not in ('consumed', 'returned') then
     perform waitroom._fail('WR400', 'outcome must be consumed or returned');
   end if;
+  -- The grant's row lock first: concurrent settles of one ticket take
+  -- turns, and each judges the grant as it now is, in one read. (Judging by
+  -- an UPDATE's predicate and then reading again could see an admission's
+  -- grant commit in between: no answer fitted that.)
+  select * into g from waitroom.grants where ticket_id = p_ticket for no key update;
+  if not found then
+    return row(false, 'not_granted', null, null, null)::waitroom.settlement;
+  elsif g.outcome is not null then
+    return row(false, 'already_' || g.outcome, g.room_id, g.outcome, null)::waitroom.settlement;
+  end if;
   if p_outcome = 'returned' then
-    returned := cardinality(waitroom._return_grants(array[p_ticket], 'returned', v_now)) = 1;
-    select * into g from waitroom.grants where ticket_id = p_ticket;
-    if g.ticket_id is null then
-      return row(false, 'not_granted', null, null, null)::waitroom.settlement;
-    elsif not returned then
-      return row(false, 'already_' || g.outcome, g.room_id, g.outcome, null)::waitroom.settlement;
-    end if;
+    perform waitroom._return_grants(array[p_ticket], 'returned', v_now);
     perform waitroom._wake(g.room_id);
   else
-    -- The predicate is the lock: of concurrent settles one wins.
-    update waitroom.grants set outcome = 'consumed', settled_at = v_now
-     where ticket_id = p_ticket and outcome is null
-    returning * into g;
-    if not found then
-      select * into g from waitroom.grants where ticket_id = p_ticket;
-      if g.ticket_id is null then
-        return row(false, 'not_granted', null, null, null)::waitroom.settlement;
-      end if;
-      return row(false, 'already_' || g.outcome, g.room_id, g.outcome, null)::waitroom.settlement;
-    end if;
+    update waitroom.grants set outcome = 'consumed', settled_at = v_now where ticket_id = p_ticket;
     if g.stock then
       update waitroom.rooms set stock_outstanding = stock_outstanding - 1 where id = g.room_id
       returning stock_available, stock_outstanding into v_available, v_outstanding;

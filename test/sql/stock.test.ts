@@ -208,6 +208,50 @@ describe("stock under contention", () => {
   });
 });
 
+describe("settle under contention", () => {
+  it("30 settles of one admission, consumed and returned mixed: one decides it, every other answers what it became", async () => {
+    const room = await createRoom(db.sql, 10, { claim_seconds: 600 });
+    await addStock(room, 1);
+    await joinMany(room, 1);
+    const [offered] = await admit(db.sql, room, at(1));
+    if (!offered) throw new Error("nothing was offered");
+
+    const conns = await reserve(30);
+    // The gate holds the grant's row: every settle waits on it before judging the grant.
+    const gate = holdLock(db.sql, (tx) => tx`select 1 from waitroom.grants where ticket_id = ${offered} for update`);
+    let answers: Settlement[] = [];
+    try {
+      await gate.held;
+      const start = barrier();
+      const settles = conns.map(async (conn, i) => {
+        await start.promise;
+        const outcome = i % 2 === 0 ? "consumed" : "returned";
+        const [row] = await conn<Settlement[]>`select * from waitroom.settle(${offered}, ${outcome}, ${at(2)})`;
+        return row as Settlement;
+      });
+      start.open();
+      expect(await waitForLockWaiters(db.sql, "waitroom.settle", 30)).toBe(30);
+      gate.release();
+      await gate.done;
+      answers = await Promise.all(settles);
+    } finally {
+      gate.release();
+      await gate.done.catch(() => {});
+      for (const conn of conns) conn.release();
+    }
+    const winners = answers.filter((a) => a.ok);
+    expect(winners).toHaveLength(1);
+    const outcome = winners[0]?.outcome;
+    expect(answers.filter((a) => !a.ok).map((a) => [a.code, a.outcome, a.room_id])).toEqual(
+      Array(29).fill([`already_${outcome}`, outcome, room]),
+    );
+    const l = await ledger(room);
+    expect(outcome === "consumed" ? l.consumed : l.returned).toBe(1);
+    expect(l.consumed + l.returned).toBe(1);
+    expectReconciled(l);
+  });
+});
+
 describe("sold out", () => {
   it("ends every queued ticket once with reason sold_out, refuses joins, and new stock reopens the room", async () => {
     const room = await createRoom(db.sql, 10, { claim_seconds: 60 });
