@@ -1050,7 +1050,9 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
       "`ANALYZE waitroom.tickets`, as autovacuum would have done before an opening minutes later (without statistics " +
       "the draw's plan is a nested loop of tens of seconds: see the notes).",
     `2. **Open**: N event streams (\`GET /v1/tickets/{id}/events?token=…\`), split over client processes of at most ${formatCount(STREAMS_PER_CLIENT_PROCESS)} streams ` +
-      "(`bench/lib/sse-clients-child.ts`; each stream is a descriptor there and in the service), all requested at one " +
+      "(`bench/lib/sse-clients-child.ts`; each stream is a descriptor there and in the service; each process connects " +
+      "from a loopback address of its own, as clients of a real rush come from many: from one address, Linux scans its " +
+      "whole range of even ephemeral ports for every connection past ≈ 14,000, see bench/lib/sse-clients.ts), all requested at one " +
       "wall-clock instant, each process issuing all of its requests in one synchronous loop (not paced). Per stream: time " +
       `from that instant to its TCP connection and to its first \`state\` read; a stream without one within ${seconds(plan.openTimeoutMs)} failed.`,
     `3. **Open the room**: \`opens_at\` is set ${seconds(plan.openingLeadMs)} ahead (\`configure_room\`, which streams see as one ` +

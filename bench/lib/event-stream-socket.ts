@@ -25,10 +25,10 @@ export type EventStreamHandlers = {
 type Phase = "head" | "size" | "data" | "crlf" | "raw" | "done";
 
 export function openEventStream(
-  target: { host: string; port: number; path: string },
+  target: { host: string; port: number; path: string; localAddress?: string },
   handlers: EventStreamHandlers,
 ): { destroy(): void } {
-  const socket = net.connect({ host: target.host, port: target.port });
+  const socket = net.connect({ host: target.host, port: target.port, localAddress: target.localAddress });
   socket.setEncoding("latin1");
   let phase: Phase = "head";
   let input = "";

@@ -26,6 +26,8 @@ export type ClientsArgs = {
   to: number;
   /** A stream that has not read its first `state` this long after `at` counts as failed (and is closed). */
   openTimeoutMs: number;
+  /** The loopback address this process connects from (see sse-clients.ts). */
+  localAddress: string;
 };
 
 export type ClientsReport = {
@@ -161,6 +163,7 @@ function open(stream: Stream, ticket: Ticket): void {
       host: base.hostname,
       port: Number(base.port),
       path: `/v1/tickets/${ticket.ticket_id}/events?token=${encodeURIComponent(ticket.token)}`,
+      localAddress: args.localAddress,
     },
     {
       connected: () => {

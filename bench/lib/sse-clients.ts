@@ -10,6 +10,23 @@ import type { ClientsArgs, ClientsReport } from "./sse-clients-child.js";
 
 const CHILD = fileURLToPath(new URL("./sse-clients-child.ts", import.meta.url));
 
+/*
+ * Each client process connects from a loopback address of its own (all of 127/8 is loopback on
+ * Linux), never reused within a run, and picked at random between runs. Linux hands connect() its
+ * ephemeral ports even ones first (ip_local_port_range 32768–60999 has ≈ 14,000) and tries the odd
+ * ones only after scanning every even one: from one address, each connection past ≈ 14,000 to the
+ * same service scanned them all, and the kernel took 36 % of both cores during an opening of 19,000
+ * streams against 11 % for 10,000. Reusing an address whose ports still hold the last run's TIME_WAIT
+ * sockets (60 s) cost as much again. A real rush comes from as many addresses as it has clients.
+ */
+const sourceNetwork = 1 + Math.floor(Math.random() * 250);
+let nextSourceAddress = 0;
+function sourceAddress(): string {
+  const address = `127.${sourceNetwork}.${Math.floor(nextSourceAddress / 250)}.${(nextSourceAddress % 250) + 1}`;
+  nextSourceAddress++;
+  return address;
+}
+
 export type StreamClients = {
   /** The client processes, for reading their CPU from /proc. */
   pids: number[];
@@ -49,6 +66,7 @@ export async function startStreamClients(options: {
       from: index * share,
       to: Math.min(options.tickets, (index + 1) * share),
       openTimeoutMs: options.openTimeoutMs,
+      localAddress: sourceAddress(),
     };
     const child = fork(CHILD, [JSON.stringify(args)], {
       execArgv: ["--import", import.meta.resolve("tsx")],
