@@ -36,8 +36,11 @@ begin
 
   -- A retry by the current token of a seat it holds (the answer to the
   -- first claim was lost, or the token is being refreshed): the same seat
-  -- again, unchanged, with nothing written.
-  select * into t from waitroom.tickets where id = p_ticket;
+  -- again, unchanged, with nothing written. The locked read has the row
+  -- unless the token was not its own; then read it for the verdict.
+  if t.id is null then
+    select * into t from waitroom.tickets where id = p_ticket;
+  end if;
   select * into r from waitroom.rooms where id = t.room_id;
   v := waitroom._verdict(t, r, v_hash, v_now);
   if v.status in ('active', 'draining') then
@@ -57,6 +60,8 @@ returns waitroom.verdict
 language plpgsql
 as $$
 declare
+  -- Whose holder's presence counts: a place, an offer, a seat.
+  c_present constant text[] := '{queued,admitted,active}';
   t waitroom.tickets;
   r waitroom.rooms;
   v waitroom.verdict;
@@ -64,7 +69,7 @@ begin
   select * into t from waitroom.tickets where id = p_ticket;
   select * into r from waitroom.rooms where id = t.room_id;
   v := waitroom._verdict(t, r, p_token_hash, p_now);
-  if coalesce(v.status, '') not in ('queued', 'admitted', 'active') then
+  if v.status is null or v.status <> all (c_present) then
     return v;
   end if;
   -- Re-check liveness in the UPDATE itself: a concurrent transition wins
@@ -76,7 +81,7 @@ begin
            when tk.status = 'active' and r.renew_on_heartbeat
              then greatest(tk.expires_at, p_now + make_interval(secs => r.session_seconds))
            else tk.expires_at end
-   where tk.id = p_ticket and tk.token_hash = p_token_hash and tk.status in ('queued', 'admitted', 'active')
+   where tk.id = p_ticket and tk.token_hash = p_token_hash and tk.status = any (c_present)
      and waitroom._effective_status(tk, r, p_now) = tk.status
   returning tk.* into t;
   if not found then
