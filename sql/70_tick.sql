@@ -1,11 +1,34 @@
 -- The scheduler's verbs: one admission tick, and re-arming broken chains.
 
+-- graphile-worker runs a job due now at once (NOTIFY) but finds one due later
+-- by polling (every 250 ms), so a tick scheduled at opens_at ran 0–250 ms
+-- late and the opening draw with it (100–270 ms in the rush benchmark). The
+-- tick before an opening is due this much early; the scheduler's task, told
+-- by opening_wait how long is left, waits it out and ticks at opens_at.
+create function waitroom._opening_lead() returns interval
+language sql immutable parallel safe
+as $$ select interval '500 milliseconds' $$;
+comment on function waitroom._opening_lead() is
+  'How early the tick before a room''s opening is due (more than the scheduler''s poll interval): the task waits the rest (waitroom.opening_wait).';
+
+create function waitroom.opening_wait(p_room text, p_now timestamptz default null) returns interval
+language sql stable
+as $$
+  select r.opens_at - waitroom._now(p_now)
+    from waitroom.rooms r
+   where r.id = p_room and r.mode in ('open', 'passthrough')
+     and r.opens_at > waitroom._now(p_now) and r.opens_at <= waitroom._now(p_now) + waitroom._opening_lead()
+$$;
+comment on function waitroom.opening_wait(text, timestamptz) is
+  'How long until the room''s opens_at, when that is within the opening lead (500 ms) and the room is open or passthrough: the scheduler waits that long before it ticks. Null otherwise (tick now).';
+
 create function waitroom.tick(p_room text, p_now timestamptz default null) returns integer
 language plpgsql
 as $$
 declare
   r       waitroom.rooms;
   v_count integer;
+  v_at    timestamptz;
 begin
   select * into r from waitroom.rooms where id = p_room;
   if not found then
@@ -16,20 +39,26 @@ begin
   -- preserve_run_at: a wake that arrived while we ran keeps its earlier time.
   -- A room waiting for its upstream to recover ticks (and so probes) at
   -- least every second, however long its tick_ms.
+  -- Before the opening: the tick at opens_at, due the opening lead early (at
+  -- least 50 ms from now, so that a tick run early without waiting cannot
+  -- spin); tick_ms later, it could run up to tick_ms late.
   if r.mode in ('open', 'passthrough') then
+    v_at := coalesce(p_now, clock_timestamp());
     perform waitroom._schedule_admit(
       p_room,
-      greatest(coalesce(p_now, clock_timestamp()) + make_interval(secs => case
-                 when r.health_url is not null and r.healthy is not true then least(r.tick_ms, 1000)
-                 else r.tick_ms end / 1000.0),
-               r.opens_at),
+      case
+        when r.opens_at > v_at then greatest(v_at + interval '50 milliseconds', r.opens_at - waitroom._opening_lead())
+        else v_at + make_interval(secs => case
+               when r.health_url is not null and r.healthy is not true then least(r.tick_ms, 1000)
+               else r.tick_ms end / 1000.0)
+      end,
       'preserve_run_at');
   end if;
   return v_count;
 end
 $$;
 comment on function waitroom.tick(text, timestamptz) is
-  'One admission tick of the scheduler: waitroom.admit, then schedule the next tick tick_ms later (at most 1 s later while the upstream is not healthy; at opens_at if that is later) while the room is open or passthrough. Returns how many were admitted.';
+  'One admission tick of the scheduler: waitroom.admit, then schedule the next tick tick_ms later (at most 1 s later while the upstream is not healthy), or before opens_at the tick of the opening, due the opening lead early (see opening_wait), while the room is open or passthrough. Returns how many were admitted.';
 
 create function waitroom.rearm() returns integer
 language plpgsql

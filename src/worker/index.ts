@@ -1,3 +1,4 @@
+import { setTimeout } from "node:timers/promises";
 import { type JobHelpers, run, type WorkerEvents } from "graphile-worker";
 import pg from "pg";
 import { z } from "zod";
@@ -7,7 +8,9 @@ import { type Logger, workerLogger } from "../log.js";
  * The scheduler. Every rule lives in SQL: these tasks only call it.
  * - admit: one tick of one room (waitroom.tick admits, then schedules the
  *   next tick). Jobs come from SQL: create_room, configure_room, leave and
- *   sweep wake a room; waitroom.tick re-arms itself every tick_ms.
+ *   sweep wake a room; waitroom.tick re-arms itself every tick_ms. The tick
+ *   of an opening comes half a second early (graphile-worker finds jobs due
+ *   later by polling) and waits until opens_at (waitroom.opening_wait).
  * - sweep: waitroom.sweep every sweepIntervalMs (self-rescheduling), and from
  *   cron every minute in case that chain broke. A sweep whose batch was full
  *   (batch_full) runs again at once, so maintenance keeps up with traffic
@@ -76,12 +79,15 @@ export function createTaskList(
 ): Tasks {
   const admit: Tasks["admit"] = async (payload, helpers) => {
     const { room } = admitPayload.parse(payload);
-    // One round trip for a tick with no probe due (every tick of a room without a health gate).
-    const first = await helpers.query<{ url: string | null; admitted: number | null }>(
-      "select h.url, case when h.url is null then waitroom.tick($1) end as admitted from waitroom.health_due($1) as h(url)",
+    // One round trip for a tick with no probe due and no opening to wait for (nearly every tick).
+    const first = await helpers.query<{ url: string | null; wait_ms: number | null; admitted: number | null }>(
+      "select h.url, ceil(extract(epoch from w.wait) * 1000)::integer as wait_ms, " +
+        "case when h.url is null and w.wait is null then waitroom.tick($1) end as admitted " +
+        "from waitroom.health_due($1) as h(url), waitroom.opening_wait($1) as w(wait)",
       [room],
     );
     const url = first.rows[0]?.url;
+    const waitMs = first.rows[0]?.wait_ms;
     let admitted = first.rows[0]?.admitted ?? 0;
     if (url) {
       const { healthy, detail } = await probeHealth(url);
@@ -92,6 +98,10 @@ export function createTaskList(
         detail,
       ]);
       if (set.rows[0]?.changed) log.info({ room, healthy, detail }, "room health changed");
+    }
+    // The tick before an opening came early (waitroom._opening_lead): the draw starts at opens_at, not at the next poll.
+    if (waitMs) await setTimeout(waitMs);
+    if (url || waitMs) {
       const { rows } = await helpers.query<{ admitted: number }>("select waitroom.tick($1) as admitted", [room]);
       admitted = rows[0]?.admitted ?? 0;
     }

@@ -245,3 +245,38 @@ describe("opening draw", () => {
     await db.sql`select waitroom.configure_room(${room}, '{"shuffle_seed": 31337}', ${at(OPENS + 1)})`;
   });
 });
+
+describe("the tick of the opening", () => {
+  const nextTick = async (room: string) =>
+    (await db.sql<{ run_at: Date }[]>`select run_at from graphile_worker.jobs where key = ${`admit:${room}`}`).map(
+      (row) => row.run_at,
+    );
+  const tickAt = async (room: string, seconds: number) => {
+    await db.sql`select graphile_worker.remove_job(${`admit:${room}`})`;
+    await db.sql`select waitroom.tick(${room}, ${at(seconds)})`;
+    return nextTick(room);
+  };
+  const waitAt = async (room: string, seconds: number) =>
+    first(
+      await db.sql<{ ms: number | null }[]>`
+        select (extract(epoch from waitroom.opening_wait(${room}, ${at(seconds)})) * 1000)::float8 as ms`,
+    ).ms;
+
+  it("is due half a second before opens_at, and says how long is left to wait", async () => {
+    const { room } = await scheduledRoom(1, { tick_ms: 5000 });
+    // Long before: the next tick is the opening's, early by the lead; tick_ms later would be late.
+    expect(await tickAt(room, 10)).toEqual([at(OPENS - 0.5)]);
+    expect(await tickAt(room, OPENS - 3)).toEqual([at(OPENS - 0.5)]);
+    // Within the lead, a tick run without waiting comes again 50 ms later, not at once.
+    expect(await tickAt(room, OPENS - 0.3)).toEqual([at(OPENS - 0.25)]);
+    expect(await tickAt(room, OPENS + 1)).toEqual([at(OPENS + 6)]);
+
+    expect(await waitAt(room, OPENS - 0.6)).toBeNull();
+    expect(await waitAt(room, OPENS - 0.5)).toBe(500);
+    expect(await waitAt(room, OPENS - 0.2)).toBe(200);
+    expect(await waitAt(room, OPENS)).toBeNull();
+    await db.sql`select waitroom.configure_room(${room}, '{"mode": "paused"}', ${at(50)})`;
+    expect(await waitAt(room, OPENS - 0.2)).toBeNull();
+    expect(await waitAt(await createRoom(db.sql, 1), OPENS - 0.2)).toBeNull(); // no opens_at
+  });
+});

@@ -113,6 +113,7 @@ function callsWithNow(room: string, ticket: { ticket_id: string; token: string }
     sweep: `select * from waitroom.sweep(1000, '${room}', $1)`,
     tick: `select waitroom.tick('${room}', $1)`,
     health_due: `select waitroom.health_due('${room}', $1)`,
+    opening_wait: `select waitroom.opening_wait('${room}', $1)`,
     set_health: `select waitroom.set_health('${room}', true, null, $1)`,
     history: `select * from waitroom.history('${room}', 60, $1)`,
     add_stock: `select * from waitroom.add_stock('${room}', 5, $1)`,

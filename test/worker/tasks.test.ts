@@ -66,6 +66,24 @@ describe("the scheduler's tasks", () => {
     expect(counted).toMatchObject({ admitJobs: 1, admitted: 2, healthProbes: 0 });
   });
 
+  it("admit, run before a room opens, waits until opens_at and makes the draw then", async () => {
+    const room = uniqueRoomId("tasks");
+    // Opening in 450 ms by the database's clock: within the opening lead (500 ms), as a poll finds the tick.
+    await db.sql`select waitroom.create_room(${room}, 2, '{}')`;
+    const [{ opens_at: opensAt } = { opens_at: new Date(0) }] = await db.sql<{ opens_at: Date }[]>`
+      select (waitroom.configure_room(${room}, jsonb_build_object('opens_at', now() + interval '450 ms'))).opens_at`;
+    for (let i = 0; i < 3; i++) await db.sql`select * from waitroom.join(${room})`;
+    const [{ wait } = { wait: null }] = await db.sql`select waitroom.opening_wait(${room}) as wait`;
+    expect(wait, "the room opens within the lead").not.toBeNull();
+
+    const counted = activity();
+    await createTaskList({ sweepIntervalMs: 1000, log }, counted).admit({ room }, helpers);
+    expect((await statuses(room)).sort()).toEqual(["admitted", "admitted", "queued"]);
+    const [drawn] = await db.sql<{ shuffled_at: Date }[]>`select shuffled_at from waitroom.rooms where id = ${room}`;
+    expect(drawn?.shuffled_at.getTime()).toBeGreaterThanOrEqual(opensAt.getTime());
+    expect(counted).toMatchObject({ admitJobs: 1, admitted: 2 });
+  });
+
   it("admit refuses a payload without a room, and admits nothing", async () => {
     const { room } = await roomWithQueue(1, 1);
     const tasks = createTaskList({ sweepIntervalMs: 1000, log });
