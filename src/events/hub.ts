@@ -56,6 +56,8 @@ type Subscriber = {
   ending: LedgerEvent | undefined;
   /** The delivery (Hub's count) in which `ending` was heard: a state read begun before it cannot confirm or deny it. */
   endingHeardIn: number;
+  /** When (Hub's clock) something was last written to the stream: keep-alive comments go to quiet ones. */
+  writtenAt: number;
   /** When (Hub's clock) the stream is ended for its client to reconnect (Infinity: never). */
   recycleAt: number;
   /** The newest ledger id this stream resumed after or was sent. */
@@ -184,9 +186,9 @@ export class Hub {
       timer.unref();
       this.#timers.push(timer);
     };
-    every(this.#settings.keepAliveMs, () => {
+    every(this.#settings.keepAliveMs / 2, () => {
       this.#recycle();
-      this.#broadcast(": keep-alive\n\n");
+      this.keepAlive();
     });
     every(this.#settings.refreshMs, () => {
       for (const room of this.#rooms.keys()) this.refresh(room, "stale");
@@ -448,15 +450,25 @@ export class Hub {
   }
 
   #write(subscriber: Subscriber, text: string): void {
+    subscriber.writtenAt = this.#now();
     if (!subscriber.client.write(text)) {
       this.#metrics.streamsDropped.inc();
       this.#end(subscriber);
     }
   }
 
-  #broadcast(text: string): void {
+  /**
+   * A comment to every stream nothing was written to for half of keepAliveMs, so that proxies do not
+   * close it; run every half period, so none is quiet longer than keepAliveMs. Streams sent a state
+   * lately (every tick of an admitting room, an opening's draw) cost no write: 19,000 of them took
+   * ≈ 0.4 s of this thread, and the writes of a draw that fell on it waited.
+   */
+  keepAlive(): void {
+    const quietSince = this.#now() - this.#settings.keepAliveMs / 2;
     for (const subscribers of this.#rooms.values()) {
-      for (const subscriber of [...subscribers]) this.#write(subscriber, text);
+      for (const subscriber of [...subscribers]) {
+        if (subscriber.writtenAt <= quietSince) this.#write(subscriber, ": keep-alive\n\n");
+      }
     }
   }
 
@@ -482,6 +494,7 @@ export class Hub {
       sent: new Set(),
       ending: undefined,
       endingHeardIn: 0,
+      writtenAt: readAt,
       // Spread over half the age to the whole, so streams opened together do not all reconnect together.
       recycleAt:
         this.#settings.maxAgeMs > 0

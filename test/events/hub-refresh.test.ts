@@ -12,7 +12,8 @@ import { createRoom } from "../helpers/queue.js";
 /*
  * How a hub re-reads a room (src/events/hub.ts), against the real SQL, with the hub's clock in the
  * test's hands and no timer of its own firing: the periodic re-read leaves out streams read lately,
- * and a read overtaken by an announcement is dropped for the one that follows it, once in a row.
+ * a read overtaken by an announcement is dropped for the one that follows it, once in a row, and
+ * keep-alive comments go only to streams left quiet.
  */
 
 const db = useTestDatabase();
@@ -59,7 +60,9 @@ type Ticket = { ticket_id: string; token: string };
 /** A stream's client that keeps the `state` events written to it. */
 class Recorder implements StreamClient {
   readonly positions: (number | null)[] = [];
+  keepAlives = 0;
   write(text: string): boolean {
+    if (text === ": keep-alive\n\n") this.keepAlives += 1;
     const match = /^event: state\ndata: (.*)$/m.exec(text);
     if (match?.[1]) this.positions.push((JSON.parse(match[1]) as { position: number | null }).position);
     return true;
@@ -186,5 +189,28 @@ describe("a re-read overtaken by an announcement", () => {
     expect(await counter("positionReadsDropped")).toBe(dropped + 1);
     // The read that was not dropped showed the first leave; the one after it, the second.
     expect(client.positions).toEqual([3, 2, 1]);
+  });
+});
+
+describe("keep-alive comments", () => {
+  it("go to streams nothing was written to for half the period, and to no other", async () => {
+    const half = settings.keepAliveMs / 2;
+    const room = await createRoom(db.sql, 1);
+    const [first, second] = await joinAll(room, 2);
+    if (!first || !second) throw new Error("join_many returned fewer tickets");
+    clock = 0;
+    const quiet = await open(first);
+    clock = half / 2;
+    const written = await open(second);
+
+    clock = half - 1;
+    hub.keepAlive();
+    expect([quiet.keepAlives, written.keepAlives]).toEqual([0, 0]);
+    clock = half; // the first stream's snapshot is half a period old, the second's a quarter
+    hub.keepAlive();
+    expect([quiet.keepAlives, written.keepAlives]).toEqual([1, 0]);
+    clock = half + half / 2; // the comment was written to the first a quarter ago; the second is quiet for half
+    hub.keepAlive();
+    expect([quiet.keepAlives, written.keepAlives]).toEqual([1, 1]);
   });
 });
