@@ -12,7 +12,7 @@ export type TicketState = {
   ticket_id: string;
   room_id: string;
   status: TicketStatus;
-  /** 1 = next; null unless queued. */
+  /** 1 = next; null unless queued, and while the room's opening draw is to come (it gives every entrant its place). */
   position: number | null;
   /** Tickets queued in the room. */
   depth: number;

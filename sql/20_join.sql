@@ -21,15 +21,16 @@
 -- before it sold out queues, and the next admission tick ends its ticket.
 create function waitroom._join_room(
   p_room text, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb,
-  out proof_of_work_bits integer
+  out proof_of_work_bits integer, out draws_until timestamptz, out shuffle_seed bigint
 )
 language plpgsql stable
 as $$
 declare
   v_sold_out_at timestamptz;
 begin
-  select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.proof_of_work_bits, r.sold_out_at
-    into mode, queue_seq, max_queued, quota_tiers, proof_of_work_bits, v_sold_out_at
+  select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.proof_of_work_bits, r.sold_out_at,
+         case when r.shuffled_at is null then r.opens_at end, r.shuffle_seed
+    into mode, queue_seq, max_queued, quota_tiers, proof_of_work_bits, v_sold_out_at, draws_until, shuffle_seed
     from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
@@ -41,7 +42,7 @@ begin
 end
 $$;
 comment on function waitroom._join_room(text) is
-  'The mode, queue sequence, queue cap, quota tiers and proof-of-work bits of a room that takes joins; WR404 unknown room, WR503 closed, WRSLD sold out.';
+  'The mode, queue sequence, queue cap, quota tiers and proof-of-work bits of a room that takes joins, and its opens_at while the opening draw is to come (draws_until: a join before it takes its drawn place, see _drawn_seq) with the seed; WR404 unknown room, WR503 closed, WRSLD sold out.';
 
 -- Checked before any number is drawn (a drawn number is never given back).
 -- Joins of a capped room take its join lock (advisory 2002, before any other
@@ -114,6 +115,7 @@ declare
   v_room     record := waitroom._join_room(p_room);
   v_instance integer;
   v_new      boolean := false;
+  v_id       uuid;
 begin
   -- One test on the way of a valid join: plpgsql sets up each expression
   -- again in every transaction, and a join is usually a transaction alone.
@@ -135,8 +137,10 @@ begin
     if v_room.max_queued is not null then
       perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
     end if;
+    v_id := waitroom._new_id();
     insert into waitroom.tickets as t (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
-    values (waitroom._new_id(), p_room, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
+    values (v_id, p_room, v_hash, p_priority, p_tier,
+            waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, v_id, v_now), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
     v_new := true;
     perform waitroom._log(array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
@@ -167,8 +171,10 @@ begin
       if v_room.max_queued is not null then
         perform waitroom._check_room_space(p_room, v_room.max_queued, 1);
       end if;
+      v_id := waitroom._new_id();
       insert into waitroom.tickets (id, room_id, holder, token_hash, priority, tier, seq, queued_at, last_seen_at)
-      values (waitroom._new_id(), p_room, p_holder, v_hash, p_priority, p_tier, nextval(v_room.queue_seq), v_now, v_now)
+      values (v_id, p_room, p_holder, v_hash, p_priority, p_tier,
+              waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, v_id, v_now), v_now, v_now)
       on conflict (room_id, holder)
         where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
       do nothing
@@ -198,8 +204,9 @@ begin
   depth := waitroom._depth(p_room);
   -- O(1): everyone queued is ahead of a fresh FIFO ticket, so depth is its
   -- exact position; for re-joins and priorities it is an upper bound.
-  -- waitroom.position() gives the exact figure.
-  "position" := case when status = 'queued' then depth end;
+  -- waitroom.position() gives the exact figure. None before the opening
+  -- draw, which gives every entrant its place (as positions says).
+  "position" := case when status = 'queued' and coalesce(v_room.draws_until <= v_now, true) then depth end;
   return next;
 end
 $$;
@@ -340,13 +347,19 @@ begin
   -- written here too, all of them with one INSERT for the tickets and one
   -- for their ledger rows; as in join, a plain INSERT: no unique index can
   -- conflict without a holder.
-  with drawn as (
-    select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.tier,
-           waitroom._new_id() as new_id, waitroom._new_token() as token,
-           case when a.draws is not false then nextval(v_room.queue_seq) end as seq
+  with made as (
+    select a.ordinal, a.holder, coalesce(a.priority, 0) as priority, a.tier, a.draws,
+           waitroom._new_id() as new_id, waitroom._new_token() as token
       from rows from (generate_series(1, p_count), unnest(p_holders), unnest(p_priorities), unnest(v_draws),
                       unnest(p_tiers))
            as a(ordinal, holder, priority, draws, tier)
+  ), drawn as (
+    -- Its place needs its id (before the opening draw: see _join_seq).
+    select m.ordinal, m.holder, m.priority, m.tier, m.new_id, m.token,
+           case when m.draws is not false
+                then waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, m.new_id, v_now)
+           end as seq
+      from made m
   ), anonymous as (
     insert into waitroom.tickets (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
     select d.new_id, p_room, waitroom._hash(d.token), d.priority, d.tier, d.seq, v_now, v_now
@@ -451,7 +464,8 @@ begin
       with numbered as (
         update waitroom.tickets t
            set seq = n.seq
-          from (select u.id, nextval(v_room.queue_seq) as seq
+          from (select u.id,
+                       waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, u.id, v_now) as seq
                   from unnest(v_unnumbered) with ordinality as u(id, o)
                  order by u.o) n
          where t.id = n.id
@@ -510,7 +524,9 @@ begin
   v_depth := waitroom._depth(p_room);
   return query
   select u.ordinal::integer, u.ticket_id, u.token, coalesce(u.status, 'queued'),
-         case when coalesce(u.status, 'queued') = 'queued' then v_depth - coalesce(u.behind, p_count - u.ordinal) end,
+         -- None before the opening draw, as in join.
+         case when coalesce(u.status, 'queued') = 'queued' and coalesce(v_room.draws_until <= v_now, true)
+              then v_depth - coalesce(u.behind, p_count - u.ordinal) end,
          v_depth
     from unnest(v_ids, v_tokens, v_statuses, v_behind) with ordinality as u(ticket_id, token, status, behind, ordinal)
    order by u.ordinal;

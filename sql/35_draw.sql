@@ -12,43 +12,87 @@ as $$ select decode(md5(p_seed::text || ':' || p_ticket::text), 'hex') $$;
 comment on function waitroom._draw_key(bigint, uuid) is
   'Sort key of a ticket in an opening draw: the md5 digest of seed || '':'' || ticket id (lowercase, hyphenated), lowest first.';
 
+-- A ticket that joins before opens_at takes its drawn place at once: its
+-- seq is its key's first 62 bits, moved below every number a room's
+-- sequence hands out (-2^62 + key), so the queue order index already holds
+-- the draw and the opening rewrites nobody. Rewriting every entrant at the
+-- opening cost 0.3-0.5 s for 19,000 (non-HOT updates of every index, under
+-- the room's lock, while the opening's streams waited for it) and 9.7 s for
+-- 100,000. Before the draw, positions show no rank (waitroom.positions): a
+-- rank read off these numbers would tell each entrant its place in the draw.
+create function waitroom._drawn_seq(p_seed bigint, p_ticket uuid) returns bigint
+language sql immutable strict parallel safe
+as $$
+  select (('x' || substr(md5(p_seed::text || ':' || p_ticket::text), 1, 16))::bit(64) >> 2)::bigint
+         - 4611686018427387904
+$$;
+comment on function waitroom._drawn_seq(bigint, uuid) is
+  'The seq of a ticket that joins before its room''s opening: the first 62 bits of its draw key (md5 of seed || '':'' || id, see _draw_key) minus 2^62, below every number of the room''s sequence and in the order of the draw.';
+
+-- join and join_many number a new ticket with this: a join before the
+-- opening takes its drawn place, any other the next number of the room's
+-- sequence. Inlined (one SQL expression): the CASE draws a number only
+-- when it is needed.
+create function waitroom._join_seq(p_draws_until timestamptz, p_seed bigint, p_queue_seq regclass, p_ticket uuid,
+                                   p_now timestamptz)
+returns bigint
+language sql volatile
+as $$
+  select case when p_draws_until > p_now then waitroom._drawn_seq(p_seed, p_ticket) else nextval(p_queue_seq) end
+$$;
+comment on function waitroom._join_seq(timestamptz, bigint, regclass, uuid, timestamptz) is
+  'The seq of a new ticket joining at p_now: its drawn place before the opening draw (p_draws_until, from _join_room), else the next number of the room''s sequence.';
+
 -- Called by admit, under the room's lock, at the first admission at or after
--- opens_at. The entrants keep the queue numbers they hold between them
--- (seq values are permuted, none is drawn anew), so depth and the tally are
--- untouched and later joiners, whose numbers are higher, stay behind.
--- Returns the id of the room_shuffled ledger row.
+-- opens_at. Normally a check: every entrant (queued, joined before opens_at)
+-- holds the place its key gives and nobody else holds a drawn place. What
+-- changed since the joins (the seed, opens_at, a room given opens_at while
+-- tickets waited, two keys sharing 62 bits) is put right here: the entrants
+-- are renumbered at the bottom of the band in the order of the draw, and
+-- tickets holding a drawn place that are not entrants go behind, in join
+-- order. Returns the id of the room_shuffled ledger row.
 create function waitroom._draw(r waitroom.rooms, p_now timestamptz) returns bigint
 language plpgsql
 as $$
 declare
-  -- Entrant ids in the order of the draw, and their queue numbers in ascending
-  -- order: the n-th drawn gets the n-th number.
-  v_drawn   uuid[];
-  v_numbers bigint[];
-  v_count   bigint;
+  v_count  bigint;
+  v_wrong  boolean;
 begin
-  -- Paired by position in two arrays, not by joining two numbered lists: the
-  -- planner cannot misjudge the size of a join that is not there. Before the
-  -- tickets were analyzed (or when statistics predate the joins) it took the
-  -- entrants for one row and paired them in a nested loop, O(entrants²):
-  -- 42 s for 10,000 (now 0.28 s).
-  with entrants as (
-    -- Locked in id order, as touch does: no deadlock with overlapping batches.
-    select t.id, t.seq
-      from waitroom.tickets t
-     where t.room_id = r.id and t.status = 'queued' and t.queued_at < r.opens_at
-     order by t.id
-       for update
-  )
-  select array_agg(e.id order by waitroom._draw_key(r.shuffle_seed, e.id), e.id), array_agg(e.seq order by e.seq)
-    into v_drawn, v_numbers
-    from entrants e;
+  select count(*) filter (where e.entrant),
+         bool_or(e.entrant is distinct from (e.seq < 0)
+                 or (e.entrant and e.seq <> waitroom._drawn_seq(r.shuffle_seed, e.id)))
+         or count(distinct e.seq) filter (where e.entrant) < count(*) filter (where e.entrant)
+    into v_count, v_wrong
+    from (select t.id, t.seq, t.queued_at < r.opens_at as entrant
+            from waitroom.tickets t
+           where t.room_id = r.id and t.status = 'queued') e;
 
-  update waitroom.tickets t
-     set seq = d.seq, draw_rank = d.place
-    from unnest(v_drawn, v_numbers) with ordinality as d(id, seq, place)
-   where t.id = d.id;
-  get diagnostics v_count = row_count;
+  if v_wrong then
+    -- Paired by position in two arrays, not by joining two numbered lists:
+    -- the planner cannot misjudge the size of a join that is not there (with
+    -- statistics from before the joins it once paired them in a nested loop,
+    -- O(entrants^2): 42 s for 10,000). Locked in id order, as touch does.
+    with entrants as (
+      select t.id
+        from waitroom.tickets t
+       where t.room_id = r.id and t.status = 'queued' and t.queued_at < r.opens_at
+       order by t.id
+         for update
+    ), drawn as (
+      select array_agg(e.id order by waitroom._draw_key(r.shuffle_seed, e.id), e.id) as ids from entrants e
+    )
+    update waitroom.tickets t
+       set seq = d.place - 4611686018427387905
+      from drawn, unnest(drawn.ids) with ordinality as d(id, place)
+     where t.id = d.id;
+    update waitroom.tickets t
+       set seq = n.seq
+      from (select l.id, nextval(r.queue_seq) as seq
+              from (select t.id from waitroom.tickets t
+                     where t.room_id = r.id and t.status = 'queued' and t.seq < 0 and t.queued_at >= r.opens_at
+                     order by t.queued_at, t.id) l) n
+     where t.id = n.id;
+  end if;
 
   update waitroom.rooms set shuffled_at = p_now where id = r.id;
   -- The seed as a string: JSON readers that parse numbers as doubles keep it exact.
@@ -58,7 +102,7 @@ begin
 end
 $$;
 comment on function waitroom._draw(waitroom.rooms, timestamptz) is
-  'Make the room''s opening draw: permute the queue numbers of the tickets queued before opens_at in the order of waitroom._draw_key, mark the room shuffled, write room_shuffled and return its id. Called by admit.';
+  'Make the room''s opening draw: check that the tickets queued before opens_at hold the places their keys give (_drawn_seq) and put right what changed since they joined, mark the room shuffled, write room_shuffled and return its id. Called by admit.';
 
 create function waitroom.shuffle_audit(p_room text)
 returns table (
@@ -73,16 +117,18 @@ returns table (
 language sql stable
 as $$
   select a.id, a.status, a.priority, a.seq, a.stored_position, a.drawn_position,
-         a.stored_position = a.drawn_position and a.draw_rank = a.drawn_position
+         a.stored_position = a.drawn_position
     from (
-      select t.id, t.status, t.priority, t.seq, t.draw_rank,
+      select t.id, t.status, t.priority, t.seq,
              row_number() over (order by t.seq, t.id) as stored_position,
              row_number() over (order by waitroom._draw_key(r.shuffle_seed, t.id), t.id) as drawn_position
         from waitroom.rooms r
-        join waitroom.tickets t on t.room_id = r.id and t.draw_rank is not null
-       where r.id = p_room
+        join waitroom.tickets t on t.room_id = r.id and t.seq < 0
+                                -- gone before the draw: never in it
+                               and (t.ended_at is null or t.ended_at >= r.shuffled_at)
+       where r.id = p_room and r.shuffled_at is not null
     ) a
    order by a.stored_position
 $$;
 comment on function waitroom.shuffle_audit(text) is
-  'Check a room''s opening draw: every ticket in it (until retention purges it) with its place in the queue order it was given (stored_position, by seq) and its place recomputed from the room''s shuffle_seed (drawn_position); agrees when they match. Admission went by (priority desc, seq), so within a priority band it followed the draw.';
+  'Check a room''s opening draw: every ticket in it (a drawn place, seq < 0, and not gone before the draw; until retention purges it) with its place in the queue order it was given (stored_position, by seq) and its place recomputed from the room''s shuffle_seed (drawn_position); agrees when they match. No rows before the draw. Admission went by (priority desc, seq), so within a priority band it followed the draw.';

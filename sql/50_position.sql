@@ -25,6 +25,10 @@ declare
   v_plan_cache_mode text;
   v_last_priority integer;
   v_last_seq bigint;
+  -- Before the opening draw nobody has a rank: entrants already hold their
+  -- drawn places (waitroom._drawn_seq), and a rank read off them would tell
+  -- each where the draw will put them (join, look, leave, join again).
+  v_pending boolean;
 begin
   select * into r from waitroom.rooms where id = p_room;
   if not found then
@@ -72,11 +76,13 @@ begin
     v_rate := 0;
   end if;
 
-  -- The queued ticket furthest back among those asked about bounds the stretch of queue read.
+  v_pending := coalesce(r.shuffled_at is null and r.opens_at > v_now, false);
+  -- The queued ticket furthest back among those asked about bounds the stretch of queue read
+  -- (none before the draw: the stretch is then empty).
   select t.priority, t.seq into v_last_priority, v_last_seq
     from waitroom.tickets t
    where t.id = any (p_tickets) and t.room_id = p_room
-     and waitroom._effective_status(t, r, v_now) = 'queued'
+     and waitroom._effective_status(t, r, v_now) = 'queued' and not v_pending
    order by t.priority, t.seq desc
    limit 1;
 
@@ -127,17 +133,17 @@ begin
              where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as head,
            (select max(b.seq) from waitroom.tickets b
              where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as tail
-      from (select distinct a.priority from asked a where a.now_status = 'queued') p
+      from (select distinct a.priority from asked a where a.now_status = 'queued' and not v_pending) p
   ), placed as (
     select a.*,
            case
-             when a.now_status <> 'queued' then null
+             when a.now_status <> 'queued' or v_pending then null
              when k.rank <= c_exact_limit then k.rank
              -- Deep in a long queue: interpolate by seq within the ticket's band.
              else greatest(c_exact_limit + 1,
                round(v_depth * (a.seq - bd.head)::numeric / greatest(bd.tail - bd.head, 1))::bigint)
            end as pos,
-           a.now_status = 'queued' and not coalesce(k.rank <= c_exact_limit, false) as approx
+           a.now_status = 'queued' and not v_pending and not coalesce(k.rank <= c_exact_limit, false) as approx
       from asked a
       left join ranked k on k.id = a.id
       left join bands bd on bd.priority = a.priority
@@ -165,7 +171,7 @@ begin
 end
 $$;
 comment on function waitroom.positions(text, uuid[], timestamptz) is
-  'The state (waitroom.ticket_state) of many tickets of one room, in one query: status, position (1 = next), depth, ETA (and its range), deadline, instance and end reason, what a process needs to update all its subscribers. expires_at is the claim deadline of an offer, the end of an active seat, the end of grace while draining. Positions are exact up to 10000, interpolated beyond (approximate = true). end_reason says why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out).';
+  'The state (waitroom.ticket_state) of many tickets of one room, in one query: status, position (1 = next), depth, ETA (and its range), deadline, instance and end reason, what a process needs to update all its subscribers. expires_at is the claim deadline of an offer, the end of an active seat, the end of grace while draining. Positions are exact up to 10000, interpolated beyond (approximate = true); null before the room''s opening draw (its entrants get their places from it). end_reason says why an ended ticket ended (session_over, claim_timeout, idle, left, sold_out).';
 
 create function waitroom.position(p_ticket uuid, p_now timestamptz default null)
 returns setof waitroom.ticket_state

@@ -407,7 +407,7 @@ describe("migration 0010 (the admission tally)", () => {
                      ('a', 'joined',   timestamptz '2030-01-01 00:00:00', 4)) v(room, type, at, n)
        cross join generate_series(1, v.n)`);
 
-    expect((await migrate(url, log)).migrations).toEqual(["0010_admission_tally"]);
+    expect((await migrate(url, log)).migrations).toEqual(names.filter((n) => n >= "0010"));
     const { rows } = await client.query(
       "select room_id, admitted_at, admitted from waitroom.admission_tally order by room_id, admitted_at",
     );
@@ -416,5 +416,42 @@ describe("migration 0010 (the admission tally)", () => {
       { room_id: "a", admitted_at: new Date("2030-01-01T00:00:01Z"), admitted: 2 },
       { room_id: "b", admitted_at: new Date("2030-01-01T00:00:00Z"), admitted: 1 },
     ]);
+  });
+});
+
+describe("migration 0011 (drawn places taken at join time)", () => {
+  it("turns the places of tickets drawn before it into seqs below every sequence number, in the same order", async () => {
+    const url = await emptyDatabase();
+    // The schema before 0011, with a room drawn the old way: draw_rank beside a permuted sequence number.
+    const before = join(tmpdir(), `waitroom-migrations-${randomBytes(5).toString("hex")}`);
+    scratch.push(before);
+    await cp(join(root, "migrations"), before, { recursive: true });
+    const names = await migrationNames(join(root, "migrations"));
+    expect(names).toContain("0011_drawn_places_at_join");
+    for (const name of names.filter((n) => n >= "0011")) await rm(join(before, `${name}.sql`));
+    const client = await connectForTest(url);
+    await runner({ dbClient: client, dir: before, migrationsTable: MIGRATIONS_TABLE, direction: "up", log: () => {} });
+    await client.query(`
+      create sequence public.drawn_room_seq;
+      insert into waitroom.rooms (id, capacity, queue_seq) values ('drawn', 10, 'public.drawn_room_seq');
+      insert into waitroom.tickets (id, room_id, token_hash, seq, queued_at, last_seen_at, draw_rank)
+      select ('00000000-0000-0000-0000-00000000000' || v.n)::uuid, 'drawn', sha256('x'), v.seq, now(), now(), v.rank
+        from (values (1, 3, 2), (2, 1, 3), (3, 2, 1), (4, 4, null)) v(n, seq, rank)`);
+
+    expect((await migrate(url, log)).migrations).toEqual(names.filter((n) => n >= "0011"));
+    const { rows } = await client.query(
+      "select right(id::text, 1) as ticket, seq < 0 as drawn from waitroom.tickets order by seq",
+    );
+    // Drawn first, in the draw's order (ranks 1, 2, 3), then the one that joined after the opening.
+    expect(rows).toEqual([
+      { ticket: "3", drawn: true },
+      { ticket: "1", drawn: true },
+      { ticket: "2", drawn: true },
+      { ticket: "4", drawn: false },
+    ]);
+    const { rows: columns } = await client.query(
+      "select 1 from information_schema.columns where table_schema = 'waitroom' and column_name = 'draw_rank'",
+    );
+    expect(columns).toEqual([]);
   });
 });

@@ -45,6 +45,8 @@ const catalogs = {
     detail_joining: "One moment while we save your place.",
     detail_next: "You are next.",
     detail_keep_open: "Keep this page open: you will be let in automatically.",
+    detail_draw:
+      "Places are drawn when the room opens: everyone here by then has the same chance. Keep this page open.",
     detail_admitted: "A seat is free for you. Claiming it…",
     detail_active: "Your seat is ready. Continue to the site; this tab keeps your seat.",
     detail_draining: "Finish what you are doing: the seat is released soon.",
@@ -117,6 +119,8 @@ const catalogs = {
     detail_joining: "Einen Moment, wir sichern Ihren Platz.",
     detail_next: "Sie sind als Nächstes dran.",
     detail_keep_open: "Lassen Sie diese Seite offen: Sie werden automatisch hereingelassen.",
+    detail_draw:
+      "Die Plätze werden bei der Öffnung ausgelost: Alle, die bis dahin hier sind, haben dieselbe Chance. Lassen Sie diese Seite offen.",
     detail_admitted: "Ein Platz ist für Sie frei. Er wird geholt…",
     detail_active: "Ihr Platz ist bereit. Weiter zur Website; dieser Tab hält Ihren Platz.",
     detail_draining: "Schließen Sie ab, was Sie gerade tun: Der Platz wird bald freigegeben.",
@@ -193,6 +197,8 @@ const catalogs = {
     detail_joining: "Un momento mientras guardamos tu lugar.",
     detail_next: "Eres el siguiente.",
     detail_keep_open: "Mantén esta página abierta: entrarás automáticamente.",
+    detail_draw:
+      "Los puestos se sortean cuando abre la sala: todos los que estén aquí para entonces tienen la misma oportunidad. Mantén esta página abierta.",
     detail_admitted: "Hay una plaza libre para ti. Obteniéndola…",
     detail_active: "Tu plaza está lista. Continúa al sitio; esta pestaña guarda tu plaza.",
     detail_draining: "Termina lo que estás haciendo: la plaza se libera pronto.",
@@ -264,6 +270,8 @@ const catalogs = {
     detail_joining: "Un instant, nous enregistrons votre place.",
     detail_next: "Vous êtes le prochain.",
     detail_keep_open: "Gardez cette page ouverte : vous entrerez automatiquement.",
+    detail_draw:
+      "Les places sont tirées au sort à l'ouverture : tous ceux qui sont là d'ici là ont la même chance. Gardez cette page ouverte.",
     detail_admitted: "Une place est libre pour vous. Obtention…",
     detail_active: "Votre place est prête. Continuez vers le site ; cet onglet garde votre place.",
     detail_draining: "Terminez ce que vous faites : la place sera bientôt libérée.",
@@ -338,6 +346,8 @@ const catalogs = {
     detail_joining: "Um momento enquanto guardamos o seu lugar.",
     detail_next: "É o próximo.",
     detail_keep_open: "Mantenha esta página aberta: vai entrar automaticamente.",
+    detail_draw:
+      "Os lugares são sorteados quando a sala abrir: todos os que estiverem aqui até lá têm a mesma hipótese. Mantenha esta página aberta.",
     detail_admitted: "Há um lugar livre para si. A obtê-lo…",
     detail_active: "O seu lugar está pronto. Continue para o site; este separador mantém o seu lugar.",
     detail_draining: "Termine o que está a fazer: o lugar será libertado em breve.",
@@ -409,6 +419,8 @@ const catalogs = {
     detail_joining: "順番を確保しています。少々お待ちください。",
     detail_next: "次はあなたの番です。",
     detail_keep_open: "このページを開いたままにしてください。自動的に入場できます。",
+    detail_draw:
+      "順番は開場時に抽選で決まります。それまでに来た人は全員同じ条件です。このページを開いたままにしてください。",
     detail_admitted: "席が空きました。確保しています…",
     detail_active: "席の準備ができました。サイトへお進みください。このタブが席を保持します。",
     detail_draining: "作業を終えてください。席はまもなく解放されます。",
@@ -480,6 +492,7 @@ const catalogs = {
     detail_joining: "请稍候，正在为您保留位置。",
     detail_next: "下一位就是您。",
     detail_keep_open: "请保持此页面打开：轮到您时会自动进入。",
+    detail_draw: "开放时将抽签决定排队顺序：届时在此的每个人机会均等。请保持此页面打开。",
     detail_admitted: "有一个空闲席位给您。正在获取…",
     detail_active: "您的席位已就绪。继续前往网站；此标签页会保留您的席位。",
     detail_draining: "请完成手头的操作：席位即将释放。",
@@ -551,6 +564,7 @@ const catalogs = {
     detail_joining: "لحظة من فضلك، نحجز مكانك.",
     detail_next: "أنت التالي.",
     detail_keep_open: "أبقِ هذه الصفحة مفتوحة: ستدخل تلقائيًا.",
+    detail_draw: "تُحدَّد الأماكن بالقرعة عند الافتتاح: لكل من يكون هنا حينها الفرصة نفسها. أبقِ هذه الصفحة مفتوحة.",
     detail_admitted: "يوجد مقعد شاغر لك. جارٍ حجزه…",
     detail_active: "مقعدك جاهز. تابع إلى الموقع؛ تحتفظ هذه العلامة بمقعدك.",
     detail_draining: "أنهِ ما تفعله: سيُحرَّر المقعد قريبًا.",

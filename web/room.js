@@ -165,7 +165,11 @@ function setConnection(state, text) {
 }
 
 function renderQueued(data) {
-  setState("queued", t(data.position === 1 ? "detail_next" : "detail_keep_open"));
+  // No position while the room's opening draw is to come: the draw gives every entrant its place.
+  setState(
+    "queued",
+    t(data.position === null ? "detail_draw" : data.position === 1 ? "detail_next" : "detail_keep_open"),
+  );
   const position = data.position ?? 0;
   $("position").textContent = position
     ? data.approximate

@@ -48,7 +48,12 @@ export const ticketStateRow = z.object({
   ticket_id: z.string(),
   room_id: z.string(),
   status: z.enum(ticketStatuses),
-  position: z.int().nullable().describe("1 = next; null unless queued."),
+  position: z
+    .int()
+    .nullable()
+    .describe(
+      "1 = next; null unless queued, and while the room's opening draw is to come (it gives every entrant its place).",
+    ),
   depth: z.int().describe("Tickets queued in the room."),
   approximate: z.boolean().describe("true deep in a long queue, where the position is interpolated."),
   eta_seconds: z.int().nullable().describe("Estimated wait from the recent admission rate; null without a basis."),

@@ -135,6 +135,33 @@ describe("the waiting-room page", () => {
     }
   });
 
+  it("says before a scheduled opening that places are drawn then, and shows its place once drawn", async () => {
+    const opensAt = new Date(Date.now() + 4_000);
+    const room = await createRoom({ capacity: 0, opens_at: opensAt.toISOString() });
+    await join(room);
+    await join(room);
+    const page = await chrome.browser.newPage();
+    const logged = watchConsole(page);
+    try {
+      await page.goto(`${server.url}/rooms/${room}`);
+      await page.locator("#connection[data-connection='live']").waitFor({ timeout: 10_000 });
+      expect(await panelState(page)).toBe("queued");
+      expect(await page.locator("#position").textContent()).toBe("–");
+      expect(await page.locator("#depth").textContent()).toBe("3");
+      expect(await page.locator("#detail").textContent()).toBe(
+        "Places are drawn when the room opens: everyone here by then has the same chance. Keep this page open.",
+      );
+      await screenshot(page, "room-before-the-draw");
+      // The scheduler draws at opens_at; the stream brings the place the draw gave.
+      await expect.poll(() => page.locator("#position").textContent(), { timeout: 15_000 }).toMatch(/^[123]$/);
+      expect(Date.now()).toBeGreaterThanOrEqual(opensAt.getTime());
+      expect(await page.locator("#detail").textContent()).not.toContain("drawn");
+      expect(logged.filter((line) => line.startsWith("pageerror"))).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
   it("resumes its place on reload instead of joining again", async () => {
     const room = await createRoom({ capacity: 0 });
     await join(room);

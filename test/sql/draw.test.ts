@@ -97,7 +97,17 @@ async function rowsHandled(query: string, params: unknown[]): Promise<number> {
 describe("opening draw", () => {
   it("orders the tickets joined before opens_at by the seed: same seed, same order; another seed, another", async () => {
     const { room, ids } = await scheduledRoom(20);
-    expect(await queueOrder(db.sql, room)).toEqual(ids); // join order until the opening
+    // Each entrant took its drawn place as it joined, for the seed the room has; no position tells it.
+    const { shuffle_seed } = first(await db.sql`select shuffle_seed from waitroom.rooms where id = ${room}`);
+    expect(await queueOrder(db.sql, room)).toEqual(expectedDraw(Number(shuffle_seed), ids));
+    for (const id of ids.slice(0, 3)) {
+      expect(first(await db.sql`select * from waitroom.position(${id}, ${at(OPENS - 1)})`)).toMatchObject({
+        status: "queued",
+        position: null,
+        approximate: false,
+        eta_seconds: null,
+      });
+    }
     const draw42 = await drawWith(room, 42);
     const draw43 = await drawWith(room, 43);
     expect(draw42).toEqual(expectedDraw(42, ids));
@@ -106,6 +116,66 @@ describe("opening draw", () => {
     expect(draw43).not.toEqual(draw42);
     expect(draw42).not.toEqual(ids);
     expect([...draw42].sort()).toEqual([...ids].sort());
+  });
+
+  it("rewrites no entrant at the opening: each holds its drawn place from its join", async () => {
+    const { room, ids } = await scheduledRoom(12, { shuffle_seed: 4242 });
+    await join(db.sql, room, { holder: "held", now: at(40) });
+    const versions = () =>
+      db.sql<
+        { id: string; xmin: string }[]
+      >`select id, xmin::text from waitroom.tickets where room_id = ${room} order by id`;
+    const before = await versions();
+    expect(await admit(db.sql, room, at(OPENS), 0)).toEqual([]);
+    expect(first(await db.sql`select shuffled_at from waitroom.rooms where id = ${room}`).shuffled_at).toEqual(
+      at(OPENS),
+    );
+    expect(await versions()).toEqual(before);
+    expect((await queueOrder(db.sql, room)).filter((id) => ids.includes(id))).toEqual(expectedDraw(4242, ids));
+  });
+
+  it("puts right what changed since the joins: opens_at moved, given late, or two places alike", async () => {
+    // opens_at moved earlier: those who joined after the new one are not in the draw, and queue behind it.
+    const moved = await scheduledRoom(6, { shuffle_seed: 5 });
+    await db.sql`select waitroom.configure_room(${moved.room}, ${db.sql.json({ opens_at: at(2.1).toISOString() })}, ${at(2)})`;
+    await admit(db.sql, moved.room, at(3), 0);
+    // Joined at 1, 1.5 and 2 s: in the draw; at 2.5, 3 and 3.5 s: after it, in join order.
+    expect(await queueOrder(db.sql, moved.room)).toEqual([
+      ...expectedDraw(5, moved.ids.slice(0, 3)),
+      ...moved.ids.slice(3),
+    ]);
+
+    // opens_at given while tickets waited: they had numbers of the sequence, and are drawn now.
+    const late = await createRoom(db.sql, 1000, { idle_seconds: 3600, claim_seconds: 3600, mode: "paused" });
+    const waiting = [];
+    for (let i = 0; i < 6; i++) waiting.push((await join(db.sql, late, { now: at(1 + i) })).ticket_id);
+    await db.sql`select waitroom.configure_room(${late}, ${db.sql.json({ mode: "open", opens_at: at(50).toISOString(), shuffle_seed: 8 })}, ${at(10)})`;
+    await admit(db.sql, late, at(50), 0);
+    expect(await queueOrder(db.sql, late)).toEqual(expectedDraw(8, waiting));
+
+    // Two entrants holding one place (62-bit keys alike; forced here): the draw numbers them all anew.
+    const alike = await scheduledRoom(5, { shuffle_seed: 9 });
+    await db.sql`
+      update waitroom.tickets set seq = (select min(seq) from waitroom.tickets where room_id = ${alike.room})
+       where id = ${alike.ids[4] as string}`;
+    await admit(db.sql, alike.room, at(OPENS), 0);
+    expect(await queueOrder(db.sql, alike.room)).toEqual(expectedDraw(9, alike.ids));
+    const audit = await db.sql<{ agrees: boolean }[]>`select agrees from waitroom.shuffle_audit(${alike.room})`;
+    expect(audit.map((row) => row.agrees)).toEqual([true, true, true, true, true]);
+  });
+
+  it("gives joins before the opening no position, and those after it one", async () => {
+    const { room } = await scheduledRoom(3);
+    const early = first(await db.sql`select * from waitroom.join(${room}, null, 0, ${at(60)})`);
+    expect(early).toMatchObject({ status: "queued", position: null, depth: 4 });
+    const batch = await db.sql`select * from waitroom.join_many(${room}, 2, null, null, ${at(61)})`;
+    expect(batch.map((row) => [row.position, row.depth])).toEqual([
+      [null, 6],
+      [null, 6],
+    ]);
+    await admit(db.sql, room, at(OPENS), 0);
+    const after = first(await db.sql`select * from waitroom.join(${room}, null, 0, ${at(OPENS + 1)})`);
+    expect(after).toMatchObject({ status: "queued", position: 7, depth: 7 });
   });
 
   it("keeps tickets that join after opens_at behind the draw, in join order", async () => {

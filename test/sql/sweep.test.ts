@@ -10,9 +10,10 @@ const sweep = async (room: string, now: Date, limit = 1000) => {
   const [result] = await db.sql`select * from waitroom.sweep(${limit}, ${room}, ${now})`;
   return result;
 };
+/** In join order (a room before its opening draw holds its entrants in the draw's order). */
 const statuses = async (room: string) => {
   const rows = await db.sql<{ status: string; end_reason: string | null }[]>`
-    select status, end_reason from waitroom.tickets where room_id = ${room} order by seq`;
+    select status, end_reason from waitroom.tickets where room_id = ${room} order by queued_at, id`;
   return rows.map((row) => (row.end_reason ? `${row.status}:${row.end_reason}` : row.status));
 };
 
