@@ -127,26 +127,42 @@ begin
       join stretch s on s.id = a.id
      where a.now_status = 'queued'
   ), bands as materialized (
-    -- Each band's first and last seq once per query (two index probes each), not once per ticket.
+    -- Each band's first and last seq once per query (index probes), not once per ticket; after an
+    -- opening draw also where its drawn places (below zero) end and the sequence's numbers begin.
     select p.priority,
            (select min(b.seq) from waitroom.tickets b
              where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as head,
            (select max(b.seq) from waitroom.tickets b
-             where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as tail
+             where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority) as tail,
+           (select max(b.seq) from waitroom.tickets b
+             where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority and b.seq < 0) as drawn_tail,
+           (select min(b.seq) from waitroom.tickets b
+             where b.room_id = p_room and b.status = 'queued' and b.priority = p.priority and b.seq >= 0) as later_head
       from (select distinct a.priority from asked a where a.now_status = 'queued' and not v_pending) p
+  ), stretches as (
+    -- Drawn places are spread evenly over their 62 bits, the sequence's numbers one per join: a band
+    -- holding both is two stretches, the later joiners as many as their numbers span (fewer, less those
+    -- gone), the entrants the rest of depth.
+    select bd.*, least(bd.tail - bd.later_head + 1, v_depth) as later
+      from bands bd
   ), placed as (
     select a.*,
            case
              when a.now_status <> 'queued' or v_pending then null
              when k.rank <= c_exact_limit then k.rank
-             -- Deep in a long queue: interpolate by seq within the ticket's band.
-             else greatest(c_exact_limit + 1,
-               round(v_depth * (a.seq - bd.head)::numeric / greatest(bd.tail - bd.head, 1))::bigint)
+             -- Deep in a long queue: interpolate by seq within the ticket's stretch of its band.
+             else greatest(c_exact_limit + 1, round(case
+               when bd.drawn_tail is null or bd.later_head is null
+                 then v_depth * (a.seq - bd.head)::numeric / greatest(bd.tail - bd.head, 1)
+               when a.seq < 0
+                 then (v_depth - bd.later) * (a.seq - bd.head)::numeric / greatest(bd.drawn_tail - bd.head, 1)
+               else v_depth - bd.later + bd.later * (a.seq - bd.later_head)::numeric / greatest(bd.tail - bd.later_head, 1)
+             end)::bigint)
            end as pos,
            a.now_status = 'queued' and not v_pending and not coalesce(k.rank <= c_exact_limit, false) as approx
       from asked a
       left join ranked k on k.id = a.id
-      left join bands bd on bd.priority = a.priority
+      left join stretches bd on bd.priority = a.priority
   )
   select p.id, p.room_id, p.now_status, p.pos, v_depth, p.approx,
          case when p.pos is not null and v_rate > 0 then ceil(p.pos / v_rate)::integer end,

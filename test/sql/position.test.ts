@@ -1,7 +1,7 @@
 import type postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
-import { admit, at, createRoom, join, verdict } from "../helpers/queue.js";
+import { admit, at, createRoom, first, join, verdict } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 
@@ -45,6 +45,25 @@ describe("position", () => {
     expect(far).toMatchObject({ approximate: true, depth: 15000 });
     expect(Math.abs(Number(far?.position) - 12000)).toBeLessThan(100);
     expect(await position(near?.ticket_id, at(1))).toMatchObject({ position: 9000, approximate: false });
+  });
+
+  it("interpolates entrants of an opening draw and later joiners each over their own stretch", async () => {
+    const room = await createRoom(db.sql, 0, { idle_seconds: 3600, opens_at: at(100).toISOString() });
+    for (let i = 0; i < 2; i++)
+      await db.sql`select count(*) from waitroom.join_many(${room}, 6000, null, null, ${at(1)})`;
+    await admit(db.sql, room, at(100), 0);
+    await db.sql`select count(*) from waitroom.join_many(${room}, 6000, null, null, ${at(101)})`;
+    const ticketAt = async (place: number) =>
+      first(
+        await db.sql<{ ticket_id: string }[]>`
+        select ticket_id from waitroom.queue where room_id = ${room} and position = ${place}`,
+      ).ticket_id;
+    // 12,000 drawn (seq below zero), then 6,000 in join order: each is placed within 2 %.
+    for (const place of [11_000, 12_500, 15_000, 17_900]) {
+      const state = await position(await ticketAt(place), at(102));
+      expect(state).toMatchObject({ approximate: true, depth: 18000 });
+      expect(Math.abs(Number(state?.position) - place), `position ${place}`).toBeLessThan(place * 0.02);
+    }
   });
 
   it("estimates the wait from recent admissions, and says nothing without any", async () => {
