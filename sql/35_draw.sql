@@ -124,8 +124,9 @@ as $$
              row_number() over (order by waitroom._draw_key(r.shuffle_seed, t.id), t.id) as drawn_position
         from waitroom.rooms r
         join waitroom.tickets t on t.room_id = r.id and t.seq < 0
-                                -- gone before the draw: never in it
-                               and (t.ended_at is null or t.ended_at >= r.shuffled_at)
+                               -- gone before the draw (or by its own expiry of the idle, at its
+                               -- instant): never in it
+                               and (t.ended_at is null or t.ended_at > r.shuffled_at)
        where r.id = p_room and r.shuffled_at is not null
     ) a
    order by a.stored_position

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { withClient } from "../../src/db/client.js";
 import { useTestDatabase } from "../helpers/database.js";
-import { admit, at, createRoom, first, type Joined, join, verdict } from "../helpers/queue.js";
+import { admit, at, createRoom, first, holdLock, type Joined, join, verdict } from "../helpers/queue.js";
 
 const db = useTestDatabase();
 
@@ -162,6 +162,23 @@ describe("opening draw", () => {
     expect(await queueOrder(db.sql, alike.room)).toEqual(expectedDraw(9, alike.ids));
     const audit = await db.sql<{ agrees: boolean }[]>`select agrees from waitroom.shuffle_audit(${alike.room})`;
     expect(audit.map((row) => row.agrees)).toEqual([true, true, true, true, true]);
+  });
+
+  it("keeps the drawn place of a join that committed after the draw: it joined before the opening", async () => {
+    const { room, ids } = await scheduledRoom(6, { shuffle_seed: 77 });
+    let late = "";
+    const pending = holdLock(db.sql, async (tx) => {
+      late = first(await tx`select ticket_id from waitroom.join(${room}, null, 0, ${at(OPENS - 1)})`).ticket_id;
+    });
+    await pending.held;
+    expect(await admit(db.sql, room, at(OPENS), 0)).toEqual([]);
+    pending.release();
+    await pending.done;
+    expect(await queueOrder(db.sql, room)).toEqual(expectedDraw(77, [...ids, late]));
+    const audit = await db.sql<{ ticket_id: string; agrees: boolean }[]>`
+      select ticket_id, agrees from waitroom.shuffle_audit(${room})`;
+    expect(audit.map((row) => row.ticket_id)).toEqual(expectedDraw(77, [...ids, late]));
+    expect(audit.every((row) => row.agrees)).toBe(true);
   });
 
   it("gives joins before the opening no position, and those after it one", async () => {
