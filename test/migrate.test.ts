@@ -386,18 +386,25 @@ describe("re-applying sql/", () => {
   });
 });
 
+/** A new database migrated up to (not including) `migration`, and the names of the migrations left to run. */
+async function databaseBefore(migration: string) {
+  const url = await emptyDatabase();
+  const before = join(tmpdir(), `waitroom-migrations-${randomBytes(5).toString("hex")}`);
+  scratch.push(before);
+  await cp(join(root, "migrations"), before, { recursive: true });
+  const all = await migrationNames(join(root, "migrations"));
+  expect(all).toContain(migration);
+  const names = all.filter((name) => name >= migration);
+  for (const name of names) await rm(join(before, `${name}.sql`));
+  const client = await connectForTest(url);
+  await runner({ dbClient: client, dir: before, migrationsTable: MIGRATIONS_TABLE, direction: "up", log: () => {} });
+  return { url, client, names };
+}
+
 describe("migration 0010 (the admission tally)", () => {
   it("counts the admissions a database already holds in its ledger", async () => {
-    const url = await emptyDatabase();
-    // The schema as it stood before 0010: the migrations up to 0009, rows written straight into the ledger.
-    const before = join(tmpdir(), `waitroom-migrations-${randomBytes(5).toString("hex")}`);
-    scratch.push(before);
-    await cp(join(root, "migrations"), before, { recursive: true });
-    const names = await migrationNames(join(root, "migrations"));
-    expect(names).toContain("0010_admission_tally");
-    for (const name of names.filter((n) => n >= "0010")) await rm(join(before, `${name}.sql`));
-    const client = await connectForTest(url);
-    await runner({ dbClient: client, dir: before, migrationsTable: MIGRATIONS_TABLE, direction: "up", log: () => {} });
+    // The schema as it stood before 0010, rows written straight into the ledger.
+    const { url, client, names } = await databaseBefore("0010_admission_tally");
     await client.query(`
       insert into waitroom.events (room_id, ticket_id, type, created_at)
       select room, gen_random_uuid(), type, at
@@ -407,7 +414,7 @@ describe("migration 0010 (the admission tally)", () => {
                      ('a', 'joined',   timestamptz '2030-01-01 00:00:00', 4)) v(room, type, at, n)
        cross join generate_series(1, v.n)`);
 
-    expect((await migrate(url, log)).migrations).toEqual(names.filter((n) => n >= "0010"));
+    expect((await migrate(url, log)).migrations).toEqual(names);
     const { rows } = await client.query(
       "select room_id, admitted_at, admitted from waitroom.admission_tally order by room_id, admitted_at",
     );
@@ -421,16 +428,8 @@ describe("migration 0010 (the admission tally)", () => {
 
 describe("migration 0011 (drawn places taken at join time)", () => {
   it("turns the places of tickets drawn before it into seqs below every sequence number, in the same order", async () => {
-    const url = await emptyDatabase();
     // The schema before 0011, with a room drawn the old way: draw_rank beside a permuted sequence number.
-    const before = join(tmpdir(), `waitroom-migrations-${randomBytes(5).toString("hex")}`);
-    scratch.push(before);
-    await cp(join(root, "migrations"), before, { recursive: true });
-    const names = await migrationNames(join(root, "migrations"));
-    expect(names).toContain("0011_drawn_places_at_join");
-    for (const name of names.filter((n) => n >= "0011")) await rm(join(before, `${name}.sql`));
-    const client = await connectForTest(url);
-    await runner({ dbClient: client, dir: before, migrationsTable: MIGRATIONS_TABLE, direction: "up", log: () => {} });
+    const { url, client, names } = await databaseBefore("0011_drawn_places_at_join");
     await client.query(`
       create sequence public.drawn_room_seq;
       insert into waitroom.rooms (id, capacity, queue_seq) values ('drawn', 10, 'public.drawn_room_seq');
@@ -438,7 +437,7 @@ describe("migration 0011 (drawn places taken at join time)", () => {
       select ('00000000-0000-0000-0000-00000000000' || v.n)::uuid, 'drawn', sha256('x'), v.seq, now(), now(), v.rank
         from (values (1, 3, 2), (2, 1, 3), (3, 2, 1), (4, 4, null)) v(n, seq, rank)`);
 
-    expect((await migrate(url, log)).migrations).toEqual(names.filter((n) => n >= "0011"));
+    expect((await migrate(url, log)).migrations).toEqual(names);
     const { rows } = await client.query(
       "select right(id::text, 1) as ticket, seq < 0 as drawn from waitroom.tickets order by seq",
     );
