@@ -31,7 +31,10 @@ const ticket = await client.join(room, {
   holder: values.holder,
   serverKey: process.env.WAITROOM_SERVER_KEY || undefined,
 });
-console.log(`joined ${room}: ticket ${ticket.id} (${ticket.joined?.status}, position ${ticket.joined?.position})`);
+const place = (position: number | null | undefined) =>
+  // null before a scheduled opening: the draw gives every entrant its place then.
+  position === null ? "place drawn at the opening" : `position ${position}`;
+console.log(`joined ${room}: ticket ${ticket.id} (${ticket.joined?.status}, ${place(ticket.joined?.position)})`);
 
 // Ctrl-C (or the end of --hold) stops following the stream; then we leave.
 const stop = new AbortController();
@@ -45,7 +48,7 @@ const end = await ticket.subscribe(
     switch (event.type) {
       case "state": {
         if (status !== "queued") break;
-        const line = `position ${position} of ${depth}${eta_seconds === null ? "" : `, about ${eta_seconds} s to go`}`;
+        const line = `${place(position)} of ${depth}${eta_seconds === null ? "" : `, about ${eta_seconds} s to go`}`;
         if (line !== shown) console.log(line); // state also fires when only the ETA moved
         shown = line;
         break;
