@@ -76,19 +76,27 @@ $$;
 comment on function waitroom.list_rooms(text) is
   'Every room (or only p_room; no row if unknown) with its settings (a JSON object, as _shown_settings) and live numbers from room_stats, in id order: what GET /v1/rooms shows.';
 
+-- Before a room's opening draw its entrants already hold their drawn places
+-- (waitroom._drawn_seq); the view shows them in join order, without a
+-- position, as positions does: an observer cannot read the seed, and must
+-- not read the draw off the view either.
 create view waitroom.queue as
-select t.room_id,
-       row_number() over (partition by t.room_id order by t.priority desc, t.seq) as "position",
-       t.id as ticket_id,
-       t.holder,
-       t.priority,
-       t.queued_at,
-       now() - t.queued_at as waited,
-       t.last_seen_at
-  from waitroom.tickets t
- where t.status = 'queued';
+select q.room_id,
+       case when not q.pending then q.place end as "position",
+       q.id as ticket_id,
+       q.holder,
+       q.priority,
+       q.queued_at,
+       now() - q.queued_at as waited,
+       q.last_seen_at
+  from (select t.*, coalesce(r.shuffled_at is null and r.opens_at > now(), false) as pending,
+               row_number() over (partition by t.room_id order by t.priority desc, t.seq) as place
+          from waitroom.tickets t
+          join waitroom.rooms r on r.id = t.room_id
+         where t.status = 'queued') q
+ order by q.room_id, q.pending, case when q.pending then null else q.place end, q.queued_at, q.id;
 comment on view waitroom.queue is
-  'Queued tickets in admission order with their position; filter by room_id (and add a LIMIT on long queues).';
+  'Queued tickets in admission order with their position; before a room''s opening draw in join order, position null (the draw gives the places). Filter by room_id (and add a LIMIT on long queues).';
 
 create view waitroom.recent_events as
 select e.id, e.created_at, e.room_id, e.ticket_id, e.type, e.data

@@ -19,6 +19,13 @@ const queueOrder = async (sql: typeof db.sql, room: string) =>
       select ticket_id from waitroom.queue where room_id = ${room} order by position`
   ).map((row) => row.ticket_id);
 
+/** The order the queue holds, read off the tickets (before the draw the view shows join order, no position). */
+const heldOrder = async (room: string) =>
+  (
+    await db.sql<{ id: string }[]>`
+      select id from waitroom.tickets where room_id = ${room} and status = 'queued' order by priority desc, seq`
+  ).map((row) => row.id);
+
 const OPENS = 100;
 
 /** A room opening at OPENS s with `before` tickets joined before it (at 1, 2, … s). */
@@ -99,7 +106,11 @@ describe("opening draw", () => {
     const { room, ids } = await scheduledRoom(20);
     // Each entrant took its drawn place as it joined, for the seed the room has; no position tells it.
     const { shuffle_seed } = first(await db.sql`select shuffle_seed from waitroom.rooms where id = ${room}`);
-    expect(await queueOrder(db.sql, room)).toEqual(expectedDraw(Number(shuffle_seed), ids));
+    expect(await heldOrder(room)).toEqual(expectedDraw(Number(shuffle_seed), ids));
+    // Nor does the operators' view: join order, no position.
+    const listed = await db.sql<{ ticket_id: string; position: number | null }[]>`
+      select ticket_id, position from waitroom.queue where room_id = ${room}`;
+    expect(listed).toEqual(ids.map((id) => ({ ticket_id: id, position: null })));
     for (const id of ids.slice(0, 3)) {
       expect(first(await db.sql`select * from waitroom.position(${id}, ${at(OPENS - 1)})`)).toMatchObject({
         status: "queued",
