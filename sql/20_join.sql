@@ -20,8 +20,8 @@
 -- out ones (WRSLD); paused rooms queue them. A join that read the room just
 -- before it sold out queues, and the next admission tick ends its ticket.
 create function waitroom._join_room(
-  p_room text, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb,
-  out proof_of_work_bits integer, out draws_until timestamptz, out shuffle_seed bigint
+  p_room text, p_at timestamptz, out mode text, out queue_seq regclass, out max_queued integer, out quota_tiers jsonb,
+  out proof_of_work_bits integer, out drawing boolean, out shuffle_seed bigint
 )
 language plpgsql stable
 as $$
@@ -29,8 +29,8 @@ declare
   v_sold_out_at timestamptz;
 begin
   select r.mode, r.queue_seq, r.max_queued, r.quota_tiers, r.proof_of_work_bits, r.sold_out_at,
-         case when r.shuffled_at is null then r.opens_at end, r.shuffle_seed
-    into mode, queue_seq, max_queued, quota_tiers, proof_of_work_bits, v_sold_out_at, draws_until, shuffle_seed
+         waitroom._draw_pending(r, p_at), r.shuffle_seed
+    into mode, queue_seq, max_queued, quota_tiers, proof_of_work_bits, v_sold_out_at, drawing, shuffle_seed
     from waitroom.rooms r where r.id = p_room;
   if not found then
     perform waitroom._fail('WR404', format('room %L does not exist', p_room));
@@ -41,8 +41,8 @@ begin
   end if;
 end
 $$;
-comment on function waitroom._join_room(text) is
-  'The mode, queue sequence, queue cap, quota tiers and proof-of-work bits of a room that takes joins, and its opens_at while the opening draw is to come (draws_until: a join before it takes its drawn place, see _drawn_seq) with the seed; WR404 unknown room, WR503 closed, WRSLD sold out.';
+comment on function waitroom._join_room(text, timestamptz) is
+  'The mode, queue sequence, queue cap, quota tiers and proof-of-work bits of a room that takes joins, and whether its opening draw is still to come at p_at (drawing: a join takes its drawn place, see _join_seq) with the seed; WR404 unknown room, WR503 closed, WRSLD sold out.';
 
 -- Checked before any number is drawn (a drawn number is never given back).
 -- Joins of a capped room take its join lock (advisory 2002, before any other
@@ -112,7 +112,7 @@ declare
   v_now      timestamptz := waitroom._now(p_now);
   v_token    text := waitroom._new_token();
   v_hash     bytea := waitroom._hash(v_token);
-  v_room     record := waitroom._join_room(p_room);
+  v_room     record := waitroom._join_room(p_room, v_now);
   v_instance integer;
   v_new      boolean := false;
   v_id       uuid;
@@ -140,7 +140,7 @@ begin
     v_id := waitroom._new_id();
     insert into waitroom.tickets as t (id, room_id, token_hash, priority, tier, seq, queued_at, last_seen_at)
     values (v_id, p_room, v_hash, p_priority, p_tier,
-            waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, v_id, v_now), v_now, v_now)
+            waitroom._join_seq(v_room.drawing, v_room.shuffle_seed, v_room.queue_seq, v_id), v_now, v_now)
     returning t.id, t.status into ticket_id, status;
     v_new := true;
     perform waitroom._log(array[row(p_room, ticket_id, 'joined', waitroom._joined_data(p_priority))::waitroom.ledger_entry], v_now);
@@ -174,7 +174,7 @@ begin
       v_id := waitroom._new_id();
       insert into waitroom.tickets (id, room_id, holder, token_hash, priority, tier, seq, queued_at, last_seen_at)
       values (v_id, p_room, p_holder, v_hash, p_priority, p_tier,
-              waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, v_id, v_now), v_now, v_now)
+              waitroom._join_seq(v_room.drawing, v_room.shuffle_seed, v_room.queue_seq, v_id), v_now, v_now)
       on conflict (room_id, holder)
         where holder is not null and status in ('queued', 'admitted', 'active', 'draining')
       do nothing
@@ -206,7 +206,7 @@ begin
   -- exact position; for re-joins and priorities it is an upper bound.
   -- waitroom.position() gives the exact figure. None before the opening
   -- draw, which gives every entrant its place (as positions says).
-  "position" := case when status = 'queued' and coalesce(v_room.draws_until <= v_now, true) then depth end;
+  "position" := case when status = 'queued' and not v_room.drawing then depth end;
   return next;
 end
 $$;
@@ -239,7 +239,7 @@ declare
   -- and the HTTP batcher sends far fewer.
   c_max_count  constant integer := 10000;
   v_now        timestamptz := waitroom._now(p_now);
-  v_room       record := waitroom._join_room(p_room);
+  v_room       record := waitroom._join_room(p_room, v_now);
   v_bad        bigint;
   v_error      text;
   v_draws      boolean[];
@@ -357,7 +357,7 @@ begin
     -- Its place needs its id (before the opening draw: see _join_seq).
     select m.ordinal, m.holder, m.priority, m.tier, m.new_id, m.token,
            case when m.draws is not false
-                then waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, m.new_id, v_now)
+                then waitroom._join_seq(v_room.drawing, v_room.shuffle_seed, v_room.queue_seq, m.new_id)
            end as seq
       from made m
   ), anonymous as (
@@ -465,7 +465,7 @@ begin
         update waitroom.tickets t
            set seq = n.seq
           from (select u.id,
-                       waitroom._join_seq(v_room.draws_until, v_room.shuffle_seed, v_room.queue_seq, u.id, v_now) as seq
+                       waitroom._join_seq(v_room.drawing, v_room.shuffle_seed, v_room.queue_seq, u.id) as seq
                   from unnest(v_unnumbered) with ordinality as u(id, o)
                  order by u.o) n
          where t.id = n.id
@@ -525,7 +525,7 @@ begin
   return query
   select u.ordinal::integer, u.ticket_id, u.token, coalesce(u.status, 'queued'),
          -- None before the opening draw, as in join.
-         case when coalesce(u.status, 'queued') = 'queued' and coalesce(v_room.draws_until <= v_now, true)
+         case when coalesce(u.status, 'queued') = 'queued' and not v_room.drawing
               then v_depth - coalesce(u.behind, p_count - u.ordinal) end,
          v_depth
     from unnest(v_ids, v_tokens, v_statuses, v_behind) with ordinality as u(ticket_id, token, status, behind, ordinal)

@@ -20,11 +20,17 @@ comment on function waitroom._draw_key(bigint, uuid) is
 -- the room's lock, while the opening's streams waited for it) and 9.7 s for
 -- 100,000. Before the draw, positions show no rank (waitroom.positions): a
 -- rank read off these numbers would tell each entrant its place in the draw.
+create function waitroom._drawn_band() returns bigint
+language sql immutable parallel safe
+as $$ select -4611686018427387904::bigint $$;
+comment on function waitroom._drawn_band() is
+  'The lowest seq, -2^62: drawn places run from it up to -1, below every number of a room''s sequence.';
+
 create function waitroom._drawn_seq(p_seed bigint, p_ticket uuid) returns bigint
 language sql immutable strict parallel safe
 as $$
-  select (('x' || substr(md5(p_seed::text || ':' || p_ticket::text), 1, 16))::bit(64) >> 2)::bigint
-         - 4611686018427387904
+  select waitroom._drawn_band()
+         + (('x' || substr(md5(p_seed::text || ':' || p_ticket::text), 1, 16))::bit(64) >> 2)::bigint
 $$;
 comment on function waitroom._drawn_seq(bigint, uuid) is
   'The seq of a ticket that joins before its room''s opening: the first 62 bits of its draw key (md5 of seed || '':'' || id, see _draw_key) minus 2^62, below every number of the room''s sequence and in the order of the draw.';
@@ -33,15 +39,22 @@ comment on function waitroom._drawn_seq(bigint, uuid) is
 -- opening takes its drawn place, any other the next number of the room's
 -- sequence. Inlined (one SQL expression): the CASE draws a number only
 -- when it is needed.
-create function waitroom._join_seq(p_draws_until timestamptz, p_seed bigint, p_queue_seq regclass, p_ticket uuid,
-                                   p_now timestamptz)
+create function waitroom._join_seq(p_drawing boolean, p_seed bigint, p_queue_seq regclass, p_ticket uuid)
 returns bigint
 language sql volatile
 as $$
-  select case when p_draws_until > p_now then waitroom._drawn_seq(p_seed, p_ticket) else nextval(p_queue_seq) end
+  select case when p_drawing then waitroom._drawn_seq(p_seed, p_ticket) else nextval(p_queue_seq) end
 $$;
-comment on function waitroom._join_seq(timestamptz, bigint, regclass, uuid, timestamptz) is
-  'The seq of a new ticket joining at p_now: its drawn place before the opening draw (p_draws_until, from _join_room), else the next number of the room''s sequence.';
+comment on function waitroom._join_seq(boolean, bigint, regclass, uuid) is
+  'The seq of a new ticket: its drawn place while the room''s opening draw is to come (p_drawing, from _join_room), else the next number of the room''s sequence.';
+
+-- The one rule for "before the draw": joins take their drawn places, and no
+-- rank is shown (positions, join, join_many, the queue view).
+create function waitroom._draw_pending(r waitroom.rooms, p_at timestamptz) returns boolean
+language sql stable parallel safe
+as $$ select coalesce(r.shuffled_at is null and r.opens_at > p_at, false) $$;
+comment on function waitroom._draw_pending(waitroom.rooms, timestamptz) is
+  'Whether room r''s opening draw is still to come at p_at: it has opens_at ahead and has not drawn.';
 
 -- Called by admit, under the room's lock, at the first admission at or after
 -- opens_at. Normally a check: every entrant (queued, joined before opens_at)
@@ -82,7 +95,7 @@ begin
       select array_agg(e.id order by waitroom._draw_key(r.shuffle_seed, e.id), e.id) as ids from entrants e
     )
     update waitroom.tickets t
-       set seq = d.place - 4611686018427387905
+       set seq = waitroom._drawn_band() + d.place - 1
       from drawn, unnest(drawn.ids) with ordinality as d(id, place)
      where t.id = d.id;
     update waitroom.tickets t

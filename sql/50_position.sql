@@ -76,7 +76,7 @@ begin
     v_rate := 0;
   end if;
 
-  v_pending := coalesce(r.shuffled_at is null and r.opens_at > v_now, false);
+  v_pending := waitroom._draw_pending(r, v_now);
   -- The queued ticket furthest back among those asked about bounds the stretch of queue read
   -- (none before the draw: the stretch is then empty).
   select t.priority, t.seq into v_last_priority, v_last_seq

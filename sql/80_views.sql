@@ -89,7 +89,7 @@ select q.room_id,
        q.queued_at,
        now() - q.queued_at as waited,
        q.last_seen_at
-  from (select t.*, coalesce(r.shuffled_at is null and r.opens_at > now(), false) as pending,
+  from (select t.*, waitroom._draw_pending(r, now()) as pending,
                row_number() over (partition by t.room_id order by t.priority desc, t.seq) as place
           from waitroom.tickets t
           join waitroom.rooms r on r.id = t.room_id
