@@ -1,55 +1,71 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
-import type { RateBucket } from "../config/index.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { tooLarge } from "./body.js";
-import { ticketTokenOf } from "./credentials.js";
 import { asApiError, errorAnswer, parse } from "./errors.js";
-import type { Limiter } from "./limits.js";
+import { type GuardOptions, guardOf } from "./guard.js";
 import { countError, countRequest } from "./observe.js";
 import type { Route } from "./route.js";
 
 /*
- * A defined route served on Node's request itself, ahead of the framework: the event stream, whose
- * open is the rush (10,000 at the same instant). The adapter's Web Request, the router, the
- * middleware chain and the validators cost about a third of a stream open's CPU
- * (bench/notes/rush.md). Here the definition is still the route: its own schemas validate, its
- * security (the ticket's token) and its rate-limit bucket are enforced, its error codes are the
- * documented ones, and /openapi.json describes it like any other.
+ * A defined route served on Node's request itself, ahead of the framework: the calls of the rush,
+ * by the thousand in one second (the join, the event stream). The adapter's Web Request, the router,
+ * the middleware chain and the validators cost about a third of a stream open's CPU and nearly half
+ * of a join's (bench/notes/rush.md, bench/notes/http-join.md). Here the definition is still the
+ * route: its own schemas validate, its guard (guard.ts: security, origin, body, rate limit) is the
+ * one the framework's routes use, its error codes are the documented ones, and /openapi.json
+ * describes it like any other.
  */
 
-/** A GET route with a path, a query and headers, for the ticket's token. */
-export type NodeDefinition = Route & {
-  method: "get";
-  request: { params: z.ZodType; query: z.ZodType; headers: z.ZodType };
-};
+type JsonSchemaOf<B> = B extends { content: { "application/json": { schema: infer S extends z.ZodType } } } ? S : never;
+
+/** A GET or POST route; a POST may take a JSON body. */
+export type NodeDefinition = Route & { method: "get" | "post" };
+
+type Part<D extends NodeDefinition, K extends "params" | "query" | "headers"> = D["request"] extends {
+  [P in K]: infer S extends z.ZodType;
+}
+  ? z.infer<S>
+  : undefined;
+
+type BodyOf<D extends NodeDefinition> = D["request"] extends { body: infer B } ? z.infer<JsonSchemaOf<B>> : undefined;
+
+/** Whether one of a route's security requirements names the ticket's token. */
+type NamesTicketToken<R> = R extends unknown ? ("ticketToken" extends keyof R ? true : never) : never;
+
+/** A string on routes secured by the ticket's token, which the guard then requires. */
+type TicketTokenOf<D extends NodeDefinition> = D extends { security: readonly (infer R)[] }
+  ? [NamesTicketToken<R>] extends [never]
+    ? undefined
+    : string
+  : undefined;
 
 export type NodeRequest<D extends NodeDefinition> = {
-  /** HEAD is answered by the same handler (Node drops the body of its answer). */
-  method: "GET" | "HEAD";
-  params: z.infer<D["request"]["params"]>;
-  query: z.infer<D["request"]["query"]>;
-  headers: z.infer<D["request"]["headers"]>;
-  ticketToken: string;
+  /** HEAD is answered by the same handler as GET (Node drops the body of its answer). */
+  method: D["method"] extends "get" ? "GET" | "HEAD" : "POST";
+  params: Part<D, "params">;
+  query: Part<D, "query">;
+  headers: Part<D, "headers">;
+  body: BodyOf<D>;
+  ticketToken: TicketTokenOf<D>;
+  /** The caller presented the server key. */
+  trusted: boolean;
   outgoing: ServerResponse;
 };
 
-/** A status (and headers) without a body, or undefined: the handler answered on `outgoing` itself. */
-export type NodeAnswer = { status: number; headers?: Readonly<Record<string, string>> } | undefined;
+/**
+ * A status (and headers) with a JSON body or none, or undefined: the handler answered on `outgoing`
+ * itself.
+ */
+export type NodeAnswer = { status: number; headers?: Readonly<Record<string, string>>; json?: unknown } | undefined;
 
 export type NodeHandler<D extends NodeDefinition> = (request: NodeRequest<D>) => Promise<NodeAnswer>;
 
 /** Serves the request if it is this route's (true), else leaves it to the framework (false). */
 export type NodeRoute = (incoming: IncomingMessage, outgoing: ServerResponse) => boolean;
 
-export type NodeRouteOptions = {
-  metrics: Metrics;
-  log: Logger;
-  bodyLimitBytes: number;
-  /** Absent: per-client rate limits are off. */
-  limiter: Limiter | undefined;
-};
+export type NodeRouteOptions = GuardOptions & { metrics: Metrics; log: Logger };
 
 /** The path's parameters, if `path` is the route's: /v1/tickets/{id}/events → { id }. */
 function pathMatcher(template: string): (path: string) => Record<string, string> | undefined {
@@ -80,26 +96,38 @@ function queryOf(search: string): Record<string, string> {
   return query;
 }
 
+function answerWith(outgoing: ServerResponse, answer: NonNullable<NodeAnswer>): void {
+  if (answer.json === undefined) {
+    outgoing.writeHead(answer.status, answer.headers).end();
+    return;
+  }
+  const body = JSON.stringify(answer.json);
+  outgoing
+    .writeHead(answer.status, {
+      ...answer.headers,
+      "content-type": "application/json",
+      "content-length": String(Buffer.byteLength(body)),
+    })
+    .end(body);
+}
+
 export function nodeRoute<D extends NodeDefinition>(
   route: D,
   options: NodeRouteOptions,
   handler: NodeHandler<D>,
 ): NodeRoute {
-  const schemes = new Set((route.security ?? []).flatMap((requirement) => Object.keys(requirement)));
-  if (!schemes.has("ticketToken") || route["x-checks-origin"] || route.request.body) {
-    throw new Error(`${route.path}: a node route takes the ticket's token, no body and no origin check`);
-  }
-  const inQuery = schemes.has("ticketTokenQuery");
-  const bucket: RateBucket | undefined = route["x-rate-limit"];
+  const methods = route.method === "get" ? ["GET", "HEAD"] : ["POST"];
   const label = route.path.replace(/\{([^}]+)\}/g, ":$1");
   const match = pathMatcher(route.path);
   const codes = route["x-error-codes"];
-  const schemas: D["request"] = route.request;
-  const { metrics, log, bodyLimitBytes, limiter } = options;
+  const { params, query, headers } = route.request ?? {};
+  if (Array.isArray(headers)) throw new Error(`${route.path}: a node route takes one schema of its headers`);
+  const guard = guardOf(route, options);
+  const { metrics, log, bodyLimitBytes } = options;
 
   return (incoming, outgoing) => {
-    const method = incoming.method;
-    if (method !== "GET" && method !== "HEAD") return false;
+    const method = incoming.method ?? "";
+    if (!methods.includes(method)) return false;
     const url = incoming.url ?? "";
     const mark = url.indexOf("?");
     const path = match(mark < 0 ? url : url.slice(0, mark));
@@ -107,24 +135,27 @@ export function nodeRoute<D extends NodeDefinition>(
     const started = performance.now();
     const answer = async (): Promise<NodeAnswer> => {
       if (Number(incoming.headers["content-length"] ?? 0) > bodyLimitBytes) throw tooLarge(bodyLimitBytes);
+      const caller = { env: { incoming } };
       const search = mark < 0 ? {} : queryOf(url.slice(mark + 1));
-      const ticketToken = ticketTokenOf(incoming.headers.authorization, inQuery ? search.token : undefined);
-      const request: NodeRequest<D> = {
+      const { ticketToken, trusted } = guard.credentials(caller, () => search.token);
+      const body = await guard.body(incoming);
+      const call = {
         method,
-        params: parse<D["request"]["params"]>(schemas.params, path, "path"),
-        query: parse<D["request"]["query"]>(schemas.query, search, "query"),
-        headers: parse<D["request"]["headers"]>(schemas.headers, incoming.headers, "headers"),
+        params: params ? parse(params, path, "path") : undefined,
+        query: query ? parse(query, search, "query") : undefined,
+        headers: headers ? parse(headers, incoming.headers, "headers") : undefined,
+        body,
         ticketToken,
+        trusted,
         outgoing,
-      };
-      // Last: a refused or invalid call costs no token.
-      if (bucket && limiter) limiter.take(bucket, limiter.address({ env: { incoming } }));
-      return handler(request);
+      } as NodeRequest<D>;
+      guard.rateLimit(caller, trusted, body);
+      return handler(call);
     };
     const finish = (status: number) => countRequest({ metrics, log }, { method, route: label, status, started });
     answer().then(
       (answered) => {
-        if (answered) outgoing.writeHead(answered.status, answered.headers).end();
+        if (answered) answerWith(outgoing, answered);
         finish(outgoing.statusCode);
       },
       (error: unknown) => {

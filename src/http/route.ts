@@ -1,13 +1,10 @@
 import type { HttpBindings } from "@hono/node-server";
 import { createRoute, type Hook, OpenAPIHono, type RouteConfig, type RouteHandler } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
-import type { z } from "zod";
-import type { LimitSettings, RateBucket } from "../config/index.js";
-import { jsonBody } from "./body.js";
+import type { MiddlewareHandler } from "hono";
+import type { RateBucket } from "../config/index.js";
 import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
-import { bearerOf, sameSecret, ticketTokenOf } from "./credentials.js";
-import { ApiError, invalid, parse } from "./errors.js";
-import { checkKey, checkOrigin, type Limiter } from "./limits.js";
+import { invalid } from "./errors.js";
+import { anyoneMayCall, guardOf, schemesOf } from "./guard.js";
 import {
   type NodeDefinition,
   type NodeHandler,
@@ -50,21 +47,26 @@ export const securitySchemes = {
 
 type Security = RouteConfig["security"];
 
-/** Who may call a route: its `security`, one of these (none: anyone). */
-export const callers: Record<"ticket" | "ticketOrQuery" | "admin" | "anyoneOrServer" | "server", Security> = {
-  ticket: [{ ticketToken: [] }],
-  /** The stream: EventSource cannot send headers. */
-  ticketOrQuery: [{ ticketToken: [] }, { ticketTokenQuery: [] }],
-  admin: [{ adminKey: [] }],
-  /** Anyone; the server key unlocks more. */
-  anyoneOrServer: [{}, { serverKey: [] }],
-  /** The protected app's backend only. */
-  server: [{ serverKey: [] }],
-};
+/** A security requirement: every scheme it names. */
+type Requirement<Scheme extends keyof typeof securitySchemes> = { [S in Scheme]: string[] };
 
-/** Whether a route's security lets anyone call (an empty requirement), or only the schemes it names. */
-const anyoneMayCall = (security: Security) =>
-  (security ?? []).some((requirement) => Object.keys(requirement).length === 0);
+/**
+ * Who may call a route: its `security`, one of these (none: anyone). Each has its own type, so a
+ * handler on Node's request knows whether it is handed a ticket's token (node-route.ts).
+ */
+export const callers = {
+  ticket: [{ ticketToken: [] }] as Requirement<"ticketToken">[],
+  /** The stream: EventSource cannot send headers. */
+  ticketOrQuery: [{ ticketToken: [] }, { ticketTokenQuery: [] }] as (
+    | Requirement<"ticketToken">
+    | Requirement<"ticketTokenQuery">
+  )[],
+  admin: [{ adminKey: [] }] as Requirement<"adminKey">[],
+  /** Anyone; the server key unlocks more. */
+  anyoneOrServer: [{}, { serverKey: [] }] as (Requirement<never> | Requirement<"serverKey">)[],
+  /** The protected app's backend only. */
+  server: [{ serverKey: [] }] as Requirement<"serverKey">[],
+} satisfies Record<string, Security>;
 
 /** What a route does about hostile traffic, declared with it (and shown in /openapi.json). */
 type Defences = {
@@ -82,7 +84,7 @@ function impliedErrors(config: Pick<RouteConfig, "request" | "security"> & Defen
   const { request } = config;
   if (request?.params || request?.query || request?.headers || request?.body) codes.push("invalid_request");
   if (request?.body) codes.push("unsupported_media_type");
-  const schemes = new Set((config.security ?? []).flatMap((requirement) => Object.keys(requirement)));
+  const schemes = schemesOf(config.security);
   // A wrong key is throttled per client address: rate_limited once it has failed too often.
   if (schemes.has("adminKey")) codes.push("unauthorized", "forbidden", "rate_limited");
   // A missing token is unauthorized; one no ticket could have is not_found, like a wrong one.
@@ -123,59 +125,6 @@ export function defineRoute<D extends Definition>({ errors, ...config }: D): Omi
   }) as unknown as Omit<D, "errors"> & ErrorCodes;
 }
 
-const bearer = (c: Context) => bearerOf(c.req.header("authorization"));
-
-export type Secrets = {
-  /** Unset: the admin endpoints answer forbidden. */
-  adminKey?: string | undefined;
-  /** Unset: nobody may set holder or priority. */
-  serverKey?: string | undefined;
-};
-
-/** The middleware that enforces a route's declared security; wrong keys are throttled by `limiter`. */
-function guards(security: Security, secrets: Secrets, limiter: Limiter | undefined): MiddlewareHandler<AppEnv>[] {
-  const schemes = new Set((security ?? []).flatMap((requirement) => Object.keys(requirement)));
-  const checks: MiddlewareHandler<AppEnv>[] = [];
-  if (schemes.has("adminKey")) {
-    checks.push((c, next) => {
-      const { adminKey } = secrets;
-      if (!adminKey) throw new ApiError("forbidden", "the admin API is disabled: set WAITROOM_ADMIN_KEY");
-      const key = bearer(c);
-      const refusal = new ApiError("unauthorized", "the admin key is required");
-      if (!key) throw refusal;
-      checkKey(limiter, c, () => sameSecret(key, adminKey), refusal);
-      return next();
-    });
-  }
-  if (schemes.has("ticketToken")) {
-    const inQuery = schemes.has("ticketTokenQuery");
-    checks.push((c, next) => {
-      c.set("ticketToken", ticketTokenOf(c.req.header("authorization"), inQuery ? c.req.query("token") : undefined));
-      return next();
-    });
-  }
-  if (schemes.has("serverKey")) {
-    // Anyone may call; the server key, when presented, must be right.
-    const serverOnly = !anyoneMayCall(security);
-    checks.push((c, next) => {
-      if (serverOnly && !secrets.serverKey) {
-        throw new ApiError("forbidden", "the server-key routes are disabled: set WAITROOM_SERVER_KEY");
-      }
-      const key = bearer(c);
-      const { serverKey } = secrets;
-      if (key !== undefined) {
-        const right = () => serverKey !== undefined && sameSecret(key, serverKey);
-        checkKey(limiter, c, right, new ApiError("unauthorized", "the server key is wrong"));
-      }
-      const trusted = key !== undefined;
-      if (!trusted && serverOnly) throw new ApiError("unauthorized", "the server key is required");
-      c.set("trusted", trusted);
-      return next();
-    });
-  }
-  return checks;
-}
-
 const validationTargets: Record<string, string> = { param: "path", query: "query", header: "headers", json: "body" };
 
 /** zod-openapi's validation failures answer the error envelope like every other bad input. */
@@ -193,31 +142,7 @@ export type Router = {
   nodeRoutes: readonly NodeRoute[];
 };
 
-/**
- * A call drawing from a route's bucket, by client address. The server key speaks for many users
- * from one address: its calls draw per holder instead (identified joins), or not at all.
- */
-function rateLimit(bucket: RateBucket, limiter: Limiter): MiddlewareHandler<AppEnv> {
-  return (c, next) => {
-    if (!c.var.trusted) {
-      limiter.take(bucket, limiter.address(c));
-    } else {
-      // Only join takes the server key, and its body names the holder (a route without a body: none).
-      const holder = (c.req as unknown as { valid(target: "json"): { holder?: string } | undefined }).valid(
-        "json",
-      )?.holder;
-      if (holder !== undefined) limiter.take("holder", holder);
-    }
-    return next();
-  };
-}
-
-export type RouterOptions = NodeRouteOptions & {
-  secrets: Secrets;
-  limits: LimitSettings;
-};
-
-export function createRouter(options: RouterOptions): Router {
+export function createRouter(options: NodeRouteOptions): Router {
   const app = new OpenAPIHono<AppEnv>({ defaultHook });
   const nodeRoutes: NodeRoute[] = [];
   return {
@@ -229,33 +154,24 @@ export function createRouter(options: RouterOptions): Router {
     },
     mount(route, handler) {
       const codes = route["x-error-codes"];
+      const guard = guardOf(route, options);
       const middleware: MiddlewareHandler<AppEnv>[] = [
         (c, next) => {
           c.set("errorCodes", codes);
+          const { ticketToken, trusted } = guard.credentials(c, () => c.req.query("token"));
+          if (ticketToken !== undefined) c.set("ticketToken", ticketToken);
+          c.set("trusted", trusted);
           return next();
         },
-        ...guards(route.security, options.secrets, options.limiter),
       ];
-      // Before anything is read or counted: another site's page must not spend its visitors' limits.
-      if (route["x-checks-origin"]) {
-        middleware.push((c, next) => {
-          if (!c.var.trusted) checkOrigin(c, options.limits);
-          return next();
-        });
-      }
-      // The body is validated with the definition's schema, but read by jsonBody, not zod-openapi.
+      // The body is validated with the definition's schema, but read by the guard, not zod-openapi.
       const { body, ...request } = route.request ?? {};
-      const json = body?.content["application/json"];
-      const schema = json && "schema" in json ? (json.schema as z.ZodType) : undefined;
-      if (schema) {
-        middleware.push(async (c, next) => {
-          c.req.addValidatedData("json", parse(schema, await jsonBody(c, options.bodyLimitBytes), "body") as object);
-          return next();
-        });
-      }
-      // Last: a refused or invalid call costs no token.
-      const bucket = route["x-rate-limit"];
-      if (bucket && options.limiter) middleware.push(rateLimit(bucket, options.limiter));
+      middleware.push(async (c, next) => {
+        const validated = await guard.body(c.env.incoming);
+        if (body) c.req.addValidatedData("json", validated as object);
+        guard.rateLimit(c, c.var.trusted, validated);
+        return next();
+      });
       app.openAPIRegistry.registerPath(route);
       app.openapi({ ...route, request, middleware, hide: true }, handler);
     },

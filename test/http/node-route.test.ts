@@ -1,13 +1,14 @@
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
 import { useTestDatabase } from "../helpers/database.js";
-import { metric, useTestServer } from "../helpers/http.js";
+import { ADMIN_KEY, metric, SERVER_KEY, useTestServer } from "../helpers/http.js";
 import { createRoom, join } from "../helpers/queue.js";
 
 /*
- * The event stream is served on Node's request, ahead of the framework (src/http/node-route.ts).
- * Callers must not be able to tell: the same envelope, headers and codes as a framework route,
- * the same request counts, and whatever is not the stream's GET or HEAD still reaches the framework.
+ * The join and the event stream are served on Node's request, ahead of the framework
+ * (src/http/node-route.ts). Callers must not be able to tell: the same envelope, headers and codes
+ * as a framework route, the same request counts, and whatever is not the route's method and path
+ * still reaches the framework.
  */
 
 const db = useTestDatabase();
@@ -99,5 +100,76 @@ describe("the stream served on Node's request", () => {
     await server.request(events("00000000-0000-4000-8000-000000000000", "?token=nope"));
     await server.request(events("00000000-0000-4000-8000-000000000000", "?token=nope"));
     expect(await metric(server, series)).toBe(before + 2);
+  });
+});
+
+describe("the join served on Node's request", () => {
+  const tickets = (room: string) => `/v1/rooms/${room}/tickets`;
+  const post = (path: string, body: string, headers: Record<string, string> = {}) =>
+    server.request(path, { method: "POST", body, headers: { "content-type": "application/json", ...headers } });
+
+  it("refuses a bad body with the same envelope as a framework route with a body", async () => {
+    const room = await createRoom(db.sql, 0);
+    // The same bodies to the join and to a framework route that takes one (the admin's room settings, PUT).
+    const settings = (body: string, headers: Record<string, string> = {}) =>
+      server.request(`/v1/rooms/${room}`, {
+        method: "PUT",
+        body,
+        headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_KEY}`, ...headers },
+      });
+    for (const [body, headers, code] of [
+      ["{", {}, "invalid_request"],
+      ["[]", {}, "invalid_request"],
+      ["{}", { "content-type": "text/plain" }, "unsupported_media_type"],
+    ] as const) {
+      const [join, framework] = await Promise.all([post(tickets(room), body, headers), settings(body, headers)]);
+      expect(join.status, body).toBe(framework.status);
+      expect(join.headers.get("content-type")).toMatch(/^application\/json/);
+      const [joinError, frameworkError] = await Promise.all([join.json(), framework.json()]);
+      expect(joinError).toMatchObject({ error: { code } });
+      expect(joinError.error.code).toBe(frameworkError.error.code);
+    }
+    // A field the join does not know is named, as zod names it.
+    const unknown = await post(tickets(room), JSON.stringify({ seat: 1 }));
+    expect(unknown.status).toBe(400);
+    expect(await unknown.json()).toMatchObject({
+      error: { code: "invalid_request", message: /^invalid body: .*seat/ },
+    });
+    expect(await db.sql`select count(*)::int as n from waitroom.tickets where room_id = ${room}`).toEqual([{ n: 0 }]);
+  });
+
+  it("joins with a JSON body, and with the server key sets the holder", async () => {
+    const room = await createRoom(db.sql, 0);
+    const anonymous = await post(tickets(room), "{}");
+    expect(anonymous.status).toBe(202);
+    expect(anonymous.headers.get("content-type")).toBe("application/json");
+    const text = await anonymous.text();
+    expect(Number(anonymous.headers.get("content-length"))).toBe(Buffer.byteLength(text));
+    expect(JSON.parse(text)).toMatchObject({ status: "queued", position: 1, depth: 1, eta_seconds: null });
+    const refused = await post(tickets(room), JSON.stringify({ holder: "ann" }));
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ error: { code: "forbidden" } });
+    const wrongKey = await post(tickets(room), JSON.stringify({ holder: "ann" }), { authorization: "Bearer wrong" });
+    expect(wrongKey.status).toBe(401);
+    const held = await post(tickets(room), JSON.stringify({ holder: "ann" }), {
+      authorization: `Bearer ${SERVER_KEY}`,
+    });
+    expect(held.status).toBe(202);
+    const { ticket_id } = await held.json();
+    expect(await db.sql`select holder from waitroom.tickets where id = ${ticket_id}`).toEqual([{ holder: "ann" }]);
+  });
+
+  it("leaves other methods and longer paths to the framework, and counts its requests", async () => {
+    const room = await createRoom(db.sql, 0);
+    const get = await server.request(tickets(room));
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
+    const longer = await post(`${tickets(room)}/more`, "{}");
+    expect(longer.status).toBe(404);
+    expect(await longer.json()).toMatchObject({ error: { code: "not_found" } });
+    const series = 'waitroom_http_requests_total{method="POST",route="/v1/rooms/:room/tickets",status="202"}';
+    const before = await metric(server, series);
+    await post(tickets(room), "{}");
+    expect(await metric(server, series)).toBe(before + 1);
   });
 });
