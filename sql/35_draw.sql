@@ -20,8 +20,12 @@ comment on function waitroom._draw_key(bigint, uuid) is
 -- the room's lock, while the opening's streams waited for it) and 9.7 s for
 -- 100,000. Before the draw, positions show no rank (waitroom.positions): a
 -- rank read off these numbers would tell each entrant its place in the draw.
+-- Strict (vacuous without arguments) so that _drawn_seq, a strict SQL
+-- function, can be inlined: PostgreSQL inlines one only if its body calls
+-- nothing but strict functions. Called through the SQL-function executor,
+-- _drawn_seq made the draw's check of 19,000 entrants 90-120 ms instead of 30.
 create function waitroom._drawn_band() returns bigint
-language sql immutable parallel safe
+language sql immutable strict parallel safe
 as $$ select -4611686018427387904::bigint $$;
 comment on function waitroom._drawn_band() is
   'The lowest seq, -2^62: drawn places run from it up to -1, below every number of a room''s sequence.';
