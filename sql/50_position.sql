@@ -19,9 +19,14 @@ declare
   r       waitroom.rooms;
   v_depth bigint;
   v_rate  numeric;
-  v_rate_low  numeric;
-  v_rate_high numeric;
-  v_gap   numeric;
+  -- The mean rate also as a fraction, v_admitted per v_seconds: eta_seconds is exact in integers,
+  -- where a decimal rate (1/3 = 0.333…) put a wait of exactly 3 s at 4, and cost a numeric division
+  -- per ticket. The range's arithmetic is floating point (its bounds are estimates).
+  v_admitted bigint;
+  v_seconds  bigint := 300;
+  v_rate_low  double precision;
+  v_rate_high double precision;
+  v_gap   double precision;
   v_plan_cache_mode text;
   v_last_priority integer;
   v_last_seq bigint;
@@ -56,17 +61,21 @@ begin
            extract(epoch from max(a.admitted_at) - min(a.admitted_at)) as span
       from admissions a
   )
-  select s.n / 300.0,
+  select s.n, s.n / 300.0,
          -- minutes wholly before the first admission are left out: the room was not admitting yet
          (select min(mi.n) / 60.0 from minutes mi
            where v_now - make_interval(mins => mi.m) >= (select min(a.admitted_at) from admissions a)),
          (select max(mi.n) / 60.0 from minutes mi),
          case when s.batches >= 2 then s.span / (s.batches - 1) else r.tick_ms / 1000.0 end
-    into v_rate, v_rate_low, v_rate_high, v_gap
+    into v_admitted, v_rate, v_rate_low, v_rate_high, v_gap
     from summary s;
   v_rate_low := least(v_rate_low, v_rate);
   v_rate_high := greatest(v_rate_high, v_rate);
   if r.admit_per_minute is not null then
+    if r.admit_per_minute * 300 < v_admitted * 60 then
+      v_admitted := r.admit_per_minute;
+      v_seconds := 60;
+    end if;
     v_rate := least(v_rate, r.admit_per_minute / 60.0);
     v_rate_low := least(v_rate_low, r.admit_per_minute / 60.0);
     v_rate_high := least(v_rate_high, r.admit_per_minute / 60.0);
@@ -74,6 +83,7 @@ begin
   -- Nobody is admitted in a paused or closed room, nor past a failing upstream.
   if r.mode not in ('open', 'passthrough') or (r.health_url is not null and r.healthy is not true) then
     v_rate := 0;
+    v_admitted := 0;
   end if;
 
   v_pending := waitroom._draw_pending(r, v_now);
@@ -165,7 +175,7 @@ begin
       left join stretches bd on bd.priority = a.priority
   )
   select p.id, p.room_id, p.now_status, p.pos, v_depth, p.approx,
-         case when p.pos is not null and v_rate > 0 then ceil(p.pos / v_rate)::integer end,
+         case when p.pos is not null and v_rate > 0 then ((p.pos * v_seconds + v_admitted - 1) / v_admitted)::integer end,
          -- The range: the next pos admissions at the fastest and the slowest
          -- minute's rate, pos -/+ sqrt(pos) of them (the count's own noise),
          -- -/+ one gap between batches (where in the tick cycle we are).

@@ -77,6 +77,18 @@ describe("position", () => {
     expect(estimate).toMatchObject({ position: 3, eta_seconds: 450 });
   });
 
+  it("estimates whole seconds exactly: a third of an admission per second puts position 1 at 3 s, not 4", async () => {
+    const room = await createRoom(db.sql, 100, { idle_seconds: 3600 });
+    await db.sql`select count(*) from waitroom.join_many(${room}, 100, null, null, ${at(0)})`;
+    const last = await join(db.sql, room);
+    // 100 admitted in the last five minutes: 1/3 per second, which a decimal (0.333…) rounds down.
+    await admit(db.sql, room, at(10), 100);
+    expect(await position(last.ticket_id, at(20))).toMatchObject({ position: 1, eta_seconds: 3 });
+    // Capped by admit_per_minute (20 a minute: the same third), the same answer.
+    await db.sql`select waitroom.configure_room(${room}, '{"admit_per_minute": 20}')`;
+    expect(await position(last.ticket_id, at(20))).toMatchObject({ position: 1, eta_seconds: 3 });
+  });
+
   it("returns no row for an unknown ticket", async () => {
     expect(await position("00000000-0000-4000-8000-000000000000", at(0))).toBeUndefined();
   });
