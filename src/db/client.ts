@@ -4,7 +4,12 @@ import type { SessionTimeouts } from "../config/index.js";
 
 export type Sql = postgres.Sql;
 
-export type SqlOptions = { max?: number; timeouts?: SessionTimeouts };
+export type SqlOptions = {
+  max?: number;
+  timeouts?: SessionTimeouts;
+  /** Called with each statement as it is handed to its connection (diagnostics, tests). */
+  onQuery?: (statement: string) => void;
+};
 
 /** Startup parameters of a connection with these timeouts; a 0 is not sent (the server's own setting stays). */
 export function timeoutParameters(timeouts: SessionTimeouts) {
@@ -21,6 +26,7 @@ export function createSql(databaseUrl: string, options: SqlOptions = {}): Sql {
     max: options.max ?? 10,
     connection: options.timeouts ? timeoutParameters(options.timeouts) : {},
     onnotice: () => {},
+    ...(options.onQuery ? { debug: (_connection: number, statement: string) => options.onQuery?.(statement) } : {}),
     types: {
       bigint: {
         to: 20,

@@ -253,7 +253,14 @@ export class Hub {
     }
   }
 
-  /** Events from the LISTEN connection (or a replay): to the tickets they name, then re-read their rooms. */
+  /**
+   * Events from the LISTEN connection (or a replay): re-read their rooms, then send the events to
+   * the tickets they name. The rooms' reads are asked for first and the events written after this
+   * turn's I/O (setImmediate), when the driver has sent the reads' queries (a large one at once):
+   * an opening's draw admits a thousand at once, and the room's positions, its slowest read, then
+   * run in PostgreSQL while those thousand are written. A read answers after its round trip, so
+   * after the events it follows.
+   */
   deliver(events: readonly LedgerEvent[]): void {
     this.#deliveries += 1;
     const touched = new Set<string>();
@@ -266,18 +273,25 @@ export class Hub {
       } else {
         for (const hearing of this.#opening.values()) for (const heard of hearing) heard.push(event);
       }
-      const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
-      for (const subscriber of [...(audience ?? [])]) {
-        try {
-          this.#sendEvent(subscriber, event);
-        } catch (error) {
-          // One stream's trouble ends that stream (its client reconnects), never anyone else's.
-          this.#log.error({ err: error, event: event.id }, "could not send an event to a stream");
-          this.#end(subscriber);
-        }
-      }
     }
     for (const room of touched) this.refresh(room);
+    const delivery = this.#deliveries;
+    setImmediate(() => {
+      for (const event of events) this.#sendToAudience(event, delivery);
+    });
+  }
+
+  #sendToAudience(event: LedgerEvent, delivery: number): void {
+    const audience = event.ticket_id ? this.#tickets.get(event.ticket_id) : this.#rooms.get(event.room_id);
+    for (const subscriber of [...(audience ?? [])]) {
+      try {
+        this.#sendEvent(subscriber, event, delivery);
+      } catch (error) {
+        // One stream's trouble ends that stream (its client reconnects), never anyone else's.
+        this.#log.error({ err: error, event: event.id }, "could not send an event to a stream");
+        this.#end(subscriber);
+      }
+    }
   }
 
   /** The LISTEN connection was lost or a message was: replay the ledger since `since`, then re-read every room. */
@@ -411,14 +425,15 @@ export class Hub {
     this.#write(subscriber, formatSse({ event: "state", data }));
   }
 
-  #sendEvent(subscriber: Subscriber, event: LedgerEvent): void {
+  /** `delivery`: the deliver() that heard it (a held end waits for that delivery's read or a later one). */
+  #sendEvent(subscriber: Subscriber, event: LedgerEvent, delivery = this.#deliveries): void {
     const name = this.#streamEvents.get(event.type);
     if (!name || subscriber.closed || subscriber.sent.has(event.id)) return;
     if (name === "ended" || event.type === "room_deleted") {
       // Held for the state read that follows every delivery (deliver → refresh), which confirms or denies it.
       if (!subscriber.ending) {
         subscriber.ending = event;
-        subscriber.endingHeardIn = this.#deliveries;
+        subscriber.endingHeardIn = delivery;
       }
       return;
     }

@@ -4,7 +4,7 @@ import { connectSql, type Sql } from "../../src/db/client.js";
 import { Hub, type StreamClient } from "../../src/events/hub.js";
 import { createLogger } from "../../src/log.js";
 import { createMetrics } from "../../src/metrics.js";
-import { streamEventTypes, ticketStates } from "../../src/queue/index.js";
+import { roomEvents, streamEventTypes, ticketStates } from "../../src/queue/index.js";
 import { useTestDatabase } from "../helpers/database.js";
 import { eventually } from "../helpers/eventually.js";
 import { createRoom } from "../helpers/queue.js";
@@ -12,8 +12,9 @@ import { createRoom } from "../helpers/queue.js";
 /*
  * How a hub re-reads a room (src/events/hub.ts), against the real SQL, with the hub's clock in the
  * test's hands and no timer of its own firing: the periodic re-read leaves out streams read lately,
- * a read overtaken by an announcement is dropped for the one that follows it, once in a row, and
- * keep-alive comments go only to streams left quiet.
+ * a read overtaken by an announcement is dropped for the one that follows it, once in a row, a
+ * delivery asks for its rooms' reads before it writes its events, and keep-alive comments go only to
+ * streams left quiet.
  */
 
 const db = useTestDatabase();
@@ -32,9 +33,16 @@ let sql: Sql;
 let clock = 0;
 let metrics: ReturnType<typeof createMetrics>;
 let hub: Hub;
+/** What the hub asked the database and wrote to its streams, in order, while a test records it. */
+const order: string[] = [];
 
 beforeAll(async () => {
-  sql = await connectSql(db.serviceUrl, { max: 4 });
+  sql = await connectSql(db.serviceUrl, {
+    max: 4,
+    onQuery: (statement) => {
+      if (statement.includes("waitroom.positions(")) order.push("read");
+    },
+  });
   metrics = createMetrics();
   hub = new Hub({
     sql,
@@ -63,6 +71,8 @@ class Recorder implements StreamClient {
   keepAlives = 0;
   write(text: string): boolean {
     if (text === ": keep-alive\n\n") this.keepAlives += 1;
+    const event = /^event: (\w+)$/m.exec(text)?.[1];
+    if (event) order.push(event);
     const match = /^event: state\ndata: (.*)$/m.exec(text);
     if (match?.[1]) this.positions.push((JSON.parse(match[1]) as { position: number | null }).position);
     return true;
@@ -189,6 +199,27 @@ describe("a re-read overtaken by an announcement", () => {
     expect(await counter("positionReadsDropped")).toBe(dropped + 1);
     // The read that was not dropped showed the first leave; the one after it, the second.
     expect(client.positions).toEqual([3, 2, 1]);
+  });
+});
+
+describe("a delivery", () => {
+  it("asks for its rooms' reads before it writes its events, and shows both", async () => {
+    const room = await createRoom(db.sql, 2);
+    const tickets = await joinAll(room, 4);
+    const clients = await Promise.all(tickets.map(open));
+    const since = new Date();
+    await db.sql`select * from waitroom.admit(${room})`;
+    const events = await roomEvents(sql, [room], since);
+    expect(events.filter((event) => event.type === "admitted")).toHaveLength(2);
+    order.length = 0;
+    hub.deliver(events);
+    await eventually(() => clients.slice(2).every((client) => client.positions.at(-1) !== 3), "the queue moved up");
+    await settled();
+    // The room's read was handed to its connection before the first admission was written to its stream.
+    expect(order.indexOf("read")).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf("read")).toBeLessThan(order.indexOf("admitted"));
+    expect(order.filter((entry) => entry === "admitted")).toHaveLength(2);
+    expect(clients.slice(2).map((client) => client.positions.at(-1))).toEqual([1, 2]);
   });
 });
 
