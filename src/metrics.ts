@@ -92,7 +92,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}) {
     }),
     positionQueries: new Counter({
       name: "waitroom_position_queries_total",
-      help: "waitroom.positions reads run to update subscribers (one per room and change) and to open streams (one per batch of opens).",
+      help: "waitroom.positions reads run to update subscribers (one per room and change, one per slice of 5,000 streams) and to open streams (one per batch of opens).",
       registers,
     }),
     positionReadsDropped: new Counter({

@@ -142,7 +142,19 @@ export type HubOptions = {
   streamEvents: ReadonlyMap<string, string>;
   /** Monotonic milliseconds (performance.now by default; tests move it themselves). */
   now?: () => number;
+  /** A room's streams are read in slices of this many at once (ROOM_READ_SLICE; tests make it small). */
+  readSlice?: number;
 };
+
+/**
+ * A room's re-read, in slices read at the same time on as many connections: PostgreSQL runs each
+ * query on one core, and an opening's draw re-reads every stream of the room (19,000 positions took
+ * ≈ 200 ms of one core while the service waited for them). At most ROOM_READ_SLICES at once, so a
+ * huge room leaves the pool's other connections to the joins. Each slice is its own snapshot: a
+ * change committing between them is announced, and the read that follows shows it.
+ */
+const ROOM_READ_SLICE = 5000;
+const ROOM_READ_SLICES = 4;
 
 export class Hub {
   readonly #sql: Sql;
@@ -152,6 +164,7 @@ export class Hub {
   readonly #readState: HubOptions["readState"];
   readonly #streamEvents: ReadonlyMap<string, string>;
   readonly #now: () => number;
+  readonly #readSlice: number;
   readonly #rooms = new Map<string, Set<Subscriber>>();
   /**
    * Events heard for streams still being opened (token being verified), by ticket: each open
@@ -181,6 +194,7 @@ export class Hub {
     this.#readState = options.readState;
     this.#streamEvents = options.streamEvents;
     this.#now = options.now ?? (() => performance.now());
+    this.#readSlice = options.readSlice ?? ROOM_READ_SLICE;
     const every = (ms: number, work: () => void) => {
       const timer = setInterval(work, ms);
       timer.unref();
@@ -372,8 +386,7 @@ export class Hub {
     if (subscribers.length === 0) return;
     const ids = [...new Set(subscribers.map((s) => s.ticketId))];
     const readAfter = this.#deliveries;
-    const rows = await positions(this.#sql, room, ids);
-    this.#metrics.positionQueries.inc();
+    const rows = await this.#readPositions(room, ids);
     // Something was announced while this read was in flight, and the room is read again at once: these
     // states are already old, and showing them would only hold the newer ones up (a draw re-places
     // everyone). Once in a row at most, so that a room that never stops changing is still shown.
@@ -390,6 +403,16 @@ export class Hub {
       subscriber.readAt = readAt;
       this.#sendState(subscriber, byTicket.get(subscriber.ticketId), false);
     }
+  }
+
+  async #readPositions(room: string, ids: readonly string[]): Promise<TicketState[]> {
+    const slices = Math.min(ROOM_READ_SLICES, Math.ceil(ids.length / this.#readSlice));
+    const size = Math.ceil(ids.length / slices);
+    const parts = await Promise.all(
+      Array.from({ length: slices }, (_, i) => positions(this.#sql, room, ids.slice(i * size, (i + 1) * size))),
+    );
+    this.#metrics.positionQueries.inc(slices);
+    return parts.flat();
   }
 
   /** Send the state if it moved (or always, for the snapshot); ends the stream when the ticket is over. */

@@ -223,6 +223,64 @@ describe("a delivery", () => {
   });
 });
 
+describe("a large room's re-read", () => {
+  it("is read in slices at once, and shows every stream its own state", async () => {
+    // Slices of two, so that five streams make three.
+    const sliced = new Hub({
+      sql,
+      log: createLogger("silent"),
+      metrics,
+      settings,
+      readState: async (presented) => {
+        const [state] = await ticketStates(sql, [presented]);
+        if (!state) throw new Error("ticket_states returned no row");
+        return state;
+      },
+      streamEvents: await streamEventTypes(sql),
+      now: () => clock,
+      readSlice: 2,
+    });
+    try {
+      const room = await createRoom(db.sql, 1);
+      const [head, ...rest] = await joinAll(room, 6);
+      if (!head) throw new Error("join_many returned fewer tickets");
+      const clients = await Promise.all(
+        rest.map(async (ticket) => {
+          const client = new Recorder();
+          expect((await sliced.open({ ticketId: ticket.ticket_id, token: ticket.token }, client)).kind).toBe(
+            "streaming",
+          );
+          return client;
+        }),
+      );
+      expect(clients.map((client) => client.positions)).toEqual([[2], [3], [4], [5], [6]]);
+      await db.sql`select * from waitroom.leave(${head.ticket_id}, ${head.token})`;
+      const before = await counter("positionQueries");
+      // The three slices' reads wait together on a lock held meanwhile: they are in flight at once.
+      const holder = await db.sql.reserve();
+      try {
+        await holder`begin`;
+        await holder`lock table waitroom.tickets in access exclusive mode`;
+        sliced.refresh(room);
+        await eventually(async () => {
+          const [row] = await db.sql<{ waiting: number }[]>`
+            select count(*)::int as waiting from pg_stat_activity
+             where datname = current_database() and query like '%waitroom.positions(%' and wait_event_type = 'Lock'`;
+          return row?.waiting === 3;
+        }, "three reads wait on the lock at once");
+        await holder`commit`;
+      } finally {
+        holder.release();
+      }
+      await eventually(() => clients.every((client) => client.positions.length === 2), "every stream was re-read");
+      expect(clients.map((client) => client.positions.at(-1))).toEqual([1, 2, 3, 4, 5]);
+      expect(await counter("positionQueries")).toBe(before + 3);
+    } finally {
+      sliced.close();
+    }
+  });
+});
+
 describe("keep-alive comments", () => {
   it("go to streams nothing was written to for half the period, and to no other", async () => {
     const half = settings.keepAliveMs / 2;
