@@ -44,7 +44,12 @@ beforeAll(async () => {
     },
   });
   metrics = createMetrics();
-  hub = new Hub({
+  hub = await createHub();
+});
+
+/** A hub on the file's connections, metrics and clock. */
+async function createHub(options: { readSlice?: number } = {}): Promise<Hub> {
+  return new Hub({
     sql,
     log: createLogger("silent"),
     metrics,
@@ -56,8 +61,9 @@ beforeAll(async () => {
     },
     streamEvents: await streamEventTypes(sql),
     now: () => clock,
+    ...options,
   });
-});
+}
 afterAll(async () => {
   hub?.close();
   await sql?.end({ timeout: 5 });
@@ -226,20 +232,7 @@ describe("a delivery", () => {
 describe("a large room's re-read", () => {
   it("is read in slices at once, and shows every stream its own state", async () => {
     // Slices of two, so that five streams make three.
-    const sliced = new Hub({
-      sql,
-      log: createLogger("silent"),
-      metrics,
-      settings,
-      readState: async (presented) => {
-        const [state] = await ticketStates(sql, [presented]);
-        if (!state) throw new Error("ticket_states returned no row");
-        return state;
-      },
-      streamEvents: await streamEventTypes(sql),
-      now: () => clock,
-      readSlice: 2,
-    });
+    const sliced = await createHub({ readSlice: 2 });
     try {
       const room = await createRoom(db.sql, 1);
       const [head, ...rest] = await joinAll(room, 6);
