@@ -18,10 +18,9 @@ declare
   v_now   timestamptz := waitroom._now(p_now);
   r       waitroom.rooms;
   v_depth bigint;
-  v_rate  numeric;
-  -- The mean rate also as a fraction, v_admitted per v_seconds: eta_seconds is exact in integers,
-  -- where a decimal rate (1/3 = 0.333…) put a wait of exactly 3 s at 4, and cost a numeric division
-  -- per ticket. The range's arithmetic is floating point (its bounds are estimates).
+  -- The mean rate as a fraction, v_admitted per v_seconds: eta_seconds is exact in integers, where
+  -- a decimal rate (1/3 = 0.333…) put a wait of exactly 3 s at 4, and cost a numeric division per
+  -- ticket. The range's arithmetic is floating point (its bounds are estimates).
   v_admitted bigint;
   v_seconds  bigint := 300;
   v_rate_low  double precision;
@@ -61,28 +60,26 @@ begin
            extract(epoch from max(a.admitted_at) - min(a.admitted_at)) as span
       from admissions a
   )
-  select s.n, s.n / 300.0,
+  select s.n,
          -- minutes wholly before the first admission are left out: the room was not admitting yet
          (select min(mi.n) / 60.0 from minutes mi
            where v_now - make_interval(mins => mi.m) >= (select min(a.admitted_at) from admissions a)),
          (select max(mi.n) / 60.0 from minutes mi),
          case when s.batches >= 2 then s.span / (s.batches - 1) else r.tick_ms / 1000.0 end
-    into v_admitted, v_rate, v_rate_low, v_rate_high, v_gap
+    into v_admitted, v_rate_low, v_rate_high, v_gap
     from summary s;
-  v_rate_low := least(v_rate_low, v_rate);
-  v_rate_high := greatest(v_rate_high, v_rate);
+  v_rate_low := least(v_rate_low, v_admitted / 300.0);
+  v_rate_high := greatest(v_rate_high, v_admitted / 300.0);
   if r.admit_per_minute is not null then
     if r.admit_per_minute * 300 < v_admitted * 60 then
       v_admitted := r.admit_per_minute;
       v_seconds := 60;
     end if;
-    v_rate := least(v_rate, r.admit_per_minute / 60.0);
     v_rate_low := least(v_rate_low, r.admit_per_minute / 60.0);
     v_rate_high := least(v_rate_high, r.admit_per_minute / 60.0);
   end if;
   -- Nobody is admitted in a paused or closed room, nor past a failing upstream.
   if r.mode not in ('open', 'passthrough') or (r.health_url is not null and r.healthy is not true) then
-    v_rate := 0;
     v_admitted := 0;
   end if;
 
@@ -175,13 +172,13 @@ begin
       left join stretches bd on bd.priority = a.priority
   )
   select p.id, p.room_id, p.now_status, p.pos, v_depth, p.approx,
-         case when p.pos is not null and v_rate > 0 then ((p.pos * v_seconds + v_admitted - 1) / v_admitted)::integer end,
+         case when p.pos is not null and v_admitted > 0 then ((p.pos * v_seconds + v_admitted - 1) / v_admitted)::integer end,
          -- The range: the next pos admissions at the fastest and the slowest
          -- minute's rate, pos -/+ sqrt(pos) of them (the count's own noise),
          -- -/+ one gap between batches (where in the tick cycle we are).
-         case when p.pos is not null and v_rate > 0
+         case when p.pos is not null and v_admitted > 0
               then greatest(floor((p.pos - sqrt(p.pos)) / v_rate_high - v_gap), 0)::integer end,
-         case when p.pos is not null and v_rate > 0 and v_rate_low > 0
+         case when p.pos is not null and v_admitted > 0 and v_rate_low > 0
               then ceil((p.pos + sqrt(p.pos)) / v_rate_low + v_gap)::integer end,
          case p.now_status
            when 'admitted' then p.claim_deadline
