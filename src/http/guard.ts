@@ -39,22 +39,25 @@ export type GuardOptions = {
 };
 
 /** Who is calling, as the call's credentials showed. */
-export type Credentials = {
+type Credentials = {
   /** The ticket's bearer token, on routes secured by ticketToken. */
   ticketToken: string | undefined;
   /** The caller presented the server key (a join may then set holder and priority). */
   trusted: boolean;
 };
 
-/** The parts of a definition the guard enforces. */
-export type Guarded = Pick<RouteConfig, "security" | "request"> & {
+/** What a route does about hostile traffic, declared with it (and shown in /openapi.json). */
+export type Defences = {
+  /** The token bucket a call draws from, per client address (docs/operations.md, "Hostile traffic"). */
   "x-rate-limit"?: RateBucket;
+  /** A browser's call (Origin or Sec-Fetch-Site sent) must come from an allowed origin, unless the server key is presented. */
   "x-checks-origin"?: true;
 };
 
+/** The parts of a definition the guard enforces. */
+type Guarded = Pick<RouteConfig, "security" | "request"> & Defences;
+
 export type Guard = {
-  /** The route reads the ticket's token from ?token= too (EventSource cannot send headers). */
-  tokenInQuery: boolean;
   /** The declared security, then the origin check: refused calls throw their error. */
   credentials(caller: Caller, queryToken: () => string | undefined): Credentials;
   /** The body read and validated by the definition's schema; undefined for a route that takes none. */
@@ -101,7 +104,6 @@ export function guardOf(route: Guarded, options: GuardOptions): Guard {
   };
 
   return {
-    tokenInQuery: schemes.has("ticketTokenQuery"),
     credentials(caller, queryToken) {
       if (schemes.has("adminKey")) checkAdmin(caller);
       const ticketToken = schemes.has("ticketToken")

@@ -1,10 +1,9 @@
 import type { HttpBindings } from "@hono/node-server";
 import { createRoute, type Hook, OpenAPIHono, type RouteConfig, type RouteHandler } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
-import type { RateBucket } from "../config/index.js";
 import { type ErrorCode, errorCodes, errorEnvelope } from "./contracts.js";
 import { invalid } from "./errors.js";
-import { anyoneMayCall, guardOf, schemesOf } from "./guard.js";
+import { anyoneMayCall, type Defences, guardOf, schemesOf } from "./guard.js";
 import {
   type NodeDefinition,
   type NodeHandler,
@@ -67,14 +66,6 @@ export const callers = {
   /** The protected app's backend only. */
   server: [{ serverKey: [] }] as Requirement<"serverKey">[],
 } satisfies Record<string, Security>;
-
-/** What a route does about hostile traffic, declared with it (and shown in /openapi.json). */
-type Defences = {
-  /** The token bucket a call draws from, per client address (docs/operations.md, "Hostile traffic"). */
-  "x-rate-limit"?: RateBucket;
-  /** A browser's call (Origin or Sec-Fetch-Site sent) must come from an allowed origin, unless the server key is presented. */
-  "x-checks-origin"?: true;
-};
 
 /** Codes that follow from the shape of a definition, so no route has to remember them. */
 function impliedErrors(config: Pick<RouteConfig, "request" | "security"> & Defences): ErrorCode[] {
@@ -166,12 +157,14 @@ export function createRouter(options: NodeRouteOptions): Router {
       ];
       // The body is validated with the definition's schema, but read by the guard, not zod-openapi.
       const { body, ...request } = route.request ?? {};
-      middleware.push(async (c, next) => {
-        const validated = await guard.body(c.env.incoming);
-        if (body) c.req.addValidatedData("json", validated as object);
-        guard.rateLimit(c, c.var.trusted, validated);
-        return next();
-      });
+      if (body || route["x-rate-limit"]) {
+        middleware.push(async (c, next) => {
+          const validated = await guard.body(c.env.incoming);
+          if (body) c.req.addValidatedData("json", validated as object);
+          guard.rateLimit(c, c.var.trusted, validated);
+          return next();
+        });
+      }
       app.openAPIRegistry.registerPath(route);
       app.openapi({ ...route, request, middleware, hide: true }, handler);
     },
