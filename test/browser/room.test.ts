@@ -166,13 +166,21 @@ describe("the waiting-room page", () => {
     const room = await createRoom({ capacity: 0 });
     await join(room);
     const page = await chrome.browser.newPage();
+    // expect.poll does not bound the call it repeats: a step that never answers fails by its own name.
+    page.setDefaultTimeout(10_000);
     try {
       await page.goto(`${server.url}/rooms/${room}`);
       await expect.poll(() => page.locator("#position").textContent(), { timeout: 10_000 }).toBe("2");
       const before = await stored(page, room);
 
-      await page.evaluate(() => location.reload());
-      await page.waitForLoadState("load");
+      // The reloaded document must show the place, not the old one: wait for the new document's load.
+      // location.reload() (which the page sees coming) runs after evaluate has answered, so evaluate
+      // neither races the navigation nor waits on it.
+      const reloaded = page.waitForEvent("load");
+      await page.evaluate(() => {
+        setTimeout(() => location.reload());
+      });
+      await reloaded;
       await expect.poll(() => page.locator("#position").textContent(), { timeout: 10_000 }).toBe("2");
       expect((await stored(page, room)).ticket_id).toBe(before.ticket_id);
       expect(await ticketStatus(before.ticket_id)).toBe("queued");
