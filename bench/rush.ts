@@ -9,7 +9,7 @@ import { runInterleaved } from "./lib/interleave.js";
 import { readNotes } from "./lib/notes.js";
 import { runPgbench } from "./lib/pgbench.js";
 import { runPgBossInserts, startPgBoss } from "./lib/pgboss-load.js";
-import { fillQueue, timeAdmit, timed } from "./lib/queue-fill.js";
+import { fillQueue, timeAdmit, timeAdmitFloor, timed } from "./lib/queue-fill.js";
 import { withClient } from "./lib/server.js";
 import { descriptorLimit, openDescriptors, type ServiceProcess, startServiceProcess } from "./lib/service-process.js";
 import {
@@ -116,7 +116,7 @@ const PLANS: Record<Mode, Plan> = {
   },
 };
 
-const WORKLOADS = ["raw", "join_many", "add_jobs", "pgboss", "http", "healthz"] as const;
+const WORKLOADS = ["raw", "join_many", "join_many_floor", "add_jobs", "pgboss", "http", "healthz"] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 type CpuPerCall = { serviceMs: number; postgresMs: number | null; loadGeneratorMs: number };
@@ -237,7 +237,17 @@ export type RushFigures = {
   rounds: number;
   secondsPerRun: number;
   sizes: RushSizeFigures[];
-  admit: { size: number; ms: number[]; medianMs: number; admitted: number[] };
+  admit: {
+    size: number;
+    ms: number[];
+    medianMs: number;
+    admitted: number[];
+    /** The same rows written by one plain statement on waitroom's tables (bench/sql/admit_floor.sql). */
+    floorMs: number[];
+    floorMedianMs: number;
+    /** Median of per-round admit / floor. */
+    toFloor: number;
+  };
   verdicts: Verdicts;
 };
 
@@ -288,6 +298,7 @@ async function count(control: pg.Client, sql: string, params: unknown[] = []): P
 const ROWS_OF: Record<"raw" | BatchWorkload, string> = {
   raw: "select count(*) from raw_insert",
   join_many: `select count(*) from waitroom.tickets where room_id = '${THROUGHPUT_ROOM}'`,
+  join_many_floor: `select count(*) from waitroom.tickets where room_id = '${THROUGHPUT_ROOM}'`,
   add_jobs:
     "select count(*) from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'noop'",
 };
@@ -406,7 +417,7 @@ async function measureThroughput(
       },
       onResult: ({ workload, round, rounds, result }) =>
         say(
-          `round ${round}/${rounds}  ${workload.padEnd(9)} ` +
+          `round ${round}/${rounds}  ${workload.padEnd(15)} ` +
             (result === null
               ? "not available"
               : `${formatCount(result.perSecond).padStart(8)} /s` +
@@ -768,18 +779,36 @@ function failedBy(report: ClientsReport): RushSizeFigures["streams"]["failedBy"]
 async function measureAdmits(context: BenchContext, databaseUrl: string, control: pg.Client, plan: Plan["admit"]) {
   const ms: number[] = [];
   const admitted: number[] = [];
-  for (let round = 1; round <= plan.rounds; round++) {
-    const room = `rush-admit-${round}`;
+  const floorMs: number[] = [];
+  // Each round times admit and its floor on a room of its own, in alternating order.
+  const timeOne = async (kind: "admit" | "floor", round: number) => {
+    const room = `rush-${kind}-${round}`;
     await control.query("select waitroom.create_room($1, $2, $3)", [room, plan.size, ROOM_SETTINGS]);
     await fillQueue(databaseUrl, room, plan.size, Number.POSITIVE_INFINITY, context.signal);
     await settle(control);
-    const admit = await timeAdmit(control, room);
-    ms.push(admit.ms);
-    admitted.push(admit.admitted);
-    context.say(`admit ${round}/${plan.rounds}: ${formatCount(admit.admitted)} in ${formatMs(admit.ms)}`);
+    const timed = kind === "admit" ? await timeAdmit(control, room) : await timeAdmitFloor(control, room, plan.size);
+    context.say(`${kind} ${round}/${plan.rounds}: ${formatCount(timed.admitted)} in ${formatMs(timed.ms)}`);
     await control.query("select waitroom.delete_room($1)", [room]);
+    if (kind === "floor") floorMs.push(timed.ms);
+    else {
+      ms.push(timed.ms);
+      admitted.push(timed.admitted);
+    }
+  };
+  for (let round = 1; round <= plan.rounds; round++) {
+    for (const kind of round % 2 === 1 ? (["admit", "floor"] as const) : (["floor", "admit"] as const)) {
+      await timeOne(kind, round);
+    }
   }
-  return { size: plan.size, ms, medianMs: median(ms), admitted };
+  return {
+    size: plan.size,
+    ms,
+    medianMs: median(ms),
+    admitted,
+    floorMs,
+    floorMedianMs: median(floorMs),
+    toFloor: median(ms.map((admitMs, index) => admitMs / (floorMs[index] as number))),
+  };
 }
 
 /* ------------------------------------------------------------------ report */
@@ -804,15 +833,24 @@ function verdictsOf(figures: Omit<RushFigures, "verdicts">): Verdicts {
   return {
     httpToRaw: atLeast(workloads.http.vsRaw.median, TARGETS.httpToRaw, formatRatio),
     joinManyToRaw: workloads.join_many.available
-      ? atLeast(workloads.join_many.vsRaw.median, TARGETS.joinManyToRaw, formatRatio)
+      ? withFloor(
+          atLeast(workloads.join_many.vsRaw.median, TARGETS.joinManyToRaw, formatRatio),
+          formatRatio(workloads.join_many_floor.vsRaw.median),
+        )
       : { target: `≥ ${formatRatio(TARGETS.joinManyToRaw)}`, value: "—", verdict: "not available", met: null },
     firstState,
-    admit: below(figures.admit.medianMs, TARGETS.admitMs, formatMs),
+    admit: withFloor(below(figures.admit.medianMs, TARGETS.admitMs, formatMs), formatMs(figures.admit.floorMedianMs)),
     update: largest?.opening
       ? update(largest.opening)
       : { target: `< ${formatLatency(TARGETS.updateP99Ms)}`, value: "—", verdict: "not measured", met: null },
   };
 }
+
+/** A measured value beside what the rows it writes cost alone, in the same run (the floor under it). */
+const withFloor = (verdict: Verdict, floor: string): Verdict => ({
+  ...verdict,
+  value: `${verdict.value} (its rows alone: ${floor})`,
+});
 
 const verdictCell = (v: Verdict) => (v.met === false ? `**${v.verdict}**` : v.verdict);
 
@@ -1011,8 +1049,12 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
   const notes = await readNotes("rush");
   const { workloads } = figures;
   const what = (workload: Workload) => workloads[workload].what;
+  const joinManyToFloor = tpsRatiosByRound(
+    workloads.join_many.rounds.map((round) => ({ tps: round?.perSecond ?? Number.NaN })),
+    workloads.join_many_floor.rounds.map((round) => ({ tps: round?.perSecond ?? Number.NaN })),
+  );
   const perRound = markdownTable(
-    ["round", ...WORKLOADS.map((workload) => `${workload} / s`), "http / raw", "join_many / raw"],
+    ["round", ...WORKLOADS.map((workload) => `${workload} / s`), "http / raw", "join_many / raw", "join_many / floor"],
     Array.from({ length: figures.rounds }, (_, index) => {
       const at = (workload: Workload) => workloads[workload].rounds[index];
       const ratio = (workload: Workload) => workloads[workload].vsRaw.perRound[index] ?? Number.NaN;
@@ -1024,6 +1066,7 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
         }),
         formatRatio(ratio("http")),
         workloads.join_many.available ? formatRatio(ratio("join_many")) : "not available",
+        workloads.join_many.available ? formatRatio(joinManyToFloor[index] ?? Number.NaN) : "not available",
       ];
     }),
   );
@@ -1118,7 +1161,12 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     `**Admit of ${formatCount(figures.admit.size)} in one call**: median ${formatMs(figures.admit.medianMs)} over ` +
       `${figures.admit.ms.length} (${figures.admit.ms.map(formatMs).join(", ")}): a room of that capacity filled through ` +
       "`waitroom.join` in bulk, vacuumed, then `select count(*) from waitroom.admit(room)` timed from the client, the same " +
-      "helper as section 3 (`bench/lib/queue-fill.ts`).",
+      "helper as section 3 (`bench/lib/queue-fill.ts`). Its floor in the same rounds (the order alternating): the rows " +
+      `that admission writes, by one plain statement on waitroom's own tables (\`bench/sql/admit_floor.sql\`: the ` +
+      "tickets picked in queue order and offered their seats, and their ledger rows with the data admit gives them), " +
+      `median ${formatMs(figures.admit.floorMedianMs)} (${figures.admit.floorMs.map(formatMs).join(", ")}); ` +
+      `admit / floor ${formatRatio(figures.admit.toFloor)} (median of rounds). Section 3's bare baseline writes ` +
+      "narrower rows into tables with one index each.",
     "",
     "### Targets",
     "",
@@ -1165,6 +1213,11 @@ export const rushBenchmark: Benchmark<RushFigures> = {
         join_many: summarise(
           `${await statement("join_many")}${rounds.join_many.every((round) => round === null) ? ` — not available: \`${JOIN_MANY}\` is not in sql/ yet` : ""}`,
           rounds.join_many,
+          rounds.raw,
+        ),
+        join_many_floor: summarise(
+          `${await statement("join_many_floor")} (the rows join_many(${BATCH}) writes, without join_many)`,
+          rounds.join_many_floor,
           rounds.raw,
         ),
         add_jobs: summarise(await statement("add_jobs"), rounds.add_jobs, rounds.raw),

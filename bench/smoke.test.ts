@@ -103,7 +103,15 @@ describe("bench/run.ts --quick", () => {
         expect(Number.isFinite(scenario.medianAbsError), scenario.name).toBe(true);
       }
 
-      for (const workload of ["raw", "join_many", "add_jobs", "pgboss", "http", "healthz"] as const) {
+      for (const workload of [
+        "raw",
+        "join_many",
+        "join_many_floor",
+        "add_jobs",
+        "pgboss",
+        "http",
+        "healthz",
+      ] as const) {
         const figures = rush.workloads[workload];
         expect(figures.available, workload).toBe(true);
         expect(figures.medianPerSecond, workload).toBeGreaterThan(0);
@@ -111,6 +119,7 @@ describe("bench/run.ts --quick", () => {
       }
       expect(rush.workloads.add_jobs.rowsPerCall, "add_jobs rows per call").toBe(100);
       expect(rush.workloads.pgboss.rowsPerCall, "pg-boss rows per call").toBe(100);
+      expect(rush.workloads.join_many_floor.rowsPerCall, "join_many floor rows per call").toBe(100);
       expect(rush.sizes.length).toBeGreaterThan(0);
       for (const size of rush.sizes) {
         expect(size.join.joined, "joins answered 202").toBe(size.size);
@@ -123,6 +132,8 @@ describe("bench/run.ts --quick", () => {
         expect(size.errors, "errors").toBe(0);
       }
       expect(rush.admit.medianMs).toBeGreaterThan(0);
+      expect(rush.admit.floorMs.length, "admit floor rounds").toBe(rush.admit.ms.length);
+      expect(rush.admit.floorMedianMs, "admit floor").toBeGreaterThan(0);
       expect(stdout).toContain("Rush — N join");
 
       expect(lifecycles.capacity.sweepPerSecond, "sweep purge rate").toBeGreaterThan(0);

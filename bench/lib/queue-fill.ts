@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import pg from "pg";
 
 /*
@@ -61,4 +62,20 @@ export async function timeAdmit(control: pg.Client, room: string): Promise<{ ms:
     control.query<{ count: string }>("select count(*) from waitroom.admit($1)", [room]),
   );
   return { ms, admitted: Number(value.rows[0]?.count ?? 0) };
+}
+
+const ADMIT_FLOOR = readFile(new URL("../sql/admit_floor.sql", import.meta.url), "utf8");
+
+/**
+ * The floor under `timeAdmit`: the rows an admission of `count` writes, by one plain statement on waitroom's
+ * own tables (bench/sql/admit_floor.sql), timed from the client.
+ */
+export async function timeAdmitFloor(
+  control: pg.Client,
+  room: string,
+  count: number,
+): Promise<{ ms: number; admitted: number }> {
+  const sql = await ADMIT_FLOOR;
+  const { ms, value } = await timed(() => control.query(sql, [room, count]));
+  return { ms, admitted: value.rowCount ?? 0 };
 }

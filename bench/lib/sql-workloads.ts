@@ -13,7 +13,7 @@ export const SQL_WORKLOADS = ["raw", "floor", "join", "add_job"] as const;
 export type SqlWorkload = (typeof SQL_WORKLOADS)[number];
 
 /** Workloads that write BATCH_ROWS rows per transaction (the rush benchmark's). */
-export const BATCH_WORKLOADS = ["join_many", "add_jobs"] as const;
+export const BATCH_WORKLOADS = ["join_many", "join_many_floor", "add_jobs"] as const;
 export type BatchWorkload = (typeof BATCH_WORKLOADS)[number];
 export const BATCH_ROWS = 100;
 
@@ -23,6 +23,7 @@ const SCRIPT_FILES: Record<SqlWorkload | BatchWorkload, string> = {
   join: "join.sql",
   add_job: "add_job.sql",
   join_many: "join_many.sql",
+  join_many_floor: "join_many_floor.sql",
   add_jobs: "add_jobs.sql",
 };
 const SCRIPTS_DIR = fileURLToPath(new URL("../sql/", import.meta.url));
