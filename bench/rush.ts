@@ -1166,8 +1166,11 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     };
     return `${pick((c) => c.serviceMs)} · ${pick((c) => c.postgresMs)} · ${pick((c) => c.loadGeneratorMs)}`;
   };
-  const perRow = (w: RushWorkloadFigures) =>
-    w.rounds.map((round) => round?.postgresMsPerRow ?? null).filter((v): v is number => v !== null);
+  // Not sampled in runs too short for it (quick mode): n/a.
+  const perRow = (w: RushWorkloadFigures) => {
+    const sampled = w.rounds.map((round) => round?.postgresMsPerRow ?? null).filter((v): v is number => v !== null);
+    return sampled.length > 0 ? median(sampled) : null;
+  };
   const errors = errorLines(figures, plan);
   const ceiling = figures.descriptorLimit === null ? "unknown" : formatCount(figures.descriptorLimit);
   return [
@@ -1224,8 +1227,8 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     "Rows per call are counted in the tables written (tickets of the room, graphile-worker's jobs, pgboss.job), not " +
       "assumed from the batch. CPU per HTTP call (service · PostgreSQL · load generator, medians): " +
       `join ${cpu(workloads.http)}; \`/healthz\` ${cpu(workloads.healthz)}. PostgreSQL's CPU per ticket ` +
-      `(sampled while pgbench ran, medians): join_many ${ms3(median(perRow(workloads.join_many)))}, its floor ` +
-      `${ms3(median(perRow(workloads.join_many_floor)))}.`,
+      `(sampled while pgbench ran, medians): join_many ${ms3(perRow(workloads.join_many))}, its floor ` +
+      `${ms3(perRow(workloads.join_many_floor))}.`,
     "",
     ceilingLine(figures.httpJoinCeiling),
     "",
