@@ -315,10 +315,12 @@ async function count(control: pg.Client, sql: string, params: unknown[] = []): P
 
 /* ------------------------------------------------------------------ throughput, interleaved */
 
+// join_many and its floor write the same rows.
+const THROUGHPUT_TICKETS = `select count(*) from waitroom.tickets where room_id = '${THROUGHPUT_ROOM}'`;
 const ROWS_OF: Record<"raw" | BatchWorkload, string> = {
   raw: "select count(*) from raw_insert",
-  join_many: `select count(*) from waitroom.tickets where room_id = '${THROUGHPUT_ROOM}'`,
-  join_many_floor: `select count(*) from waitroom.tickets where room_id = '${THROUGHPUT_ROOM}'`,
+  join_many: THROUGHPUT_TICKETS,
+  join_many_floor: THROUGHPUT_TICKETS,
   add_jobs:
     "select count(*) from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'noop'",
 };
@@ -470,7 +472,6 @@ async function postgresCpuPerLedgerRow(
   seconds: number,
 ): Promise<number | null> {
   if (postmasterPid === null || seconds < 3) return null;
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const lastId = () => count(control, "select coalesce(max(id), 0) as count from waitroom.events");
   await sleep(1000);
   const [idBefore, cpuBefore] = [await lastId(), await childrenCpuMs(postmasterPid)];
@@ -480,16 +481,18 @@ async function postgresCpuPerLedgerRow(
   return rows > 0 ? childrenCpuDeltaMs(cpuBefore, cpuAfter) / rows : null;
 }
 
+/** The median over a workload's measured rounds of a figure some rounds have (null: none has it). */
+function medianOfRounds(w: RushWorkloadFigures, get: (round: Throughput) => number | null): number | null {
+  const values = w.rounds
+    .map((round) => (round === null ? null : get(round)))
+    .filter((value): value is number => value !== null && Number.isFinite(value));
+  return values.length > 0 ? median(values) : null;
+}
+
 function httpJoinCeilingOf(workloads: Record<Workload, RushWorkloadFigures>): HttpJoinCeiling | null {
-  const medianOf = (w: RushWorkloadFigures, get: (round: Throughput) => number | null) => {
-    const values = w.rounds
-      .map((round) => (round === null ? null : get(round)))
-      .filter((value): value is number => value !== null && Number.isFinite(value));
-    return values.length > 0 ? median(values) : null;
-  };
-  const serviceMs = medianOf(workloads.healthz, (round) => round.cpu?.serviceMs ?? null);
-  const loadGeneratorMs = medianOf(workloads.healthz, (round) => round.cpu?.loadGeneratorMs ?? null);
-  const postgresMsPerRow = medianOf(workloads.join_many_floor, (round) => round.postgresMsPerRow);
+  const serviceMs = medianOfRounds(workloads.healthz, (round) => round.cpu?.serviceMs ?? null);
+  const loadGeneratorMs = medianOfRounds(workloads.healthz, (round) => round.cpu?.loadGeneratorMs ?? null);
+  const postgresMsPerRow = medianOfRounds(workloads.join_many_floor, (round) => round.postgresMsPerRow);
   if (serviceMs === null || loadGeneratorMs === null || postgresMsPerRow === null) return null;
   const cores = availableParallelism();
   const perSecond = (cores * 1000) / (serviceMs + loadGeneratorMs + postgresMsPerRow);
@@ -903,29 +906,35 @@ function verdictsOf(figures: Omit<RushFigures, "verdicts">): Verdicts {
   };
   return {
     httpToRaw: figures.httpJoinCeiling
-      ? {
-          ...atLeast(workloads.http.vsRaw.median, TARGETS.httpToRaw, formatRatio),
-          value: `${formatRatio(workloads.http.vsRaw.median)} (ceiling from its floors: ${formatRatio(figures.httpJoinCeiling.vsRaw)})`,
-        }
+      ? beside(
+          atLeast(workloads.http.vsRaw.median, TARGETS.httpToRaw, formatRatio),
+          "ceiling from its floors",
+          formatRatio(figures.httpJoinCeiling.vsRaw),
+        )
       : atLeast(workloads.http.vsRaw.median, TARGETS.httpToRaw, formatRatio),
     joinManyToRaw: workloads.join_many.available
-      ? withFloor(
+      ? beside(
           atLeast(workloads.join_many.vsRaw.median, TARGETS.joinManyToRaw, formatRatio),
+          "its rows alone",
           formatRatio(workloads.join_many_floor.vsRaw.median),
         )
       : { target: `≥ ${formatRatio(TARGETS.joinManyToRaw)}`, value: "—", verdict: "not available", met: null },
     firstState,
-    admit: withFloor(below(figures.admit.medianMs, TARGETS.admitMs, formatMs), formatMs(figures.admit.floorMedianMs)),
+    admit: beside(
+      below(figures.admit.medianMs, TARGETS.admitMs, formatMs),
+      "its rows alone",
+      formatMs(figures.admit.floorMedianMs),
+    ),
     update: largest?.opening
       ? update(largest.opening)
       : { target: `< ${formatLatency(TARGETS.updateP99Ms)}`, value: "—", verdict: "not measured", met: null },
   };
 }
 
-/** A measured value beside what the rows it writes cost alone, in the same run (the floor under it). */
-const withFloor = (verdict: Verdict, floor: string): Verdict => ({
+/** A measured value beside the floor under it in the same run (what its rows, or its parts, cost alone). */
+const beside = (verdict: Verdict, floor: string, value: string): Verdict => ({
   ...verdict,
-  value: `${verdict.value} (its rows alone: ${floor})`,
+  value: `${verdict.value} (${floor}: ${value})`,
 });
 
 const verdictCell = (v: Verdict) => (v.met === false ? `**${v.verdict}**` : v.verdict);
@@ -1159,18 +1168,12 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     }),
   );
   const cpu = (w: RushWorkloadFigures) => {
-    const rounds = w.rounds.filter((round): round is Throughput => round?.cpu != null);
-    const pick = (get: (c: CpuPerCall) => number | null) => {
-      const values = rounds.map((round) => get(round.cpu as CpuPerCall)).filter((v): v is number => v !== null);
-      return values.length > 0 ? `${median(values).toFixed(3)} ms` : "n/a";
-    };
+    const pick = (get: (c: CpuPerCall) => number | null) =>
+      ms3(medianOfRounds(w, (round) => (round.cpu ? get(round.cpu) : null)));
     return `${pick((c) => c.serviceMs)} · ${pick((c) => c.postgresMs)} · ${pick((c) => c.loadGeneratorMs)}`;
   };
   // Not sampled in runs too short for it (quick mode): n/a.
-  const perRow = (w: RushWorkloadFigures) => {
-    const sampled = w.rounds.map((round) => round?.postgresMsPerRow ?? null).filter((v): v is number => v !== null);
-    return sampled.length > 0 ? median(sampled) : null;
-  };
+  const perRow = (w: RushWorkloadFigures) => ms3(medianOfRounds(w, (round) => round.postgresMsPerRow));
   const errors = errorLines(figures, plan);
   const ceiling = figures.descriptorLimit === null ? "unknown" : formatCount(figures.descriptorLimit);
   return [
@@ -1227,8 +1230,8 @@ async function markdownReport(figures: RushFigures, plan: Plan, mode: Mode): Pro
     "Rows per call are counted in the tables written (tickets of the room, graphile-worker's jobs, pgboss.job), not " +
       "assumed from the batch. CPU per HTTP call (service · PostgreSQL · load generator, medians): " +
       `join ${cpu(workloads.http)}; \`/healthz\` ${cpu(workloads.healthz)}. PostgreSQL's CPU per ticket ` +
-      `(sampled while pgbench ran, medians): join_many ${ms3(perRow(workloads.join_many))}, its floor ` +
-      `${ms3(perRow(workloads.join_many_floor))}.`,
+      `(sampled while pgbench ran, medians): join_many ${perRow(workloads.join_many)}, its floor ` +
+      `${perRow(workloads.join_many_floor)}.`,
     "",
     ceilingLine(figures.httpJoinCeiling),
     "",
