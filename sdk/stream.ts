@@ -41,6 +41,8 @@ const DEFAULT_RETRY_MS = 2_000;
 /** Ids remembered for de-duplication; a ticket's stream shows far fewer events than this. */
 const SEEN_IDS_KEPT = 1_024;
 const EVENT_TYPES = new Set<string>(["state", "admitted", "active", "draining", "ended", "superseded", "room"]);
+/** What a request about a ticket that is over answers: the stream ends on it with reason "ended". */
+const TICKET_OVER = new Set<string>(["ended", "expired", "left"]);
 const OVER = new Set<string>(["draining", "ended", "expired", "left", "superseded"]);
 
 /** Errors worth another try: the network, timeouts, overload and 5xx (a replica going away, a gateway). */
@@ -94,6 +96,9 @@ export async function subscribe(
       ticket.heartbeat(signal).catch((error: unknown) => {
         // The seat is gone: further heartbeats would only fail the same way.
         if (error instanceof WaitroomError && error.status < 500) stopHeartbeat();
+        // The ticket is over (a leave, say, while this heartbeat was in flight): the stream tells of the
+        // end with its own event and resolves "ended", so it is not an error of the subscription.
+        if (error instanceof WaitroomError && TICKET_OVER.has(error.code)) return;
         report(error);
       });
     }, heartbeatMs);

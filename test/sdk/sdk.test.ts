@@ -62,14 +62,17 @@ function recorder() {
 
 /** A fetch that records every request (method, path, Last-Event-ID) before passing it on. */
 function traced() {
-  const calls: Array<{ method: string; path: string; lastEventId: string | null }> = [];
-  const fetch: typeof globalThis.fetch = (input, init) => {
-    calls.push({
+  const calls: Array<{ method: string; path: string; lastEventId: string | null; status?: number }> = [];
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const call: (typeof calls)[number] = {
       method: init?.method ?? "GET",
       path: new URL(String(input)).pathname,
       lastEventId: new Headers(init?.headers).get("last-event-id"),
-    });
-    return globalThis.fetch(input, init);
+    };
+    calls.push(call);
+    const response = await globalThis.fetch(input, init);
+    call.status = response.status;
+    return response;
   };
   const to = (suffix: string) => calls.filter((call) => call.path.endsWith(suffix));
   return { fetch, calls, to };
@@ -208,6 +211,26 @@ describe("the client SDK against the real server", () => {
     const heartbeats = to("/heartbeat").length;
     await sleep(400);
     expect(to("/heartbeat")).toHaveLength(heartbeats);
+  });
+
+  it("ends quietly when the seat is given up while a heartbeat is in flight", async () => {
+    const room = await createRoom({ capacity: 1, claim_seconds: 60, session_seconds: 300 });
+    const { fetch, to } = traced();
+    const client = createClient({ baseUrl: `${server.url}/`, fetch });
+    const mine = await client.join(room);
+    const seen = recorder();
+    const errors: unknown[] = [];
+    // Heartbeats back to back, so that one is answered after the leave, before the stream tells of it.
+    const subscription = mine.subscribe(seen.push, { autoClaim: true, heartbeatMs: 1, onError: (e) => errors.push(e) });
+    await seen.next((e) => e.type === "active");
+    for (let waited = 0; to("/heartbeat").length < 5 && waited < 5_000; waited += 20) await sleep(20);
+    await mine.leave();
+    expect(await subscription).toEqual({ reason: "ended", lastEventId: expect.any(String) });
+    expect(seen.events.at(-1)).toMatchObject({ type: "ended", data: { status: "left" } });
+    // The contention happened: a heartbeat was answered after the seat was given up.
+    expect(to("/heartbeat").filter((call) => call.status === 410).length).toBeGreaterThan(0);
+    // The stream tells of the end; a heartbeat answering "left" is not an error of the subscription.
+    expect(errors).toEqual([]);
   });
 
   it("resumes a cut connection without missing or repeating an event", async () => {
